@@ -1,0 +1,415 @@
+/*
+ * iopoll_io: static helper for the nestor VM tests. The same binary runs in
+ * the guest (busybox initramfs) and on the host.
+ *
+ *   iopoll_io gen    --seed S --offset O --length L          pattern -> stdout
+ *   iopoll_io verify --seed S --offset O --length L FILE     FILE (or -) holds
+ *                    the pattern at [O, O+L) (FILE is read at offset O; for
+ *                    "-" stdin is expected to start at O)
+ *   iopoll_io uring  --seed S --offset O --length L --dev DEV
+ *                    [--iopoll] [--bs N] [--qd N]
+ *                    O_DIRECT io_uring writes of the pattern, fdatasync,
+ *                    O_DIRECT reads (sequential at --bs, then every 4 KiB
+ *                    block in a scrambled order) verified against the
+ *                    pattern. With --iopoll the ring is created with
+ *                    IORING_SETUP_IOPOLL (polled completions, no
+ *                    interrupts); setup refusal is a failure, never a
+ *                    silent fallback.
+ *
+ * Pattern: the device is divided into 4 KiB blocks; block b (absolute byte
+ * offset b*4096) starts with a 64-byte text header naming b and the seed,
+ * followed by xorshift64 words seeded from (seed, b). Offsets and lengths
+ * must be multiples of 4096. Exit status 0 = success, 1 = mismatch or I/O
+ * error, 2 = usage / setup error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLK 4096u
+#define HDR 64u
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Fill one 4 KiB block of the pattern for absolute block number b. */
+static void fill_block(unsigned char *p, uint64_t b, uint32_t seed)
+{
+	char hdr[HDR + 1];
+	memset(hdr, '.', HDR);
+	int n = snprintf(hdr, sizeof hdr, "NESTOR-VM blk=%012" PRIx64 " seed=%08" PRIx32, b, seed);
+	if (n < (int)HDR)
+		hdr[n] = ' ';
+	hdr[HDR - 1] = '\n';
+	memcpy(p, hdr, HDR);
+	uint64_t st = ((uint64_t)seed << 32) ^ (b * 0x2545f4914f6cdd1dull) ^ 0x6e6573746f72ull;
+	uint64_t x = splitmix64(&st) | 1;
+	for (unsigned i = HDR; i < BLK; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(p + i, &x, 8);
+	}
+}
+
+static void fill_range(unsigned char *p, uint64_t off, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i += BLK)
+		fill_block(p + i, (off + i) / BLK, seed);
+}
+
+/* Compare buf (holding [off, off+len)) with the pattern; report the first
+ * bad block. Returns 0 if equal. */
+static int check_range(const unsigned char *buf, uint64_t off, size_t len, uint32_t seed,
+		       const char *what)
+{
+	unsigned char exp[BLK];
+	for (size_t i = 0; i < len; i += BLK) {
+		uint64_t b = (off + i) / BLK;
+		fill_block(exp, b, seed);
+		if (memcmp(exp, buf + i, BLK) != 0) {
+			size_t j = 0;
+			while (exp[j] == buf[i + j])
+				j++;
+			char got[HDR];
+			for (unsigned k = 0; k < HDR - 1; k++) {
+				unsigned char c = buf[i + k];
+				got[k] = (c >= 32 && c < 127) ? (char)c : '?';
+			}
+			got[HDR - 1] = 0;
+			fprintf(stderr,
+				"iopoll_io: %s: mismatch in block %" PRIu64 " (byte offset %" PRIu64
+				"), first differing byte +%zu; block starts with \"%s\"\n",
+				what, b, off + i + j, j, got);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+struct opts {
+	uint32_t seed;
+	uint64_t offset, length;
+	const char *dev;
+	const char *file;
+	int iopoll;
+	unsigned bs, qd;
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: iopoll_io gen|verify|uring --seed S --offset O --length L\n"
+		"                 [--dev DEV] [--iopoll] [--bs N] [--qd N] [FILE]\n");
+	exit(2);
+}
+
+static uint64_t num(const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		usage();
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	}
+	if (*end)
+		usage();
+	return v;
+}
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->seed = 0x6e657374;
+	o->offset = 1 << 20;
+	o->length = 8 << 20;
+	o->bs = 65536;
+	o->qd = 8;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--iopoll")) { o->iopoll = 1; continue; }
+		if (a[0] == '-' && a[1] == '-') {
+			if (!v)
+				usage();
+			i++;
+			if (!strcmp(a, "--seed")) o->seed = (uint32_t)num(v);
+			else if (!strcmp(a, "--offset")) o->offset = num(v);
+			else if (!strcmp(a, "--length")) o->length = num(v);
+			else if (!strcmp(a, "--dev")) o->dev = v;
+			else if (!strcmp(a, "--bs")) o->bs = (unsigned)num(v);
+			else if (!strcmp(a, "--qd")) o->qd = (unsigned)num(v);
+			else usage();
+			continue;
+		}
+		if (o->file)
+			usage();
+		o->file = a;
+	}
+	if (o->offset % BLK || o->length % BLK || o->length == 0 || o->bs % BLK || o->bs == 0 ||
+	    o->qd == 0 || o->qd > 256) {
+		fprintf(stderr, "iopoll_io: offset/length/bs must be non-zero multiples of 4096, qd 1..256\n");
+		exit(2);
+	}
+}
+
+static int do_gen(const struct opts *o)
+{
+	unsigned char *buf = malloc(1 << 20);
+	if (!buf)
+		return 2;
+	for (uint64_t done = 0; done < o->length;) {
+		size_t n = o->length - done < (1u << 20) ? (size_t)(o->length - done) : (1u << 20);
+		fill_range(buf, o->offset + done, n, o->seed);
+		for (size_t w = 0; w < n;) {
+			ssize_t r = write(1, buf + w, n - w);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				perror("iopoll_io: write");
+				return 1;
+			}
+			w += (size_t)r;
+		}
+		done += n;
+	}
+	free(buf);
+	return 0;
+}
+
+static int do_verify(const struct opts *o)
+{
+	if (!o->file)
+		usage();
+	int is_stdin = !strcmp(o->file, "-");
+	int fd = is_stdin ? 0 : open(o->file, O_RDONLY);
+	if (fd < 0) {
+		fprintf(stderr, "iopoll_io: open %s: %s\n", o->file, strerror(errno));
+		return 1;
+	}
+	unsigned char *buf = malloc(1 << 20);
+	if (!buf)
+		return 2;
+	for (uint64_t done = 0; done < o->length;) {
+		size_t n = o->length - done < (1u << 20) ? (size_t)(o->length - done) : (1u << 20);
+		size_t got = 0;
+		while (got < n) {
+			ssize_t r = is_stdin ? read(fd, buf + got, n - got)
+					     : pread(fd, buf + got, n - got, (off_t)(o->offset + done + got));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				fprintf(stderr, "iopoll_io: read %s: %s\n", o->file, strerror(errno));
+				return 1;
+			}
+			if (r == 0) {
+				fprintf(stderr, "iopoll_io: %s: short (EOF at byte %" PRIu64 ", want up to %" PRIu64 ")\n",
+					o->file, o->offset + done + got, o->offset + o->length);
+				return 1;
+			}
+			got += (size_t)r;
+		}
+		if (check_range(buf, o->offset + done, n, o->seed, o->file))
+			return 1;
+		done += n;
+	}
+	printf("iopoll_io: verify %s: %" PRIu64 " bytes at %" PRIu64 " OK (seed %08" PRIx32 ")\n",
+	       o->file, o->length, o->offset, o->seed);
+	return 0;
+}
+
+/* ---- io_uring ---- */
+
+struct slot {
+	unsigned char *buf;
+	uint64_t off;
+	unsigned len;
+	int busy;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Run one pass: for i in [0, count) issue op on (offsets[i], len) with up to
+ * qd in flight. Writes carry the pattern; reads are verified.
+ */
+static int uring_pass(struct io_uring *ring, int fd, int write, const uint64_t *offsets, size_t count,
+		      unsigned len, struct slot *slots, unsigned qd, uint32_t seed, const char *name)
+{
+	size_t next = 0, done = 0;
+	unsigned inflight = 0;
+	double t0 = now();
+	while (done < count) {
+		while (next < count && inflight < qd) {
+			unsigned s = 0;
+			while (slots[s].busy)
+				s++;
+			struct slot *sl = &slots[s];
+			sl->off = offsets[next++];
+			sl->len = len;
+			sl->busy = 1;
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+			if (!sqe) {
+				fprintf(stderr, "iopoll_io: no sqe\n");
+				return 1;
+			}
+			if (write) {
+				fill_range(sl->buf, sl->off, len, seed);
+				io_uring_prep_write(sqe, fd, sl->buf, len, sl->off);
+			} else {
+				memset(sl->buf, 0xa5, len);
+				io_uring_prep_read(sqe, fd, sl->buf, len, sl->off);
+			}
+			io_uring_sqe_set_data(sqe, sl);
+			inflight++;
+		}
+		int r = io_uring_submit(ring);
+		if (r < 0) {
+			fprintf(stderr, "iopoll_io: io_uring_submit: %s\n", strerror(-r));
+			return 1;
+		}
+		struct io_uring_cqe *cqe;
+		r = io_uring_wait_cqe(ring, &cqe);
+		if (r < 0) {
+			fprintf(stderr, "iopoll_io: io_uring_wait_cqe: %s\n", strerror(-r));
+			return 1;
+		}
+		unsigned head, seen = 0;
+		int bad = 0;
+		io_uring_for_each_cqe(ring, head, cqe) {
+			struct slot *sl = io_uring_cqe_get_data(cqe);
+			seen++;
+			if (cqe->res != (int)sl->len) {
+				fprintf(stderr, "iopoll_io: %s at %" PRIu64 " len %u: res %d (%s)\n", name,
+					sl->off, sl->len, cqe->res, cqe->res < 0 ? strerror(-cqe->res) : "short");
+				bad = 1;
+			} else if (!write && check_range(sl->buf, sl->off, sl->len, seed, name)) {
+				bad = 1;
+			}
+			sl->busy = 0;
+		}
+		io_uring_cq_advance(ring, seen);
+		inflight -= seen;
+		done += seen;
+		if (bad)
+			return 1;
+	}
+	double dt = now() - t0;
+	printf("iopoll_io: %s: %zu x %u bytes OK in %.3f s\n", name, count, len, dt);
+	return 0;
+}
+
+static size_t gcd(size_t a, size_t b)
+{
+	while (b) {
+		size_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+static int do_uring(const struct opts *o)
+{
+	if (!o->dev)
+		usage();
+	if (o->length % o->bs) {
+		fprintf(stderr, "iopoll_io: length must be a multiple of bs\n");
+		return 2;
+	}
+	int fd = open(o->dev, O_RDWR | O_DIRECT);
+	if (fd < 0) {
+		fprintf(stderr, "iopoll_io: open %s O_DIRECT: %s\n", o->dev, strerror(errno));
+		return 2;
+	}
+	struct io_uring ring;
+	unsigned flags = o->iopoll ? IORING_SETUP_IOPOLL : 0;
+	int r = io_uring_queue_init(o->qd * 2, &ring, flags);
+	if (r < 0) {
+		fprintf(stderr, "iopoll_io: io_uring_queue_init(%s): %s\n",
+			o->iopoll ? "IORING_SETUP_IOPOLL" : "0", strerror(-r));
+		return 2;
+	}
+	printf("iopoll_io: ring ready (flags=%#x%s), dev %s, %" PRIu64 " bytes at %" PRIu64
+	       ", bs %u, qd %u, seed %08" PRIx32 "\n",
+	       ring.flags, (ring.flags & IORING_SETUP_IOPOLL) ? " IOPOLL" : "", o->dev, o->length, o->offset,
+	       o->bs, o->qd, o->seed);
+	if (o->iopoll && !(ring.flags & IORING_SETUP_IOPOLL)) {
+		fprintf(stderr, "iopoll_io: IOPOLL requested but ring lacks it\n");
+		return 2;
+	}
+	struct slot *slots = calloc(o->qd, sizeof *slots);
+	for (unsigned i = 0; i < o->qd; i++)
+		if (posix_memalign((void **)&slots[i].buf, BLK, o->bs)) {
+			fprintf(stderr, "iopoll_io: out of memory\n");
+			return 2;
+		}
+	size_t nbig = (size_t)(o->length / o->bs), nsmall = (size_t)(o->length / BLK);
+	uint64_t *big = malloc(nbig * sizeof *big), *small = malloc(nsmall * sizeof *small);
+	for (size_t i = 0; i < nbig; i++)
+		big[i] = o->offset + (uint64_t)i * o->bs;
+	/* Scrambled 4 KiB order: a stride coprime with nsmall visits every block once. */
+	size_t stride = 7919 % (nsmall ? nsmall : 1);
+	if (stride == 0)
+		stride = 1;
+	while (gcd(stride, nsmall) != 1)
+		stride++;
+	for (size_t i = 0, k = 0; i < nsmall; i++, k = (k + stride) % nsmall)
+		small[i] = o->offset + (uint64_t)k * BLK;
+
+	int rc = uring_pass(&ring, fd, 1, big, nbig, o->bs, slots, o->qd, o->seed, "write");
+	if (!rc) {
+		if (fdatasync(fd) < 0) {
+			fprintf(stderr, "iopoll_io: fdatasync: %s\n", strerror(errno));
+			rc = 1;
+		}
+	}
+	if (!rc)
+		rc = uring_pass(&ring, fd, 0, big, nbig, o->bs, slots, o->qd, o->seed, "read-seq");
+	if (!rc)
+		rc = uring_pass(&ring, fd, 0, small, nsmall, BLK, slots, o->qd, o->seed, "read-4k-scrambled");
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		usage();
+	struct opts o;
+	parse(argc, argv, &o);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "gen"))
+		return do_gen(&o);
+	if (!strcmp(argv[1], "verify"))
+		return do_verify(&o);
+	if (!strcmp(argv[1], "uring"))
+		return do_uring(&o);
+	usage();
+	return 2;
+}
