@@ -1,4 +1,5 @@
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
@@ -23,10 +24,15 @@ int StatusToResult(uint8_t status) {
   }
 }
 
-inline void CpuRelax() {
+// Busy-wait step: pause; after kYieldAfterNs without progress also yield,
+// so an oversubscribed machine (backend on the same CPU) still makes progress.
+constexpr uint64_t kYieldAfterNs = 50'000;
+
+inline void SpinStep(uint64_t idle_since_ns, uint64_t now_ns) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+  if (now_ns - idle_since_ns > kYieldAfterNs) sched_yield();
 }
 
 }  // namespace
@@ -280,15 +286,17 @@ int QueueImpl::Wait(Completion* out, int min, int max, int timeout_ms) {
   if (max <= 0 || min > max) return -EINVAL;
   const uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : NowNs() + uint64_t(timeout_ms) * 1000000;
   int n = 0;
+  uint64_t idle_since = NowNs();
   for (;;) {
     int r = Poll(out + n, max - n);
     if (r < 0) return n > 0 ? n : r;
     n += r;
+    if (r > 0) idle_since = NowNs();
     if (n >= min || (vring_.inflight_chains() == 0 && stash_count_ == 0)) return n;
     uint64_t now = NowNs();
     if (now >= deadline) return n > 0 ? n : -ETIMEDOUT;
     if (polled_ || !call_fd_.valid()) {
-      CpuRelax();
+      SpinStep(idle_since, now);
     } else {
       uint64_t left_ms = (deadline - now + 999999) / 1000000;
       SleepOnCall(static_cast<int>(std::min<uint64_t>(left_ms, 100)));

@@ -59,6 +59,7 @@ class QueueImpl final : public Queue {
   uint32_t index() const override { return index_; }
   uint32_t size() const override { return vring_.size(); }
   uint32_t inflight() const override { return vring_.inflight_chains(); }
+  using Queue::Submit;
   int Submit(std::span<const Request> reqs) override;
   int Poll(Completion* out, int max) override;
   int Wait(Completion* out, int min, int max, int timeout_ms) override;

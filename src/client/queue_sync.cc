@@ -1,6 +1,8 @@
 // Synchronous helpers of QueueImpl: split a byte range by the device
 // limits, bounce through the shared region when the caller's memory is
 // outside it, and wait (bounded) for each piece.
+#include <sched.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -46,6 +48,7 @@ int QueueImpl::RunSync(Request r, void* bounce) {
   }
   if (head < 0) return head;
   PublishAndKick();
+  const uint64_t start = NowNs();
   while (!waiter.done) {
     Reap(nullptr, 0);
     if (waiter.done) break;
@@ -56,9 +59,9 @@ int QueueImpl::RunSync(Request r, void* bounce) {
       slots_[head].bounce = bounce;
       return -ETIMEDOUT;
     }
-    if (polled_ || !call_fd_.valid())
-      ;  // spin
-    else
+    if (polled_ || !call_fd_.valid()) {
+      if (now - start > 50'000) sched_yield();  // spin, then share the CPU
+    } else
       SleepOnCall(static_cast<int>(std::min<uint64_t>((deadline - now) / 1000000 + 1, 100)));
   }
   return waiter.result;
