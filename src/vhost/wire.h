@@ -136,7 +136,7 @@ struct InflightDesc {
 static_assert(sizeof(InflightDesc) == 24);
 
 // The largest payload any message we accept may carry.
-constexpr uint32_t kMaxPayload = sizeof(MemTableHeader) + kMaxMemRegions * sizeof(MemRegion);
-static_assert(kMaxPayload >= sizeof(ConfigHeader) + kMaxConfigBytes);
+constexpr uint32_t kMaxPayload = sizeof(ConfigHeader) + kMaxConfigBytes;
+static_assert(kMaxPayload >= sizeof(MemTableHeader) + kMaxMemRegions * sizeof(MemRegion));
 
 }  // namespace nestor::vhost

@@ -1,0 +1,130 @@
+// nestord: serves volumes as vhost-user-blk devices from polling reactors.
+// See docs/usage.md. Exit codes: 0 clean shutdown (SIGTERM/SIGINT),
+// 1 runtime failure at start-up, 2 bad command line.
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "base/log.h"
+#include "daemon/options.h"
+#include "io/backend.h"
+#include "reactor/reactor.h"
+#include "vhost/blk_export.h"
+
+namespace nestor::daemon {
+namespace {
+
+Result<std::shared_ptr<io::BlockBackend>> OpenBackend(const VolumeSpec& v) {
+  Result<std::unique_ptr<io::BlockBackend>> b = Status::Invalid("unknown backend");
+  if (v.backend == "mem") b = io::OpenMemBackend(v.size);
+  if (v.backend == "null") b = io::OpenNullBackend(v.size);
+  if (v.backend == "file") b = io::OpenFileBackend(v.path, v.size, v.read_only);
+  if (!b.ok()) return b.status();
+  return std::shared_ptr<io::BlockBackend>(std::move(b.value()));
+}
+
+void LogCounters(const std::vector<std::unique_ptr<reactor::Reactor>>& reactors) {
+  for (const auto& r : reactors) NLOG_INFO("{}", r->CountersString());
+}
+
+int Serve(const Options& o) {
+  // Signals go to a signalfd read by this (control) thread only.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  UniqueFd sigfd(signalfd(-1, &sigs, SFD_CLOEXEC));
+
+  mkdir(o.socket_dir.c_str(), 0755);
+  std::vector<std::unique_ptr<reactor::Reactor>> reactors;
+  std::vector<reactor::Reactor*> raw;
+  for (int i = 0; i < o.reactors; ++i) {
+    reactor::ReactorOptions ro;
+    ro.id = i;
+    ro.cpu = o.cpus.empty() ? -1 : o.cpus[static_cast<size_t>(i) % o.cpus.size()];
+    ro.mode = o.mode;
+    ro.idle_ns = o.idle_us * 1000;
+    auto r = std::make_unique<reactor::Reactor>(ro);
+    Status st = r->Start();
+    if (!st.ok()) {
+      NLOG_ERROR("reactor {}: {}", i, st.message());
+      return 1;
+    }
+    raw.push_back(r.get());
+    reactors.push_back(std::move(r));
+  }
+  std::vector<std::unique_ptr<vhost::BlkExport>> exports;
+  for (const VolumeSpec& v : o.volumes) {
+    auto backend = OpenBackend(v);
+    if (!backend.ok()) {
+      NLOG_ERROR("volume {}: {}", v.name, backend.status().message());
+      return 1;
+    }
+    vhost::ExportConfig ec;
+    ec.name = v.name;
+    ec.socket_path = o.socket_dir + "/" + v.name + ".sock";
+    ec.read_only = v.read_only;
+    ec.num_queues = v.queues;
+    ec.queue_reactor = v.queue_reactor;
+    ec.backend = std::move(backend.value());
+    auto exp = std::make_unique<vhost::BlkExport>(std::move(ec), raw);
+    Status st = exp->Listen();
+    if (!st.ok()) {
+      NLOG_ERROR("volume {}: {}", v.name, st.message());
+      return 1;
+    }
+    exports.push_back(std::move(exp));
+  }
+  NLOG_INFO("nestord ready: {} volume(s), {} reactor(s), mode {}", exports.size(), reactors.size(),
+            reactor::PollModeName(o.mode));
+
+  std::vector<pollfd> pfds;
+  pfds.push_back({sigfd.get(), POLLIN, 0});
+  for (auto& e : exports) pfds.push_back({e->listen_fd(), POLLIN, 0});
+  bool running = true;
+  while (running) {
+    if (poll(pfds.data(), pfds.size(), -1) < 0) continue;
+    if (pfds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGUSR1) {
+          LogCounters(reactors);
+        } else {
+          NLOG_INFO("signal {}: draining and shutting down", si.ssi_signo);
+          running = false;
+        }
+      }
+    }
+    for (size_t i = 1; i < pfds.size(); ++i) {
+      if (pfds[i].revents & POLLIN) exports[i - 1]->AcceptOne();
+    }
+  }
+  for (auto& e : exports) e->Shutdown();  // stops every queue, draining in-flight I/O
+  exports.clear();
+  LogCounters(reactors);
+  for (auto& r : reactors) r->Stop();
+  NLOG_INFO("nestord stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace nestor::daemon
+
+int main(int argc, char** argv) {
+  auto opts = nestor::daemon::ParseOptions(argc, argv);
+  if (!opts.ok()) {
+    if (opts.status().err() == 0) return 0;  // --help
+    if (!opts.status().message().empty()) fprintf(stderr, "nestord: %s\n", opts.status().message().c_str());
+    return 2;
+  }
+  return nestor::daemon::Serve(opts.value());
+}

@@ -1,0 +1,129 @@
+#include "daemon/options.h"
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+
+#include "base/size.h"
+
+namespace nestor::daemon {
+namespace {
+
+bool ParseInt(std::string_view s, int* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return n[0] != '.';
+}
+
+Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view value) {
+  std::string item(key);
+  if (key == "size") {
+    auto s = ParseSize(value);
+    if (!s.ok()) return s.status();
+    v->size = *s;
+  } else if (key == "backend") {
+    if (value == "mem" || value == "null") {
+      v->backend = std::string(value);
+    } else if (value.starts_with("file:") && value.size() > 5) {
+      v->backend = "file";
+      v->path = std::string(value.substr(5));
+    } else {
+      return Status::Invalid("backend must be mem, null or file:PATH");
+    }
+  } else if (key == "queues") {
+    int q = 0;
+    if (!ParseInt(value, &q) || q < 1 || q > 64) return Status::Invalid("queues must be 1..64");
+    v->queues = static_cast<uint16_t>(q);
+  } else if (key == "readonly" && value.empty()) {
+    v->read_only = true;
+  } else if (key == "reactor") {
+    while (!value.empty()) {
+      size_t slash = value.find('/');
+      int r = 0;
+      if (!ParseInt(value.substr(0, slash), &r) || r < 0) return Status::Invalid("bad reactor list");
+      v->queue_reactor.push_back(r);
+      value = slash == std::string_view::npos ? std::string_view() : value.substr(slash + 1);
+    }
+  } else {
+    return Status::Invalid("unknown volume option '" + item + "'");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
+  VolumeSpec v;
+  std::string_view rest(text);
+  size_t comma = rest.find(',');
+  v.name = std::string(rest.substr(0, comma));
+  if (!ValidName(v.name)) return Status::Invalid("bad volume name '" + v.name + "' (use [A-Za-z0-9._-])");
+  rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  while (!rest.empty()) {
+    comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    size_t eq = item.find('=');
+    std::string_view key = item.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    Status st = ApplyVolumeOption(&v, key, value);
+    if (!st.ok()) return Status::Invalid("--volume " + text + ": " + st.message());
+  }
+  if (v.size == 0 && v.backend != "file") return Status::Invalid("--volume " + text + ": size= is required");
+  if (v.size % 512 != 0) return Status::Invalid("--volume " + text + ": size must be a multiple of 512");
+  if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
+    return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
+  }
+  return v;
+}
+
+Result<Options> ParseOptions(int argc, char** argv) {
+  CLI::App app{"nestord: a polling vhost-user-blk storage controller"};
+  Options o;
+  std::vector<std::string> volumes;
+  std::string cpus, mode = "adaptive";
+  app.add_option("--socket-dir", o.socket_dir, "directory for the per-volume sockets DIR/NAME.sock")
+      ->required();
+  app.add_option("--volume", volumes,
+                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..]")
+      ->required();
+  app.add_option("--reactors", o.reactors, "number of reactor threads (default 1)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--cpus", cpus, "CPU list to pin reactors to, e.g. 1 or 0-3 (default: not pinned)");
+  app.add_option("--poll-mode", mode, "poll | interrupt | adaptive (default adaptive)");
+  app.add_option("--idle-us", o.idle_us, "adaptive mode: idle microseconds before sleeping (default 50)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return Status::Error(rc == 0 ? 0 : EINVAL, "");
+  }
+  auto m = reactor::ParsePollMode(mode);
+  if (!m.ok()) return m.status();
+  o.mode = *m;
+  if (!cpus.empty()) {
+    auto c = ParseCpuList(cpus);
+    if (!c.ok()) return c.status();
+    o.cpus = *c;
+  }
+  for (const std::string& text : volumes) {
+    auto v = ParseVolumeSpec(text);
+    if (!v.ok()) return v.status();
+    for (int r : v->queue_reactor) {
+      if (r >= o.reactors) return Status::Invalid("--volume " + text + ": reactor index out of range");
+    }
+    for (const VolumeSpec& other : o.volumes) {
+      if (other.name == v->name) return Status::Invalid("duplicate volume name " + v->name);
+    }
+    o.volumes.push_back(*v);
+  }
+  return o;
+}
+
+}  // namespace nestor::daemon

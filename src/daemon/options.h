@@ -1,0 +1,38 @@
+// nestord command line: parsing and validation of volumes and reactors.
+// Thread: main thread at start-up. Errors: Status with a message meant for
+// the operator (printed, exit code 2).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "reactor/reactor.h"
+
+namespace nestor::daemon {
+
+struct VolumeSpec {
+  std::string name;
+  uint64_t size = 0;
+  std::string backend = "mem";  // mem | null | file
+  std::string path;             // for file
+  uint16_t queues = 1;
+  bool read_only = false;
+  std::vector<int> queue_reactor;  // per queue; empty: spread
+};
+
+struct Options {
+  std::string socket_dir;
+  std::vector<VolumeSpec> volumes;
+  int reactors = 1;
+  std::vector<int> cpus;  // empty: not pinned
+  reactor::PollMode mode = reactor::PollMode::kAdaptive;
+  uint64_t idle_us = 50;
+};
+
+// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..]".
+Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
+Result<Options> ParseOptions(int argc, char** argv);
+
+}  // namespace nestor::daemon

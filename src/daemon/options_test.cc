@@ -1,0 +1,30 @@
+#include "daemon/options.h"
+
+#include <gtest/gtest.h>
+
+namespace nestor::daemon {
+
+TEST(VolumeSpec, Full) {
+  auto v = ParseVolumeSpec("vol-1,size=64M,backend=file:/tmp/x.img,queues=2,readonly,reactor=0/1");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->name, "vol-1");
+  EXPECT_EQ(v->size, 64u << 20);
+  EXPECT_EQ(v->backend, "file");
+  EXPECT_EQ(v->path, "/tmp/x.img");
+  EXPECT_EQ(v->queues, 2);
+  EXPECT_TRUE(v->read_only);
+  EXPECT_EQ(v->queue_reactor, (std::vector<int>{0, 1}));
+}
+
+TEST(VolumeSpec, Errors) {
+  EXPECT_FALSE(ParseVolumeSpec("v").ok());                      // no size
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1000").ok());            // not sector multiple
+  EXPECT_FALSE(ParseVolumeSpec("../x,size=1M").ok());           // bad name
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1M,backend=disk").ok());
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1M,queues=0").ok());
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1M,colour=red").ok());
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1M,queues=2,reactor=0").ok());
+  EXPECT_TRUE(ParseVolumeSpec("v,size=1M,backend=null").ok());
+}
+
+}  // namespace nestor::daemon

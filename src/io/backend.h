@@ -1,0 +1,74 @@
+// Block backends: the storage a volume is served from, behind one
+// interface (io_uring on a file or block device, memory, null).
+//
+// Thread: a BlockBackend is created by the control thread and shared
+// (immutable) by the reactors; each reactor opens its own IoChannel, which
+// only that reactor uses (no locks on the data path). Errors: completions
+// carry a result like a syscall: >= 0 success, -errno failure. Submit never
+// blocks; mem and null channels complete inline (the callback runs before
+// Submit returns), io_uring channels complete from IoUring::Reap.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace nestor::io {
+
+class IoUring;
+
+enum class IoOp : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
+
+// One backend operation. Callers embed it in their own request state and
+// recover that state in `done` (no allocation per I/O).
+struct IoRequest {
+  IoOp op = IoOp::kRead;
+  bool unmap = false;          // write-zeroes may deallocate
+  uint64_t offset = 0;         // bytes
+  uint64_t length = 0;         // bytes
+  const iovec* iov = nullptr;  // read/write data, in client memory (zero copy)
+  int iovcnt = 0;
+  void (*done)(IoRequest* req, int result) = nullptr;
+  // Backend scratch, not for callers: a backend that must see the raw
+  // completion first (short transfers, bounce buffers, retries) sets hook.
+  void (*hook)(IoRequest* req, int result) = nullptr;
+  void* hook_ctx = nullptr;
+  void* bounce = nullptr;
+  int sub_op = 0;
+};
+
+struct IoStats {
+  uint64_t bounced = 0;  // requests that needed an aligned bounce buffer
+};
+
+class IoChannel {
+ public:
+  virtual ~IoChannel() = default;
+  // Starts req; req->done runs exactly once, on this reactor.
+  virtual void Submit(IoRequest* req) = 0;
+  virtual const IoStats& stats() const = 0;
+};
+
+class BlockBackend {
+ public:
+  virtual ~BlockBackend() = default;
+  virtual uint64_t size_bytes() const = 0;
+  virtual std::string Describe() const = 0;
+  // Opens a channel for the calling reactor; ring is that reactor's ring.
+  virtual Result<std::unique_ptr<IoChannel>> OpenChannel(IoUring* ring) = 0;
+};
+
+// Factories. `size` is the volume size in bytes.
+Result<std::unique_ptr<BlockBackend>> OpenNullBackend(uint64_t size);
+Result<std::unique_ptr<BlockBackend>> OpenMemBackend(uint64_t size);
+// Opens (creating or extending a regular file to `size` if needed) with
+// O_DIRECT where the file system allows it. A block device must be at
+// least `size` bytes.
+Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, uint64_t size,
+                                                      bool read_only);
+
+}  // namespace nestor::io

@@ -1,0 +1,71 @@
+#include "io/uring.h"
+
+#include <sys/eventfd.h>
+
+#include "base/log.h"
+
+namespace nestor::io {
+
+Result<std::unique_ptr<IoUring>> IoUring::Create(unsigned entries) {
+  std::unique_ptr<IoUring> u(new IoUring());
+  int rc = io_uring_queue_init(entries, &u->ring_, IORING_SETUP_SINGLE_ISSUER);
+  if (rc == -EINVAL) rc = io_uring_queue_init(entries, &u->ring_, 0);
+  if (rc < 0) return Status::Error(-rc, "io_uring_queue_init failed");
+  u->inited_ = true;
+  u->event_fd_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!u->event_fd_.valid()) return Status::FromErrno("eventfd");
+  rc = io_uring_register_eventfd(&u->ring_, u->event_fd_.get());
+  if (rc < 0) return Status::Error(-rc, "io_uring_register_eventfd failed");
+  return u;
+}
+
+IoUring::~IoUring() {
+  if (inited_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* IoUring::GetSqe(IoRequest* req) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    Submit();
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  io_uring_sqe_set_data(sqe, req);
+  ++pending_;
+  ++in_flight_;
+  return sqe;
+}
+
+void IoUring::Submit() {
+  if (pending_ == 0) return;
+  int rc = io_uring_submit(&ring_);
+  while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) {
+    Reap();
+    rc = io_uring_submit(&ring_);
+  }
+  if (rc < 0) NLOG_ERROR("io_uring_submit: {}", rc);
+  pending_ = 0;
+}
+
+int IoUring::Reap() {
+  io_uring_cqe* cqes[64];
+  int total = 0;
+  for (;;) {
+    unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 64);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) {
+      auto* req = static_cast<IoRequest*>(io_uring_cqe_get_data(cqes[i]));
+      int res = cqes[i]->res;
+      io_uring_cqe_seen(&ring_, cqes[i]);
+      --in_flight_;
+      if (req->hook != nullptr) {
+        req->hook(req, res);
+      } else {
+        req->done(req, res);
+      }
+    }
+    total += static_cast<int>(n);
+  }
+  return total;
+}
+
+}  // namespace nestor::io

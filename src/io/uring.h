@@ -1,0 +1,48 @@
+// IoUring: one io_uring per reactor, with batched submission and a reap
+// loop that dispatches completions to IoRequest callbacks.
+//
+// Thread: created on and used only by its reactor thread (SINGLE_ISSUER).
+// Errors: Create returns a Status; submission errors surface as -errno
+// completions of the affected requests.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "base/fd.h"
+#include "base/status.h"
+#include "io/backend.h"
+
+namespace nestor::io {
+
+class IoUring {
+ public:
+  static Result<std::unique_ptr<IoUring>> Create(unsigned entries);
+  ~IoUring();
+  IoUring(const IoUring&) = delete;
+  IoUring& operator=(const IoUring&) = delete;
+
+  // An SQE whose user_data will be req; submits the batch first when the
+  // queue is full. Never returns null.
+  io_uring_sqe* GetSqe(IoRequest* req);
+  // Submits everything prepared since the last call (one syscall, or none).
+  void Submit();
+  // Dispatches every available completion; returns how many.
+  int Reap();
+  uint32_t in_flight() const { return in_flight_; }
+  uint32_t pending_submit() const { return pending_; }
+  // Signalled when completions are posted: for sleeping reactors.
+  int event_fd() const { return event_fd_.get(); }
+
+ private:
+  IoUring() = default;
+  io_uring ring_{};
+  bool inited_ = false;
+  uint32_t in_flight_ = 0;
+  uint32_t pending_ = 0;
+  UniqueFd event_fd_;
+};
+
+}  // namespace nestor::io

@@ -1,0 +1,26 @@
+// Poller: the contract between a reactor and the work sources it owns
+// (virtqueues). Modelled on seastar's pollers and SPDK's poller contract.
+//
+// Thread: every method runs on the owning reactor's thread only.
+#pragma once
+
+namespace nestor::reactor {
+
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  // Takes new work (e.g. pops and submits requests). Returns how much.
+  virtual int Poll() = 0;
+  // End of an iteration: publish completions and notify, at most once.
+  virtual void Flush() = 0;
+  // Before the reactor sleeps: re-enable notifications (kicks), fence and
+  // re-check. Returns true if work raced in (the reactor keeps polling).
+  virtual bool PrepareToSleep() = 0;
+  // After waking (or when polling resumes): suppress notifications again.
+  virtual void ResumePolling() = 0;
+  // The eventfd that wakes the reactor for this poller, or -1 when the
+  // poller can only be polled (the reactor then never sleeps).
+  virtual int wake_fd() const = 0;
+};
+
+}  // namespace nestor::reactor

@@ -1,0 +1,213 @@
+#include "reactor/reactor.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+namespace nestor::reactor {
+
+const char* PollModeName(PollMode m) {
+  switch (m) {
+    case PollMode::kPoll: return "poll";
+    case PollMode::kInterrupt: return "interrupt";
+    case PollMode::kAdaptive: return "adaptive";
+  }
+  return "?";
+}
+
+Result<PollMode> ParsePollMode(const std::string& s) {
+  if (s == "poll") return PollMode::kPoll;
+  if (s == "interrupt") return PollMode::kInterrupt;
+  if (s == "adaptive") return PollMode::kAdaptive;
+  return Status::Invalid("unknown poll mode '" + s + "' (poll|interrupt|adaptive)");
+}
+
+Reactor::Reactor(const ReactorOptions& opts) : opts_(opts) {}
+
+Reactor::~Reactor() { Stop(); }
+
+Status Reactor::Start() {
+  epoll_fd_.Reset(epoll_create1(EPOLL_CLOEXEC));
+  msg_fd_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!epoll_fd_.valid() || !msg_fd_.valid()) return Status::FromErrno("reactor fds");
+  std::promise<Status> started;
+  auto fut = started.get_future();
+  thread_ = std::thread([this, &started] {
+    std::string name = "reactor" + std::to_string(opts_.id);
+    pthread_setname_np(pthread_self(), name.c_str());
+    if (opts_.cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(opts_.cpu, &set);
+      if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+        started.set_value(Status::Invalid("cannot pin reactor to CPU " + std::to_string(opts_.cpu)));
+        return;
+      }
+    }
+    auto ring = io::IoUring::Create(opts_.ring_entries);
+    if (!ring.ok()) {
+      started.set_value(ring.status());
+      return;
+    }
+    ring_ = std::move(ring.value());
+    WatchFd(msg_fd_.get(), true);
+    WatchFd(ring_->event_fd(), true);
+    started.set_value(Status::Ok());
+    Run();
+  });
+  Status st = fut.get();
+  if (!st.ok()) {
+    thread_.join();
+    return st;
+  }
+  NLOG_INFO("reactor {} started on cpu {} mode {}", opts_.id, opts_.cpu, PollModeName(opts_.mode));
+  return Status::Ok();
+}
+
+void Reactor::Stop() {
+  if (!thread_.joinable()) return;
+  Post([this] { stop_.store(true); });
+  thread_.join();
+}
+
+void Reactor::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    messages_.push_back(std::move(fn));
+  }
+  has_messages_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t unused = write(msg_fd_.get(), &one, sizeof(one));
+  (void)unused;
+}
+
+void Reactor::Call(const std::function<void()>& fn) {
+  std::promise<void> done;
+  Post([&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+void Reactor::RunMessages() {
+  has_messages_.store(false, std::memory_order_relaxed);
+  std::deque<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(messages_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void Reactor::WatchFd(int fd, bool add) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(epoll_fd_.get(), add ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev) != 0) {
+    NLOG_WARN("reactor {}: epoll_ctl fd {}: {}", opts_.id, fd, errno);
+  }
+}
+
+void Reactor::AddPoller(Poller* p) {
+  pollers_.push_back(p);
+  if (p->wake_fd() >= 0) WatchFd(p->wake_fd(), true);
+  if (opts_.mode == PollMode::kInterrupt) {
+    (void)p->PrepareToSleep();  // notifications stay on in interrupt mode
+  } else {
+    p->ResumePolling();
+  }
+}
+
+void Reactor::RemovePoller(Poller* p) {
+  auto it = std::find(pollers_.begin(), pollers_.end(), p);
+  if (it == pollers_.end()) return;
+  pollers_.erase(it);
+  if (p->wake_fd() >= 0) WatchFd(p->wake_fd(), false);
+}
+
+int Reactor::PollOnce() {
+  int work = 0;
+  // Index loop: a poller may remove itself (queue stop) during Poll.
+  for (size_t i = 0; i < pollers_.size(); ++i) work += pollers_[i]->Poll();
+  ring_->Submit();
+  work += ring_->Reap();
+  for (size_t i = 0; i < pollers_.size(); ++i) pollers_[i]->Flush();
+  return work;
+}
+
+bool Reactor::CanSleep() const {
+  return std::all_of(pollers_.begin(), pollers_.end(), [](Poller* p) { return p->wake_fd() >= 0; });
+}
+
+void Reactor::Sleep() {
+  bool raced = false;
+  for (Poller* p : pollers_) raced |= p->PrepareToSleep();
+  ring_->Submit();
+  if (!raced) {
+    counters_.sleeps.fetch_add(1, std::memory_order_relaxed);
+    uint64_t t0 = NowNs();
+    epoll_event evs[64];
+    int n = epoll_wait(epoll_fd_.get(), evs, 64, -1);
+    counters_.sleep_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+    for (int i = 0; i < n; ++i) {
+      uint64_t v;
+      ssize_t unused = read(evs[i].data.fd, &v, sizeof(v));
+      (void)unused;
+      if (evs[i].data.fd != msg_fd_.get() && evs[i].data.fd != ring_->event_fd()) {
+        counters_.kicks.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  if (opts_.mode != PollMode::kInterrupt) {
+    for (Poller* p : pollers_) p->ResumePolling();
+  }
+}
+
+void Reactor::Run() {
+  uint64_t last = NowNs();
+  uint64_t last_work = last;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    if (has_messages_.load(std::memory_order_acquire)) RunMessages();
+    int work = PollOnce();
+    uint64_t now = NowNs();
+    if (work > 0) {
+      counters_.busy_ns.fetch_add(now - last, std::memory_order_relaxed);
+      counters_.polls_work.fetch_add(1, std::memory_order_relaxed);
+      last_work = now;
+    } else {
+      counters_.idle_ns.fetch_add(now - last, std::memory_order_relaxed);
+      counters_.polls_idle.fetch_add(1, std::memory_order_relaxed);
+    }
+    last = now;
+    if (work > 0 || has_messages_.load(std::memory_order_acquire)) continue;
+    bool polling = !pollers_.empty() || ring_->in_flight() > 0;
+    if (polling && opts_.mode == PollMode::kPoll) continue;
+    if (polling && opts_.mode == PollMode::kAdaptive && now - last_work < opts_.idle_ns) continue;
+    if (!CanSleep() || stop_.load(std::memory_order_relaxed)) continue;
+    Sleep();
+    last = NowNs();
+  }
+  RunMessages();
+}
+
+std::string Reactor::CountersString() const {
+  auto g = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return fmt::format(
+      "reactor {} cpu {} mode {}: busy {:.3f}s idle {:.3f}s sleeping {:.3f}s polls(work) {} "
+      "polls(idle) {} sleeps {} kicks {} calls {} calls_suppressed {} requests {}",
+      opts_.id, opts_.cpu, PollModeName(opts_.mode), g(counters_.busy_ns) / 1e9,
+      g(counters_.idle_ns) / 1e9, g(counters_.sleep_ns) / 1e9, g(counters_.polls_work),
+      g(counters_.polls_idle), g(counters_.sleeps), g(counters_.kicks), g(counters_.calls),
+      g(counters_.calls_suppressed), g(counters_.requests));
+}
+
+}  // namespace nestor::reactor

@@ -1,0 +1,139 @@
+#include "vhost/blk_export.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "vhost/session.h"
+#include "vhost/wire.h"
+
+namespace nestor::vhost {
+
+using virtio::Bit;
+
+BlkExport::BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors)
+    : cfg_(std::move(cfg)), reactors_(std::move(reactors)) {}
+
+BlkExport::~BlkExport() {
+  Shutdown();
+  if (listen_fd_.valid()) unlink(cfg_.socket_path.c_str());
+}
+
+uint64_t BlkExport::features() const {
+  uint64_t f = Bit(virtio::kFeatureVersion1) | Bit(kFeatureProtocolFeatures) |
+               Bit(virtio::kFeatureIndirectDesc) | Bit(virtio::kFeatureEventIdx) |
+               Bit(virtio::kBlkFSegMax) | Bit(virtio::kBlkFBlkSize) | Bit(virtio::kBlkFFlush) |
+               Bit(virtio::kBlkFMq) | Bit(virtio::kBlkFDiscard) | Bit(virtio::kBlkFWriteZeroes) |
+               Bit(virtio::kBlkFTopology);
+  if (cfg_.read_only) f |= Bit(virtio::kBlkFRo);
+  return f;
+}
+
+uint64_t BlkExport::protocol_features() const {
+  return Bit(kProtoMq) | Bit(kProtoReplyAck) | Bit(kProtoConfig) | Bit(kProtoConfigureMemSlots);
+}
+
+virtio::BlkConfig BlkExport::blk_config() const {
+  virtio::BlkConfig c{};
+  c.capacity = cfg_.backend->size_bytes() >> virtio::kSectorShift;
+  c.seg_max = kSegMax;
+  c.blk_size = 512;
+  c.topology.physical_block_exp = 3;  // 4 KiB physical blocks
+  c.topology.min_io_size = 8;
+  c.num_queues = cfg_.num_queues;
+  c.max_discard_sectors = kMaxDiscardSectors;
+  c.max_discard_seg = 1;
+  c.discard_sector_alignment = 8;
+  c.max_write_zeroes_sectors = kMaxDiscardSectors;
+  c.max_write_zeroes_seg = 1;
+  c.write_zeroes_may_unmap = 1;
+  return c;
+}
+
+virtio::BlkLimits BlkExport::limits() const {
+  virtio::BlkLimits l;
+  l.capacity_sectors = cfg_.backend->size_bytes() >> virtio::kSectorShift;
+  l.read_only = cfg_.read_only;
+  l.max_data_bytes = 64u << 20;
+  l.max_discard_sectors = kMaxDiscardSectors;
+  l.max_write_zeroes_sectors = kMaxDiscardSectors;
+  return l;
+}
+
+reactor::Reactor* BlkExport::ReactorFor(uint32_t queue) const {
+  size_t r = queue < cfg_.queue_reactor.size() ? static_cast<size_t>(cfg_.queue_reactor[queue])
+                                               : queue % reactors_.size();
+  return reactors_[r % reactors_.size()];
+}
+
+Status BlkExport::Listen() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (cfg_.socket_path.size() >= sizeof(addr.sun_path)) {
+    return Status::Invalid("socket path too long: " + cfg_.socket_path);
+  }
+  std::strcpy(addr.sun_path, cfg_.socket_path.c_str());
+  listen_fd_.Reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listen_fd_.valid()) return Status::FromErrno("socket");
+  struct stat st {};
+  if (lstat(cfg_.socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Status::Invalid(cfg_.socket_path + " exists and is not a socket");
+    unlink(cfg_.socket_path.c_str());  // stale socket from an earlier run
+  }
+  if (bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Status::FromErrno("bind " + cfg_.socket_path);
+  }
+  if (listen(listen_fd_.get(), 16) != 0) return Status::FromErrno("listen");
+  NLOG_INFO("volume {}: {} bytes, {} queue(s){}, backend {}, socket {}", cfg_.name,
+            cfg_.backend->size_bytes(), cfg_.num_queues, cfg_.read_only ? ", read-only" : "",
+            cfg_.backend->Describe(), cfg_.socket_path);
+  return Status::Ok();
+}
+
+void BlkExport::ReapFinished() {
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (it->finished.load()) {
+      it->thread.join();
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t BlkExport::active_sessions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReapFinished();
+  return sessions_.size();
+}
+
+void BlkExport::AcceptOne() {
+  UniqueFd conn(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!conn.valid()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  ReapFinished();
+  if (sessions_.size() >= cfg_.max_sessions) {
+    NLOG_WARN("volume {}: refusing connection: {} sessions already", cfg_.name, sessions_.size());
+    return;
+  }
+  Running& r = sessions_.emplace_back();
+  r.session = std::make_unique<Session>(std::move(conn), this);
+  Running* rp = &r;
+  r.thread = std::thread([rp] {
+    rp->session->Run();
+    rp->finished.store(true);
+  });
+}
+
+void BlkExport::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Running& r : sessions_) r.session->Shutdown();
+  for (Running& r : sessions_) r.thread.join();
+  sessions_.clear();
+}
+
+}  // namespace nestor::vhost

@@ -1,0 +1,79 @@
+// BlkExport: one volume exported as a vhost-user-blk device on a unix
+// socket: its features, config space and limits, the queue-to-reactor map,
+// and the sessions (connected frontends) it serves.
+//
+// Thread: created, listened on and accepted from by the daemon's control
+// thread; each accepted session runs on a thread of its own (so a slow or
+// hostile frontend stalls nobody else). Sessions only read the export.
+// Errors: Listen returns a Status; per-session errors end that session.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/status.h"
+#include "io/backend.h"
+#include "reactor/reactor.h"
+#include "virtio/blk_defs.h"
+#include "virtio/blk_request.h"
+
+namespace nestor::vhost {
+
+class Session;
+
+struct ExportConfig {
+  std::string name;
+  std::string socket_path;
+  bool read_only = false;
+  uint16_t num_queues = 1;
+  std::vector<int> queue_reactor;  // reactor index per queue; empty: spread
+  std::shared_ptr<io::BlockBackend> backend;
+  uint32_t max_sessions = 8;
+};
+
+class BlkExport {
+ public:
+  BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors);
+  ~BlkExport();
+
+  Status Listen();
+  int listen_fd() const { return listen_fd_.get(); }
+  // Accepts one pending connection and starts its session thread.
+  void AcceptOne();
+  // Ends every session (clients see EOF) and waits for their threads.
+  void Shutdown();
+
+  const ExportConfig& config() const { return cfg_; }
+  uint64_t features() const;
+  uint64_t protocol_features() const;
+  virtio::BlkConfig blk_config() const;
+  virtio::BlkLimits limits() const;
+  reactor::Reactor* ReactorFor(uint32_t queue) const;
+  size_t active_sessions();
+
+  static constexpr uint32_t kSegMax = 126;
+  static constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per request
+
+ private:
+  struct Running {
+    std::unique_ptr<Session> session;
+    std::thread thread;
+    std::atomic<bool> finished{false};
+  };
+  void ReapFinished();
+
+  ExportConfig cfg_;
+  std::vector<reactor::Reactor*> reactors_;
+  UniqueFd listen_fd_;
+  std::mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
+  std::list<Running> sessions_;
+};
+
+}  // namespace nestor::vhost

@@ -1,0 +1,407 @@
+#include "vhost/session.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <future>
+
+#include "base/log.h"
+
+namespace nestor::vhost {
+
+using virtio::Bit;
+
+namespace {
+std::atomic<uint64_t> g_session_ids{0};
+
+// Messages that always carry a reply of their own (REPLY_ACK does not apply).
+bool HasOwnReply(uint32_t request) {
+  switch (request) {
+    case kGetFeatures:
+    case kGetProtocolFeatures:
+    case kGetVringBase:
+    case kGetQueueNum:
+    case kGetConfig:
+    case kGetMaxMemSlots:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+Session::Session(UniqueFd sock, BlkExport* exp)
+    : sock_(std::move(sock)),
+      export_(exp),
+      name_(exp->config().name + "#" + std::to_string(++g_session_ids)),
+      vrings_(exp->config().num_queues) {}
+
+Session::~Session() {
+  std::vector<uint32_t> unused;
+  StopAll(&unused);
+}
+
+void Session::Shutdown() {
+  shutdown_.store(true);
+  ::shutdown(sock_.get(), SHUT_RDWR);
+}
+
+bool Session::Negotiated(int f) const { return (protocol_features_ & Bit(f)) != 0; }
+
+void Session::Run() {
+  NLOG_INFO("{}: frontend connected", name_);
+  for (;;) {
+    Status st = ReadMessage(sock_.get(), &msg_);
+    if (!st.ok()) {
+      if (st.err() == ECONNRESET || shutdown_.load()) {
+        NLOG_INFO("{}: frontend disconnected", name_);
+      } else {
+        NLOG_WARN("{}: disconnecting: {}", name_, st.message());
+      }
+      break;
+    }
+    NLOG_DEBUG("{}: {} size {} fds {}", name_, RequestName(msg_.hdr.request), msg_.hdr.size,
+               msg_.fds.size());
+    bool replied = false;
+    st = Dispatch(msg_, &replied);
+    bool ack = msg_.need_reply() && Negotiated(kProtoReplyAck) && !HasOwnReply(msg_.hdr.request);
+    if (ack && !replied) {
+      if (!st.ok()) NLOG_WARN("{}: {} failed: {}", name_, RequestName(msg_.hdr.request), st.message());
+      if (!SendU64Reply(sock_.get(), msg_.hdr.request, st.ok() ? 0 : 1).ok()) break;
+      continue;
+    }
+    if (!st.ok()) {
+      NLOG_WARN("{}: disconnecting after {}: {}", name_, RequestName(msg_.hdr.request), st.message());
+      break;
+    }
+  }
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  mem_.Clear();
+}
+
+Status Session::Dispatch(Message& m, bool* replied) {
+  int sock = sock_.get();
+  auto reply_u64 = [&](uint64_t v) {
+    *replied = true;
+    return SendU64Reply(sock, m.hdr.request, v);
+  };
+  auto no_payload = [&]() -> Status {
+    return m.hdr.size == 0 ? Status::Ok() : Status::Invalid("unexpected payload");
+  };
+  switch (m.hdr.request) {
+    case kGetFeatures:
+      return reply_u64(export_->features());
+    case kSetFeatures:
+      return HandleSetFeatures(m);
+    case kGetProtocolFeatures:
+      return reply_u64(export_->protocol_features());
+    case kSetProtocolFeatures:
+      return HandleSetProtocolFeatures(m);
+    case kSetOwner:
+      return no_payload();
+    case kResetOwner: {
+      std::vector<uint32_t> stopped;
+      StopAll(&stopped);
+      features_ = 0;
+      features_set_ = false;
+      return Status::Ok();
+    }
+    case kGetQueueNum:
+      return reply_u64(export_->config().num_queues);
+    case kGetMaxMemSlots:
+      return reply_u64(kMaxMemSlots);
+    case kSetMemTable:
+      return HandleMemTable(m);
+    case kAddMemReg:
+      return HandleAddMemReg(m);
+    case kRemMemReg:
+      return HandleRemMemReg(m);
+    case kSetVringNum:
+      return HandleVringNum(m);
+    case kSetVringAddr:
+      return HandleVringAddr(m);
+    case kSetVringBase:
+      return HandleVringBase(m);
+    case kGetVringBase:
+      *replied = true;
+      return HandleGetVringBase(m);
+    case kSetVringKick:
+    case kSetVringCall:
+    case kSetVringErr:
+      return HandleVringFd(m);
+    case kSetVringEnable:
+      return HandleVringEnable(m);
+    case kGetConfig:
+      *replied = true;
+      return HandleGetConfig(m);
+    case kSetConfig:
+      return Status::Error(ENOTSUP, "config space is read-only");
+    default:
+      return Status::Error(ENOTSUP, std::string("unsupported request ") + RequestName(m.hdr.request) +
+                                        " (" + std::to_string(m.hdr.request) + ")");
+  }
+}
+
+Status Session::HandleSetFeatures(Message& m) {
+  if (!m.PayloadIs<uint64_t>()) return Status::Invalid("SET_FEATURES payload size");
+  uint64_t f = m.As<uint64_t>();
+  if (f & ~export_->features()) return Status::Invalid("SET_FEATURES with features we did not offer");
+  features_ = f;
+  features_set_ = true;
+  return Status::Ok();
+}
+
+Status Session::HandleSetProtocolFeatures(Message& m) {
+  if (!m.PayloadIs<uint64_t>()) return Status::Invalid("SET_PROTOCOL_FEATURES payload size");
+  uint64_t f = m.As<uint64_t>();
+  if (f & ~export_->protocol_features()) {
+    return Status::Invalid("SET_PROTOCOL_FEATURES with features we did not offer");
+  }
+  protocol_features_ = f;
+  return Status::Ok();
+}
+
+Result<Session::Vring*> Session::VringAt(uint32_t index) {
+  if (index >= vrings_.size()) {
+    return Status::Invalid("queue index " + std::to_string(index) + " out of range");
+  }
+  return &vrings_[index];
+}
+
+Status Session::HandleMemTable(Message& m) {
+  if (m.hdr.size < sizeof(MemTableHeader)) return Status::Invalid("SET_MEM_TABLE payload too short");
+  auto h = m.As<MemTableHeader>();
+  if (h.nregions == 0 || h.nregions > kMaxMemRegions) return Status::Invalid("bad region count");
+  if (m.hdr.size != sizeof(MemTableHeader) + h.nregions * sizeof(MemRegion)) {
+    return Status::Invalid("SET_MEM_TABLE payload size does not match region count");
+  }
+  if (m.fds.size() != h.nregions) return Status::Invalid("SET_MEM_TABLE fd count != region count");
+  std::vector<MemRegion> regions(h.nregions);
+  std::memcpy(regions.data(), m.payload + sizeof(MemTableHeader), h.nregions * sizeof(MemRegion));
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  Status st = mem_.SetAll(regions, std::move(m.fds));
+  m.fds.clear();
+  Status restart = RestartAll(stopped);
+  return st.ok() ? restart : st;
+}
+
+Status Session::HandleAddMemReg(Message& m) {
+  if (!Negotiated(kProtoConfigureMemSlots)) return Status::Invalid("ADD_MEM_REG not negotiated");
+  if (!m.PayloadIs<SingleMemRegion>()) return Status::Invalid("ADD_MEM_REG payload size");
+  if (m.fds.size() != 1) return Status::Invalid("ADD_MEM_REG needs exactly one fd");
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  Status st = mem_.Add(m.As<SingleMemRegion>().region, std::move(m.fds[0]), kMaxMemSlots);
+  m.fds.clear();
+  Status restart = RestartAll(stopped);
+  return st.ok() ? restart : st;
+}
+
+Status Session::HandleRemMemReg(Message& m) {
+  if (!Negotiated(kProtoConfigureMemSlots)) return Status::Invalid("REM_MEM_REG not negotiated");
+  if (!m.PayloadIs<SingleMemRegion>()) return Status::Invalid("REM_MEM_REG payload size");
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  Status st = mem_.Remove(m.As<SingleMemRegion>().region);
+  Status restart = RestartAll(stopped);
+  return st.ok() ? restart : st;
+}
+
+Status Session::HandleVringNum(Message& m) {
+  if (!m.PayloadIs<VringState>()) return Status::Invalid("SET_VRING_NUM payload size");
+  auto s = m.As<VringState>();
+  auto v = VringAt(s.index);
+  if (!v.ok()) return v.status();
+  if (s.num == 0 || s.num > virtio::kMaxQueueSize || (s.num & (s.num - 1)) != 0) {
+    return Status::Invalid("queue size " + std::to_string(s.num) + " is not a power of two <= 32768");
+  }
+  Stop(s.index);
+  (*v)->num = s.num;
+  return Status::Ok();
+}
+
+Status Session::HandleVringAddr(Message& m) {
+  if (!m.PayloadIs<VringAddr>()) return Status::Invalid("SET_VRING_ADDR payload size");
+  auto a = m.As<VringAddr>();
+  auto v = VringAt(a.index);
+  if (!v.ok()) return v.status();
+  Stop(a.index);
+  (*v)->addr = a;
+  (*v)->addr_set = true;
+  return Status::Ok();
+}
+
+Status Session::HandleVringBase(Message& m) {
+  if (!m.PayloadIs<VringState>()) return Status::Invalid("SET_VRING_BASE payload size");
+  auto s = m.As<VringState>();
+  auto v = VringAt(s.index);
+  if (!v.ok()) return v.status();
+  if (s.num > 0xffff) return Status::Invalid("SET_VRING_BASE index above 65535");
+  Stop(s.index);
+  (*v)->base = static_cast<uint16_t>(s.num);
+  return Status::Ok();
+}
+
+Status Session::HandleGetVringBase(Message& m) {
+  if (!m.PayloadIs<VringState>()) return Status::Invalid("GET_VRING_BASE payload size");
+  auto s = m.As<VringState>();
+  auto v = VringAt(s.index);
+  if (!v.ok()) return v.status();
+  Stop(s.index);  // drains in-flight I/O: nothing writes guest memory after the reply
+  (*v)->kick_set = false;
+  (*v)->kick.Reset();
+  VringState reply{s.index, (*v)->base};
+  return SendReply(sock_.get(), kGetVringBase, &reply, sizeof(reply));
+}
+
+Status Session::HandleVringFd(Message& m) {
+  if (!m.PayloadIs<uint64_t>()) return Status::Invalid("vring fd message payload size");
+  uint64_t u = m.As<uint64_t>();
+  if (u & ~(kVringIndexMask | kVringNoFdMask)) return Status::Invalid("unknown bits in vring fd message");
+  auto v = VringAt(static_cast<uint32_t>(u & kVringIndexMask));
+  if (!v.ok()) return v.status();
+  bool no_fd = (u & kVringNoFdMask) != 0;
+  if (m.fds.size() != (no_fd ? 0u : 1u)) return Status::Invalid("vring fd message with wrong fd count");
+  UniqueFd fd = no_fd ? UniqueFd() : std::move(m.fds[0]);
+  m.fds.clear();
+  uint32_t index = static_cast<uint32_t>(u & kVringIndexMask);
+  Vring* vr = *v;
+  if (m.hdr.request == kSetVringErr) return Status::Ok();  // we never signal errors: close it
+  if (m.hdr.request == kSetVringCall) {
+    if (vr->queue) {
+      int new_fd = fd.get();
+      virtio::BlkQueue* q = vr->queue.get();
+      vr->reactor->Call([q, new_fd] { q->SetCallFd(new_fd); });
+    }
+    vr->call = std::move(fd);  // the old fd closes only after the reactor let go
+    return Status::Ok();
+  }
+  Stop(index);
+  vr->kick = std::move(fd);
+  vr->kick_set = true;
+  return TryStart(index);
+}
+
+Status Session::HandleVringEnable(Message& m) {
+  if (!m.PayloadIs<VringState>()) return Status::Invalid("SET_VRING_ENABLE payload size");
+  auto s = m.As<VringState>();
+  auto v = VringAt(s.index);
+  if (!v.ok()) return v.status();
+  if (s.num > 1) return Status::Invalid("SET_VRING_ENABLE value must be 0 or 1");
+  (*v)->enabled = s.num == 1;
+  if (!(*v)->enabled) {
+    Stop(s.index);
+    return Status::Ok();
+  }
+  return TryStart(s.index);
+}
+
+Status Session::HandleGetConfig(Message& m) {
+  if (m.hdr.size < sizeof(ConfigHeader)) return Status::Invalid("GET_CONFIG payload too short");
+  auto h = m.As<ConfigHeader>();
+  virtio::BlkConfig cfg = export_->blk_config();
+  bool ok = h.size <= kMaxConfigBytes && m.hdr.size == sizeof(ConfigHeader) + h.size &&
+            h.offset <= sizeof(cfg) && h.size <= sizeof(cfg) - h.offset && h.size > 0;
+  if (!ok) {
+    NLOG_WARN("{}: GET_CONFIG offset {} size {} rejected", name_, h.offset, h.size);
+    ConfigHeader empty{h.offset, 0, h.flags};
+    return SendReply(sock_.get(), kGetConfig, &empty, sizeof(empty));
+  }
+  uint8_t reply[sizeof(ConfigHeader) + kMaxConfigBytes];
+  std::memcpy(reply, &h, sizeof(h));
+  std::memcpy(reply + sizeof(h), reinterpret_cast<uint8_t*>(&cfg) + h.offset, h.size);
+  return SendReply(sock_.get(), kGetConfig, reply, sizeof(h) + h.size);
+}
+
+Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
+  const virtio::GuestMemoryMap& map = mem_.map();
+  uint32_t n = v.num;
+  const VringAddr& a = v.addr;
+  if ((a.desc_user_addr & 15) || (a.avail_user_addr & 1) || (a.used_user_addr & 3)) {
+    return Status::Invalid("misaligned ring address");
+  }
+  virtio::VringSetup s;
+  s.size = n;
+  s.desc = static_cast<virtio::Desc*>(map.TranslateUserAddr(a.desc_user_addr, virtio::DescTableBytes(n)));
+  s.avail = static_cast<virtio::AvailRing*>(
+      map.TranslateUserAddr(a.avail_user_addr, virtio::AvailRingBytes(n)));
+  s.used = static_cast<virtio::UsedRing*>(map.TranslateUserAddr(a.used_user_addr, virtio::UsedRingBytes(n)));
+  if (s.desc == nullptr || s.avail == nullptr || s.used == nullptr) {
+    return Status::Invalid("ring not inside one mapped memory region");
+  }
+  s.last_avail = v.base;
+  s.used_idx = __atomic_load_n(&s.used->idx, __ATOMIC_ACQUIRE);
+  s.event_idx = (features_ & Bit(virtio::kFeatureEventIdx)) != 0;
+  s.indirect = (features_ & Bit(virtio::kFeatureIndirectDesc)) != 0;
+  return s;
+}
+
+Status Session::TryStart(uint32_t index) {
+  Vring& v = vrings_[index];
+  // Without VHOST_USER_F_PROTOCOL_FEATURES rings are enabled at once.
+  bool enabled = v.enabled || !(features_ & Bit(kFeatureProtocolFeatures));
+  if (v.queue || !v.kick_set || !enabled || !v.addr_set || v.num == 0 || mem_.size() == 0) {
+    return Status::Ok();  // not ready yet: a later message completes the setup
+  }
+  auto setup = TranslateRing(v);
+  if (!setup.ok()) return setup.status();
+  if (setup->used_idx != v.base) {
+    NLOG_WARN("{}: queue {} used index {} != base {}; using base", name_, index, setup->used_idx, v.base);
+    setup->used_idx = v.base;
+  }
+  virtio::BlkQueueConfig qc;
+  qc.index = static_cast<int>(index);
+  qc.device = name_;
+  qc.vring = *setup;
+  qc.mem = &mem_.map();
+  qc.limits = export_->limits();
+  qc.backend = export_->config().backend.get();
+  qc.kick_fd = v.kick.get();
+  qc.call_fd = v.call.get();
+  std::string serial = export_->config().name;
+  std::memcpy(qc.serial, serial.data(), std::min<size_t>(serial.size(), virtio::kBlkIdBytes));
+  int sock = sock_.get();
+  qc.on_broken = [sock](const std::string&) { ::shutdown(sock, SHUT_RDWR); };
+  v.reactor = export_->ReactorFor(index);
+  auto q = std::make_unique<virtio::BlkQueue>(std::move(qc));
+  Status st;
+  virtio::BlkQueue* qp = q.get();
+  v.reactor->Call([&st, qp, &v] { st = qp->Start(v.reactor); });
+  if (!st.ok()) return st;
+  v.queue = std::move(q);
+  NLOG_DEBUG("{}: queue {} started on reactor {} (size {}, base {})", name_, index,
+             v.reactor->options().id, v.num, v.base);
+  return Status::Ok();
+}
+
+void Session::Stop(uint32_t index) {
+  Vring& v = vrings_[index];
+  if (!v.queue) return;
+  std::promise<uint16_t> stopped;
+  virtio::BlkQueue* q = v.queue.get();
+  v.reactor->Post([q, &stopped] { q->RequestStop([&stopped](uint16_t next) { stopped.set_value(next); }); });
+  auto fut = stopped.get_future();
+  while (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    NLOG_WARN("{}: queue {} still waiting for in-flight I/O to finish", name_, index);
+  }
+  v.base = fut.get();
+  v.queue.reset();
+}
+
+void Session::StopAll(std::vector<uint32_t>* stopped) {
+  for (uint32_t i = 0; i < vrings_.size(); ++i) {
+    if (vrings_[i].queue) {
+      Stop(i);
+      stopped->push_back(i);
+    }
+  }
+}
+
+Status Session::RestartAll(const std::vector<uint32_t>& indices) {
+  for (uint32_t i : indices) NESTOR_RETURN_IF_ERROR(TryStart(i));
+  return Status::Ok();
+}
+
+}  // namespace nestor::vhost

@@ -1,0 +1,88 @@
+// Session: one connected vhost-user frontend (a QEMU VM, libnestor, ...)
+// of a BlkExport. Implements the backend side of the protocol: feature
+// negotiation, memory table, vring setup, start/stop, call-fd swaps,
+// config space, with every message validated.
+//
+// Thread: Run() is the session's own control thread; Shutdown() may be
+// called from any thread. The queues it starts run on reactors; the
+// session reaches them only through Reactor::Post/Call and waits for their
+// acknowledgement before it changes anything they use (memory table, ring
+// addresses) or replies to GET_VRING_BASE. Errors: a bad message gets a
+// failure reply when the frontend asked for one (REPLY_ACK), otherwise it
+// ends this session with a logged reason; nothing else is affected.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/status.h"
+#include "vhost/blk_export.h"
+#include "vhost/mem_table.h"
+#include "vhost/message.h"
+#include "virtio/blk_queue.h"
+
+namespace nestor::vhost {
+
+class Session {
+ public:
+  Session(UniqueFd sock, BlkExport* exp);
+  ~Session();
+
+  void Run();
+  void Shutdown();
+
+ private:
+  struct Vring {
+    uint32_t num = 0;
+    bool addr_set = false;
+    VringAddr addr{};
+    uint16_t base = 0;      // next avail index to use when starting
+    bool kick_set = false;  // SET_VRING_KICK seen since the last stop
+    UniqueFd kick;          // invalid with kick_set: no fd, poll only
+    UniqueFd call;
+    bool enabled = false;
+    std::unique_ptr<virtio::BlkQueue> queue;  // non-null while started
+    reactor::Reactor* reactor = nullptr;
+  };
+
+  // Returns the reply payload size written into reply (0: no reply), or
+  // an error.
+  Status Dispatch(Message& msg, bool* replied);
+  Status HandleMemTable(Message& msg);
+  Status HandleAddMemReg(Message& msg);
+  Status HandleRemMemReg(Message& msg);
+  Status HandleVringNum(Message& msg);
+  Status HandleVringAddr(Message& msg);
+  Status HandleVringBase(Message& msg);
+  Status HandleGetVringBase(Message& msg);
+  Status HandleVringFd(Message& msg);
+  Status HandleVringEnable(Message& msg);
+  Status HandleGetConfig(Message& msg);
+  Status HandleSetFeatures(Message& msg);
+  Status HandleSetProtocolFeatures(Message& msg);
+
+  Result<Vring*> VringAt(uint32_t index);
+  Status TryStart(uint32_t index);
+  void Stop(uint32_t index);
+  void StopAll(std::vector<uint32_t>* stopped);
+  Status RestartAll(const std::vector<uint32_t>& indices);
+  Result<virtio::VringSetup> TranslateRing(const Vring& v) const;
+  bool Negotiated(int protocol_feature) const;
+
+  UniqueFd sock_;
+  BlkExport* export_;
+  std::string name_;
+  std::vector<Vring> vrings_;
+  MemTable mem_;
+  uint64_t features_ = 0;
+  uint64_t protocol_features_ = 0;
+  bool features_set_ = false;
+  std::atomic<bool> shutdown_{false};
+  Message msg_;
+};
+
+}  // namespace nestor::vhost

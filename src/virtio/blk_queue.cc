@@ -1,0 +1,173 @@
+#include "virtio/blk_queue.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "virtio/iov.h"
+
+namespace nestor::virtio {
+
+BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring.size) {
+  vq_.Init(cfg_.vring, cfg_.mem);
+  for (Task& t : tasks_) {
+    t.queue = this;
+    t.done = &BlkQueue::OnIoDone;
+  }
+}
+
+BlkQueue::~BlkQueue() = default;
+
+Status BlkQueue::Start(reactor::Reactor* r) {
+  auto ch = cfg_.backend->OpenChannel(r->ring());
+  if (!ch.ok()) return ch.status();
+  channel_ = std::move(ch.value());
+  reactor_ = r;
+  counters_ = &r->counters_mut();
+  r->AddPoller(this);
+  // Requests may have been queued before we started: look at once.
+  return Status::Ok();
+}
+
+void BlkQueue::RequestStop(std::function<void(uint16_t)> done) {
+  stopping_ = true;
+  stop_done_ = std::move(done);
+  MaybeFinishStop();
+}
+
+void BlkQueue::MaybeFinishStop() {
+  if (!stopping_ || in_flight_ != 0 || !stop_done_) return;
+  Flush();
+  reactor_->RemovePoller(this);
+  auto done = std::move(stop_done_);
+  stop_done_ = nullptr;
+  done(vq_.last_avail());
+}
+
+void BlkQueue::Break(const std::string& why) {
+  if (broken_) return;
+  broken_ = true;
+  NLOG_ERROR("{} queue {}: ring broken, queue stopped: {}", cfg_.device, cfg_.index, why);
+  if (cfg_.on_broken) cfg_.on_broken(why);
+}
+
+int BlkQueue::Poll() {
+  if (stopping_ || broken_) {
+    MaybeFinishStop();
+    return 0;
+  }
+  int avail = vq_.Available();
+  if (avail < 0) {
+    Break("avail index moved further than the queue size");
+    return 0;
+  }
+  int n = std::min(avail, kBatch);
+  for (int i = 0; i < n && !broken_; ++i) Process(vq_.PopHead());
+  return n;
+}
+
+void BlkQueue::Process(uint16_t head) {
+  if (head >= tasks_.size()) {
+    Break("available head " + std::to_string(head) + " out of range");
+    return;
+  }
+  Task* t = &tasks_[head];
+  if (t->busy) {
+    Break("head " + std::to_string(head) + " made available while in flight");
+    return;
+  }
+  t->busy = true;
+  t->head = head;
+  ++in_flight_;
+  Chain chain;
+  Status st = vq_.WalkChain(head, t->vecs, kMaxIov, &chain);
+  if (!st.ok()) {
+    if (bad_requests_logged_++ < 16) {
+      NLOG_WARN("{} queue {}: bad descriptor chain at head {}: {}", cfg_.device, cfg_.index, head,
+                st.message());
+    }
+    t->status = nullptr;
+    t->used_len = 0;
+    Complete(t, kBlkIoErr);  // no trustworthy status byte: used len 0
+    return;
+  }
+  BlkRequest req = DecodeBlkRequest(chain, t->vecs, cfg_.limits);
+  t->status = req.no_status ? nullptr : req.status;
+  t->used_len = req.no_status ? 0 : req.used_len;
+  Execute(t, req);
+}
+
+void BlkQueue::Execute(Task* t, const BlkRequest& req) {
+  switch (req.op) {
+    case BlkOp::kFail:
+      Complete(t, req.fail_status);
+      return;
+    case BlkOp::kGetId: {
+      iovec* iov = req.data;
+      size_t left = kBlkIdBytes;
+      const char* src = cfg_.serial;
+      for (int i = 0; i < req.data_count && left > 0; ++i) {
+        size_t chunk = std::min(left, iov[i].iov_len);
+        std::memcpy(iov[i].iov_base, src, chunk);
+        src += chunk;
+        left -= chunk;
+      }
+      Complete(t, kBlkOk);
+      return;
+    }
+    case BlkOp::kRead: t->op = io::IoOp::kRead; break;
+    case BlkOp::kWrite: t->op = io::IoOp::kWrite; break;
+    case BlkOp::kFlush: t->op = io::IoOp::kFlush; break;
+    case BlkOp::kDiscard: t->op = io::IoOp::kDiscard; break;
+    case BlkOp::kWriteZeroes: t->op = io::IoOp::kWriteZeroes; break;
+  }
+  if ((req.op == BlkOp::kRead || req.op == BlkOp::kWrite) && req.length == 0) {
+    Complete(t, kBlkOk);
+    return;
+  }
+  t->offset = req.offset;
+  t->length = req.length;
+  t->unmap = req.unmap;
+  t->iov = req.data;
+  t->iovcnt = req.data_count;
+  channel_->Submit(t);
+}
+
+void BlkQueue::OnIoDone(io::IoRequest* req, int result) {
+  Task* t = static_cast<Task*>(req);
+  if (result < 0 && t->queue->bad_requests_logged_++ < 16) {
+    NLOG_WARN("{} queue {}: backend error {} at offset {}", t->queue->cfg_.device,
+              t->queue->cfg_.index, result, t->offset);
+  }
+  t->queue->Complete(t, result < 0 ? kBlkIoErr : kBlkOk);
+}
+
+void BlkQueue::Complete(Task* t, uint8_t status) {
+  if (t->status != nullptr) __atomic_store_n(t->status, status, __ATOMIC_RELAXED);
+  vq_.PushUsed(t->head, status == kBlkOk || t->status == nullptr ? t->used_len : 1);
+  t->busy = false;
+  --in_flight_;
+  counters_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (stopping_) MaybeFinishStop();
+}
+
+void BlkQueue::Flush() {
+  if (!vq_.HasUnpublished()) return;
+  bool notify = vq_.PublishUsed();
+  if (notify && cfg_.call_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
+    (void)unused;
+    counters_->calls.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    counters_->calls_suppressed.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool BlkQueue::PrepareToSleep() { return !broken_ && !stopping_ && vq_.EnableKicks(); }
+
+void BlkQueue::ResumePolling() { vq_.DisableKicks(); }
+
+}  // namespace nestor::virtio
