@@ -45,9 +45,10 @@ uint16_t SplitQueue::PopHead() {
 
 Status SplitQueue::AddDescriptor(const Desc& d, iovec* iov, int max_iov, Chain* c) const {
   bool writable = (d.flags & kDescFlagWrite) != 0;
-  if (!writable && c->n_writable > 0) {
+  if (!writable && c->seen_writable) {
     return Status::Invalid("readable descriptor after a writable one");
   }
+  c->seen_writable |= writable;
   if (d.len == 0) return Status::Ok();
   int used = c->n_readable + c->n_writable;
   int room = c->too_many_segments ? 0 : max_iov - used;

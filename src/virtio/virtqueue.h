@@ -40,6 +40,7 @@ struct Chain {
   uint64_t readable_bytes = 0;
   uint64_t writable_bytes = 0;
   bool too_many_segments = false;     // iovecs did not fit: data not usable
+  bool seen_writable = false;         // a writable descriptor (even empty) was walked
   uint8_t* last_writable_byte = nullptr;  // where a status byte would go
 };
 

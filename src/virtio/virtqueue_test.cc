@@ -551,7 +551,7 @@ TEST_F(VirtqueueTest, RejectsReadableAfterWritableInIndirectTable) {
 // BUG (virtqueue.cc AddDescriptor): the order check uses n_writable > 0,
 // which stays 0 when the writable descriptor's iovecs did not fit (kNoRoom),
 // so a readable descriptor after a writable one is accepted.
-TEST_F(VirtqueueTest, BUG_RejectsReadableAfterWritableWhenIovecsOverflowed) {
+TEST_F(VirtqueueTest, RejectsReadableAfterWritableWhenIovecsOverflowed) {
   Start();
   SetDesc(0, kBuf, 16, kDescFlagNext, 1);
   SetDesc(1, kR2 - 8, 16, kDescFlagWrite | kDescFlagNext, 2);  // 2 iovecs, only 1 slot left
@@ -565,7 +565,7 @@ TEST_F(VirtqueueTest, BUG_RejectsReadableAfterWritableWhenIovecsOverflowed) {
 // BUG (virtqueue.cc AddDescriptor): a zero-length writable descriptor
 // returns before it is recorded, so readable descriptors after it are
 // accepted and become data of the request.
-TEST_F(VirtqueueTest, BUG_RejectsReadableAfterZeroLengthWritable) {
+TEST_F(VirtqueueTest, RejectsReadableAfterZeroLengthWritable) {
   Start();
   SetDesc(0, kBuf, 16, kDescFlagNext, 1);
   SetDesc(1, kBuf + 16, 0, kDescFlagWrite | kDescFlagNext, 2);
