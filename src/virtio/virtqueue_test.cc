@@ -548,9 +548,8 @@ TEST_F(VirtqueueTest, RejectsReadableAfterWritableInIndirectTable) {
   ExpectRejected(0);
 }
 
-// BUG (virtqueue.cc AddDescriptor): the order check uses n_writable > 0,
-// which stays 0 when the writable descriptor's iovecs did not fit (kNoRoom),
-// so a readable descriptor after a writable one is accepted.
+// Regression: the order check once used n_writable > 0, which stays 0 when
+// the writable descriptor's iovecs did not fit (kNoRoom).
 TEST_F(VirtqueueTest, RejectsReadableAfterWritableWhenIovecsOverflowed) {
   Start();
   SetDesc(0, kBuf, 16, kDescFlagNext, 1);
@@ -562,9 +561,8 @@ TEST_F(VirtqueueTest, RejectsReadableAfterWritableWhenIovecsOverflowed) {
                         << c.too_many_segments << ")";
 }
 
-// BUG (virtqueue.cc AddDescriptor): a zero-length writable descriptor
-// returns before it is recorded, so readable descriptors after it are
-// accepted and become data of the request.
+// Regression: a zero-length writable descriptor once returned before it
+// was recorded, so readable descriptors after it were accepted.
 TEST_F(VirtqueueTest, RejectsReadableAfterZeroLengthWritable) {
   Start();
   SetDesc(0, kBuf, 16, kDescFlagNext, 1);
