@@ -7,6 +7,7 @@ BUILD_TYPE ?= RelWithDebInfo
 SANITIZE ?= OFF
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build run test clean
 

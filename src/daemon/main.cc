@@ -110,8 +110,8 @@ int Serve(const Options& o) {
   }
   for (auto& e : exports) e->Shutdown();  // stops every queue, draining in-flight I/O
   exports.clear();
-  LogCounters(reactors);
   for (auto& r : reactors) r->Stop();
+  LogCounters(reactors);
   NLOG_INFO("nestord stopped cleanly");
   return 0;
 }
