@@ -65,6 +65,7 @@ struct Options {
   size_t buffer_bytes = 64ull << 20;    // I/O buffer arena inside the shared region
   int timeout_ms = 10000;               // control messages, synchronous helpers, Close()
   bool event_idx = true;                // negotiate VIRTIO_RING_F_EVENT_IDX when offered
+  bool indirect = true;                 // negotiate VIRTIO_RING_F_INDIRECT_DESC when offered
   bool call_fd_when_polled = true;      // give polled queues a call eventfd anyway (qsd 7.2 needs one)
   bool populate = true;                 // pre-fault the shared region
 };
@@ -80,6 +81,7 @@ struct DeviceInfo {
   bool discard = false;
   bool write_zeroes = false;
   bool event_idx = false;
+  bool indirect = false;                // one ring slot per request (up to 14 data segments)
   uint32_t max_discard_sectors = 0;
   uint32_t max_discard_seg = 0;
   uint32_t discard_sector_alignment = 0;

@@ -39,6 +39,7 @@ typedef struct nestor_queue nestor_queue;
 #define NESTOR_OPT_BLOCKING 0x1u    /* sleep on the call eventfd instead of busy-polling */
 #define NESTOR_OPT_NO_EVENT_IDX 0x2u /* do not negotiate VIRTIO_RING_F_EVENT_IDX */
 #define NESTOR_OPT_NO_CALL_FD 0x4u  /* polled queues get no call eventfd (SET_VRING_CALL no-fd bit) */
+#define NESTOR_OPT_NO_INDIRECT 0x8u /* do not negotiate VIRTIO_RING_F_INDIRECT_DESC */
 
 struct nestor_options {
   const char *socket_path; /* required */

@@ -54,6 +54,7 @@ int nestor_connect(const struct nestor_options* o, nestor_dev** out) {
   opts.polled = !(o->flags & NESTOR_OPT_BLOCKING);
   opts.event_idx = !(o->flags & NESTOR_OPT_NO_EVENT_IDX);
   opts.call_fd_when_polled = !(o->flags & NESTOR_OPT_NO_CALL_FD);
+  opts.indirect = !(o->flags & NESTOR_OPT_NO_INDIRECT);
   auto dev = Device::Connect(opts);
   if (!dev.ok()) return Fail(dev.status());
   *out = new nestor_dev{std::move(*dev)};

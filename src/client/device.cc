@@ -94,6 +94,7 @@ Status DeviceImpl::Negotiate() {
 
   uint64_t wanted = Bit(virtio::kFeatureVersion1) | Bit(vhost::kFeatureProtocolFeatures) | kWantedBlkFeatures;
   if (opts_.event_idx) wanted |= Bit(virtio::kFeatureEventIdx);
+  if (opts_.indirect) wanted |= Bit(virtio::kFeatureIndirectDesc);
   features_ = offered & wanted;
   NESTOR_RETURN_IF_ERROR(conn_.SendU64(vhost::kSetFeatures, features_));
 
@@ -138,6 +139,7 @@ Status DeviceImpl::ReadConfig() {
   info.read_only = has(virtio::kBlkFRo);
   info.flush = has(virtio::kBlkFFlush);
   info.event_idx = has(virtio::kFeatureEventIdx);
+  info.indirect = has(virtio::kFeatureIndirectDesc);
   info.discard = has(virtio::kBlkFDiscard);
   if (info.discard) {
     info.max_discard_sectors = c.max_discard_sectors;
@@ -177,8 +179,10 @@ Status DeviceImpl::SetupMemory() {
     NESTOR_RETURN_IF_ERROR(conn_.Send(vhost::kSetMemTable, &t, sizeof(t), {&fd, 1}));
   }
   const bool event_idx = (features_ & Bit(virtio::kFeatureEventIdx)) != 0;
+  const bool indirect = (features_ & Bit(virtio::kFeatureIndirectDesc)) != 0;
   for (uint32_t i = 0; i < opts_.num_queues; ++i)
-    queues_.push_back(std::make_unique<QueueImpl>(&shared_, i, n, base + i * per_queue, event_idx, opts_.polled));
+    queues_.push_back(
+        std::make_unique<QueueImpl>(&shared_, i, n, base + i * per_queue, event_idx, indirect, opts_.polled));
   return Status::Ok();
 }
 

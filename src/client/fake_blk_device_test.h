@@ -29,14 +29,24 @@ class TestDevice {
     ++last_avail_;
     return true;
   }
+  // The request's descriptors, following an indirect table if there is one.
   std::vector<virtio::Desc> Chain(uint16_t head) const {
     std::vector<virtio::Desc> out;
-    for (uint16_t i = head;; i = desc_[i].next) {
-      out.push_back(desc_[i]);
-      if (!(desc_[i].flags & virtio::kDescFlagNext) || out.size() > n_) break;
+    const virtio::Desc* table = desc_;
+    uint32_t limit = n_;
+    if (desc_[head].flags & virtio::kDescFlagIndirect) {
+      table = reinterpret_cast<const virtio::Desc*>(desc_[head].addr);
+      limit = desc_[head].len / sizeof(virtio::Desc);
+      head = 0;
+      ++indirect_;
+    }
+    for (uint16_t i = head;; i = table[i].next) {
+      out.push_back(table[i]);
+      if (!(table[i].flags & virtio::kDescFlagNext) || out.size() > limit) break;
     }
     return out;
   }
+  uint64_t indirect_seen() const { return indirect_; }
   // Publishes one used element; returns true if the driver wants a call.
   bool Push(uint32_t id, uint32_t len) {
     const uint16_t old = used_idx_;
@@ -62,6 +72,7 @@ class TestDevice {
   bool event_idx_;
   uint16_t last_avail_ = 0;
   uint16_t used_idx_ = 0;
+  mutable uint64_t indirect_ = 0;
 };
 
 // Serves virtio-blk requests from a RAM disk on a thread until stopped.
@@ -76,6 +87,7 @@ class FakeBlk {
   std::atomic<bool> paused{false};
   std::atomic<uint64_t> calls{0};
   std::vector<uint8_t>& disk() { return disk_; }
+  uint64_t indirect_seen() const { return dev_.indirect_seen(); }
 
   void Start() {
     thread_ = std::thread([this] {

@@ -46,11 +46,13 @@ bool DeviceShared::CheckAlive() {
   return true;
 }
 
-QueueImpl::QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool polled)
+QueueImpl::QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool indirect,
+                     bool polled)
     : dev_(dev), index_(index), polled_(polled) {
   vring_.Init(mem, size, event_idx);
   slots_shared_ = reinterpret_cast<SlotShared*>(mem + DriverVring::Bytes(size));
   std::memset(static_cast<void*>(slots_shared_), 0, sizeof(SlotShared) * size);
+  if (indirect) indirect_tables_ = reinterpret_cast<virtio::Desc*>(slots_shared_ + size);
   slots_.resize(size);
   segs_.resize(size);
   stash_.resize(size);
@@ -104,7 +106,7 @@ int QueueImpl::DataSegments(const Request& r, uint32_t writable) {
 int QueueImpl::Add(const Request& r, bool internal) {
   if (broken_) return broken_;
   if (dev_->dead.load(std::memory_order_relaxed)) return -ENOTCONN;
-  if (vring_.inflight_chains() + stash_count_ >= vring_.size() || vring_.free_descs() < 2) return -EAGAIN;
+  if (vring_.inflight_chains() + stash_count_ >= vring_.size() || vring_.free_descs() == 0) return -EAGAIN;
   const DeviceInfo& info = dev_->info;
   const uint32_t head = vring_.next_head();
   SlotShared& ss = slots_shared_[head];
@@ -153,7 +155,10 @@ int QueueImpl::Add(const Request& r, bool internal) {
   ss.status = 0xff;
   segs_[0] = {reinterpret_cast<uint64_t>(&ss.hdr), sizeof(ss.hdr), false};
   segs_[n++] = {reinterpret_cast<uint64_t>(&ss.status), 1, true};
-  int h = vring_.AddChain(segs_.data(), static_cast<uint32_t>(n));
+  const auto count = static_cast<uint32_t>(n);
+  int h = indirect_tables_ && count <= kIndirectEntries
+              ? vring_.AddIndirect(indirect_tables_ + size_t(head) * kIndirectEntries, segs_.data(), count)
+              : vring_.AddChain(segs_.data(), count);
   if (h < 0) return h;
   slots_[h] = Slot{r.user_data, nullptr, internal};
   return h;

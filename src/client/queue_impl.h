@@ -43,10 +43,16 @@ struct alignas(64) SlotShared {
 
 class QueueImpl final : public Queue {
  public:
-  static size_t SharedBytes(uint32_t size) { return DriverVring::Bytes(size) + sizeof(SlotShared) * size; }
+  // Entries of the per-head indirect table; longer requests use a direct chain.
+  static constexpr uint32_t kIndirectEntries = 16;
+  static size_t SharedBytes(uint32_t size) {
+    return DriverVring::Bytes(size) + (sizeof(SlotShared) + kIndirectEntries * sizeof(virtio::Desc)) * size;
+  }
 
   // mem: SharedBytes(size) bytes inside dev->region, 64-byte aligned.
-  QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool polled);
+  // indirect: VIRTIO_RING_F_INDIRECT_DESC was negotiated.
+  QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool indirect,
+            bool polled);
   Status OpenEventFds(bool want_call_fd);
 
   DriverVring& vring() { return vring_; }
@@ -97,6 +103,7 @@ class QueueImpl final : public Queue {
   uint32_t index_;
   DriverVring vring_;
   SlotShared* slots_shared_;
+  virtio::Desc* indirect_tables_ = nullptr;   // kIndirectEntries per head; null without INDIRECT_DESC
   std::vector<Slot> slots_;
   std::vector<Segment> segs_;                 // scratch for one chain
   std::vector<Completion> stash_;             // completions kept for the next Poll

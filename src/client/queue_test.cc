@@ -17,11 +17,12 @@ using testing::TestDevice;
 
 constexpr uint64_t kCapacity = 4 << 20;
 
-class QueueTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
+// Params: polled, EVENT_IDX, INDIRECT_DESC.
+class QueueTest : public ::testing::TestWithParam<std::tuple<bool, bool, bool>> {
  protected:
   void SetUp() override { Build(32); }
   void Build(uint32_t size) {
-    const auto [polled, event_idx] = GetParam();
+    const auto [polled, event_idx, indirect] = GetParam();
     fake_.reset();
     q_.reset();
     shared_ = std::make_unique<DeviceShared>();
@@ -36,7 +37,7 @@ class QueueTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
     info.seg_max = size - 2;
     info.size_max = 4096;
     info.flush = info.discard = info.write_zeroes = true;
-    q_ = std::make_unique<QueueImpl>(shared_.get(), 0, size, shared_->region.base(), event_idx, polled);
+    q_ = std::make_unique<QueueImpl>(shared_.get(), 0, size, shared_->region.base(), event_idx, indirect, polled);
     ASSERT_TRUE(q_->OpenEventFds(true).ok());
     auto& v = q_->vring();
     fake_ = std::make_unique<FakeBlk>(TestDevice(v.desc(), v.avail(), v.used(), size, event_idx), kCapacity,
@@ -90,13 +91,14 @@ TEST_P(QueueTest, BatchSubmitAndFullQueue) {
     reqs[i].buf = b;
     reqs[i].user_data = reinterpret_cast<void*>(i);
   }
-  // 32 descriptors, 3 per request: 10 fit.
-  EXPECT_EQ(q_->Submit(reqs), 10);
-  EXPECT_EQ(q_->Submit(reqs[10]), -EAGAIN);
+  // 32 descriptors: 3 per direct request (10 fit), 1 per indirect one (32).
+  const int fit = std::get<2>(GetParam()) ? 32 : 10;
+  EXPECT_EQ(q_->Submit(reqs), fit);
+  EXPECT_EQ(q_->Submit(reqs[fit]), -EAGAIN);
   fake_->paused = false;
   std::vector<Completion> c(16);
   int got = 0;
-  while (got < 10) {
+  while (got < fit) {
     int n = q_->Wait(c.data(), 1, 16, 2000);
     ASSERT_GT(n, 0);
     got += n;
@@ -143,7 +145,7 @@ TEST_P(QueueTest, StatusMapsToErrno) {
 TEST_P(QueueTest, SyncHelpersBounceAndSplit) {
   std::vector<uint8_t> data(3 << 20), back(3 << 20);  // outside the region, > 1 MiB chunk
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7 + 3);
-  ASSERT_TRUE(q_->Write(512, data.data(), data.size()).ok());
+  ASSERT_TRUE(q_->Write(512, data.data(), data.size()).ok());  // 1 MiB pieces: 256 segments, direct
   ASSERT_TRUE(q_->Flush().ok());
   ASSERT_TRUE(q_->Read(512, back.data(), back.size()).ok());
   EXPECT_EQ(data, back);
@@ -259,12 +261,15 @@ TEST_P(QueueTest, ManyRandomAsyncIos) {
   if (!std::get<0>(GetParam())) {
     EXPECT_GT(fake_->calls.load(), 0u);
   }
+  EXPECT_EQ(fake_->indirect_seen() > 0, std::get<2>(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, QueueTest,
-                         ::testing::Combine(::testing::Bool(), ::testing::Bool()), [](const auto& info) {
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool(), ::testing::Bool()),
+                         [](const auto& info) {
                            return std::string(std::get<0>(info.param) ? "Polled" : "Blocking") +
-                                  (std::get<1>(info.param) ? "EventIdx" : "Flags");
+                                  (std::get<1>(info.param) ? "EventIdx" : "Flags") +
+                                  (std::get<2>(info.param) ? "Indirect" : "Direct");
                          });
 
 }  // namespace

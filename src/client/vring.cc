@@ -61,12 +61,32 @@ int DriverVring::AddChain(const Segment* segs, uint32_t n) {
     if (k + 1 < n) i = next_[i];
   }
   free_head_ = next_[i];  // i is the tail: the free list continues after it
-  num_free_ -= n;
-  chain_len_[head] = static_cast<uint16_t>(n);
+  PutAvail(head, n);
+  return static_cast<int>(head);
+}
+
+int DriverVring::AddIndirect(Desc* table, const Segment* segs, uint32_t n) {
+  if (n == 0) return -EINVAL;
+  if (num_free_ == 0) return -EAGAIN;
+  for (uint32_t k = 0; k < n; ++k) {
+    uint16_t flags = segs[k].device_writes ? virtio::kDescFlagWrite : 0;
+    if (k + 1 < n) flags |= virtio::kDescFlagNext;
+    table[k] = Desc{segs[k].addr, segs[k].len, flags, static_cast<uint16_t>(k + 1 < n ? k + 1 : 0)};
+  }
+  const uint32_t head = free_head_;
+  desc_[head] = Desc{reinterpret_cast<uint64_t>(table), static_cast<uint32_t>(n * sizeof(Desc)),
+                     virtio::kDescFlagIndirect, 0};
+  free_head_ = next_[head];
+  PutAvail(head, 1);
+  return static_cast<int>(head);
+}
+
+void DriverVring::PutAvail(uint32_t head, uint32_t ndesc) {
+  num_free_ -= ndesc;
+  chain_len_[head] = static_cast<uint16_t>(ndesc);
   ++inflight_;
   avail_->ring[avail_idx_ & (size_ - 1)] = static_cast<uint16_t>(head);
   ++avail_idx_;
-  return static_cast<int>(head);
 }
 
 void DriverVring::Publish() { Ref(avail_->idx).store(avail_idx_, std::memory_order_release); }

@@ -46,6 +46,10 @@ class DriverVring {
   // Adds one chain (not yet visible to the device). Returns the head index,
   // or -EAGAIN if fewer than n descriptors are free, -EINVAL if n == 0.
   int AddChain(const Segment* segs, uint32_t n);
+  // Adds one request as a single ring descriptor pointing at `table` (n
+  // entries, in shared memory, owned by the caller until FreeChain). Only
+  // when VIRTIO_RING_F_INDIRECT_DESC was negotiated. Same returns.
+  int AddIndirect(virtio::Desc* table, const Segment* segs, uint32_t n);
   // Makes every added chain visible (release store of avail.idx).
   void Publish();
   // After Publish: full fence, then true if the device wants a kick.
@@ -73,6 +77,8 @@ class DriverVring {
   virtio::UsedRing* used_ = nullptr;
   uint32_t size_ = 0;
   bool event_idx_ = false;
+  void PutAvail(uint32_t head, uint32_t ndesc);
+
   uint16_t avail_idx_ = 0;     // next avail slot (private copy)
   uint16_t kicked_idx_ = 0;    // avail idx at the last kick decision
   uint16_t last_used_ = 0;     // next used slot to pop

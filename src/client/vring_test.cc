@@ -105,6 +105,29 @@ TEST_F(VringTest, RandomTrafficKeepsFreeListConsistent) {
   EXPECT_EQ(ring_.free_descs() + in_chains, 64u);
 }
 
+TEST_F(VringTest, IndirectUsesOneRingDescriptor) {
+  Make(4, false);
+  virtio::Desc tables[4][8];
+  Segment segs[5];
+  for (uint32_t i = 0; i < 5; ++i) segs[i] = {0x1000u * (i + 1), 512, i == 4};
+  for (int r = 0; r < 4; ++r) ASSERT_GE(ring_.AddIndirect(tables[r], segs, 5), 0);
+  EXPECT_EQ(ring_.AddIndirect(tables[0], segs, 5), -EAGAIN);
+  EXPECT_EQ(ring_.free_descs(), 0u);
+  ring_.Publish();
+  uint16_t h;
+  ASSERT_TRUE(dev_->Pop(&h));
+  auto chain = dev_->Chain(h);
+  ASSERT_EQ(chain.size(), 5u);
+  EXPECT_EQ(chain[4].addr, 0x5000u);
+  EXPECT_TRUE(chain[4].flags & virtio::kDescFlagWrite);
+  EXPECT_EQ(dev_->indirect_seen(), 1u);
+  dev_->Push(h, 0);
+  virtio::UsedElem e;
+  ASSERT_EQ(ring_.PopUsed(&e), 1);
+  ring_.FreeChain(e.id);
+  EXPECT_EQ(ring_.free_descs(), 1u);
+}
+
 TEST_F(VringTest, RejectsUsedIdNotInFlight) {
   Make(8, false);
   int a = AddSimple(2);
