@@ -32,6 +32,7 @@ struct Config {
   uint64_t offset = 0, bytes = 0, block = 4096;
   uint32_t qd = 16;
   double seconds = 0;
+  bool verify = true;
 };
 
 inline uint64_t Pattern(uint64_t byte_off, uint64_t seed) {
@@ -112,7 +113,7 @@ void RunPhase(Device& dev, Queue& q, const Config& cfg, uint64_t start, uint64_t
         ++st.writes;
       } else {
         ++st.reads;
-        if (Check(bufs[s], f.off, f.len, seed)) {
+        if (!cfg.verify || Check(bufs[s], f.off, f.len, seed)) {
           st.bytes_verified += f.len;
         } else {
           if (st.first_error.empty()) st.first_error = fmt::format("mismatch in block at {}", f.off);
@@ -176,6 +177,8 @@ int main(int argc, char** argv) {
   app.add_flag("--blocking", blocking, "sleep on the call eventfd");
   app.add_flag("--no-event-idx", no_event_idx, "do not negotiate EVENT_IDX");
   app.add_flag("--no-call-fd", no_call_fd, "polled queues get no call eventfd");
+  bool no_verify = false;
+  app.add_flag("--no-verify", no_verify, "read back without checking (null devices)");
   CLI11_PARSE(app, argc, argv);
   if (poll && blocking) {
     fmt::print(stderr, "nestor-io: --poll and --blocking are exclusive\n");
@@ -197,6 +200,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "nestor-io: offset, bytes and block size must be multiples of 512\n");
     return 2;
   }
+  cfg.verify = !no_verify;
   opts.polled = !blocking;
   opts.event_idx = !no_event_idx;
   opts.call_fd_when_polled = !no_call_fd;
@@ -244,7 +248,7 @@ int main(int argc, char** argv) {
   }
   fmt::print("written  {} bytes in {} I/Os, {:.0f} IOPS, {}\n", all.bytes_written, all.writes,
              write_s > 0 ? all.writes / write_s : 0.0, Percentiles(all.write_lat));
-  fmt::print("verified {} bytes in {} I/Os, {:.0f} IOPS, {}\n", all.bytes_verified, all.reads,
+  fmt::print("{} {} bytes in {} I/Os, {:.0f} IOPS, {}\n", cfg.verify ? "verified" : "read    ", all.bytes_verified, all.reads,
              read_s > 0 ? all.reads / read_s : 0.0, Percentiles(all.read_lat));
   fmt::print("errors {}, mismatches {}, wall {:.2f} s{}{}\n", all.errors, all.mismatches, wall,
              all.first_error.empty() ? "" : ", first: ", all.first_error);
