@@ -112,7 +112,8 @@ class Queue {
   // Reaps at least min (<= max) completions, busy-polling (polled mode) or
   // sleeping on the call eventfd (blocking mode); timeout_ms < 0 waits
   // forever unless the backend disconnects. Returns the count reaped (may be
-  // < min on timeout), or -ETIMEDOUT / -ENOTCONN / -EPROTO if none.
+  // < min on timeout or when fewer are in flight), or -ETIMEDOUT /
+  // -ENOTCONN / -EPROTO if none.
   virtual int Wait(Completion* out, int min, int max, int timeout_ms) = 0;
 
   // Synchronous helpers: block until done (bounded by Options::timeout_ms).
