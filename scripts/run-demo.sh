@@ -16,7 +16,9 @@ NCPU=$(nproc)
 RCPU=$((NCPU - 1))
 
 echo "== nestord: volume demo (256 MiB, file $VAR/demo.img, 2 queues), reactor on CPU $RCPU, adaptive"
-timeout 300 "$BUILD/src/daemon/nestord" --socket-dir "$SOCK_DIR" \
+# nestord runs directly (not under timeout) so that PID is nestord itself:
+# the EXIT trap reaps it on any failure.
+"$BUILD/src/daemon/nestord" --socket-dir "$SOCK_DIR" \
   --volume "demo,size=256M,backend=file:$VAR/demo.img,queues=2" \
   --reactors 1 --cpus "$RCPU" --poll-mode adaptive >"$LOG" 2>&1 &
 PID=$!
