@@ -20,6 +20,12 @@ QSD_PID=
 cleanup() {
 	if [ -n "$QSD_PID" ] && kill -0 "$QSD_PID" 2>/dev/null; then
 		kill -TERM "$QSD_PID" 2>/dev/null || true
+		for _ in $(seq 50); do
+			kill -0 "$QSD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		# timeout leads its own process group: this reaches the daemon too.
+		kill -KILL -- "-$QSD_PID" 2>/dev/null || true
 		wait "$QSD_PID" 2>/dev/null || true
 	fi
 	rm -rf "$TMP"
