@@ -31,7 +31,7 @@ nestord_start() {
 	[ -x "$bin" ] || { echo "usage: $0 NESTORD_BINARY (or env NESTORD)" >&2; exit 2; }
 	timeout -k 5 120 "$bin" --socket-dir "$TMP" \
 		--volume "vm0,size=64M,backend=file:$IMG,queues=2" \
-		--reactors 1 --poll-mode adaptive >"$TMP/nestord.log" 2>&1 &
+		--reactors "${NESTORD_REACTORS:-1}" --poll-mode "${NESTORD_MODE:-adaptive}" >"$TMP/nestord.log" 2>&1 &
 	NESTORD_PID=$!
 	local i
 	for i in $(seq 100); do
