@@ -1,9 +1,12 @@
 #include "vhost/session.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <future>
+#include <string_view>
 
 #include "base/log.h"
 
@@ -46,6 +49,21 @@ void Session::Shutdown() {
   ::shutdown(sock_.get(), SHUT_RDWR);
 }
 
+// Kick and call fds must be eventfds, and we make them non-blocking: the
+// reactor reads and writes them, and a blocking fd (or a socket that
+// claims to be readable) would freeze every queue on that reactor.
+Status Session::CheckEventFd(int fd) {
+  char target[64] = {};
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+  if (n <= 0 || std::string_view(target, static_cast<size_t>(n)) != "anon_inode:[eventfd]") {
+    return Status::Invalid("vring kick/call fd is not an eventfd");
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return Status::FromErrno("fcntl eventfd");
+  return Status::Ok();
+}
+
 bool Session::Negotiated(int f) const { return (protocol_features_ & Bit(f)) != 0; }
 
 void Session::Run() {
@@ -78,6 +96,14 @@ void Session::Run() {
   std::vector<uint32_t> stopped;
   StopAll(&stopped);
   mem_.Clear();
+  // Tell the frontend at once (it sees EOF) and give back its fds; the
+  // socket fd itself is closed when the export reaps this session, so a
+  // concurrent Shutdown() never touches a reused fd number.
+  ::shutdown(sock_.get(), SHUT_RDWR);
+  for (Vring& v : vrings_) {
+    v.kick.Reset();
+    v.call.Reset();
+  }
 }
 
 Status Session::Dispatch(Message& m, bool* replied) {
@@ -266,6 +292,7 @@ Status Session::HandleVringFd(Message& m) {
   if (m.fds.size() != (no_fd ? 0u : 1u)) return Status::Invalid("vring fd message with wrong fd count");
   UniqueFd fd = no_fd ? UniqueFd() : std::move(m.fds[0]);
   m.fds.clear();
+  if (fd.valid()) NESTOR_RETURN_IF_ERROR(CheckEventFd(fd.get()));
   uint32_t index = static_cast<uint32_t>(u & kVringIndexMask);
   Vring* vr = *v;
   if (m.hdr.request == kSetVringErr) return Status::Ok();  // we never signal errors: close it

@@ -72,6 +72,7 @@ class Session {
   Status RestartAll(const std::vector<uint32_t>& indices);
   Result<virtio::VringSetup> TranslateRing(const Vring& v) const;
   bool Negotiated(int protocol_feature) const;
+  static Status CheckEventFd(int fd);
 
   UniqueFd sock_;
   BlkExport* export_;
