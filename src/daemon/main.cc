@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "daemon/options.h"
 #include "io/backend.h"
+#include "reactor/guest_fault.h"
 #include "reactor/reactor.h"
 #include "vhost/blk_export.h"
 
@@ -43,6 +44,7 @@ int Serve(const Options& o) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
   UniqueFd sigfd(signalfd(-1, &sigs, SFD_CLOEXEC));
+  reactor::InstallGuestFaultHandler();
 
   mkdir(o.socket_dir.c_str(), 0755);
   std::vector<std::unique_ptr<reactor::Reactor>> reactors;

@@ -21,6 +21,9 @@ class Poller {
   // The eventfd that wakes the reactor for this poller, or -1 when the
   // poller can only be polled (the reactor then never sleeps).
   virtual int wake_fd() const = 0;
+  // Touching this poller's guest memory faulted (see guest_fault.h): stop
+  // using that memory for good and get the frontend disconnected.
+  virtual void OnGuestFault() = 0;
 };
 
 }  // namespace nestor::reactor

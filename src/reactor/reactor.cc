@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "reactor/guest_fault.h"
 
 namespace nestor::reactor {
 
@@ -119,11 +120,19 @@ void Reactor::WatchFd(int fd, bool add) {
 
 void Reactor::AddPoller(Poller* p) {
   pollers_.push_back(p);
+  fresh_.push_back(p);  // notification setup touches guest memory: done in Loop
   if (p->wake_fd() >= 0) WatchFd(p->wake_fd(), true);
-  if (opts_.mode == PollMode::kInterrupt) {
-    (void)p->PrepareToSleep();  // notifications stay on in interrupt mode
-  } else {
-    p->ResumePolling();
+}
+
+void Reactor::SetUpFreshPollers() {
+  while (!fresh_.empty()) {
+    Poller* p = fresh_.back();
+    fresh_.pop_back();
+    if (opts_.mode == PollMode::kInterrupt) {
+      (void)p->PrepareToSleep();  // notifications stay on in interrupt mode
+    } else {
+      p->ResumePolling();
+    }
   }
 }
 
@@ -131,10 +140,12 @@ void Reactor::RemovePoller(Poller* p) {
   auto it = std::find(pollers_.begin(), pollers_.end(), p);
   if (it == pollers_.end()) return;
   pollers_.erase(it);
+  fresh_.erase(std::remove(fresh_.begin(), fresh_.end(), p), fresh_.end());
   if (p->wake_fd() >= 0) WatchFd(p->wake_fd(), false);
 }
 
 int Reactor::PollOnce() {
+  if (!fresh_.empty()) SetUpFreshPollers();
   int work = 0;
   // Index loop: a poller may remove itself (queue stop) during Poll.
   for (size_t i = 0; i < pollers_.size(); ++i) work += pollers_[i]->Poll();
@@ -173,6 +184,25 @@ void Reactor::Sleep() {
 }
 
 void Reactor::Run() {
+  sigjmp_buf recovery;
+  tls_fault_jmp = &recovery;
+  for (;;) {
+    if (sigsetjmp(recovery, 0) == 0) {
+      Loop();
+      break;
+    }
+    // A guest-memory fault unwound us here from somewhere inside Loop().
+    UnblockGuestFaults();
+    Poller* culprit = tls_active_poller;
+    tls_active_poller = nullptr;
+    counters_.guest_faults.fetch_add(1, std::memory_order_relaxed);
+    if (culprit != nullptr) culprit->OnGuestFault();
+  }
+  tls_fault_jmp = nullptr;
+  RunMessages();
+}
+
+void Reactor::Loop() {
   // Reading the clock costs about as much as an empty poll, so idle
   // iterations read it only every kIdleClockStride polls: idle time and
   // the adaptive threshold are accurate to that many polls.
@@ -205,18 +235,17 @@ void Reactor::Run() {
     Sleep();
     last = NowNs();
   }
-  RunMessages();
 }
 
 std::string Reactor::CountersString() const {
   auto g = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   return fmt::format(
       "reactor {} cpu {} mode {}: busy {:.3f}s idle {:.3f}s sleeping {:.3f}s polls(work) {} "
-      "polls(idle) {} sleeps {} kicks {} calls {} calls_suppressed {} requests {}",
+      "polls(idle) {} sleeps {} kicks {} calls {} calls_suppressed {} requests {} guest_faults {}",
       opts_.id, opts_.cpu, PollModeName(opts_.mode), g(counters_.busy_ns) / 1e9,
       g(counters_.idle_ns) / 1e9, g(counters_.sleep_ns) / 1e9, g(counters_.polls_work),
       g(counters_.polls_idle), g(counters_.sleeps), g(counters_.kicks), g(counters_.calls),
-      g(counters_.calls_suppressed), g(counters_.requests));
+      g(counters_.calls_suppressed), g(counters_.requests), g(counters_.guest_faults));
 }
 
 }  // namespace nestor::reactor

@@ -7,7 +7,8 @@
 // forever, notifications off), interrupt (sleep on eventfds with
 // notifications on: the stock baseline), adaptive (poll while work arrives;
 // after idle_ns without work re-enable notifications, re-check and sleep).
-// Errors: Start returns a Status; nothing else fails.
+// Errors: Start returns a Status; nothing else fails. Messages never touch
+// guest memory (only Loop does, under the fault recovery of guest_fault.h).
 #pragma once
 
 #include <atomic>
@@ -44,6 +45,7 @@ struct Counters {
   std::atomic<uint64_t> calls{0};         // call eventfd writes (interrupts sent)
   std::atomic<uint64_t> calls_suppressed{0};  // completions published without a call
   std::atomic<uint64_t> requests{0};      // requests completed
+  std::atomic<uint64_t> guest_faults{0};  // SIGBUS on guest memory, recovered
 };
 
 struct ReactorOptions {
@@ -84,6 +86,8 @@ class Reactor {
 
  private:
   void Run();
+  void Loop();
+  void SetUpFreshPollers();
   void RunMessages();
   int PollOnce();
   bool CanSleep() const;
@@ -97,6 +101,7 @@ class Reactor {
   UniqueFd epoll_fd_;
   UniqueFd msg_fd_;
   std::vector<Poller*> pollers_;
+  std::vector<Poller*> fresh_;  // added, notifications not yet set up
   Counters counters_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> has_messages_{false};

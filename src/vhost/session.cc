@@ -358,8 +358,10 @@ Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
   if (s.desc == nullptr || s.avail == nullptr || s.used == nullptr) {
     return Status::Invalid("ring not inside one mapped memory region");
   }
+  // The control thread never reads guest memory (a shrunken memfd would
+  // SIGBUS it): the used index starts at the base the frontend gave us.
   s.last_avail = v.base;
-  s.used_idx = __atomic_load_n(&s.used->idx, __ATOMIC_ACQUIRE);
+  s.used_idx = v.base;
   s.event_idx = (features_ & Bit(virtio::kFeatureEventIdx)) != 0;
   s.indirect = (features_ & Bit(virtio::kFeatureIndirectDesc)) != 0;
   return s;
@@ -374,10 +376,6 @@ Status Session::TryStart(uint32_t index) {
   }
   auto setup = TranslateRing(v);
   if (!setup.ok()) return setup.status();
-  if (setup->used_idx != v.base) {
-    NLOG_WARN("{}: queue {} used index {} != base {}; using base", name_, index, setup->used_idx, v.base);
-    setup->used_idx = v.base;
-  }
   virtio::BlkQueueConfig qc;
   qc.index = static_cast<int>(index);
   qc.device = name_;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "reactor/guest_fault.h"
 #include "virtio/iov.h"
 
 namespace nestor::virtio {
@@ -32,13 +33,16 @@ Status BlkQueue::Start(reactor::Reactor* r) {
 }
 
 void BlkQueue::RequestStop(std::function<void(uint16_t)> done) {
+  // Runs as a message: no guest memory here. The next Poll finishes it.
   stopping_ = true;
   stop_done_ = std::move(done);
-  MaybeFinishStop();
 }
 
 void BlkQueue::MaybeFinishStop() {
-  if (!stopping_ || in_flight_ != 0 || !stop_done_) return;
+  // A broken queue may have lost track of requests interrupted by a fault;
+  // only those the backend still holds must come back before memory goes.
+  uint32_t pending = broken_ ? backend_in_flight_ : in_flight_;
+  if (!stopping_ || pending != 0 || !stop_done_) return;
   Flush();
   reactor_->RemovePoller(this);
   auto done = std::move(stop_done_);
@@ -53,7 +57,12 @@ void BlkQueue::Break(const std::string& why) {
   if (cfg_.on_broken) cfg_.on_broken(why);
 }
 
+void BlkQueue::OnGuestFault() {
+  Break("guest memory fault (SIGBUS): the frontend shrank memory it shared");
+}
+
 int BlkQueue::Poll() {
+  reactor::tls_active_poller = this;
   if (stopping_ || broken_) {
     MaybeFinishStop();
     return 0;
@@ -132,11 +141,14 @@ void BlkQueue::Execute(Task* t, const BlkRequest& req) {
   t->unmap = req.unmap;
   t->iov = req.data;
   t->iovcnt = req.data_count;
+  ++backend_in_flight_;
   channel_->Submit(t);
 }
 
 void BlkQueue::OnIoDone(io::IoRequest* req, int result) {
   Task* t = static_cast<Task*>(req);
+  reactor::tls_active_poller = t->queue;
+  --t->queue->backend_in_flight_;
   if (result < 0 && t->queue->bad_requests_logged_++ < 16) {
     NLOG_WARN("{} queue {}: backend error {} at offset {}", t->queue->cfg_.device,
               t->queue->cfg_.index, result, t->offset);
@@ -145,6 +157,12 @@ void BlkQueue::OnIoDone(io::IoRequest* req, int result) {
 }
 
 void BlkQueue::Complete(Task* t, uint8_t status) {
+  if (broken_) {  // its memory may be gone: account only
+    t->busy = false;
+    --in_flight_;
+    if (stopping_) MaybeFinishStop();
+    return;
+  }
   if (t->status != nullptr) __atomic_store_n(t->status, status, __ATOMIC_RELAXED);
   vq_.PushUsed(t->head, status == kBlkOk || t->status == nullptr ? t->used_len : 1);
   t->busy = false;
@@ -154,7 +172,8 @@ void BlkQueue::Complete(Task* t, uint8_t status) {
 }
 
 void BlkQueue::Flush() {
-  if (!vq_.HasUnpublished()) return;
+  reactor::tls_active_poller = this;
+  if (broken_ || !vq_.HasUnpublished()) return;
   bool notify = vq_.PublishUsed();
   if (notify && cfg_.call_fd >= 0) {
     uint64_t one = 1;
@@ -166,8 +185,14 @@ void BlkQueue::Flush() {
   }
 }
 
-bool BlkQueue::PrepareToSleep() { return !broken_ && !stopping_ && vq_.EnableKicks(); }
+bool BlkQueue::PrepareToSleep() {
+  reactor::tls_active_poller = this;
+  return !broken_ && !stopping_ && vq_.EnableKicks();
+}
 
-void BlkQueue::ResumePolling() { vq_.DisableKicks(); }
+void BlkQueue::ResumePolling() {
+  reactor::tls_active_poller = this;
+  if (!broken_) vq_.DisableKicks();
+}
 
 }  // namespace nestor::virtio

@@ -61,6 +61,7 @@ class BlkQueue final : public reactor::Poller {
   bool PrepareToSleep() override;
   void ResumePolling() override;
   int wake_fd() const override { return cfg_.kick_fd; }
+  void OnGuestFault() override;
 
   uint32_t in_flight() const { return in_flight_; }
 
@@ -87,7 +88,8 @@ class BlkQueue final : public reactor::Poller {
   reactor::Reactor* reactor_ = nullptr;
   reactor::Counters* counters_ = nullptr;
   std::unique_ptr<io::IoChannel> channel_;
-  uint32_t in_flight_ = 0;
+  uint32_t in_flight_ = 0;          // popped, not yet completed
+  uint32_t backend_in_flight_ = 0;  // of those, held by the backend
   bool broken_ = false;
   bool stopping_ = false;
   std::function<void(uint16_t)> stop_done_;
