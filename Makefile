@@ -2,6 +2,7 @@
 #   make run    install deps, build, start nestord on an embedded default,
 #               drive a verifying workload through libnestor, stop.
 #   make test   install deps, build, run every test (unit, integration, VM).
+#   make bench  fio side by side: bare io_uring, nestord (3 modes), qsd.
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 SANITIZE ?= OFF
@@ -9,7 +10,7 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test clean
+.PHONY: all deps build run test bench clean
 
 all: build
 
@@ -26,6 +27,11 @@ run: build
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 600 -j 1
+
+# QUICK=1: 1 s runs (about 3 minutes). Results in bench/results/.
+bench: build
+	@scripts/install-deps.sh --bench
+	@/usr/bin/python3 bench/run_bench.py --build $(BUILD) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(BUILD)

@@ -5,6 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
       libfmt-dev libcli11-dev nlohmann-json3-dev
       qemu-system-x86 qemu-utils busybox-static fio cpio gzip)
+# --bench: also what `make bench` needs (plots).
+[ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
