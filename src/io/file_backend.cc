@@ -7,7 +7,10 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/uio.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -25,9 +28,14 @@ constexpr int kPunchHole = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 
 class FileChannel final : public IoChannel {
  public:
-  FileChannel(int fd, IoUring* ring, uint32_t align) : fd_(fd), ring_(ring), align_(align) {}
+  FileChannel(int fd, IoUring* ring, uint32_t align, bool in_memory)
+      : fd_(fd), ring_(ring), align_(align), in_memory_(in_memory) {}
 
   void Submit(IoRequest* req) override {
+    if (in_memory_) {
+      SubmitInline(req);
+      return;
+    }
     req->hook = &FileChannel::OnComplete;
     req->hook_ctx = this;
     req->bounce = nullptr;
@@ -50,6 +58,34 @@ class FileChannel final : public IoChannel {
   const IoStats& stats() const override { return stats_; }
 
  private:
+  // Memory-backed files (tmpfs, hugetlbfs, ramfs) complete at memory speed
+  // in the submitting call; io_uring would punt them to a worker thread (a
+  // context switch per I/O, and on a busy-polled CPU a wait for the
+  // scheduler). So they run synchronously on the reactor, never blocking
+  // on a device.
+  void SubmitInline(IoRequest* req) {
+    ssize_t res = 0;
+    switch (req->op) {
+      case IoOp::kRead:
+        res = preadv2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0);
+        break;
+      case IoOp::kWrite:
+        res = pwritev2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0);
+        break;
+      case IoOp::kFlush:
+        res = fdatasync(fd_);
+        break;
+      case IoOp::kDiscard:
+      case IoOp::kWriteZeroes:
+        res = fallocate(fd_, kPunchHole, static_cast<off_t>(req->offset), static_cast<off_t>(req->length));
+        break;
+    }
+    int result = res < 0 ? -errno : static_cast<int>(res);
+    bool data = req->op == IoOp::kRead || req->op == IoOp::kWrite;
+    if (data && result >= 0 && static_cast<uint64_t>(result) != req->length) result = -EIO;
+    req->done(req, result);
+  }
+
   void PrepFallocate(IoRequest* req, int mode) {
     req->sub_op = mode;
     io_uring_prep_fallocate(ring_->GetSqe(req), fd_, mode, req->offset, req->length);
@@ -137,21 +173,23 @@ class FileChannel final : public IoChannel {
   int fd_;
   IoUring* ring_;
   uint32_t align_;  // 0: no O_DIRECT, no alignment needed
+  bool in_memory_;  // tmpfs/hugetlbfs/ramfs: synchronous, inline
   bool no_zero_range_ = false;
   IoStats stats_;
 };
 
 class FileBackend final : public BlockBackend {
  public:
-  FileBackend(UniqueFd fd, std::string path, uint64_t size, uint32_t align)
-      : fd_(std::move(fd)), path_(std::move(path)), size_(size), align_(align) {}
+  FileBackend(UniqueFd fd, std::string path, uint64_t size, uint32_t align, bool in_memory)
+      : fd_(std::move(fd)), path_(std::move(path)), size_(size), align_(align), in_memory_(in_memory) {}
   uint64_t size_bytes() const override { return size_; }
   std::string Describe() const override {
-    return "file:" + path_ + (align_ ? " (O_DIRECT)" : " (buffered)");
+    if (in_memory_) return "file:" + path_ + " (memory file system, inline)";
+    return "file:" + path_ + (align_ ? " (O_DIRECT, io_uring)" : " (buffered, io_uring)");
   }
   Result<std::unique_ptr<IoChannel>> OpenChannel(IoUring* ring) override {
     if (ring == nullptr) return Status::Invalid("file backend needs an io_uring");
-    return std::unique_ptr<IoChannel>(new FileChannel(fd_.get(), ring, align_));
+    return std::unique_ptr<IoChannel>(new FileChannel(fd_.get(), ring, align_, in_memory_));
   }
 
  private:
@@ -159,7 +197,14 @@ class FileBackend final : public BlockBackend {
   std::string path_;
   uint64_t size_;
   uint32_t align_;
+  bool in_memory_;
 };
+
+bool OnMemoryFileSystem(int fd) {
+  struct statfs sfs {};
+  if (fstatfs(fd, &sfs) != 0) return false;
+  return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC || sfs.f_type == HUGETLBFS_MAGIC;
+}
 
 // O_DIRECT alignment for fd: the logical block size of a block device, else
 // the file system's direct-I/O alignment (statx DIOALIGN) or 512.
@@ -203,8 +248,10 @@ Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, u
     if (ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return Status::FromErrno("ftruncate " + path);
   }
   uint32_t align = direct ? DirectAlignment(fd.get(), is_block) : 0;
-  NLOG_INFO("backend {}: {} bytes, {}", path, size, direct ? "O_DIRECT" : "buffered");
-  return std::unique_ptr<BlockBackend>(new FileBackend(std::move(fd), path, size, align));
+  bool in_memory = !is_block && OnMemoryFileSystem(fd.get());
+  auto backend = std::make_unique<FileBackend>(std::move(fd), path, size, align, in_memory);
+  NLOG_INFO("backend {}: {} bytes", backend->Describe(), size);
+  return std::unique_ptr<BlockBackend>(std::move(backend));
 }
 
 }  // namespace nestor::io

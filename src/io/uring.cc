@@ -1,12 +1,14 @@
 #include "io/uring.h"
 
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
 namespace nestor::io {
 
-Result<std::unique_ptr<IoUring>> IoUring::Create(unsigned entries) {
+Result<std::unique_ptr<IoUring>> IoUring::Create(unsigned entries, int reactor_cpu) {
   std::unique_ptr<IoUring> u(new IoUring());
   int rc = io_uring_queue_init(entries, &u->ring_, IORING_SETUP_SINGLE_ISSUER);
   if (rc == -EINVAL) rc = io_uring_queue_init(entries, &u->ring_, 0);
@@ -16,6 +18,17 @@ Result<std::unique_ptr<IoUring>> IoUring::Create(unsigned entries) {
   if (!u->event_fd_.valid()) return Status::FromErrno("eventfd");
   rc = io_uring_register_eventfd(&u->ring_, u->event_fd_.get());
   if (rc < 0) return Status::Error(-rc, "io_uring_register_eventfd failed");
+  if (reactor_cpu >= 0) {
+    cpu_set_t others;
+    CPU_ZERO(&others);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < ncpu && c < CPU_SETSIZE; ++c) {
+      if (c != reactor_cpu) CPU_SET(c, &others);
+    }
+    if (CPU_COUNT(&others) > 0 && io_uring_register_iowq_aff(&u->ring_, sizeof(others), &others) < 0) {
+      NLOG_WARN("io_uring: cannot set worker affinity; punted I/O may share CPU {}", reactor_cpu);
+    }
+  }
   return u;
 }
 

@@ -19,7 +19,9 @@ namespace nestor::io {
 
 class IoUring {
  public:
-  static Result<std::unique_ptr<IoUring>> Create(unsigned entries);
+  // reactor_cpu >= 0: keep io_uring's worker threads (punted requests) off
+  // that CPU, where a busy-polling reactor would make them wait.
+  static Result<std::unique_ptr<IoUring>> Create(unsigned entries, int reactor_cpu = -1);
   ~IoUring();
   IoUring(const IoUring&) = delete;
   IoUring& operator=(const IoUring&) = delete;

@@ -53,7 +53,7 @@ Status Reactor::Start() {
         return;
       }
     }
-    auto ring = io::IoUring::Create(opts_.ring_entries);
+    auto ring = io::IoUring::Create(opts_.ring_entries, opts_.cpu);
     if (!ring.ok()) {
       started.set_value(ring.status());
       return;

@@ -42,16 +42,20 @@ struct ModeParam {
 class NestordClient : public ::testing::TestWithParam<ModeParam> {
  protected:
   void SetUp() override {
-    file_ = d_.dir() + "/disk.img";
+    file_ = d_.dir() + "/disk.img";  // ext4 here: the io_uring path
+    // tmpfs: the inline (synchronous) path for memory file systems.
+    shm_file_ = "/dev/shm/nestord-test-" + std::to_string(getpid()) + ".img";
     std::string err;
     ASSERT_TRUE(d_.Start({"--volume", "data,size=64M,backend=mem,queues=4",
                           "--volume", "ro,size=8M,backend=mem,readonly",
                           "--volume", "disk,size=16M,backend=file:" + file_ + ",queues=2",
+                          "--volume", "shm,size=16M,backend=file:" + shm_file_ + ",queues=2",
                           "--reactors", "2", "--poll-mode", GetParam().mode},
-                         {"data", "ro", "disk"}, &err))
+                         {"data", "ro", "disk", "shm"}, &err))
         << err;
   }
   void TearDown() override {
+    unlink(shm_file_.c_str());
     if (!::testing::Test::HasFailure()) {
       EXPECT_TRUE(d_.Stop()) << "nestord did not exit cleanly on SIGTERM:\n" << d_.Log();
     } else {
@@ -70,8 +74,11 @@ class NestordClient : public ::testing::TestWithParam<ModeParam> {
     return dev.ok() ? std::move(dev.value()) : nullptr;
   }
 
+  void CheckFileBacking(const std::string& volume, const std::string& path);
+
   NestordProcess d_;
   std::string file_;
+  std::string shm_file_;
 };
 
 TEST_P(NestordClient, WriteReadVerifyOnEveryQueueAtOnce) {
@@ -165,24 +172,34 @@ TEST_P(NestordClient, ReadOnlyVolume) {
   EXPECT_TRUE(q.Flush().ok());
 }
 
-TEST_P(NestordClient, GetIdAndFileBackingHoldsTheBytes) {
-  auto dev = Connect("disk", 2);
+void NestordClient::CheckFileBacking(const std::string& volume, const std::string& path) {
+  auto dev = Connect(volume, 2);
   ASSERT_TRUE(dev);
   std::string id;
   ASSERT_TRUE(dev->queue(0).GetId(&id).ok());
-  EXPECT_EQ(id.substr(0, 4), "disk");
+  EXPECT_EQ(id.substr(0, volume.size()), volume);
   std::vector<uint8_t> w(256 << 10);
   Fill(&w, 42);
   ASSERT_TRUE(dev->queue(1).Write(3 << 20, w.data(), w.size()).ok());
+  ASSERT_TRUE(dev->queue(0).Write(5 << 20, w.data(), w.size()).ok());
+  ASSERT_TRUE(dev->queue(0).WriteZeroes((5 << 20) + 4096, 8192, false).ok());
   ASSERT_TRUE(dev->queue(1).Flush().ok());
   dev.reset();
-  int fd = open(file_.c_str(), O_RDONLY);
+  int fd = open(path.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   std::vector<uint8_t> r(w.size());
   ASSERT_EQ(pread(fd, r.data(), r.size(), 3 << 20), static_cast<ssize_t>(r.size()));
-  close(fd);
   EXPECT_TRUE(w == r);
+  ASSERT_EQ(pread(fd, r.data(), r.size(), 5 << 20), static_cast<ssize_t>(r.size()));
+  close(fd);
+  EXPECT_EQ(0, std::memcmp(r.data(), w.data(), 4096));
+  EXPECT_TRUE(std::all_of(r.begin() + 4096, r.begin() + 12288, [](uint8_t c) { return c == 0; }));
+  EXPECT_EQ(0, std::memcmp(r.data() + 12288, w.data() + 12288, r.size() - 12288));
 }
+
+TEST_P(NestordClient, GetIdAndFileBackingHoldsTheBytes) { CheckFileBacking("disk", file_); }
+
+TEST_P(NestordClient, MemoryFileSystemBackingHoldsTheBytes) { CheckFileBacking("shm", shm_file_); }
 
 TEST_P(NestordClient, ReconnectSeesEarlierData) {
   std::vector<uint8_t> w(64 << 10), r(64 << 10);
