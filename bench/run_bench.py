@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 WORKLOADS = [
@@ -74,6 +75,47 @@ class Server:
         self.log.close()
 
 
+class CpuSampler:
+    """Samples a server's CPU time every 20 ms while fio runs, so that the
+    CPU spent inside fio's measurement window (not fio's start-up) can be
+    read off afterwards."""
+
+    def __init__(self, server):
+        self.server = server
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.time(), self.server.cpu()))
+            self.stop.wait(0.02)
+
+    def __enter__(self):
+        if self.server:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.server:
+            self.stop.set()
+            self.thread.join()
+            self.samples.append((time.time(), self.server.cpu()))
+
+    def at(self, t):
+        s = self.samples
+        for (t0, c0), (t1, c1) in zip(s, s[1:]):
+            if t0 <= t <= t1:
+                return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+        return s[0][1] if t < s[0][0] else s[-1][1]
+
+    def window(self, end_s, seconds):
+        """CPU seconds used in [end_s - seconds, end_s]."""
+        if not self.server:
+            return None
+        return self.at(end_s) - self.at(end_s - seconds)
+
+
 def fio_json(args, timeout):
     out = subprocess.run(["fio", "--output-format=json"] + args, capture_output=True, text=True,
                          timeout=timeout)
@@ -81,6 +123,12 @@ def fio_json(args, timeout):
         raise RuntimeError(f"fio failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     text = out.stdout
     return json.loads(text[text.index("{"):])
+
+
+def fio_window(result):
+    """(end time in s since the epoch, measured seconds) of a fio run."""
+    runtime_s = max(j.get("job_runtime", 0) for j in result["jobs"]) / 1000.0
+    return result["timestamp_ms"] / 1000.0, runtime_s
 
 
 def summarize(result, rw):
@@ -179,14 +227,14 @@ class Bench:
         for (name, rw, bs, qd) in WORKLOADS:
             for jobs in (1, 2):
                 args = self.fio_common(rw, bs, qd, jobs) + self.fio_target(system, sock)
-                cpu0 = server.cpu() if server else 0.0
-                t0 = time.time()
-                res = summarize(fio_json(args, timeout=self.runtime + 60), rw)
-                wall = time.time() - t0
-                cpu = (server.cpu() - cpu0) if server else None
+                with CpuSampler(server) as sampler:
+                    raw = fio_json(args, timeout=self.runtime + 60)
+                res = summarize(raw, rw)
+                end, seconds = fio_window(raw)
+                cpu = sampler.window(end, seconds)
                 rec = {"system": system, "mode": mode, "backend": backend, "workload": name,
                        "jobs": jobs, **res,
-                       "server_cpu_s": cpu, "server_cpu_pct": (100 * cpu / wall) if server else None,
+                       "server_cpu_s": cpu, "server_cpu_pct": (100 * cpu / seconds) if server else None,
                        "server_cpu_s_per_mio": (cpu / (res["ios"] / 1e6)) if server and res["ios"] else None,
                        "duration_s": self.runtime}
                 self.records.append(rec)
@@ -200,9 +248,11 @@ class Bench:
         args = ["--name=idle", "--rw=randread", "--bs=4k", "--iodepth=1", "--rate_iops=1",
                 "--thread", f"--cpus_allowed={self.client_cpu}", "--time_based",
                 f"--runtime={self.idle_s}", f"--size={self.size_mib}M"] + self.fio_target(system, sock)
-        cpu0, t0 = server.cpu(), time.time()
-        fio_json(args, timeout=self.idle_s + 60)
-        cpu, wall = server.cpu() - cpu0, time.time() - t0
+        with CpuSampler(server) as sampler:
+            raw = fio_json(args, timeout=self.idle_s + 60)
+        end, seconds = fio_window(raw)
+        cpu = sampler.window(end, seconds)
+        wall = seconds
         rec = {"system": system, "mode": mode, "backend": "shm-file", "workload": "idle-10s", "jobs": 1,
                "iops": 0, "bw_mib_s": 0, "lat_mean_us": None, "lat_p50_us": None, "lat_p99_us": None,
                "lat_p999_us": None, "server_cpu_s": cpu, "server_cpu_pct": 100 * cpu / wall,
@@ -255,6 +305,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 s runs, 3 s idle (about 3 minutes)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = ap.parse_args()
+    # The orchestrator (and its CPU sampler) stays off the server's CPU.
+    os.sched_setaffinity(0, {0})
     bench = Bench(args)
     for path, what in ((bench.nestord, "nestord"), (bench.engine, "the fio engine")):
         if not os.path.exists(path):
