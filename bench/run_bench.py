@@ -125,9 +125,10 @@ def fio_json(args, timeout):
     return json.loads(text[text.index("{"):])
 
 
-def fio_window(result):
-    """(end time in s since the epoch, measured seconds) of a fio run."""
-    runtime_s = max(j.get("job_runtime", 0) for j in result["jobs"]) / 1000.0
+def fio_window(result, jobs=1):
+    """(end time in s since the epoch, measured seconds) of a fio run of
+    `jobs` parallel jobs (group_reporting sums their runtimes)."""
+    runtime_s = max(j.get("job_runtime", 0) for j in result["jobs"]) / 1000.0 / jobs
     return result["timestamp_ms"] / 1000.0, runtime_s
 
 
@@ -217,7 +218,11 @@ class Bench:
                 f"--runtime={int(self.runtime * 1000)}ms", "--group_reporting", "--lat_percentiles=1",
                 "--norandommap", "--randrepeat=0", f"--size={self.size_mib}M"]
 
-    def fio_target(self, system, sock):
+    def fio_target(self, system, sock, backend="shm-file"):
+        if system == "bare" and backend == "null":
+            # The null device "built into" the client: fio's own null engine,
+            # the ceiling of what one fio client core can issue.
+            return ["--ioengine=null"]
         if system == "bare":
             return ["--ioengine=io_uring", "--direct=1", f"--filename={self.img}"]
         return [f"--ioengine=external:{self.engine}", f"--socket={sock}", "--filename=nestor",
@@ -226,11 +231,11 @@ class Bench:
     def run_workloads(self, system, mode, backend, sock, server):
         for (name, rw, bs, qd) in WORKLOADS:
             for jobs in (1, 2):
-                args = self.fio_common(rw, bs, qd, jobs) + self.fio_target(system, sock)
+                args = self.fio_common(rw, bs, qd, jobs) + self.fio_target(system, sock, backend)
                 with CpuSampler(server) as sampler:
                     raw = fio_json(args, timeout=self.runtime + 60)
                 res = summarize(raw, rw)
-                end, seconds = fio_window(raw)
+                end, seconds = fio_window(raw, jobs)
                 cpu = sampler.window(end, seconds)
                 rec = {"system": system, "mode": mode, "backend": backend, "workload": name,
                        "jobs": jobs, **res,
@@ -266,6 +271,7 @@ class Bench:
         log(f"client (fio) on CPU {self.client_cpu}, server on CPU {self.server_cpu}; "
             f"{self.runtime} s per run")
         self.run_workloads("bare", "-", "shm-file", None, None)
+        self.run_workloads("bare", "-", "null", None, None)
         for mode in MODES:
             srv = self.start_nestord(mode)
             try:
@@ -305,6 +311,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="0.7 s runs, 3 s idle (under 3 minutes)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = ap.parse_args()
+    # SIGTERM/SIGINT unwind through the finally blocks that stop servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The orchestrator (and its CPU sampler) stays off the server's CPU.
     os.sched_setaffinity(0, {0})
     bench = Bench(args)
