@@ -17,6 +17,8 @@
 #include "reactor/guest_fault.h"
 #include "reactor/reactor.h"
 #include "vhost/blk_export.h"
+#include "vhost/mem_table.h"
+#include "virtio/queue_stats.h"
 
 namespace nestor::daemon {
 namespace {
@@ -30,8 +32,16 @@ Result<std::shared_ptr<io::BlockBackend>> OpenBackend(const VolumeSpec& v) {
   return std::shared_ptr<io::BlockBackend>(std::move(b.value()));
 }
 
-void LogCounters(const std::vector<std::unique_ptr<reactor::Reactor>>& reactors) {
-  for (const auto& r : reactors) NLOG_INFO("{}", r->CountersString());
+// One "stats ..." line per reactor, per started queue and per volume, plus
+// the frontend memory still mapped: on SIGUSR1 and at exit.
+void LogCounters(const std::vector<std::unique_ptr<reactor::Reactor>>& reactors,
+                 const std::vector<std::unique_ptr<vhost::BlkExport>>& exports) {
+  for (const auto& r : reactors) NLOG_INFO("stats {}", r->CountersString());
+  virtio::ForEachQueueStats([](const virtio::QueueStats& q) { NLOG_INFO("stats {}", virtio::QueueStatsString(q)); });
+  for (const auto& e : exports) {
+    NLOG_INFO("stats volume {}: sessions {}", e->config().name, e->active_sessions());
+  }
+  NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
 }
 
 int Serve(const Options& o) {
@@ -99,7 +109,7 @@ int Serve(const Options& o) {
       signalfd_siginfo si{};
       if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGUSR1) {
-          LogCounters(reactors);
+          LogCounters(reactors, exports);
         } else {
           NLOG_INFO("signal {}: draining and shutting down", si.ssi_signo);
           running = false;
@@ -113,7 +123,7 @@ int Serve(const Options& o) {
   for (auto& e : exports) e->Shutdown();  // stops every queue, draining in-flight I/O
   exports.clear();
   for (auto& r : reactors) r->Stop();
-  LogCounters(reactors);
+  LogCounters(reactors, exports);
   NLOG_INFO("nestord stopped cleanly");
   return 0;
 }

@@ -24,6 +24,8 @@ class Poller {
   // Touching this poller's guest memory faulted (see guest_fault.h): stop
   // using that memory for good and get the frontend disconnected.
   virtual void OnGuestFault() = 0;
+  // The reactor woke up because wake_fd() fired (a kick).
+  virtual void OnWake() {}
 };
 
 }  // namespace nestor::reactor

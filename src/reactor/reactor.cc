@@ -175,6 +175,9 @@ void Reactor::Sleep() {
       (void)unused;
       if (evs[i].data.fd != msg_fd_.get() && evs[i].data.fd != ring_->event_fd()) {
         counters_.kicks.fetch_add(1, std::memory_order_relaxed);
+        for (Poller* p : pollers_) {
+          if (p->wake_fd() == evs[i].data.fd) p->OnWake();
+        }
       }
     }
   }

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <string>
 
 #include "base/log.h"
@@ -14,12 +15,21 @@ bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
   return a < b + blen && b < a + alen;
 }
 
+std::atomic<uint64_t> g_mapped_bytes{0};
+
+void Unmap(void* base, size_t len) {
+  munmap(base, len);
+  g_mapped_bytes.fetch_sub(len, std::memory_order_relaxed);
+}
+
 }  // namespace
+
+uint64_t MemTable::TotalMappedBytes() { return g_mapped_bytes.load(std::memory_order_relaxed); }
 
 MemTable::~MemTable() { Clear(); }
 
 void MemTable::Clear() {
-  for (Mapped& m : mapped_) munmap(m.base, m.map_len);
+  for (Mapped& m : mapped_) Unmap(m.base, m.map_len);
   mapped_.clear();
   Rebuild();
 }
@@ -60,6 +70,7 @@ Result<MemTable::Mapped> MemTable::MapOne(const MemRegion& r, int fd) {
   if (!S_ISREG(st.st_mode)) return Status::Invalid("memory fd is not a regular/memfd file");
   void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) return Status::FromErrno("mmap memory region");
+  g_mapped_bytes.fetch_add(need, std::memory_order_relaxed);
   return Mapped{r, p, need};
 }
 
@@ -71,7 +82,7 @@ Status MemTable::SetAll(const std::vector<MemRegion>& regions, std::vector<Uniqu
     Status st = CheckOverlap(regions[i], fresh);
     auto m = st.ok() ? MapOne(regions[i], fds[i].get()) : Result<Mapped>(st);
     if (!m.ok()) {
-      for (Mapped& f : fresh) munmap(f.base, f.map_len);
+      for (Mapped& f : fresh) Unmap(f.base, f.map_len);
       return m.status();
     }
     fresh.push_back(m.value());
@@ -96,7 +107,7 @@ Status MemTable::Remove(const MemRegion& region) {
   for (auto it = mapped_.begin(); it != mapped_.end(); ++it) {
     if (it->region.guest_phys_addr == region.guest_phys_addr &&
         it->region.memory_size == region.memory_size) {
-      munmap(it->base, it->map_len);
+      Unmap(it->base, it->map_len);
       mapped_.erase(it);
       Rebuild();
       return Status::Ok();

@@ -33,6 +33,9 @@ class MemTable {
   void Clear();
 
   const virtio::GuestMemoryMap& map() const { return map_; }
+  // Bytes of frontend memory mapped by all sessions of this process: shows
+  // that a departed frontend's memory was released.
+  static uint64_t TotalMappedBytes();
   size_t size() const { return mapped_.size(); }
 
  private:

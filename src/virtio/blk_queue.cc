@@ -17,9 +17,12 @@ BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring
     t.queue = this;
     t.done = &BlkQueue::OnIoDone;
   }
+  stats_.device = cfg_.device;
+  stats_.index = cfg_.index;
+  RegisterQueueStats(&stats_);
 }
 
-BlkQueue::~BlkQueue() = default;
+BlkQueue::~BlkQueue() { UnregisterQueueStats(&stats_); }
 
 Status BlkQueue::Start(reactor::Reactor* r) {
   auto ch = cfg_.backend->OpenChannel(r->ring());
@@ -27,6 +30,7 @@ Status BlkQueue::Start(reactor::Reactor* r) {
   channel_ = std::move(ch.value());
   reactor_ = r;
   counters_ = &r->counters_mut();
+  stats_.reactor = r->options().id;
   r->AddPoller(this);
   // Requests may have been queued before we started: look at once.
   return Status::Ok();
@@ -168,6 +172,9 @@ void BlkQueue::Complete(Task* t, uint8_t status) {
   t->busy = false;
   --in_flight_;
   counters_->requests.fetch_add(1, std::memory_order_relaxed);
+  stats_.requests.fetch_add(1, std::memory_order_relaxed);
+  if (status != kBlkOk) stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
   if (stopping_) MaybeFinishStop();
 }
 
@@ -180,8 +187,10 @@ void BlkQueue::Flush() {
     ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
     (void)unused;
     counters_->calls.fetch_add(1, std::memory_order_relaxed);
+    stats_.calls.fetch_add(1, std::memory_order_relaxed);
   } else {
     counters_->calls_suppressed.fetch_add(1, std::memory_order_relaxed);
+    stats_.calls_suppressed.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -23,6 +23,7 @@
 #include "reactor/poller.h"
 #include "reactor/reactor.h"
 #include "virtio/blk_request.h"
+#include "virtio/queue_stats.h"
 #include "virtio/virtqueue.h"
 
 namespace nestor::virtio {
@@ -62,6 +63,7 @@ class BlkQueue final : public reactor::Poller {
   void ResumePolling() override;
   int wake_fd() const override { return cfg_.kick_fd; }
   void OnGuestFault() override;
+  void OnWake() override { stats_.kicks.fetch_add(1, std::memory_order_relaxed); }
 
   uint32_t in_flight() const { return in_flight_; }
 
@@ -94,6 +96,7 @@ class BlkQueue final : public reactor::Poller {
   bool stopping_ = false;
   std::function<void(uint16_t)> stop_done_;
   uint32_t bad_requests_logged_ = 0;
+  QueueStats stats_;
 };
 
 }  // namespace nestor::virtio
