@@ -34,7 +34,8 @@ uint64_t BlkExport::features() const {
 }
 
 uint64_t BlkExport::protocol_features() const {
-  return Bit(kProtoMq) | Bit(kProtoReplyAck) | Bit(kProtoConfig) | Bit(kProtoConfigureMemSlots);
+  return Bit(kProtoMq) | Bit(kProtoReplyAck) | Bit(kProtoConfig) | Bit(kProtoConfigureMemSlots) |
+         Bit(kProtoInflightShmfd);
 }
 
 virtio::BlkConfig BlkExport::blk_config() const {

@@ -1,7 +1,9 @@
 #include "vhost/session.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -26,6 +28,7 @@ bool HasOwnReply(uint32_t request) {
     case kGetQueueNum:
     case kGetConfig:
     case kGetMaxMemSlots:
+    case kGetInflightFd:
       return true;
     default:
       return false;
@@ -42,6 +45,7 @@ Session::Session(UniqueFd sock, BlkExport* exp)
 Session::~Session() {
   std::vector<uint32_t> unused;
   StopAll(&unused);
+  UnmapInflight();
 }
 
 void Session::Shutdown() {
@@ -96,6 +100,7 @@ void Session::Run() {
   std::vector<uint32_t> stopped;
   StopAll(&stopped);
   mem_.Clear();
+  UnmapInflight();
   // Tell the frontend at once (it sees EOF) and give back its fds; the
   // socket fd itself is closed when the export reaps this session, so a
   // concurrent Shutdown() never touches a reused fd number.
@@ -163,6 +168,11 @@ Status Session::Dispatch(Message& m, bool* replied) {
       return HandleGetConfig(m);
     case kSetConfig:
       return Status::Error(ENOTSUP, "config space is read-only");
+    case kGetInflightFd:
+      *replied = true;
+      return HandleGetInflightFd(m);
+    case kSetInflightFd:
+      return HandleSetInflightFd(m);
     default:
       return Status::Error(ENOTSUP, std::string("unsupported request ") + RequestName(m.hdr.request) +
                                         " (" + std::to_string(m.hdr.request) + ")");
@@ -342,6 +352,74 @@ Status Session::HandleGetConfig(Message& m) {
   return SendReply(sock_.get(), kGetConfig, reply, sizeof(h) + h.size);
 }
 
+Status Session::HandleGetInflightFd(Message& m) {
+  if (!Negotiated(kProtoInflightShmfd)) return Status::Invalid("GET_INFLIGHT_FD not negotiated");
+  if (!m.PayloadIs<InflightDesc>()) return Status::Invalid("GET_INFLIGHT_FD payload size");
+  auto d = m.As<InflightDesc>();
+  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
+      d.queue_size > virtio::kMaxQueueSize || (d.queue_size & (d.queue_size - 1)) != 0) {
+    return Status::Invalid("GET_INFLIGHT_FD with bad queue count or size");
+  }
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  UnmapInflight();
+  uint64_t stride = virtio::InflightQueueBytes(d.queue_size);
+  uint64_t len = stride * d.num_queues;
+  UniqueFd fd(memfd_create("nestor-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid() || ftruncate(fd.get(), static_cast<off_t>(len)) != 0) {
+    return Status::FromErrno("inflight memfd");
+  }
+  // Our own region: it may not shrink under us (a shrunken file would SIGBUS).
+  fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
+  inflight_base_ = p;
+  inflight_len_ = len;
+  inflight_stride_ = stride;
+  inflight_queues_ = d.num_queues;
+  inflight_queue_size_ = d.queue_size;
+  InflightDesc reply{len, 0, d.num_queues, d.queue_size, 0};
+  Status st = SendReply(sock_.get(), kGetInflightFd, &reply, sizeof(reply), fd.get());
+  Status restart = RestartAll(stopped);
+  return st.ok() ? restart : st;
+}
+
+Status Session::HandleSetInflightFd(Message& m) {
+  if (!Negotiated(kProtoInflightShmfd)) return Status::Invalid("SET_INFLIGHT_FD not negotiated");
+  if (!m.PayloadIs<InflightDesc>()) return Status::Invalid("SET_INFLIGHT_FD payload size");
+  if (m.fds.size() != 1) return Status::Invalid("SET_INFLIGHT_FD needs exactly one fd");
+  auto d = m.As<InflightDesc>();
+  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
+      d.queue_size > virtio::kMaxQueueSize || d.mmap_size / d.num_queues <
+          virtio::InflightQueueBytes(d.queue_size)) {
+    return Status::Invalid("SET_INFLIGHT_FD with bad geometry");
+  }
+  struct stat st {};
+  if (fstat(m.fds[0].get(), &st) != 0 || !S_ISREG(st.st_mode) || d.mmap_offset + d.mmap_size < d.mmap_offset ||
+      static_cast<uint64_t>(st.st_size) < d.mmap_offset + d.mmap_size || (d.mmap_offset & 4095) != 0) {
+    return Status::Invalid("SET_INFLIGHT_FD region larger than its fd");
+  }
+  std::vector<uint32_t> stopped;
+  StopAll(&stopped);
+  UnmapInflight();
+  void* p = mmap(nullptr, d.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(),
+                 static_cast<off_t>(d.mmap_offset));
+  if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
+  inflight_base_ = p;
+  inflight_len_ = d.mmap_size;
+  inflight_stride_ = d.mmap_size / d.num_queues;
+  inflight_queues_ = d.num_queues;
+  inflight_queue_size_ = d.queue_size;
+  NLOG_INFO("{}: inflight region received ({} queues x {} entries)", name_, d.num_queues, d.queue_size);
+  return RestartAll(stopped);
+}
+
+void Session::UnmapInflight() {
+  if (inflight_base_ != nullptr) munmap(inflight_base_, inflight_len_);
+  inflight_base_ = nullptr;
+  inflight_len_ = 0;
+}
+
 Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
   const virtio::GuestMemoryMap& map = mem_.map();
   uint32_t n = v.num;
@@ -383,6 +461,13 @@ Status Session::TryStart(uint32_t index) {
   qc.mem = &mem_.map();
   qc.limits = export_->limits();
   qc.backend = export_->config().backend.get();
+  if (inflight_base_ != nullptr && index < inflight_queues_) {
+    if (inflight_queue_size_ != v.num) {
+      return Status::Invalid("queue size differs from the inflight region's");
+    }
+    qc.inflight = reinterpret_cast<virtio::InflightQueue*>(static_cast<uint8_t*>(inflight_base_) +
+                                                           index * inflight_stride_);
+  }
   qc.kick_fd = v.kick.get();
   qc.call_fd = v.call.get();
   std::string serial = export_->config().name;

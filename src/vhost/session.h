@@ -62,6 +62,9 @@ class Session {
   Status HandleVringFd(Message& msg);
   Status HandleVringEnable(Message& msg);
   Status HandleGetConfig(Message& msg);
+  Status HandleGetInflightFd(Message& msg);
+  Status HandleSetInflightFd(Message& msg);
+  void UnmapInflight();
   Status HandleSetFeatures(Message& msg);
   Status HandleSetProtocolFeatures(Message& msg);
 
@@ -79,6 +82,13 @@ class Session {
   std::string name_;
   std::vector<Vring> vrings_;
   MemTable mem_;
+  // INFLIGHT_SHMFD region (shared with the frontend, which keeps it across
+  // our restarts). Only reactors touch its contents.
+  void* inflight_base_ = nullptr;
+  uint64_t inflight_len_ = 0;
+  uint64_t inflight_stride_ = 0;
+  uint16_t inflight_queues_ = 0;
+  uint16_t inflight_queue_size_ = 0;
   uint64_t features_ = 0;
   uint64_t protocol_features_ = 0;
   bool features_set_ = false;

@@ -17,6 +17,7 @@ BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring
     t.queue = this;
     t.done = &BlkQueue::OnIoDone;
   }
+  recovered_ = cfg_.inflight == nullptr;
   stats_.device = cfg_.device;
   stats_.index = cfg_.index;
   RegisterQueueStats(&stats_);
@@ -71,6 +72,10 @@ int BlkQueue::Poll() {
     MaybeFinishStop();
     return 0;
   }
+  if (!recovered_) {
+    RecoverInflight();  // first Poll: guest memory may be touched here
+    recovered_ = true;
+  }
   int avail = vq_.Available();
   if (avail < 0) {
     Break("avail index moved further than the queue size");
@@ -81,7 +86,7 @@ int BlkQueue::Poll() {
   return n;
 }
 
-void BlkQueue::Process(uint16_t head) {
+void BlkQueue::Process(uint16_t head, bool resubmit) {
   if (head >= tasks_.size()) {
     Break("available head " + std::to_string(head) + " out of range");
     return;
@@ -91,6 +96,7 @@ void BlkQueue::Process(uint16_t head) {
     Break("head " + std::to_string(head) + " made available while in flight");
     return;
   }
+  if (cfg_.inflight != nullptr && !resubmit) TrackPop(head);
   t->busy = true;
   t->head = head;
   ++in_flight_;
@@ -169,6 +175,7 @@ void BlkQueue::Complete(Task* t, uint8_t status) {
   }
   if (t->status != nullptr) __atomic_store_n(t->status, status, __ATOMIC_RELAXED);
   vq_.PushUsed(t->head, status == kBlkOk || t->status == nullptr ? t->used_len : 1);
+  if (cfg_.inflight != nullptr) TrackComplete(t->head);
   t->busy = false;
   --in_flight_;
   counters_->requests.fetch_add(1, std::memory_order_relaxed);
@@ -176,6 +183,63 @@ void BlkQueue::Complete(Task* t, uint8_t status) {
   if (status != kBlkOk) stats_.errors.fetch_add(1, std::memory_order_relaxed);
   stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
   if (stopping_) MaybeFinishStop();
+}
+
+// Inflight tracking (virtio/inflight.h). Stores to the region are ordered
+// with release fences: after a crash, whatever prefix of them reached
+// memory must describe a state RecoverInflight can repair.
+void BlkQueue::TrackPop(uint16_t head) {
+  InflightDesc* d = &cfg_.inflight->desc[head];
+  d->counter = ++inflight_counter_;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  d->inflight = 1;
+}
+
+void BlkQueue::TrackComplete(uint16_t head) {
+  InflightQueue* q = cfg_.inflight;
+  q->last_batch_head = head;
+  vq_.ExposeUsed();  // visible before we forget the head
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  q->desc[head].inflight = 0;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  q->used_idx = vq_.used_idx();
+}
+
+void BlkQueue::RecoverInflight() {
+  InflightQueue* q = cfg_.inflight;
+  uint32_t n = vq_.size();
+  uint16_t used = vq_.ReadUsedIdx();
+  if (q->version != 1 || q->desc_num != n) {  // fresh region (or resized queue)
+    std::memset(q->desc, 0, sizeof(InflightDesc) * n);
+    q->desc_num = static_cast<uint16_t>(n);
+    q->last_batch_head = 0;
+    q->used_idx = used;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    q->version = 1;
+    vq_.ResumeAt(used, vq_.last_avail());
+    return;
+  }
+  // The last completion was published but its head not yet cleared.
+  if (q->used_idx != used && q->last_batch_head < n) {
+    q->desc[q->last_batch_head].inflight = 0;
+    q->used_idx = used;
+  }
+  std::vector<std::pair<uint64_t, uint16_t>> pending;  // (counter, head); start-up only
+  for (uint32_t i = 0; i < n; ++i) {
+    if (q->desc[i].inflight == 1) pending.emplace_back(q->desc[i].counter, static_cast<uint16_t>(i));
+  }
+  std::sort(pending.begin(), pending.end());
+  inflight_counter_ = pending.empty() ? 0 : pending.back().first;
+  vq_.ResumeAt(used, static_cast<uint16_t>(used + pending.size()));
+  if (pending.empty()) return;
+  NLOG_INFO("{} queue {}: resubmitting {} request(s) in flight at the previous backend's exit",
+            cfg_.device, cfg_.index, pending.size());
+  for (const auto& [counter, head] : pending) Process(head, /*resubmit=*/true);
+  if (cfg_.call_fd >= 0) {  // the guest may have missed the last notification
+    uint64_t one = 1;
+    ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
+    (void)unused;
+  }
 }
 
 void BlkQueue::Flush() {

@@ -23,6 +23,7 @@
 #include "reactor/poller.h"
 #include "reactor/reactor.h"
 #include "virtio/blk_request.h"
+#include "virtio/inflight.h"
 #include "virtio/queue_stats.h"
 #include "virtio/virtqueue.h"
 
@@ -38,6 +39,7 @@ struct BlkQueueConfig {
   int kick_fd = -1;  // -1: no fd, the queue must be polled
   int call_fd = -1;  // -1: never signal (guest poll queue)
   char serial[kBlkIdBytes] = {};
+  InflightQueue* inflight = nullptr;  // this queue's inflight region, if negotiated
   std::function<void(const std::string& why)> on_broken;  // runs on the reactor
 };
 
@@ -77,7 +79,10 @@ class BlkQueue final : public reactor::Poller {
     iovec vecs[kMaxIov];  // the chain's iovecs; IoRequest::iov points into it
   };
 
-  void Process(uint16_t head);
+  void Process(uint16_t head, bool resubmit = false);
+  void RecoverInflight();
+  void TrackPop(uint16_t head);
+  void TrackComplete(uint16_t head);
   void Execute(Task* t, const BlkRequest& req);
   void Complete(Task* t, uint8_t status);
   void Break(const std::string& why);
@@ -96,6 +101,8 @@ class BlkQueue final : public reactor::Poller {
   bool stopping_ = false;
   std::function<void(uint16_t)> stop_done_;
   uint32_t bad_requests_logged_ = 0;
+  bool recovered_ = false;        // inflight recovery ran (or is not needed)
+  uint64_t inflight_counter_ = 0;
   QueueStats stats_;
 };
 

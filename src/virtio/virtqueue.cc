@@ -117,6 +117,16 @@ void SplitQueue::PushUsed(uint16_t id, uint32_t len) {
   ++used_shadow_;
 }
 
+void SplitQueue::ExposeUsed() { StoreRelease(&used_->idx, used_shadow_); }
+
+uint16_t SplitQueue::ReadUsedIdx() const { return LoadAcquire(&used_->idx); }
+
+void SplitQueue::ResumeAt(uint16_t used_idx, uint16_t last_avail) {
+  used_shadow_ = used_idx;
+  used_published_ = used_idx;
+  last_avail_ = last_avail;
+}
+
 bool SplitQueue::PublishUsed() {
   uint16_t old_idx = used_published_;
   uint16_t new_idx = used_shadow_;

@@ -65,6 +65,16 @@ class SplitQueue {
   // a notification for them (EVENT_IDX rule or no NO_INTERRUPT flag).
   bool PublishUsed();
   bool HasUnpublished() const { return used_shadow_ != used_published_; }
+  // Makes pushed elements visible at once (release store of used.idx)
+  // without deciding on a notification: inflight tracking needs each
+  // completion visible before it forgets the head. PublishUsed() still
+  // decides the notification for everything since the last decision.
+  void ExposeUsed();
+
+  // Restart after a backend crash (inflight recovery), reactor thread:
+  // the used index the driver last saw, and where popping resumes.
+  uint16_t ReadUsedIdx() const;
+  void ResumeAt(uint16_t used_idx, uint16_t last_avail);
 
   // Kick suppression: Disable while polling; Enable before sleeping. Enable
   // returns true if new heads raced in (caller must keep polling).
