@@ -27,7 +27,8 @@ Result<std::shared_ptr<io::BlockBackend>> OpenBackend(const VolumeSpec& v) {
   Result<std::unique_ptr<io::BlockBackend>> b = Status::Invalid("unknown backend");
   if (v.backend == "mem") b = io::OpenMemBackend(v.size);
   if (v.backend == "null") b = io::OpenNullBackend(v.size);
-  if (v.backend == "file") b = io::OpenFileBackend(v.path, v.size, v.read_only);
+  if (v.backend == "file") b = io::OpenFileBackend(v.path, v.size, v.read_only, v.delay_us);
+  if (v.delay_us > 0 && v.backend != "file") return Status::Invalid("delay_us needs backend=file");
   if (!b.ok()) return b.status();
   return std::shared_ptr<io::BlockBackend>(std::move(b.value()));
 }

@@ -42,6 +42,10 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     v->queues = static_cast<uint16_t>(q);
   } else if (key == "readonly" && value.empty()) {
     v->read_only = true;
+  } else if (key == "delay_us") {
+    int d = 0;
+    if (!ParseInt(value, &d) || d < 0 || d > 10'000'000) return Status::Invalid("delay_us must be 0..10000000");
+    v->delay_us = static_cast<uint32_t>(d);
   } else if (key == "reactor") {
     while (!value.empty()) {
       size_t slash = value.find('/');
@@ -91,7 +95,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--socket-dir", o.socket_dir, "directory for the per-volume sockets DIR/NAME.sock")
       ->required();
   app.add_option("--volume", volumes,
-                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..]")
+                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]")
       ->required();
   app.add_option("--reactors", o.reactors, "number of reactor threads (default 1)")
       ->check(CLI::Range(1, 256));

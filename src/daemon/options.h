@@ -20,6 +20,7 @@ struct VolumeSpec {
   uint16_t queues = 1;
   bool read_only = false;
   std::vector<int> queue_reactor;  // per queue; empty: spread
+  uint32_t delay_us = 0;           // fault injection (file backend): hold each request
 };
 
 struct Options {
@@ -31,7 +32,7 @@ struct Options {
   uint64_t idle_us = 50;
 };
 
-// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..]".
+// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]".
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
 Result<Options> ParseOptions(int argc, char** argv);
 

@@ -67,8 +67,9 @@ Result<std::unique_ptr<BlockBackend>> OpenNullBackend(uint64_t size);
 Result<std::unique_ptr<BlockBackend>> OpenMemBackend(uint64_t size);
 // Opens (creating or extending a regular file to `size` if needed) with
 // O_DIRECT where the file system allows it. A block device must be at
-// least `size` bytes.
+// least `size` bytes. delay_us > 0 is fault injection for tests: every
+// request is held that long before it starts (io_uring path only).
 Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, uint64_t size,
-                                                      bool read_only);
+                                                      bool read_only, uint32_t delay_us = 0);
 
 }  // namespace nestor::io

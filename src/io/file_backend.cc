@@ -28,8 +28,12 @@ constexpr int kPunchHole = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 
 class FileChannel final : public IoChannel {
  public:
-  FileChannel(int fd, IoUring* ring, uint32_t align, bool in_memory)
-      : fd_(fd), ring_(ring), align_(align), in_memory_(in_memory) {}
+  FileChannel(int fd, IoUring* ring, uint32_t align, bool in_memory, uint32_t delay_us)
+      : fd_(fd), ring_(ring), align_(align), in_memory_(in_memory && delay_us == 0) {
+    delay_.tv_sec = delay_us / 1000000;
+    delay_.tv_nsec = static_cast<long long>(delay_us % 1000000) * 1000;
+    delayed_ = delay_us > 0;
+  }
 
   void Submit(IoRequest* req) override {
     if (in_memory_) {
@@ -39,6 +43,11 @@ class FileChannel final : public IoChannel {
     req->hook = &FileChannel::OnComplete;
     req->hook_ctx = this;
     req->bounce = nullptr;
+    if (delayed_) {  // fault injection: a timeout linked in front of the request
+      io_uring_sqe* t = ring_->GetAuxSqe();
+      io_uring_prep_timeout(t, &delay_, 0, IORING_TIMEOUT_ETIME_SUCCESS);
+      t->flags |= IOSQE_IO_LINK;
+    }
     switch (req->op) {
       case IoOp::kRead:
       case IoOp::kWrite:
@@ -174,22 +183,31 @@ class FileChannel final : public IoChannel {
   IoUring* ring_;
   uint32_t align_;  // 0: no O_DIRECT, no alignment needed
   bool in_memory_;  // tmpfs/hugetlbfs/ramfs: synchronous, inline
+  bool delayed_ = false;
+  __kernel_timespec delay_{};
   bool no_zero_range_ = false;
   IoStats stats_;
 };
 
 class FileBackend final : public BlockBackend {
  public:
-  FileBackend(UniqueFd fd, std::string path, uint64_t size, uint32_t align, bool in_memory)
-      : fd_(std::move(fd)), path_(std::move(path)), size_(size), align_(align), in_memory_(in_memory) {}
+  FileBackend(UniqueFd fd, std::string path, uint64_t size, uint32_t align, bool in_memory,
+              uint32_t delay_us)
+      : fd_(std::move(fd)),
+        path_(std::move(path)),
+        size_(size),
+        align_(align),
+        in_memory_(in_memory),
+        delay_us_(delay_us) {}
   uint64_t size_bytes() const override { return size_; }
   std::string Describe() const override {
+    if (delay_us_ > 0) return "file:" + path_ + " (io_uring, injected delay " + std::to_string(delay_us_) + " us)";
     if (in_memory_) return "file:" + path_ + " (memory file system, inline)";
     return "file:" + path_ + (align_ ? " (O_DIRECT, io_uring)" : " (buffered, io_uring)");
   }
   Result<std::unique_ptr<IoChannel>> OpenChannel(IoUring* ring) override {
     if (ring == nullptr) return Status::Invalid("file backend needs an io_uring");
-    return std::unique_ptr<IoChannel>(new FileChannel(fd_.get(), ring, align_, in_memory_));
+    return std::unique_ptr<IoChannel>(new FileChannel(fd_.get(), ring, align_, in_memory_, delay_us_));
   }
 
  private:
@@ -198,6 +216,7 @@ class FileBackend final : public BlockBackend {
   uint64_t size_;
   uint32_t align_;
   bool in_memory_;
+  uint32_t delay_us_;
 };
 
 bool OnMemoryFileSystem(int fd) {
@@ -227,7 +246,7 @@ uint32_t DirectAlignment(int fd, bool is_block) {
 }  // namespace
 
 Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, uint64_t size,
-                                                      bool read_only) {
+                                                      bool read_only, uint32_t delay_us) {
   int flags = (read_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC;
   UniqueFd fd(open(path.c_str(), flags | O_DIRECT, 0644));
   bool direct = fd.valid();
@@ -249,7 +268,7 @@ Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, u
   }
   uint32_t align = direct ? DirectAlignment(fd.get(), is_block) : 0;
   bool in_memory = !is_block && OnMemoryFileSystem(fd.get());
-  auto backend = std::make_unique<FileBackend>(std::move(fd), path, size, align, in_memory);
+  auto backend = std::make_unique<FileBackend>(std::move(fd), path, size, align, in_memory, delay_us);
   NLOG_INFO("backend {}: {} bytes", backend->Describe(), size);
   return std::unique_ptr<BlockBackend>(std::move(backend));
 }

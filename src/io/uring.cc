@@ -48,6 +48,17 @@ io_uring_sqe* IoUring::GetSqe(IoRequest* req) {
   return sqe;
 }
 
+io_uring_sqe* IoUring::GetAuxSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    Submit();
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  io_uring_sqe_set_data(sqe, nullptr);
+  ++pending_;
+  return sqe;
+}
+
 void IoUring::Submit() {
   if (pending_ == 0) return;
   int rc = io_uring_submit(&ring_);
@@ -69,6 +80,7 @@ int IoUring::Reap() {
       auto* req = static_cast<IoRequest*>(io_uring_cqe_get_data(cqes[i]));
       int res = cqes[i]->res;
       io_uring_cqe_seen(&ring_, cqes[i]);
+      if (req == nullptr) continue;  // an auxiliary SQE (GetAuxSqe)
       --in_flight_;
       if (req->hook != nullptr) {
         req->hook(req, res);

@@ -29,6 +29,9 @@ class IoUring {
   // An SQE whose user_data will be req; submits the batch first when the
   // queue is full. Never returns null.
   io_uring_sqe* GetSqe(IoRequest* req);
+  // An SQE whose completion is ignored (e.g. a timeout linked before a
+  // request to delay it). Not counted as in flight.
+  io_uring_sqe* GetAuxSqe();
   // Submits everything prepared since the last call (one syscall, or none).
   void Submit();
   // Dispatches every available completion; returns how many.
