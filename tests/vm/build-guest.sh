@@ -4,10 +4,13 @@
 #                          fetched with apt-get download, only vmlinuz and the
 #                          virtio/virtio_blk modules are extracted)
 #   OUTDIR/initrd.cpio.gz  busybox-static + /init (guest-init.sh) + the static
-#                          io_uring helper iopoll_io + the virtio modules
+#                          io_uring helper iopoll_io + the virtio modules +
+#                          the ext4 modules (ext4, jbd2, mbcache, crc16,
+#                          crc32c_generic; ext2 is served by ext4) and
+#                          /fs-tree.sh for the filesystem test
 #   OUTDIR/iopoll_io       the same static helper, for host-side pattern checks
 # Idempotent and cached: does nothing if OUTDIR/stamp matches the current
-# inputs (this script, guest-init.sh, iopoll_io.c, the busybox binary, the
+# inputs (this script, guest-init.sh, iopoll_io.c, fs-tree.sh, the busybox binary, the
 # kernel package name). The extracted kernel is cached per package name in
 # OUTDIR/kernel-<pkg>/, so script edits do not re-download it.
 # Env: NESTOR_KERNEL_DEB=/path/linux-image-*.deb uses a local package instead.
@@ -64,7 +67,8 @@ else
 fi
 
 INPUTS_HASH=$( {
-	sha256sum "$HERE/build-guest.sh" "$HERE/guest-init.sh" "$HERE/iopoll_io.c" "$BUSYBOX" | awk '{ print $1 }'
+	sha256sum "$HERE/build-guest.sh" "$HERE/guest-init.sh" "$HERE/iopoll_io.c" "$HERE/fs-tree.sh" \
+		"$BUSYBOX" | awk '{ print $1 }'
 	echo "$KPKG"
 } | sha256sum | awk '{ print $1 }')
 
@@ -79,7 +83,11 @@ trap 'rm -rf "$TMP"' EXIT
 
 # --- kernel -----------------------------------------------------------------
 KDIR=$OUT/kernel-$KPKG
-if [ ! -f "$KDIR/done" ]; then
+# Modules for the filesystem test, in insmod order (modinfo depends: ext4
+# needs jbd2, mbcache, crc16; jbd2 and ext4 soft-depend on crypto-crc32c).
+FSMODS="crc16 mbcache crc32c_generic jbd2 ext4"
+# A cache from before the filesystem modules were extracted is redone.
+if [ ! -f "$KDIR/done" ] || [ ! -f "$KDIR/modules/ext4.ko" ]; then
 	rm -rf "$KDIR"
 	if [ -z "$KDEB" ]; then
 		log "downloading $KPKG"
@@ -93,11 +101,14 @@ if [ ! -f "$KDIR/done" ]; then
 	mkdir -p "$TMP/kx"
 	dpkg-deb --fsys-tarfile "$KDEB" | tar -x -C "$TMP/kx" --wildcards \
 		'./boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
-		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko'
+		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko' \
+		'./lib/modules/*/kernel/fs/ext4/ext4.ko' './lib/modules/*/kernel/fs/jbd2/jbd2.ko' \
+		'./lib/modules/*/kernel/fs/mbcache.ko' './lib/modules/*/kernel/lib/crc16.ko' \
+		'./lib/modules/*/kernel/crypto/crc32c_generic.ko'
 	mkdir -p "$KDIR.new/modules"
 	cp "$TMP"/kx/boot/vmlinuz-* "$KDIR.new/vmlinuz"
 	find "$TMP/kx/lib/modules" -name '*.ko' -exec cp {} "$KDIR.new/modules/" \;
-	for m in virtio_ring virtio virtio_pci virtio_blk; do
+	for m in virtio_ring virtio virtio_pci virtio_blk $FSMODS; do
 		[ -f "$KDIR.new/modules/$m.ko" ] || { log "$m.ko missing from $KPKG"; exit 1; }
 	done
 	touch "$KDIR.new/done"
@@ -122,6 +133,12 @@ cp "$TMP/iopoll_io" "$R/bin/iopoll_io"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
 	[ ! -f "$KDIR/modules/$m.ko" ] || cp "$KDIR/modules/$m.ko" "$R/modules/"
 done
+mkdir -p "$R/modules/fs"
+for m in $FSMODS; do
+	cp "$KDIR/modules/$m.ko" "$R/modules/fs/"
+done
+echo "$FSMODS" > "$R/modules/fs/order"
+install -m 0644 "$HERE/fs-tree.sh" "$R/fs-tree.sh"
 install -m 0755 "$HERE/guest-init.sh" "$R/init"
 (cd "$R" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null | gzip -9n > "$TMP/initrd.cpio.gz")
 

@@ -1,12 +1,17 @@
 #!/bin/sh
 # /init of the nestor VM-test initramfs (busybox-static + iopoll_io helper).
 # Parameters come from the kernel command line:
-#   nestor.test=direct|iopoll   workload (see below)
+#   nestor.test=direct|iopoll|fs|loop   workload (see below)
 #   nestor.poll_queues=N        passed to insmod virtio_blk (default 0;
 #                               the iopoll test forces >= 1)
 #   nestor.offset=BYTES nestor.length=BYTES nestor.seed=N   pattern range
 #   nestor.io_timeout=SEC       each I/O step must finish within SEC
 #                               (default 60), else FAIL "... hung"
+#   nestor.hold=SEC             after the result line, wait SEC seconds
+#                               before powering off (the device stays
+#                               attached, so the host can inspect the backend)
+#   nestor.loop_secs=SEC        loop: duration of the write loop (default 10)
+#   nestor.loop_qd=N            loop: writes in flight (default 1)
 # Prints exactly one "NESTOR-VM-RESULT: PASS" or "NESTOR-VM-RESULT: FAIL <why>"
 # line on the console, then powers off.
 #
@@ -16,6 +21,15 @@
 # iopoll: virtio_blk with poll_queues, require a poll hw queue (io_poll=1,
 #   a debugfs hctx of type "poll"), then io_uring IORING_SETUP_IOPOLL O_DIRECT
 #   write + verified reads, and require that the poll hctx dispatched requests.
+# fs: insmod the ext4 modules, mke2fs (1 KiB blocks) on /dev/vda, write the
+#   tree of /fs-tree.sh (deterministic content), sync, umount, drop caches,
+#   mount read-only, check every file's sha256 and the file count, umount.
+#   Prints "nestor-vm: fs: <sha256>  <path>" for every file.
+# loop: iopoll_io loop: O_DIRECT write generations of the pattern (seed +
+#   generation) over [offset, offset+length) for loop_secs, loop_qd writes
+#   in flight, counting write
+#   errors, then verify the last generation (see iopoll_io.c). Its output is
+#   copied to the console as it happens ("nestor-vm: iopoll_io: loop: ...").
 PATH=/bin:/sbin
 export PATH
 
@@ -29,7 +43,13 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 say() { echo "nestor-vm: $*"; }
 result() {
 	sync
-	echo "NESTOR-VM-RESULT: $*"
+	if [ "${HOLD:-0}" -gt 0 ] 2>/dev/null; then
+		echo "nestor-vm: holding ${HOLD} s before poweroff"
+		echo "NESTOR-VM-RESULT: $*"
+		sleep "$HOLD"
+	else
+		echo "NESTOR-VM-RESULT: $*"
+	fi
 	# Give the serial line a moment to drain before the power goes.
 	sleep 0.2
 	poweroff -f
@@ -44,6 +64,9 @@ OFFSET=1048576
 LENGTH=8388608
 SEED=0x6e657374
 IOTMO=60
+HOLD=0
+LOOPSECS=10
+LOOPQD=1
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -52,11 +75,14 @@ for w in $(cat /proc/cmdline); do
 	nestor.length=*) LENGTH=${w#*=} ;;
 	nestor.seed=*) SEED=${w#*=} ;;
 	nestor.io_timeout=*) IOTMO=${w#*=} ;;
+	nestor.hold=*) HOLD=${w#*=} ;;
+	nestor.loop_secs=*) LOOPSECS=${w#*=} ;;
+	nestor.loop_qd=*) LOOPQD=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
 case "$TEST" in
-direct) ;;
+direct | fs | loop) ;;
 iopoll) [ "$POLLQ" -ge 1 ] 2>/dev/null || POLLQ=1 ;;
 *) fail "unknown nestor.test='$TEST'" ;;
 esac
@@ -101,6 +127,24 @@ bounded() {
 		sleep 0.1
 	done
 	wait $pid
+}
+
+# bounded_live DESC CMD...: like bounded, but CMD's output goes to the
+# console as it is produced, each line prefixed with "nestor-vm: ".
+bounded_live() {
+	desc=$1
+	shift
+	echo 1 > /tmp/rc
+	( "$@" 2>&1; echo $? > /tmp/rc ) | while IFS= read -r l; do echo "nestor-vm: $l"; done &
+	pid=$!
+	ticks=0
+	while kill -0 $pid 2>/dev/null; do
+		ticks=$((ticks + 1))
+		[ $ticks -gt $((IOTMO * 10)) ] && fail "$desc hung: no completion after ${IOTMO} s"
+		sleep 0.1
+	done
+	wait $pid
+	return "$(cat /tmp/rc)"
 }
 
 # Sum of the interrupts of all virtio request queues.
@@ -176,8 +220,53 @@ run_iopoll() {
 	result PASS
 }
 
+run_fs() {
+	for m in $(cat /modules/fs/order); do
+		insmod /modules/fs/$m.ko || fail "insmod $m"
+	done
+	. /fs-tree.sh
+	bounded "mke2fs" mke2fs -b 1024 -L nestor /dev/vda || fail "mke2fs: $(tail -n 3 /tmp/out)"
+	mkdir -p /mnt
+	bounded "mount" mount -t ext2 /dev/vda /mnt || fail "mount: $(cat /tmp/out)"
+	fs_tree > /tmp/tree
+	: > /tmp/manifest
+	n=0
+	bytes=0
+	while read -r path size seed; do
+		case "$path" in */*) mkdir -p "/mnt/${path%/*}" ;; esac
+		$H gen --seed "$seed" --offset 0 --bytes "$size" > "/mnt/$path" || fail "writing /mnt/$path"
+		sum=$($H gen --seed "$seed" --offset 0 --bytes "$size" | sha256sum | cut -d' ' -f1)
+		echo "$sum  /mnt/$path" >> /tmp/manifest
+		say "fs: $sum  $path"
+		n=$((n + 1))
+		bytes=$((bytes + size))
+	done < /tmp/tree
+	bounded "sync" sync || fail "sync: $(cat /tmp/out)"
+	bounded "umount" umount /mnt || fail "umount: $(cat /tmp/out)"
+	say "fs: wrote $n files, $bytes bytes; unmounted"
+	echo 3 > /proc/sys/vm/drop_caches
+	bounded "mount -o ro" mount -t ext2 -o ro /dev/vda /mnt || fail "remount: $(cat /tmp/out)"
+	bounded "sha256sum -c" sha256sum -c /tmp/manifest || {
+		grep -v ': OK$' /tmp/out | sed 's/^/nestor-vm: /'
+		fail "fs: files differ after remount"
+	}
+	got=$(find /mnt -type f | wc -l)
+	[ "$got" -eq "$n" ] || fail "fs: $got files after remount, want $n"
+	bounded "umount" umount /mnt || fail "umount: $(cat /tmp/out)"
+	say "fs: all $n files verified after remount"
+	result PASS
+}
+
+run_loop() {
+	bounded_live "write loop" $H loop --dev /dev/vda --bs 65536 --qd "$LOOPQD" --seconds "$LOOPSECS" $PAT ||
+		fail "write loop failed"
+	result PASS
+}
+
 case "$TEST" in
 direct) run_direct ;;
 iopoll) run_iopoll ;;
+fs) run_fs ;;
+loop) run_loop ;;
 esac
 fail "unreachable"

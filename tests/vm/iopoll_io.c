@@ -3,6 +3,9 @@
  * the guest (busybox initramfs) and on the host.
  *
  *   iopoll_io gen    --seed S --offset O --length L          pattern -> stdout
+ *   iopoll_io gen    --seed S --offset O --bytes N           only the first N
+ *                    bytes (any N >= 0) of the pattern at O -> stdout (the
+ *                    content of the files of the VM filesystem test)
  *   iopoll_io verify --seed S --offset O --length L FILE     FILE (or -) holds
  *                    the pattern at [O, O+L) (FILE is read at offset O; for
  *                    "-" stdin is expected to start at O)
@@ -15,6 +18,24 @@
  *                    IORING_SETUP_IOPOLL (polled completions, no
  *                    interrupts); setup refusal is a failure, never a
  *                    silent fallback.
+ *   iopoll_io loop   --seed S --offset O --length L --dev DEV
+ *                    [--bs N] [--qd N] [--seconds T] [--gens N]
+ *                    generation g = 1, 2, ...: O_DIRECT writes of the
+ *                    pattern with seed S+g over [O, O+L) in --bs requests,
+ *                    --qd of them in flight (io_uring, interrupt-driven;
+ *                    --qd 1: plain pwrite), then fdatasync. With --qd > 1
+ *                    request sizes cycle through bs, 4K, bs/4, 8K, so that
+ *                    small writes can complete before the large ones
+ *                    issued before them (out-of-order completions). A failed write
+ *                    or fdatasync is reported,
+ *                    counted and skipped; a request slower than 1 s is
+ *                    reported. Stops after the generation during which T
+ *                    seconds (default 10) passed, or after N generations.
+ *                    Then O_DIRECT reads verify that [O, O+L) holds the last
+ *                    generation. Prints "loop: started", one line per
+ *                    generation and "loop: generations G last-seed X
+ *                    write-errors E". Exit 0 only if E == 0 and the verify
+ *                    passes.
  *
  * Pattern: the device is divided into 4 KiB blocks; block b (absolute byte
  * offset b*4096) starts with a 64-byte text header naming b and the seed,
@@ -105,6 +126,9 @@ static int check_range(const unsigned char *buf, uint64_t off, size_t len, uint3
 struct opts {
 	uint32_t seed;
 	uint64_t offset, length;
+	uint64_t bytes; /* gen --bytes; UINT64_MAX = not given */
+	double seconds;
+	uint64_t gens;
 	const char *dev;
 	const char *file;
 	int iopoll;
@@ -115,7 +139,10 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: iopoll_io gen|verify|uring --seed S --offset O --length L\n"
-		"                 [--dev DEV] [--iopoll] [--bs N] [--qd N] [FILE]\n");
+		"                 [--dev DEV] [--iopoll] [--bs N] [--qd N] [FILE]\n"
+		"       iopoll_io gen --seed S --offset O --bytes N\n"
+		"       iopoll_io loop --seed S --offset O --length L --dev DEV [--bs N]\n"
+		"                 [--seconds T] [--gens N]\n");
 	exit(2);
 }
 
@@ -144,6 +171,8 @@ static void parse(int argc, char **argv, struct opts *o)
 	o->length = 8 << 20;
 	o->bs = 65536;
 	o->qd = 8;
+	o->bytes = UINT64_MAX;
+	o->seconds = 10;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
@@ -158,6 +187,9 @@ static void parse(int argc, char **argv, struct opts *o)
 			else if (!strcmp(a, "--dev")) o->dev = v;
 			else if (!strcmp(a, "--bs")) o->bs = (unsigned)num(v);
 			else if (!strcmp(a, "--qd")) o->qd = (unsigned)num(v);
+			else if (!strcmp(a, "--bytes")) o->bytes = num(v);
+			else if (!strcmp(a, "--seconds")) o->seconds = (double)num(v);
+			else if (!strcmp(a, "--gens")) o->gens = num(v);
 			else usage();
 			continue;
 		}
@@ -165,6 +197,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			usage();
 		o->file = a;
 	}
+	if (o->bytes != UINT64_MAX) /* whole blocks covering the first --bytes bytes */
+		o->length = o->bytes ? (o->bytes + BLK - 1) / BLK * BLK : BLK;
 	if (o->offset % BLK || o->length % BLK || o->length == 0 || o->bs % BLK || o->bs == 0 ||
 	    o->qd == 0 || o->qd > 256) {
 		fprintf(stderr, "iopoll_io: offset/length/bs must be non-zero multiples of 4096, qd 1..256\n");
@@ -177,9 +211,12 @@ static int do_gen(const struct opts *o)
 	unsigned char *buf = malloc(1 << 20);
 	if (!buf)
 		return 2;
-	for (uint64_t done = 0; done < o->length;) {
+	uint64_t total = o->bytes != UINT64_MAX ? o->bytes : o->length;
+	for (uint64_t done = 0; done < total;) {
 		size_t n = o->length - done < (1u << 20) ? (size_t)(o->length - done) : (1u << 20);
 		fill_range(buf, o->offset + done, n, o->seed);
+		if (n > total - done)
+			n = (size_t)(total - done);
 		for (size_t w = 0; w < n;) {
 			ssize_t r = write(1, buf + w, n - w);
 			if (r < 0) {
@@ -397,6 +434,164 @@ static int do_uring(const struct opts *o)
 	return rc;
 }
 
+/* ---- loop: generations of O_DIRECT writes ---- */
+
+static int do_loop(const struct opts *o)
+{
+	if (!o->dev)
+		usage();
+	if (o->length % o->bs) {
+		fprintf(stderr, "iopoll_io: length must be a multiple of bs\n");
+		return 2;
+	}
+	int fd = open(o->dev, O_RDWR | O_DIRECT);
+	if (fd < 0) {
+		fprintf(stderr, "iopoll_io: open %s O_DIRECT: %s\n", o->dev, strerror(errno));
+		return 2;
+	}
+	unsigned char *buf;
+	struct slot *slots = calloc(o->qd, sizeof *slots);
+	double *issued = calloc(o->qd, sizeof *issued);
+	if (!slots || !issued || posix_memalign((void **)&buf, BLK, o->bs)) {
+		fprintf(stderr, "iopoll_io: out of memory\n");
+		return 2;
+	}
+	for (unsigned i = 0; i < o->qd; i++)
+		if (posix_memalign((void **)&slots[i].buf, BLK, o->bs)) {
+			fprintf(stderr, "iopoll_io: out of memory\n");
+			return 2;
+		}
+	struct io_uring ring;
+	if (o->qd > 1) {
+		int r = io_uring_queue_init(o->qd * 2, &ring, 0);
+		if (r < 0) {
+			fprintf(stderr, "iopoll_io: io_uring_queue_init: %s\n", strerror(-r));
+			return 2;
+		}
+	}
+	printf("iopoll_io: loop: started, dev %s, %" PRIu64 " bytes at %" PRIu64 ", bs %u, qd %u, seed %08" PRIx32
+	       " + generation, for %.0f %s\n",
+	       o->dev, o->length, o->offset, o->bs, o->qd, o->seed, o->gens ? (double)o->gens : o->seconds,
+	       o->gens ? "generations" : "s");
+	double t0 = now();
+	uint64_t errors = 0, gen = 0;
+	uint32_t seed = o->seed;
+	for (;;) {
+		gen++;
+		seed = o->seed + (uint32_t)gen;
+		double g0 = now(), slowest = 0;
+		uint64_t gerr = 0;
+		uint64_t next = o->offset, end = o->offset + o->length;
+		unsigned inflight = 0;
+		int sync_res = 0; /* qd 1: result of the pwrite */
+		unsigned nreq = 0;
+		while (next < end || inflight) {
+			/* Issue (qd 1: one synchronous pwrite). */
+			while (next < end && inflight < o->qd) {
+				unsigned i = 0;
+				while (slots[i].busy)
+					i++;
+				struct slot *sl = &slots[i];
+				static const unsigned div[4] = { 1, 0, 4, 0 };
+				unsigned len = o->bs;
+				if (o->qd > 1) {
+					len = div[nreq % 4] ? o->bs / div[nreq % 4] : (nreq % 4 == 1 ? BLK : 2 * BLK);
+					len = len < BLK ? BLK : len / BLK * BLK;
+					if (len > o->bs)
+						len = o->bs;
+				}
+				nreq++;
+				if (len > end - next)
+					len = (unsigned)(end - next);
+				sl->off = next;
+				sl->len = len;
+				sl->busy = 1;
+				next += len;
+				inflight++;
+				fill_range(sl->buf, sl->off, sl->len, seed);
+				issued[i] = now();
+				if (o->qd == 1) {
+					ssize_t r = pwrite(fd, sl->buf, sl->len, (off_t)sl->off);
+					sync_res = r < 0 ? -errno : (int)r;
+					break;
+				}
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+				io_uring_prep_write(sqe, fd, sl->buf, sl->len, sl->off);
+				io_uring_sqe_set_data(sqe, sl);
+			}
+			/* Reap one or more. */
+			struct slot *done[256];
+			int res[256];
+			unsigned ndone = 0;
+			if (o->qd == 1) {
+				res[0] = sync_res;
+				done[ndone++] = &slots[0];
+			} else {
+				int r = io_uring_submit_and_wait(&ring, 1);
+				if (r < 0 && r != -EINTR) {
+					fprintf(stderr, "iopoll_io: io_uring_submit_and_wait: %s\n", strerror(-r));
+					return 1;
+				}
+				unsigned head;
+				struct io_uring_cqe *cqe;
+				io_uring_for_each_cqe(&ring, head, cqe) {
+					res[ndone] = cqe->res;
+					done[ndone++] = io_uring_cqe_get_data(cqe);
+				}
+				io_uring_cq_advance(&ring, ndone);
+			}
+			for (unsigned k = 0; k < ndone; k++) {
+				struct slot *sl = done[k];
+				double dt = now() - issued[sl - slots];
+				if (dt > slowest)
+					slowest = dt;
+				if (res[k] != (int)sl->len) {
+					fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": write at %" PRIu64 ": %s\n",
+						gen, sl->off, res[k] < 0 ? strerror(-res[k]) : "short");
+					gerr++;
+				} else if (dt > 1.0) {
+					printf("iopoll_io: loop: generation %" PRIu64 ": write at %" PRIu64 " took %.2f s\n",
+					       gen, sl->off, dt);
+				}
+				sl->busy = 0;
+				inflight--;
+			}
+		}
+		double s0 = now();
+		if (fdatasync(fd) < 0) {
+			fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": fdatasync: %s\n", gen, strerror(errno));
+			gerr++;
+		}
+		if (now() - s0 > 1.0)
+			printf("iopoll_io: loop: generation %" PRIu64 ": fdatasync took %.2f s\n", gen, now() - s0);
+		errors += gerr;
+		printf("iopoll_io: loop: generation %" PRIu64 " (seed %08" PRIx32 ") written in %.2f s, slowest write %.3f s, %" PRIu64
+		       " errors\n",
+		       gen, seed, now() - g0, slowest, gerr);
+		if (o->gens ? gen >= o->gens : now() - t0 >= o->seconds)
+			break;
+	}
+	int bad = 0;
+	for (uint64_t off = o->offset; off < o->offset + o->length && !bad; off += o->bs) {
+		memset(buf, 0xa5, o->bs);
+		ssize_t r = pread(fd, buf, o->bs, (off_t)off);
+		if (r != (ssize_t)o->bs) {
+			fprintf(stderr, "iopoll_io: loop: read-back at %" PRIu64 ": %s\n", off,
+				r < 0 ? strerror(errno) : "short");
+			bad = 1;
+		} else if (check_range(buf, off, o->bs, seed, "loop read-back")) {
+			bad = 1;
+		}
+	}
+	if (o->qd > 1)
+		io_uring_queue_exit(&ring);
+	close(fd);
+	printf("iopoll_io: loop: generations %" PRIu64 " last-seed %#" PRIx32 " write-errors %" PRIu64
+	       " read-back %s (%.1f s)\n",
+	       gen, seed, errors, bad ? "MISMATCH" : "OK", now() - t0);
+	return (errors || bad) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -410,6 +605,8 @@ int main(int argc, char **argv)
 		return do_verify(&o);
 	if (!strcmp(argv[1], "uring"))
 		return do_uring(&o);
+	if (!strcmp(argv[1], "loop"))
+		return do_loop(&o);
 	usage();
 	return 2;
 }

@@ -5,6 +5,19 @@
 # Everything is reaped by an EXIT trap; nestord itself runs under timeout,
 # which makes itself a process-group leader: NESTORD_PID is that timeout
 # process, and signals to -NESTORD_PID reach nestord too.
+#
+# For tests with other volumes, modes or restarts:
+#   nestord_launch NESTORD_BINARY ARG...   start nestord --socket-dir $TMP
+#                         ARG... (volumes, flags); waits for "nestord ready";
+#                         the log is appended to $TMP/nestord.log, so
+#                         restarts keep one log. Sets NESTORD_PID.
+#   nestord_main_pid      prints the PID of nestord itself (the timeout
+#                         wrapper's child; SIGUSR1 would kill the wrapper)
+#   nestord_kill9         SIGKILL nestord itself (a crash), reap the wrapper
+#   nestord_stats OUT     SIGUSR1, wait for the whole "stats" block (up to
+#                         the "stats memory:" line) and write its lines to OUT
+#   nestor_pre_cleanup    if the test defines this function, the EXIT trap
+#                         runs it first (e.g. to kill its VMs)
 
 NESTORD_PID=
 TMP=$(mktemp -d)
@@ -12,6 +25,7 @@ SOCK=$TMP/vm0.sock
 IMG=$TMP/vm0.img
 
 _nestord_cleanup() {
+	if declare -F nestor_pre_cleanup >/dev/null; then nestor_pre_cleanup || true; fi
 	if [ -n "$NESTORD_PID" ] && kill -0 "$NESTORD_PID" 2>/dev/null; then
 		kill -KILL -- "-$NESTORD_PID" 2>/dev/null || true
 		wait "$NESTORD_PID" 2>/dev/null || true
@@ -19,6 +33,10 @@ _nestord_cleanup() {
 	rm -rf "$TMP"
 }
 trap _nestord_cleanup EXIT
+# Run the EXIT trap on these signals too (bash's default would skip it).
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 _nestord_log() {
 	echo "---- nestord log ----" >&2
@@ -70,4 +88,59 @@ nestord_stop() {
 		exit 1
 	fi
 	echo "nestord exited 0 after SIGTERM"
+}
+
+nestord_launch() {
+	local bin=$1
+	shift
+	[ -x "$bin" ] || { echo "usage: $0 NESTORD_BINARY (or env NESTORD)" >&2; exit 2; }
+	local before=0
+	[ ! -f "$TMP/nestord.log" ] || before=$(grep -c 'nestord ready' "$TMP/nestord.log" || true)
+	timeout -k 5 "${NESTORD_TIMEOUT:-170}" "$bin" --socket-dir "$TMP" "$@" >>"$TMP/nestord.log" 2>&1 &
+	NESTORD_PID=$!
+	local i n
+	for i in $(seq 100); do
+		n=$(grep -c 'nestord ready' "$TMP/nestord.log" 2>/dev/null || true)
+		[ "${n:-0}" -gt "$before" ] && return 0
+		kill -0 "$NESTORD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "FAIL: nestord did not become ready: $bin --socket-dir $TMP $*" >&2
+	_nestord_log
+	exit 1
+}
+
+nestord_main_pid() {
+	local c
+	c=$(cat "/proc/$NESTORD_PID/task/$NESTORD_PID/children" 2>/dev/null || true)
+	c=${c%% *}
+	[ -n "$c" ] || { echo "FAIL: no nestord process under timeout PID $NESTORD_PID" >&2; return 1; }
+	echo "$c"
+}
+
+nestord_kill9() {
+	local pid
+	pid=$(nestord_main_pid) || exit 1
+	kill -KILL "$pid"
+	wait "$NESTORD_PID" 2>/dev/null || true
+	NESTORD_PID=
+	echo "nestord (PID $pid) killed with SIGKILL"
+}
+
+nestord_stats() {
+	local out=$1 pid before i
+	pid=$(nestord_main_pid) || exit 1
+	before=$(wc -l <"$TMP/nestord.log")
+	kill -USR1 "$pid"
+	for i in $(seq 100); do
+		if tail -n "+$((before + 1))" "$TMP/nestord.log" | grep -q ' stats memory: '; then
+			tail -n "+$((before + 1))" "$TMP/nestord.log" | grep -o ' stats .*' | sed 's/^ //' |
+				sed '/^stats memory: /q' >"$out"
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "FAIL: nestord logged no stats within 5 s of SIGUSR1" >&2
+	_nestord_log
+	exit 1
 }

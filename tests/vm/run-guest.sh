@@ -6,20 +6,30 @@
 # With --verify-file, then also asserts that the host file (the backend's
 # backing file) holds exactly the pattern bytes in [offset, offset+length).
 #
-# usage: run-guest.sh --socket SOCK|--drive IMG --test direct|iopoll --queues N
+# usage: run-guest.sh --socket SOCK|--drive IMG --test direct|iopoll|fs|loop
+#          --queues N
 #          [--smp N] [--timeout SEC] [--guest-dir DIR] [--poll-queues N]
 #          [--offset BYTES] [--length BYTES] [--seed N] [--verify-file PATH]
-#          [--log FILE] [--mem MiB]
+#          [--log FILE] [--mem MiB] [--pidfile FILE] [--reconnect SEC]
+#          [--hold SEC] [--loop-secs SEC] [--loop-qd N]
 # Defaults: smp 1, timeout 90, offset 1 MiB, length 8 MiB, poll-queues 1 for
 # iopoll (0 for direct), guest dir $NESTOR_GUEST_DIR or
 # ~/.cache/nestor/guest (built/refreshed with build-guest.sh).
 # --drive IMG replaces the vhost-user device by QEMU's own virtio-blk-pci on a
 # raw file (a known-good device, used to check the harness itself).
 # The guest gives each I/O step 2/3 of the timeout before reporting a hang.
+# --pidfile: QEMU writes its PID there (so a test can kill the VM).
+# --reconnect SEC: the vhost-user chardev reconnects to a restarted backend.
+# --hold SEC: the guest waits SEC s after its result line before powering off.
+# --loop-secs SEC, --loop-qd N: duration and writes in flight of the "loop"
+# test's write loop (defaults 10 s, 1).
+# For "loop", --verify-file checks the last generation written (its seed,
+# SEED + G, is taken from the guest's "last-seed" line).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOCK= DRIVE= TEST= QUEUES= SMP=1 TMO=90 POLLQ= VERIFY= LOG= MEM=256
+PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1
 GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
 OFFSET=$((1 << 20)) LENGTH=$((8 << 20)) SEED=0x6e657374
 
@@ -41,19 +51,24 @@ while [ $# -gt 0 ]; do
 	--verify-file) VERIFY=$2 ;;
 	--log) LOG=$2 ;;
 	--mem) MEM=$2 ;;
+	--pidfile) PIDFILE=$2 ;;
+	--reconnect) RECONNECT=$2 ;;
+	--hold) HOLD=$2 ;;
+	--loop-secs) LOOPSECS=$2 ;;
+	--loop-qd) LOOPQD=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
 done
 [ -n "$SOCK$DRIVE" ] && [ -n "$TEST" ] && [ -n "$QUEUES" ] || usage
 case "$TEST" in
-direct) POLLQ=${POLLQ:-0} ;;
+direct | fs | loop) POLLQ=${POLLQ:-0} ;;
 iopoll) POLLQ=${POLLQ:-1} ;;
 *) echo "run-guest: unknown test '$TEST'" >&2; exit 2 ;;
 esac
 if [ -n "$SOCK" ]; then
 	[ -S "$SOCK" ] || { echo "run-guest: $SOCK is not a socket" >&2; exit 2; }
-	DEV=(-chardev "socket,id=char0,path=$SOCK"
+	DEV=(-chardev "socket,id=char0,path=$SOCK${RECONNECT:+,reconnect=$RECONNECT}"
 		-device "vhost-user-blk-pci,chardev=char0,num-queues=$QUEUES")
 	WHAT="socket=$SOCK"
 else
@@ -80,6 +95,10 @@ fi
 APPEND="console=ttyS0 panic=-1 quiet nestor.test=$TEST nestor.poll_queues=$POLLQ"
 APPEND+=" nestor.offset=$OFFSET nestor.length=$LENGTH nestor.seed=$SEED"
 APPEND+=" nestor.io_timeout=$((TMO * 2 / 3))"
+[ "$HOLD" = 0 ] || APPEND+=" nestor.hold=$HOLD"
+[ "$TEST" != loop ] || APPEND+=" nestor.loop_secs=$LOOPSECS nestor.loop_qd=$LOOPQD"
+PIDARG=()
+[ -z "$PIDFILE" ] || PIDARG=(-pidfile "$PIDFILE")
 
 echo "run-guest: test=$TEST queues=$QUEUES smp=$SMPARG poll_queues=$POLLQ $WHAT timeout=${TMO}s"
 t0=$(date +%s.%N)
@@ -88,7 +107,7 @@ timeout --kill-after=5 "$TMO" qemu-system-x86_64 \
 	-accel tcg -nodefaults -no-user-config -display none -monitor none \
 	-smp "$SMPARG" -m "${MEM}M" \
 	-object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -numa node,memdev=mem \
-	"${DEV[@]}" \
+	"${DEV[@]}" "${PIDARG[@]}" \
 	-serial stdio -no-reboot \
 	-kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.cpio.gz" \
 	-append "$APPEND" </dev/null >"$LOG" 2>&1 || rc=$?
@@ -109,6 +128,10 @@ else
 	exit 1
 fi
 
+if [ -n "$VERIFY" ] && [ "$TEST" = loop ]; then
+	SEED=$(tr -d '\r' <"$LOG" | grep -aoP 'iopoll_io: loop: generations [0-9]+ last-seed \K0x[0-9a-f]+' | tail -n 1)
+	[ -n "$SEED" ] || { echo "run-guest: FAIL: no last-seed line from the loop test" >&2; exit 1; }
+fi
 if [ -n "$VERIFY" ]; then
 	"$GUEST/iopoll_io" verify --seed "$SEED" --offset "$OFFSET" --length "$LENGTH" "$VERIFY" || {
 		echo "run-guest: FAIL: $VERIFY does not hold the guest's pattern" >&2
