@@ -122,9 +122,9 @@ int Serve(const Options& o) {
     }
   }
   for (auto& e : exports) e->Shutdown();  // stops every queue, draining in-flight I/O
-  exports.clear();
   for (auto& r : reactors) r->Stop();
   LogCounters(reactors, exports);
+  exports.clear();
   NLOG_INFO("nestord stopped cleanly");
   return 0;
 }

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # VM test 07: nestord crashes and restarts under guest load.
-# Registered DISABLED in CMakeLists.txt (pending the in-flight tracking,
-# VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, being declared done); run it
-# directly: NESTOR_GUEST_DIR=BUILD/guest 07-restart-under-load.sh NESTORD.
+# Exercises the in-flight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD):
+# nestord must log that it resubmitted the requests the killed one held.
 #
 # nestord (1 reactor, adaptive) serves the 64 MiB file-backed volume v0 (2
 # queues). The guest (QEMU chardev reconnect=1) runs the "loop" test: O_DIRECT
