@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,8 @@ struct IoRequest {
   void* hook_ctx = nullptr;
   void* bounce = nullptr;
   int sub_op = 0;
+  // The caller's context (e.g. its queue), for fault attribution.
+  void* owner = nullptr;
 };
 
 struct IoStats {
@@ -51,6 +54,13 @@ class IoChannel {
   // Starts req; req->done runs exactly once, on this reactor.
   virtual void Submit(IoRequest* req) = 0;
   virtual const IoStats& stats() const = 0;
+  // req's submission or completion was cut short (a fault on its buffers
+  // unwound the thread): release what the backend holds for it (bounce
+  // buffer). req->done will not run. Must not touch req's data buffers.
+  virtual void Abandon(IoRequest* req) {
+    free(req->bounce);
+    req->bounce = nullptr;
+  }
 };
 
 class BlockBackend {
@@ -58,6 +68,9 @@ class BlockBackend {
   virtual ~BlockBackend() = default;
   virtual uint64_t size_bytes() const = 0;
   virtual std::string Describe() const = 0;
+  // Smallest I/O unit the backend handles without read-modify-write
+  // (O_DIRECT alignment); advertised to the guest as its block size.
+  virtual uint32_t block_size() const { return 512; }
   // Opens a channel for the calling reactor; ring is that reactor's ring.
   virtual Result<std::unique_ptr<IoChannel>> OpenChannel(IoUring* ring) = 0;
 };

@@ -200,6 +200,7 @@ class FileBackend final : public BlockBackend {
         in_memory_(in_memory),
         delay_us_(delay_us) {}
   uint64_t size_bytes() const override { return size_; }
+  uint32_t block_size() const override { return align_ > 512 ? align_ : 512; }
   std::string Describe() const override {
     if (delay_us_ > 0) return "file:" + path_ + " (io_uring, injected delay " + std::to_string(delay_us_) + " us)";
     if (in_memory_) return "file:" + path_ + " (memory file system, inline)";

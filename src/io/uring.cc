@@ -36,57 +36,69 @@ IoUring::~IoUring() {
   if (inited_) io_uring_queue_exit(&ring_);
 }
 
-io_uring_sqe* IoUring::GetSqe(IoRequest* req) {
+thread_local IoRequest* tls_completing = nullptr;
+
+io_uring_sqe* IoUring::NextSqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
-    Submit();
+    // The submission queue is full: push it to the kernel. If the kernel
+    // cannot take it (completion queue full), make room by reaping.
+    if (io_uring_submit(&ring_) <= 0) Reap();
     sqe = io_uring_get_sqe(&ring_);
   }
+  return sqe;
+}
+
+io_uring_sqe* IoUring::GetSqe(IoRequest* req) {
+  io_uring_sqe* sqe = NextSqe();
   io_uring_sqe_set_data(sqe, req);
-  ++pending_;
   ++in_flight_;
   return sqe;
 }
 
 io_uring_sqe* IoUring::GetAuxSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
-    Submit();
-    sqe = io_uring_get_sqe(&ring_);
-  }
+  io_uring_sqe* sqe = NextSqe();
   io_uring_sqe_set_data(sqe, nullptr);
-  ++pending_;
   return sqe;
 }
 
 void IoUring::Submit() {
-  if (pending_ == 0) return;
+  // What the kernel does not take now (EBUSY/EAGAIN: completions must be
+  // reaped first) stays queued and goes with the next call.
+  if (io_uring_sq_ready(&ring_) == 0) return;
   int rc = io_uring_submit(&ring_);
-  while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) {
-    Reap();
-    rc = io_uring_submit(&ring_);
-  }
-  if (rc < 0) NLOG_ERROR("io_uring_submit: {}", rc);
-  pending_ = 0;
+  if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) NLOG_ERROR("io_uring_submit: {}", rc);
 }
 
 int IoUring::Reap() {
-  io_uring_cqe* cqes[64];
+  // Copy a batch out and release its slots before dispatching, so that a
+  // callback that submits (and may reap, see NextSqe) never sees an entry
+  // twice.
+  struct Done {
+    IoRequest* req;
+    int res;
+  };
   int total = 0;
   for (;;) {
+    io_uring_cqe* cqes[64];
+    Done batch[64];
     unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 64);
     if (n == 0) break;
     for (unsigned i = 0; i < n; ++i) {
-      auto* req = static_cast<IoRequest*>(io_uring_cqe_get_data(cqes[i]));
-      int res = cqes[i]->res;
-      io_uring_cqe_seen(&ring_, cqes[i]);
+      batch[i] = {static_cast<IoRequest*>(io_uring_cqe_get_data(cqes[i])), cqes[i]->res};
+    }
+    io_uring_cq_advance(&ring_, n);
+    for (unsigned i = 0; i < n; ++i) {
+      IoRequest* req = batch[i].req;
       if (req == nullptr) continue;  // an auxiliary SQE (GetAuxSqe)
       --in_flight_;
+      tls_completing = req;  // a fault in the callback is charged to req's owner
       if (req->hook != nullptr) {
-        req->hook(req, res);
+        req->hook(req, batch[i].res);
       } else {
-        req->done(req, res);
+        req->done(req, batch[i].res);
       }
+      tls_completing = nullptr;
     }
     total += static_cast<int>(n);
   }

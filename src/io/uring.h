@@ -17,6 +17,10 @@
 
 namespace nestor::io {
 
+// The request whose completion callback is running on this thread (for
+// fault attribution, reactor/guest_fault.h), or nullptr.
+extern thread_local IoRequest* tls_completing;
+
 class IoUring {
  public:
   // reactor_cpu >= 0: keep io_uring's worker threads (punted requests) off
@@ -37,16 +41,16 @@ class IoUring {
   // Dispatches every available completion; returns how many.
   int Reap();
   uint32_t in_flight() const { return in_flight_; }
-  uint32_t pending_submit() const { return pending_; }
   // Signalled when completions are posted: for sleeping reactors.
   int event_fd() const { return event_fd_.get(); }
 
  private:
   IoUring() = default;
   io_uring ring_{};
+  io_uring_sqe* NextSqe();
+
   bool inited_ = false;
   uint32_t in_flight_ = 0;
-  uint32_t pending_ = 0;
   UniqueFd event_fd_;
 };
 

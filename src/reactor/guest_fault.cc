@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "io/uring.h"
+
 namespace nestor::reactor {
 
 thread_local sigjmp_buf* tls_fault_jmp = nullptr;
@@ -13,7 +15,8 @@ namespace {
 
 void OnSigbus(int sig, siginfo_t*, void*) {
   sigjmp_buf* jb = tls_fault_jmp;
-  if (jb != nullptr && tls_active_poller != nullptr) siglongjmp(*jb, 1);
+  bool guest_work = tls_active_poller != nullptr || io::tls_completing != nullptr;
+  if (jb != nullptr && guest_work) siglongjmp(*jb, 1);
   // Not a recoverable guest-memory access: die as SIGBUS would.
   signal(sig, SIG_DFL);
   raise(sig);

@@ -4,6 +4,8 @@
 // Thread: every method runs on the owning reactor's thread only.
 #pragma once
 
+#include "io/backend.h"
+
 namespace nestor::reactor {
 
 class Poller {
@@ -23,7 +25,9 @@ class Poller {
   virtual int wake_fd() const = 0;
   // Touching this poller's guest memory faulted (see guest_fault.h): stop
   // using that memory for good and get the frontend disconnected.
-  virtual void OnGuestFault() = 0;
+  // `completing` is the backend request whose completion callback was cut
+  // short (nullptr if the fault came from the poller's own work).
+  virtual void OnGuestFault(io::IoRequest* completing) = 0;
   // The reactor woke up because wake_fd() fired (a kick).
   virtual void OnWake() {}
 };

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,10 +134,12 @@ void Reactor::SetUpFreshPollers() {
     } else {
       p->ResumePolling();
     }
+    tls_active_poller = nullptr;
   }
 }
 
 void Reactor::RemovePoller(Poller* p) {
+  if (tls_active_poller == p) tls_active_poller = nullptr;
   auto it = std::find(pollers_.begin(), pollers_.end(), p);
   if (it == pollers_.end()) return;
   pollers_.erase(it);
@@ -149,9 +152,12 @@ int Reactor::PollOnce() {
   int work = 0;
   // Index loop: a poller may remove itself (queue stop) during Poll.
   for (size_t i = 0; i < pollers_.size(); ++i) work += pollers_[i]->Poll();
+  tls_active_poller = nullptr;  // pollers set it while they touch guest memory
   ring_->Submit();
   work += ring_->Reap();
+  tls_active_poller = nullptr;
   for (size_t i = 0; i < pollers_.size(); ++i) pollers_[i]->Flush();
+  tls_active_poller = nullptr;
   return work;
 }
 
@@ -162,6 +168,7 @@ bool Reactor::CanSleep() const {
 void Reactor::Sleep() {
   bool raced = false;
   for (Poller* p : pollers_) raced |= p->PrepareToSleep();
+  tls_active_poller = nullptr;
   ring_->Submit();
   if (!raced) {
     counters_.sleeps.fetch_add(1, std::memory_order_relaxed);
@@ -170,8 +177,11 @@ void Reactor::Sleep() {
     int n = epoll_wait(epoll_fd_.get(), evs, 64, -1);
     counters_.sleep_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
     for (int i = 0; i < n; ++i) {
+      // RWF_NOWAIT: a kick eventfd is shared with its frontend, which could
+      // clear O_NONBLOCK and drain it first; this read must never block.
       uint64_t v;
-      ssize_t unused = read(evs[i].data.fd, &v, sizeof(v));
+      iovec iov{&v, sizeof(v)};
+      ssize_t unused = preadv2(evs[i].data.fd, &iov, 1, -1, RWF_NOWAIT);
       (void)unused;
       if (evs[i].data.fd != msg_fd_.get() && evs[i].data.fd != ring_->event_fd()) {
         counters_.kicks.fetch_add(1, std::memory_order_relaxed);
@@ -183,6 +193,7 @@ void Reactor::Sleep() {
   }
   if (opts_.mode != PollMode::kInterrupt) {
     for (Poller* p : pollers_) p->ResumePolling();
+    tls_active_poller = nullptr;
   }
 }
 
@@ -196,10 +207,12 @@ void Reactor::Run() {
     }
     // A guest-memory fault unwound us here from somewhere inside Loop().
     UnblockGuestFaults();
-    Poller* culprit = tls_active_poller;
+    io::IoRequest* completing = io::tls_completing;
+    Poller* culprit = completing != nullptr ? static_cast<Poller*>(completing->owner) : tls_active_poller;
+    io::tls_completing = nullptr;
     tls_active_poller = nullptr;
     counters_.guest_faults.fetch_add(1, std::memory_order_relaxed);
-    if (culprit != nullptr) culprit->OnGuestFault();
+    if (culprit != nullptr) culprit->OnGuestFault(completing);
   }
   tls_fault_jmp = nullptr;
   RunMessages();

@@ -42,7 +42,7 @@ virtio::BlkConfig BlkExport::blk_config() const {
   virtio::BlkConfig c{};
   c.capacity = cfg_.backend->size_bytes() >> virtio::kSectorShift;
   c.seg_max = kSegMax;
-  c.blk_size = 512;
+  c.blk_size = cfg_.backend->block_size();
   c.topology.physical_block_exp = 3;  // 4 KiB physical blocks
   c.topology.min_io_size = 8;
   c.num_queues = cfg_.num_queues;

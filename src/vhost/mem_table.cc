@@ -18,7 +18,10 @@ bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
 std::atomic<uint64_t> g_mapped_bytes{0};
 
 void Unmap(void* base, size_t len) {
-  munmap(base, len);
+  if (munmap(base, len) != 0) {
+    NLOG_ERROR("munmap of a frontend region ({} bytes) failed: {}", len, errno);
+    return;
+  }
   g_mapped_bytes.fetch_sub(len, std::memory_order_relaxed);
 }
 
@@ -68,10 +71,14 @@ Result<MemTable::Mapped> MemTable::MapOne(const MemRegion& r, int fd) {
                            std::to_string(st.st_size) + " bytes)");
   }
   if (!S_ISREG(st.st_mode)) return Status::Invalid("memory fd is not a regular/memfd file");
-  void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  // The kernel rounds hugetlbfs mappings up to the huge page (st_blksize);
+  // map and unmap that length, or munmap would fail and leak the mapping.
+  uint64_t page = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 4096;
+  uint64_t len = (need + page - 1) / page * page;
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) return Status::FromErrno("mmap memory region");
-  g_mapped_bytes.fetch_add(need, std::memory_order_relaxed);
-  return Mapped{r, p, need};
+  g_mapped_bytes.fetch_add(len, std::memory_order_relaxed);
+  return Mapped{r, p, len};
 }
 
 Status MemTable::SetAll(const std::vector<MemRegion>& regions, std::vector<UniqueFd> fds) {

@@ -250,8 +250,11 @@ Status Session::HandleVringNum(Message& m) {
   auto s = m.As<VringState>();
   auto v = VringAt(s.index);
   if (!v.ok()) return v.status();
-  if (s.num == 0 || s.num > virtio::kMaxQueueSize || (s.num & (s.num - 1)) != 0) {
-    return Status::Invalid("queue size " + std::to_string(s.num) + " is not a power of two <= 32768");
+  // 1024 is QEMU's largest queue size; larger ones would only cost memory
+  // (each entry has a request slot with its iovec array).
+  if (s.num == 0 || s.num > kMaxQueueSize || (s.num & (s.num - 1)) != 0) {
+    return Status::Invalid("queue size " + std::to_string(s.num) + " is not a power of two <= " +
+                           std::to_string(kMaxQueueSize));
   }
   Stop(s.index);
   (*v)->num = s.num;
@@ -357,7 +360,7 @@ Status Session::HandleGetInflightFd(Message& m) {
   if (!m.PayloadIs<InflightDesc>()) return Status::Invalid("GET_INFLIGHT_FD payload size");
   auto d = m.As<InflightDesc>();
   if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
-      d.queue_size > virtio::kMaxQueueSize || (d.queue_size & (d.queue_size - 1)) != 0) {
+      d.queue_size > kMaxQueueSize || (d.queue_size & (d.queue_size - 1)) != 0) {
     return Status::Invalid("GET_INFLIGHT_FD with bad queue count or size");
   }
   std::vector<uint32_t> stopped;
@@ -390,7 +393,7 @@ Status Session::HandleSetInflightFd(Message& m) {
   if (m.fds.size() != 1) return Status::Invalid("SET_INFLIGHT_FD needs exactly one fd");
   auto d = m.As<InflightDesc>();
   if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
-      d.queue_size > virtio::kMaxQueueSize || d.mmap_size / d.num_queues <
+      d.queue_size > kMaxQueueSize || d.mmap_size / d.num_queues <
           virtio::InflightQueueBytes(d.queue_size)) {
     return Status::Invalid("SET_INFLIGHT_FD with bad geometry");
   }
@@ -402,11 +405,13 @@ Status Session::HandleSetInflightFd(Message& m) {
   std::vector<uint32_t> stopped;
   StopAll(&stopped);
   UnmapInflight();
-  void* p = mmap(nullptr, d.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(),
+  uint64_t page = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 4096;
+  uint64_t map_len = (d.mmap_size + page - 1) / page * page;  // hugetlbfs rounds up
+  void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(),
                  static_cast<off_t>(d.mmap_offset));
   if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
   inflight_base_ = p;
-  inflight_len_ = d.mmap_size;
+  inflight_len_ = map_len;
   inflight_stride_ = d.mmap_size / d.num_queues;
   inflight_queues_ = d.num_queues;
   inflight_queue_size_ = d.queue_size;

@@ -73,6 +73,7 @@ enum ProtocolFeature : int {
 constexpr size_t kMaxFds = 8;
 constexpr uint32_t kMaxMemRegions = 8;      // SET_MEM_TABLE limit
 constexpr uint32_t kMaxMemSlots = 32;       // what we answer to GET_MAX_MEM_SLOTS
+constexpr uint32_t kMaxQueueSize = 1024;    // largest ring we accept (QEMU's maximum)
 constexpr uint64_t kVringIndexMask = 0xff;  // SET_VRING_KICK/CALL/ERR u64 payload
 constexpr uint64_t kVringNoFdMask = 1ull << 8;
 

@@ -1,5 +1,6 @@
 #include "virtio/blk_queue.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@ BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring
   vq_.Init(cfg_.vring, cfg_.mem);
   for (Task& t : tasks_) {
     t.queue = this;
+    t.owner = static_cast<reactor::Poller*>(this);
     t.done = &BlkQueue::OnIoDone;
   }
   recovered_ = cfg_.inflight == nullptr;
@@ -62,8 +64,24 @@ void BlkQueue::Break(const std::string& why) {
   if (cfg_.on_broken) cfg_.on_broken(why);
 }
 
-void BlkQueue::OnGuestFault() {
+void BlkQueue::OnGuestFault(io::IoRequest* completing) {
+  // The interrupted request (if any) will never reach Complete: settle its
+  // accounting here so that stopping the queue does not wait for it.
+  Task* t = completing != nullptr ? static_cast<Task*>(completing) : submitting_;
+  submitting_ = nullptr;
+  if (t != nullptr) {
+    channel_->Abandon(t);
+    if (t->in_backend) {
+      t->in_backend = false;
+      --backend_in_flight_;
+    }
+    if (t->busy) {
+      t->busy = false;
+      --in_flight_;
+    }
+  }
   Break("guest memory fault (SIGBUS): the frontend shrank memory it shared");
+  if (stopping_) MaybeFinishStop();
 }
 
 int BlkQueue::Poll() {
@@ -152,13 +170,17 @@ void BlkQueue::Execute(Task* t, const BlkRequest& req) {
   t->iov = req.data;
   t->iovcnt = req.data_count;
   ++backend_in_flight_;
+  t->in_backend = true;
+  submitting_ = t;
   channel_->Submit(t);
+  submitting_ = nullptr;
 }
 
 void BlkQueue::OnIoDone(io::IoRequest* req, int result) {
   Task* t = static_cast<Task*>(req);
   reactor::tls_active_poller = t->queue;
   --t->queue->backend_in_flight_;
+  t->in_backend = false;
   if (result < 0 && t->queue->bad_requests_logged_++ < 16) {
     NLOG_WARN("{} queue {}: backend error {} at offset {}", t->queue->cfg_.device,
               t->queue->cfg_.index, result, t->offset);
@@ -231,15 +253,28 @@ void BlkQueue::RecoverInflight() {
   std::sort(pending.begin(), pending.end());
   inflight_counter_ = pending.empty() ? 0 : pending.back().first;
   vq_.ResumeAt(used, static_cast<uint16_t>(used + pending.size()));
-  if (pending.empty()) return;
-  NLOG_INFO("{} queue {}: resubmitting {} request(s) in flight at the previous backend's exit",
-            cfg_.device, cfg_.index, pending.size());
-  for (const auto& [counter, head] : pending) Process(head, /*resubmit=*/true);
-  if (cfg_.call_fd >= 0) {  // the guest may have missed the last notification
-    uint64_t one = 1;
-    ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
-    (void)unused;
+  if (!pending.empty()) {
+    NLOG_INFO("{} queue {}: resubmitting {} request(s) in flight at the previous backend's exit",
+              cfg_.device, cfg_.index, pending.size());
   }
+  for (const auto& [counter, head] : pending) Process(head, /*resubmit=*/true);
+  // The previous backend may have published completions and died before
+  // notifying; with EVENT_IDX the guest would then wait forever (its
+  // used_event lags behind). Signal once, unconditionally.
+  SignalCall();
+}
+
+void BlkQueue::SignalCall() {
+  if (cfg_.call_fd < 0) return;
+  // The frontend shares this eventfd and could clear O_NONBLOCK and fill
+  // its counter: never let a write block the reactor.
+  pollfd p{cfg_.call_fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) return;
+  uint64_t one = 1;
+  ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
+  (void)unused;
+  counters_->calls.fetch_add(1, std::memory_order_relaxed);
+  stats_.calls.fetch_add(1, std::memory_order_relaxed);
 }
 
 void BlkQueue::Flush() {
@@ -247,11 +282,7 @@ void BlkQueue::Flush() {
   if (broken_ || !vq_.HasUnpublished()) return;
   bool notify = vq_.PublishUsed();
   if (notify && cfg_.call_fd >= 0) {
-    uint64_t one = 1;
-    ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
-    (void)unused;
-    counters_->calls.fetch_add(1, std::memory_order_relaxed);
-    stats_.calls.fetch_add(1, std::memory_order_relaxed);
+    SignalCall();
   } else {
     counters_->calls_suppressed.fetch_add(1, std::memory_order_relaxed);
     stats_.calls_suppressed.fetch_add(1, std::memory_order_relaxed);

@@ -64,7 +64,7 @@ class BlkQueue final : public reactor::Poller {
   bool PrepareToSleep() override;
   void ResumePolling() override;
   int wake_fd() const override { return cfg_.kick_fd; }
-  void OnGuestFault() override;
+  void OnGuestFault(io::IoRequest* completing) override;
   void OnWake() override { stats_.kicks.fetch_add(1, std::memory_order_relaxed); }
 
   uint32_t in_flight() const { return in_flight_; }
@@ -74,6 +74,7 @@ class BlkQueue final : public reactor::Poller {
     BlkQueue* queue = nullptr;
     uint16_t head = 0;
     bool busy = false;
+    bool in_backend = false;  // submitted, its completion not yet received
     uint8_t* status = nullptr;
     uint32_t used_len = 0;
     iovec vecs[kMaxIov];  // the chain's iovecs; IoRequest::iov points into it
@@ -81,6 +82,7 @@ class BlkQueue final : public reactor::Poller {
 
   void Process(uint16_t head, bool resubmit = false);
   void RecoverInflight();
+  void SignalCall();
   void TrackPop(uint16_t head);
   void TrackComplete(uint16_t head);
   void Execute(Task* t, const BlkRequest& req);
@@ -103,6 +105,7 @@ class BlkQueue final : public reactor::Poller {
   uint32_t bad_requests_logged_ = 0;
   bool recovered_ = false;        // inflight recovery ran (or is not needed)
   uint64_t inflight_counter_ = 0;
+  Task* submitting_ = nullptr;  // inside channel_->Submit (fault attribution)
   QueueStats stats_;
 };
 
