@@ -357,8 +357,10 @@ class Hostile : public ::testing::Test {
     std::string err;
     if (!g_daemon->Start(bin,
                          {"--volume", "good,size=64M,backend=mem,queues=2", "--volume",
-                          "bad,size=64M,backend=mem,queues=2", "--reactors", "1", "--poll-mode", "adaptive"},
-                         {"good", "bad"}, &err)) {
+                          "bad,size=64M,backend=mem,queues=2", "--volume",
+                          "fileb,size=16M,backend=file:" + FilebPath() + ",queues=2,delay_us=200000",
+                          "--reactors", "1", "--poll-mode", "adaptive"},
+                         {"good", "bad", "fileb"}, &err)) {
       g_start_error = err;
       return;
     }
@@ -371,7 +373,15 @@ class Hostile : public ::testing::Test {
     if (g_bg->ops.load() < 3) g_start_error = "background client made no progress:\n" + g_daemon->Log();
   }
 
+  // An O_DIRECT file volume on ext4 (/tmp here) whose requests nestord
+  // holds 200 ms (delay_us): a frontend can change its memory meanwhile.
+  static std::string FilebPath() {
+    static std::string path = "/tmp/nestor-hostile-fileb-" + std::to_string(getpid()) + ".img";
+    return path;
+  }
+
   static void TearDownTestSuite() {
+    unlink(FilebPath().c_str());
     if (g_bg) {
       g_bg->stop.store(true);
       g_bg->thread.join();
@@ -419,7 +429,7 @@ class Hostile : public ::testing::Test {
   // arrives, so we make one (a probe that sends nothing: it leaves only its
   // socket behind) to each export, then wait for the count to settle.
   static int SettledFdCount() {
-    for (const char* v : {"good", "bad"}) RawConn::Connect(Sock(v));
+    for (const char* v : {"good", "bad", "fileb"}) RawConn::Connect(Sock(v));
     int last = g_daemon->FdCount();
     for (int i = 0; i < 20; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -1473,6 +1483,130 @@ TEST_F(Hostile, C9b_KickFdThatBlocksOnRead) {
   rc.conn.reset();
   close(sv[0]);
   close(sv[1]);
+  ExpectHealthy();
+}
+
+// ===========================================================================
+// Faults found in review: a frontend shrinks its memfd so that nestord
+// faults in the middle of handing a request to the backend, or of copying a
+// completion back. The queue must be stopped without waiting forever for
+// the interrupted request (ExpectHealthy checks every fd is released), and
+// the fault must be charged to the right client.
+
+// The header survives the truncation, the data does not: the fault happens
+// inside the memory backend's Submit (a memcpy from the guest's buffer).
+TEST_F(Hostile, R1_FaultInsideBackendSubmit) {
+  RingClient rc;
+  ASSERT_TRUE(StartRings(&rc, "bad"));
+  ASSERT_TRUE(RawRoundTrip(rc, 0));
+  RawRing& r = rc.ring();
+  GuestMem* m = r.mem();
+  uint8_t* hdr = m->base() + 32768;  // inside the ring area, past the rings
+  uint8_t* status = m->base() + 32768 + 64;
+  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkOut, 0, 0};
+  *status = 0xff;
+  uint8_t* data = r.Alloc(4096, 4096);
+  std::vector<Seg> segs{{m->gpa(hdr), 16, 0}, {m->gpa(data), 4096, 0}, {m->gpa(status), 1, kDescFlagWrite}};
+  uint16_t head = BuildChain(r, segs);
+  ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
+  r.Publish(head);
+  rc.Kick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
+  rc.conn.reset();
+  rc.rings.clear();
+  rc.mem.reset();
+  ExpectHealthy();
+}
+
+// A misaligned read on the O_DIRECT volume goes through a bounce buffer;
+// the frontend truncates its memory while nestord holds the request, so
+// the copy back faults inside the backend's completion. Another tenant on
+// the same reactor must not be blamed.
+TEST_F(Hostile, R2_FaultInsideBackendCompletion) {
+  RingClient rc;
+  ASSERT_TRUE(StartRings(&rc, "fileb"));
+  RingClient victim;
+  ASSERT_TRUE(StartRings(&victim, "bad"));
+  RawRing& r = rc.ring();
+  GuestMem* m = r.mem();
+  uint8_t* hdr = m->base() + 32768;
+  uint8_t* status = m->base() + 32768 + 64;
+  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkIn, 0, 0};
+  *status = 0xff;
+  uint8_t* data = r.Alloc(4096 + 64, 4096) + 64;  // misaligned: bounce buffer
+  std::vector<Seg> segs{{m->gpa(hdr), 16, 0},
+                        {m->gpa(data), 4096, kDescFlagWrite},
+                        {m->gpa(status), 1, kDescFlagWrite}};
+  uint16_t head = BuildChain(r, segs);
+  r.Publish(head);
+  rc.Kick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // held by delay_us
+  ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
+  EXPECT_TRUE(RawRoundTrip(victim, 8)) << "an innocent session was broken by another client's fault";
+  rc.conn.reset();
+  rc.rings.clear();
+  rc.mem.reset();
+  victim.conn.reset();
+  victim.rings.clear();
+  victim.mem.reset();
+  ExpectHealthy();
+}
+
+// nestord makes the call eventfd non-blocking, but the flag lives in the
+// file description the frontend shares: it clears it and saturates the
+// counter. Writing the call must still never block the reactor.
+TEST_F(Hostile, R3_CallFdNonblockClearedByFrontend) {
+  int call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(call, 0);
+  RingClient rc;
+  RingOptions o;
+  o.call_fd = call;
+  ASSERT_TRUE(StartRings(&rc, "bad", o));
+  ASSERT_FALSE(rc.fd_refused);
+  fcntl(call, F_SETFL, fcntl(call, F_GETFL) & ~O_NONBLOCK);
+  uint64_t max = 0xfffffffffffffffeull;
+  ASSERT_EQ(write(call, &max, 8), 8);
+  RawRing& r = rc.ring();
+  IoBufs b = MakeBufs(r, virtio::kBlkOut, 0, 512);
+  uint16_t head = BuildIo(r, b, virtio::kBlkOut, 512);
+  r.Publish(head);
+  rc.Kick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(BackgroundProgress(2000)) << "reactor blocked in write() on the frontend's call eventfd";
+  fcntl(call, F_SETFL, fcntl(call, F_GETFL) | O_NONBLOCK);
+  uint64_t v;
+  ssize_t unused = read(call, &v, 8);
+  (void)unused;
+  rc.conn.reset();
+  close(call);
+  ExpectHealthy();
+}
+
+// hugetlbfs rounds mappings up to the huge page: registering and removing
+// a 4 KiB region of a hugetlb memfd must not leave mappings behind.
+TEST_F(Hostile, R5_HugetlbRegionsAreUnmapped) {
+  int fd = memfd_create("hostile-huge", MFD_HUGETLB | MFD_CLOEXEC);
+  if (fd < 0 || ftruncate(fd, 2 << 20) != 0) {
+    if (fd >= 0) close(fd);
+    GTEST_SKIP() << "no huge pages on this machine";
+  }
+  auto c = RawConn::Connect(Sock("bad"));
+  ASSERT_TRUE(c && c->Negotiate());
+  for (int i = 0; i < 20; ++i) {
+    vhost::SingleMemRegion reg{0, {0x100000000ull, 4096, 0x7f0000000000ull, 0}};
+    ASSERT_EQ(c->AckOf(vhost::kAddMemReg, reg, {fd}), 0);
+    ASSERT_EQ(c->AckOf(vhost::kRemMemReg, reg), 0);
+  }
+  std::ifstream maps("/proc/" + std::to_string(g_daemon->nestord_pid()) + "/maps");
+  std::string line;
+  int n = 0;
+  while (std::getline(maps, line)) n += line.find("hostile-huge") != std::string::npos;
+  EXPECT_EQ(n, 0) << "hugetlb mappings left behind after REM_MEM_REG";
+  c.reset();
+  close(fd);
   ExpectHealthy();
 }
 
