@@ -12,6 +12,9 @@
 #                               attached, so the host can inspect the backend)
 #   nestor.loop_secs=SEC        loop: duration of the write loop (default 10)
 #   nestor.loop_qd=N            loop: writes in flight (default 1)
+#   nestor.loop_iopoll=1        loop: write through an io_uring ring with
+#                               IORING_SETUP_IOPOLL (needs a poll queue:
+#                               nestor.poll_queues >= 1)
 # Prints exactly one "NESTOR-VM-RESULT: PASS" or "NESTOR-VM-RESULT: FAIL <why>"
 # line on the console, then powers off.
 #
@@ -30,6 +33,8 @@
 #   in flight, counting write
 #   errors, then verify the last generation (see iopoll_io.c). Its output is
 #   copied to the console as it happens ("nestor-vm: iopoll_io: loop: ...").
+#   With loop_iopoll=1 it first requires a poll queue (as iopoll does) and
+#   the writes are polled (iopoll_io loop --iopoll).
 PATH=/bin:/sbin
 export PATH
 
@@ -67,6 +72,7 @@ IOTMO=60
 HOLD=0
 LOOPSECS=10
 LOOPQD=1
+LOOPIOPOLL=0
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -78,6 +84,7 @@ for w in $(cat /proc/cmdline); do
 	nestor.hold=*) HOLD=${w#*=} ;;
 	nestor.loop_secs=*) LOOPSECS=${w#*=} ;;
 	nestor.loop_qd=*) LOOPQD=${w#*=} ;;
+	nestor.loop_iopoll=*) LOOPIOPOLL=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
@@ -188,9 +195,9 @@ run_direct() {
 	result PASS
 }
 
-run_iopoll() {
-	[ $((OFFSET % 1048576)) -eq 0 ] && [ $((LENGTH % 1048576)) -eq 0 ] ||
-		fail "iopoll test needs offset/length in whole MiB"
+# Fails unless /dev/vda has a poll hw queue (io_poll=1 and, when debugfs
+# shows them, a hctx of type "poll").
+require_poll_queue() {
 	[ "$(cat /sys/block/vda/queue/io_poll 2>/dev/null)" = "1" ] ||
 		fail "no poll queue: /sys/block/vda/queue/io_poll=$(cat /sys/block/vda/queue/io_poll 2>/dev/null) ($NHW hw queues; device needs >= 2 queues and guest >= 2 possible CPUs)"
 	if [ -d /sys/kernel/debug/block/vda ]; then
@@ -198,6 +205,12 @@ run_iopoll() {
 		say "hctx types: $types"
 		case "$types" in *poll*) ;; *) fail "io_poll=1 but no hctx of type poll ($types)" ;; esac
 	fi
+}
+
+run_iopoll() {
+	[ $((OFFSET % 1048576)) -eq 0 ] && [ $((LENGTH % 1048576)) -eq 0 ] ||
+		fail "iopoll test needs offset/length in whole MiB"
+	require_poll_queue
 	irq0=$(req_irqs)
 	bounded "io_uring IOPOLL workload" $H uring --dev /dev/vda --iopoll --bs 65536 --qd 8 $PAT
 	rc=$?
@@ -258,7 +271,12 @@ run_fs() {
 }
 
 run_loop() {
-	bounded_live "write loop" $H loop --dev /dev/vda --bs 65536 --qd "$LOOPQD" --seconds "$LOOPSECS" $PAT ||
+	pollarg=
+	if [ "$LOOPIOPOLL" = 1 ]; then
+		require_poll_queue
+		pollarg=--iopoll
+	fi
+	bounded_live "write loop" $H loop --dev /dev/vda $pollarg --bs 65536 --qd "$LOOPQD" --seconds "$LOOPSECS" $PAT ||
 		fail "write loop failed"
 	result PASS
 }

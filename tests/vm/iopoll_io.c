@@ -19,16 +19,24 @@
  *                    interrupts); setup refusal is a failure, never a
  *                    silent fallback.
  *   iopoll_io loop   --seed S --offset O --length L --dev DEV
- *                    [--bs N] [--qd N] [--seconds T] [--gens N]
+ *                    [--iopoll] [--bs N] [--qd N] [--seconds T] [--gens N]
  *                    generation g = 1, 2, ...: O_DIRECT writes of the
  *                    pattern with seed S+g over [O, O+L) in --bs requests,
  *                    --qd of them in flight (io_uring, interrupt-driven;
- *                    --qd 1: plain pwrite), then fdatasync. With --qd > 1
+ *                    --qd 1: plain pwrite), then fdatasync. The range is
+ *                    cut into --qd stripes, each written in order by one
+ *                    request at a time, so the requests in flight are never
+ *                    adjacent and reach the device unmerged. With --iopoll
+ *                    the writes (any --qd) go through a ring set up as in
+ *                    "uring --iopoll": completions are reaped by polling
+ *                    (io_uring_enter polls the device's poll queue), never
+ *                    by interrupts. With --qd > 1
  *                    request sizes cycle through bs, 4K, bs/4, 8K, so that
  *                    small writes can complete before the large ones
- *                    issued before them (out-of-order completions). A failed write
- *                    or fdatasync is reported,
- *                    counted and skipped; a request slower than 1 s is
+ *                    issued before them (out-of-order completions). A
+ *                    failed write or fdatasync is reported, counted and
+ *                    skipped; one slower than 0.5 s (SLOW_S: stalled by a
+ *                    backend restart, as QEMU reconnects after 1 s) is
  *                    reported. Stops after the generation during which T
  *                    seconds (default 10) passed, or after N generations.
  *                    Then O_DIRECT reads verify that [O, O+L) holds the last
@@ -36,6 +44,19 @@
  *                    generation and "loop: generations G last-seed X
  *                    write-errors E". Exit 0 only if E == 0 and the verify
  *                    passes.
+ *   iopoll_io inflight [--kill PID [--queue Q] [--min N] [--seconds T]]
+ *                    REGION
+ *                    (host side) counts the requests a vhost-user
+ *                    INFLIGHT_SHMFD region (e.g. /proc/QEMU/fd/N) marks in
+ *                    flight, per queue. With --kill: polls the region until
+ *                    it marks >= N (default 1) requests in flight (on queue
+ *                    Q, default: on all queues together; for at most T s,
+ *                    default 10, then goes on anyway), sends PID SIGKILL,
+ *                    waits until PID is gone and counts what the region
+ *                    then holds: the requests the killed backend had popped
+ *                    and not completed. Prints "inflight: queue Q: N" for
+ *                    every initialised queue, "inflight: total N" and (with
+ *                    --kill) "inflight: killed PID after S s".
  *
  * Pattern: the device is divided into 4 KiB blocks; block b (absolute byte
  * offset b*4096) starts with a 64-byte text header naming b and the seed,
@@ -59,6 +80,7 @@
 
 #define BLK 4096u
 #define HDR 64u
+#define SLOW_S 0.5 /* loop: report requests slower than this (seconds) */
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -133,6 +155,8 @@ struct opts {
 	const char *file;
 	int iopoll;
 	unsigned bs, qd;
+	long kill_pid; /* inflight --kill */
+	long queue, min; /* inflight --queue (-1: all), --min */
 };
 
 static void usage(void)
@@ -141,8 +165,9 @@ static void usage(void)
 		"usage: iopoll_io gen|verify|uring --seed S --offset O --length L\n"
 		"                 [--dev DEV] [--iopoll] [--bs N] [--qd N] [FILE]\n"
 		"       iopoll_io gen --seed S --offset O --bytes N\n"
-		"       iopoll_io loop --seed S --offset O --length L --dev DEV [--bs N]\n"
-		"                 [--seconds T] [--gens N]\n");
+		"       iopoll_io loop --seed S --offset O --length L --dev DEV [--iopoll]\n"
+		"                 [--bs N] [--qd N] [--seconds T] [--gens N]\n"
+		"       iopoll_io inflight [--kill PID [--queue Q] [--min N] [--seconds T]] REGION\n");
 	exit(2);
 }
 
@@ -173,6 +198,8 @@ static void parse(int argc, char **argv, struct opts *o)
 	o->qd = 8;
 	o->bytes = UINT64_MAX;
 	o->seconds = 10;
+	o->queue = -1;
+	o->min = 1;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
@@ -190,6 +217,9 @@ static void parse(int argc, char **argv, struct opts *o)
 			else if (!strcmp(a, "--bytes")) o->bytes = num(v);
 			else if (!strcmp(a, "--seconds")) o->seconds = (double)num(v);
 			else if (!strcmp(a, "--gens")) o->gens = num(v);
+			else if (!strcmp(a, "--kill")) o->kill_pid = (long)num(v);
+			else if (!strcmp(a, "--queue")) o->queue = (long)num(v);
+			else if (!strcmp(a, "--min")) o->min = (long)num(v);
 			else usage();
 			continue;
 		}
@@ -275,6 +305,27 @@ static int do_verify(const struct opts *o)
 }
 
 /* ---- io_uring ---- */
+
+/*
+ * A ring for qd requests in flight. With iopoll: IORING_SETUP_IOPOLL, so
+ * io_uring_enter(GETEVENTS) reaps completions by polling the device queue
+ * (no interrupts); refusal is a failure, never a silent fallback.
+ * Returns 0, or 2 after reporting the error.
+ */
+static int ring_init(struct io_uring *ring, unsigned qd, int iopoll)
+{
+	int r = io_uring_queue_init(qd * 2, ring, iopoll ? IORING_SETUP_IOPOLL : 0);
+	if (r < 0) {
+		fprintf(stderr, "iopoll_io: io_uring_queue_init(%s): %s\n", iopoll ? "IORING_SETUP_IOPOLL" : "0",
+			strerror(-r));
+		return 2;
+	}
+	if (iopoll && !(ring->flags & IORING_SETUP_IOPOLL)) {
+		fprintf(stderr, "iopoll_io: IOPOLL requested but ring lacks it\n");
+		return 2;
+	}
+	return 0;
+}
 
 struct slot {
 	unsigned char *buf;
@@ -384,21 +435,12 @@ static int do_uring(const struct opts *o)
 		return 2;
 	}
 	struct io_uring ring;
-	unsigned flags = o->iopoll ? IORING_SETUP_IOPOLL : 0;
-	int r = io_uring_queue_init(o->qd * 2, &ring, flags);
-	if (r < 0) {
-		fprintf(stderr, "iopoll_io: io_uring_queue_init(%s): %s\n",
-			o->iopoll ? "IORING_SETUP_IOPOLL" : "0", strerror(-r));
+	if (ring_init(&ring, o->qd, o->iopoll))
 		return 2;
-	}
 	printf("iopoll_io: ring ready (flags=%#x%s), dev %s, %" PRIu64 " bytes at %" PRIu64
 	       ", bs %u, qd %u, seed %08" PRIx32 "\n",
 	       ring.flags, (ring.flags & IORING_SETUP_IOPOLL) ? " IOPOLL" : "", o->dev, o->length, o->offset,
 	       o->bs, o->qd, o->seed);
-	if (o->iopoll && !(ring.flags & IORING_SETUP_IOPOLL)) {
-		fprintf(stderr, "iopoll_io: IOPOLL requested but ring lacks it\n");
-		return 2;
-	}
 	struct slot *slots = calloc(o->qd, sizeof *slots);
 	for (unsigned i = 0; i < o->qd; i++)
 		if (posix_memalign((void **)&slots[i].buf, BLK, o->bs)) {
@@ -462,17 +504,14 @@ static int do_loop(const struct opts *o)
 			return 2;
 		}
 	struct io_uring ring;
-	if (o->qd > 1) {
-		int r = io_uring_queue_init(o->qd * 2, &ring, 0);
-		if (r < 0) {
-			fprintf(stderr, "iopoll_io: io_uring_queue_init: %s\n", strerror(-r));
-			return 2;
-		}
-	}
-	printf("iopoll_io: loop: started, dev %s, %" PRIu64 " bytes at %" PRIu64 ", bs %u, qd %u, seed %08" PRIx32
+	int use_ring = o->qd > 1 || o->iopoll; /* else: synchronous pwrite */
+	if (use_ring && ring_init(&ring, o->qd, o->iopoll))
+		return 2;
+	printf("iopoll_io: loop: started, dev %s, %" PRIu64 " bytes at %" PRIu64 ", bs %u, qd %u%s, seed %08" PRIx32
 	       " + generation, for %.0f %s\n",
-	       o->dev, o->length, o->offset, o->bs, o->qd, o->seed, o->gens ? (double)o->gens : o->seconds,
-	       o->gens ? "generations" : "s");
+	       o->dev, o->length, o->offset, o->bs, o->qd,
+	       !use_ring ? " (pwrite)" : (ring.flags & IORING_SETUP_IOPOLL) ? " (io_uring IOPOLL)" : " (io_uring)",
+	       o->seed, o->gens ? (double)o->gens : o->seconds, o->gens ? "generations" : "s");
 	double t0 = now();
 	uint64_t errors = 0, gen = 0;
 	uint32_t seed = o->seed;
@@ -481,17 +520,25 @@ static int do_loop(const struct opts *o)
 		seed = o->seed + (uint32_t)gen;
 		double g0 = now(), slowest = 0;
 		uint64_t gerr = 0;
-		uint64_t next = o->offset, end = o->offset + o->length;
+		/* Slot i writes stripe i of the range, one request at a time: the
+		 * qd requests in flight are never adjacent, so the guest's block
+		 * layer cannot merge them into fewer device requests. */
+		uint64_t cur[256], lim[256], nblk = o->length / BLK;
+		unsigned left = 0; /* stripes not fully issued */
+		for (unsigned i = 0; i < o->qd; i++) {
+			cur[i] = o->offset + nblk * i / o->qd * BLK;
+			lim[i] = o->offset + nblk * (i + 1) / o->qd * BLK;
+			left += cur[i] < lim[i];
+		}
 		unsigned inflight = 0;
-		int sync_res = 0; /* qd 1: result of the pwrite */
+		int sync_res = 0; /* !use_ring: result of the pwrite */
 		unsigned nreq = 0;
-		while (next < end || inflight) {
-			/* Issue (qd 1: one synchronous pwrite). */
-			while (next < end && inflight < o->qd) {
-				unsigned i = 0;
-				while (slots[i].busy)
-					i++;
+		while (left || inflight) {
+			/* Issue (!use_ring: one synchronous pwrite). */
+			for (unsigned i = 0; i < o->qd; i++) {
 				struct slot *sl = &slots[i];
+				if (sl->busy || cur[i] >= lim[i])
+					continue;
 				static const unsigned div[4] = { 1, 0, 4, 0 };
 				unsigned len = o->bs;
 				if (o->qd > 1) {
@@ -501,16 +548,17 @@ static int do_loop(const struct opts *o)
 						len = o->bs;
 				}
 				nreq++;
-				if (len > end - next)
-					len = (unsigned)(end - next);
-				sl->off = next;
+				if (len > lim[i] - cur[i])
+					len = (unsigned)(lim[i] - cur[i]);
+				sl->off = cur[i];
 				sl->len = len;
 				sl->busy = 1;
-				next += len;
+				cur[i] += len;
+				left -= cur[i] >= lim[i];
 				inflight++;
 				fill_range(sl->buf, sl->off, sl->len, seed);
 				issued[i] = now();
-				if (o->qd == 1) {
+				if (!use_ring) {
 					ssize_t r = pwrite(fd, sl->buf, sl->len, (off_t)sl->off);
 					sync_res = r < 0 ? -errno : (int)r;
 					break;
@@ -518,15 +566,24 @@ static int do_loop(const struct opts *o)
 				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 				io_uring_prep_write(sqe, fd, sl->buf, sl->len, sl->off);
 				io_uring_sqe_set_data(sqe, sl);
+				/* Submit each write once filled: the backend works on it
+				 * while the next buffer is filled (filling is slow on
+				 * an emulated CPU), so it rarely holds nothing. */
+				int r = io_uring_submit(&ring);
+				if (r < 0 && r != -EINTR) {
+					fprintf(stderr, "iopoll_io: io_uring_submit: %s\n", strerror(-r));
+					return 1;
+				}
 			}
 			/* Reap one or more. */
 			struct slot *done[256];
 			int res[256];
 			unsigned ndone = 0;
-			if (o->qd == 1) {
+			if (!use_ring) {
 				res[0] = sync_res;
 				done[ndone++] = &slots[0];
 			} else {
+				/* IOPOLL: this polls for the completions. */
 				int r = io_uring_submit_and_wait(&ring, 1);
 				if (r < 0 && r != -EINTR) {
 					fprintf(stderr, "iopoll_io: io_uring_submit_and_wait: %s\n", strerror(-r));
@@ -549,7 +606,7 @@ static int do_loop(const struct opts *o)
 					fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": write at %" PRIu64 ": %s\n",
 						gen, sl->off, res[k] < 0 ? strerror(-res[k]) : "short");
 					gerr++;
-				} else if (dt > 1.0) {
+				} else if (dt > SLOW_S) {
 					printf("iopoll_io: loop: generation %" PRIu64 ": write at %" PRIu64 " took %.2f s\n",
 					       gen, sl->off, dt);
 				}
@@ -562,7 +619,7 @@ static int do_loop(const struct opts *o)
 			fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": fdatasync: %s\n", gen, strerror(errno));
 			gerr++;
 		}
-		if (now() - s0 > 1.0)
+		if (now() - s0 > SLOW_S)
 			printf("iopoll_io: loop: generation %" PRIu64 ": fdatasync took %.2f s\n", gen, now() - s0);
 		errors += gerr;
 		printf("iopoll_io: loop: generation %" PRIu64 " (seed %08" PRIx32 ") written in %.2f s, slowest write %.3f s, %" PRIu64
@@ -583,13 +640,131 @@ static int do_loop(const struct opts *o)
 			bad = 1;
 		}
 	}
-	if (o->qd > 1)
+	if (use_ring)
 		io_uring_queue_exit(&ring);
 	close(fd);
 	printf("iopoll_io: loop: generations %" PRIu64 " last-seed %#" PRIx32 " write-errors %" PRIu64
 	       " read-back %s (%.1f s)\n",
 	       gen, seed, errors, bad ? "MISMATCH" : "OK", now() - t0);
 	return (errors || bad) ? 1 : 0;
+}
+
+/* ---- inflight: a vhost-user INFLIGHT_SHMFD region, read on the host ---- */
+
+/*
+ * Split-ring layout (QEMU, libvhost-user, nestord): for each queue a
+ * 16-byte header (u64 features, u16 version, u16 desc_num, u16
+ * last_batch_head, u16 used_idx) and desc_num 16-byte entries (u8
+ * inflight, 5 bytes padding, u16 next, u64 counter), the queue's part
+ * rounded up to 64 bytes. Fills counts[q] for the initialised (version 1)
+ * queues, -1 for the others; returns the number of queues (0 while queue 0
+ * is not initialised), -1 on a read error.
+ */
+static int inflight_count(int fd, unsigned char *buf, size_t size, long *counts, unsigned maxq, long *total)
+{
+	ssize_t n = pread(fd, buf, size, 0);
+	if (n < 16)
+		return -1;
+	uint16_t version, desc_num;
+	memcpy(&version, buf + 8, 2);
+	memcpy(&desc_num, buf + 10, 2);
+	*total = 0;
+	if (version != 1 || desc_num == 0)
+		return 0;
+	size_t stride = (16 + 16 * (size_t)desc_num + 63) & ~(size_t)63;
+	unsigned nq = (unsigned)((size_t)n / stride);
+	if (nq > maxq)
+		nq = maxq;
+	for (unsigned q = 0; q < nq; q++) {
+		const unsigned char *b = buf + q * stride;
+		uint16_t v, dn;
+		memcpy(&v, b + 8, 2);
+		memcpy(&dn, b + 10, 2);
+		counts[q] = -1;
+		if (v != 1 || dn != desc_num)
+			continue;
+		counts[q] = 0;
+		for (unsigned i = 0; i < desc_num; i++)
+			counts[q] += b[16 + 16 * i] != 0;
+		*total += counts[q];
+	}
+	return (int)nq;
+}
+
+/* 1 while PID exists and is not a zombie. */
+static int alive(long pid)
+{
+	char path[64], stat[256];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, stat, sizeof stat - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	stat[n] = 0;
+	const char *p = strrchr(stat, ')');
+	return !(p && p[1] == ' ' && p[2] == 'Z');
+}
+
+static int do_inflight(const struct opts *o)
+{
+	if (!o->file)
+		usage();
+	int fd = open(o->file, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fprintf(stderr, "iopoll_io: inflight: %s: %s\n", o->file, strerror(errno));
+		return 2;
+	}
+	size_t size = (size_t)st.st_size;
+	unsigned char *buf = malloc(size ? size : 1);
+	long counts[256], total = 0;
+	int nq;
+	double waited = -1;
+	if (!buf)
+		return 2;
+	if (o->kill_pid > 0) {
+		double t0 = now();
+		while ((nq = inflight_count(fd, buf, size, counts, 256, &total)) >= 0) {
+			long held = o->queue < 0 ? total : o->queue < nq ? counts[o->queue] : -1;
+			if (held >= o->min)
+				break;
+			if (now() - t0 >= o->seconds) {
+				fprintf(stderr, "iopoll_io: inflight: not %ld in flight within %.0f s; killing anyway\n",
+					o->min, o->seconds);
+				break;
+			}
+			usleep(100);
+		}
+		waited = now() - t0;
+		if (kill((pid_t)o->kill_pid, SIGKILL) != 0) {
+			fprintf(stderr, "iopoll_io: inflight: kill %ld: %s\n", o->kill_pid, strerror(errno));
+			return 1;
+		}
+		for (int i = 0; i < 20000 && alive(o->kill_pid); i++)
+			usleep(100);
+		if (alive(o->kill_pid)) {
+			fprintf(stderr, "iopoll_io: inflight: %ld still alive 2 s after SIGKILL\n", o->kill_pid);
+			return 1;
+		}
+	}
+	nq = inflight_count(fd, buf, size, counts, 256, &total);
+	if (nq <= 0) {
+		fprintf(stderr, "iopoll_io: inflight: %s: %s\n", o->file,
+			nq < 0 ? "unreadable" : "queue 0 not initialised");
+		return 1;
+	}
+	for (int q = 0; q < nq; q++)
+		if (counts[q] >= 0)
+			printf("inflight: queue %d: %ld\n", q, counts[q]);
+	printf("inflight: total %ld\n", total);
+	if (waited >= 0)
+		printf("inflight: killed %ld after %.3f s\n", o->kill_pid, waited);
+	free(buf);
+	close(fd);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -607,6 +782,8 @@ int main(int argc, char **argv)
 		return do_uring(&o);
 	if (!strcmp(argv[1], "loop"))
 		return do_loop(&o);
+	if (!strcmp(argv[1], "inflight"))
+		return do_inflight(&o);
 	usage();
 	return 2;
 }

@@ -13,9 +13,16 @@
 #                         restarts keep one log. Sets NESTORD_PID.
 #   nestord_main_pid      prints the PID of nestord itself (the timeout
 #                         wrapper's child; SIGUSR1 would kill the wrapper)
-#   nestord_kill9         SIGKILL nestord itself (a crash), reap the wrapper
+#   nestord_killed        reap the wrapper of a nestord the test SIGKILLed
+#                         itself (a crash; by nestord_main_pid)
 #   nestord_stats OUT     SIGUSR1, wait for the whole "stats" block (up to
 #                         the "stats memory:" line) and write its lines to OUT
+#   stats_poll_queue_check OUT MIN   the queue with the most requests in
+#                         the stats block OUT (the guest's poll queue, when
+#                         its polled I/O dominates) served >= MIN requests
+#                         and got "calls 0" (no interrupt was injected);
+#                         prints that queue's counters; says why and
+#                         returns 1 otherwise
 #   nestor_pre_cleanup    if the test defines this function, the EXIT trap
 #                         runs it first (e.g. to kill its VMs)
 
@@ -118,13 +125,9 @@ nestord_main_pid() {
 	echo "$c"
 }
 
-nestord_kill9() {
-	local pid
-	pid=$(nestord_main_pid) || exit 1
-	kill -KILL "$pid"
+nestord_killed() {
 	wait "$NESTORD_PID" 2>/dev/null || true
 	NESTORD_PID=
-	echo "nestord (PID $pid) killed with SIGKILL"
 }
 
 nestord_stats() {
@@ -143,4 +146,16 @@ nestord_stats() {
 	echo "FAIL: nestord logged no stats within 5 s of SIGUSR1" >&2
 	_nestord_log
 	exit 1
+}
+
+stats_poll_queue_check() {
+	local out=$1 min=$2 q qreq qcalls qsupp qkicks rc=0
+	read -r q qreq qcalls qsupp qkicks < <(awk '$2 == "queue" {
+		for (i = 1; i < NF; i++) v[$i] = $(i + 1)
+		print $3 "/" $4, v["requests"], v["calls"], v["calls_suppressed"], v["kicks"] }' "$out" |
+		sort -k2,2nr | head -n 1)
+	echo "busiest queue $q: requests $qreq calls $qcalls calls_suppressed $qsupp kicks $qkicks"
+	[ "${qreq:-0}" -ge "$min" ] || { echo "FAIL: busiest queue served ${qreq:-0} requests, want >= $min (the polled I/O)" >&2; rc=1; }
+	[ "${qcalls:-x}" = 0 ] || { echo "FAIL: the poll queue $q got ${qcalls:-no} calls (interrupts), want 0" >&2; rc=1; }
+	return $rc
 }

@@ -11,7 +11,7 @@
 #          [--smp N] [--timeout SEC] [--guest-dir DIR] [--poll-queues N]
 #          [--offset BYTES] [--length BYTES] [--seed N] [--verify-file PATH]
 #          [--log FILE] [--mem MiB] [--pidfile FILE] [--reconnect SEC]
-#          [--hold SEC] [--loop-secs SEC] [--loop-qd N]
+#          [--hold SEC] [--loop-secs SEC] [--loop-qd N] [--loop-iopoll 0|1]
 # Defaults: smp 1, timeout 90, offset 1 MiB, length 8 MiB, poll-queues 1 for
 # iopoll (0 for direct), guest dir $NESTOR_GUEST_DIR or
 # ~/.cache/nestor/guest (built/refreshed with build-guest.sh).
@@ -22,14 +22,16 @@
 # --reconnect SEC: the vhost-user chardev reconnects to a restarted backend.
 # --hold SEC: the guest waits SEC s after its result line before powering off.
 # --loop-secs SEC, --loop-qd N: duration and writes in flight of the "loop"
-# test's write loop (defaults 10 s, 1).
+# test's write loop (defaults 10 s, 1). --loop-iopoll 1: the loop writes
+# through an IORING_SETUP_IOPOLL ring (polled completions); poll-queues
+# then defaults to 1.
 # For "loop", --verify-file checks the last generation written (its seed,
 # SEED + G, is taken from the guest's "last-seed" line).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOCK= DRIVE= TEST= QUEUES= SMP=1 TMO=90 POLLQ= VERIFY= LOG= MEM=256
-PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1
+PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1 LOOPIOPOLL=0
 GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
 OFFSET=$((1 << 20)) LENGTH=$((8 << 20)) SEED=0x6e657374
 
@@ -56,13 +58,15 @@ while [ $# -gt 0 ]; do
 	--hold) HOLD=$2 ;;
 	--loop-secs) LOOPSECS=$2 ;;
 	--loop-qd) LOOPQD=$2 ;;
+	--loop-iopoll) LOOPIOPOLL=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
 done
 [ -n "$SOCK$DRIVE" ] && [ -n "$TEST" ] && [ -n "$QUEUES" ] || usage
 case "$TEST" in
-direct | fs | loop) POLLQ=${POLLQ:-0} ;;
+direct | fs) POLLQ=${POLLQ:-0} ;;
+loop) [ "$LOOPIOPOLL" = 1 ] && POLLQ=${POLLQ:-1} || POLLQ=${POLLQ:-0} ;;
 iopoll) POLLQ=${POLLQ:-1} ;;
 *) echo "run-guest: unknown test '$TEST'" >&2; exit 2 ;;
 esac
@@ -96,7 +100,7 @@ APPEND="console=ttyS0 panic=-1 quiet nestor.test=$TEST nestor.poll_queues=$POLLQ
 APPEND+=" nestor.offset=$OFFSET nestor.length=$LENGTH nestor.seed=$SEED"
 APPEND+=" nestor.io_timeout=$((TMO * 2 / 3))"
 [ "$HOLD" = 0 ] || APPEND+=" nestor.hold=$HOLD"
-[ "$TEST" != loop ] || APPEND+=" nestor.loop_secs=$LOOPSECS nestor.loop_qd=$LOOPQD"
+[ "$TEST" != loop ] || APPEND+=" nestor.loop_secs=$LOOPSECS nestor.loop_qd=$LOOPQD nestor.loop_iopoll=$LOOPIOPOLL"
 PIDARG=()
 [ -z "$PIDFILE" ] || PIDARG=(-pidfile "$PIDFILE")
 
