@@ -118,6 +118,7 @@ void BlkQueue::Process(uint16_t head, bool resubmit) {
   t->busy = true;
   t->head = head;
   ++in_flight_;
+  stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
   Chain chain;
   Status st = vq_.WalkChain(head, t->vecs, kMaxIov, &chain);
   if (!st.ok()) {
