@@ -69,6 +69,7 @@ class QueueImpl final : public Queue {
   int Submit(std::span<const Request> reqs) override;
   int Poll(Completion* out, int max) override;
   int Wait(Completion* out, int min, int max, int timeout_ms) override;
+  Status SyncTransfer(Op op, uint64_t offset, uint8_t* buf, size_t len);
   Status Read(uint64_t offset, void* buf, size_t len) override;
   Status Write(uint64_t offset, const void* buf, size_t len) override;
   Status Flush() override;

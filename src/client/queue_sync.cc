@@ -67,7 +67,10 @@ int QueueImpl::RunSync(Request r, void* bounce) {
   return waiter.result;
 }
 
-Status QueueImpl::Read(uint64_t offset, void* buf, size_t len) {
+// Synchronous read or write of any memory: split by the device limits, and
+// through a bounce buffer in the shared region when buf lies outside it.
+Status QueueImpl::SyncTransfer(Op op, uint64_t offset, uint8_t* buf, size_t len) {
+  const bool write = op == Op::kWrite;
   const uint64_t chunk = SyncChunk();
   const bool direct = dev_->region.Contains(buf, len);
   void* bounce = nullptr;
@@ -79,48 +82,32 @@ Status QueueImpl::Read(uint64_t offset, void* buf, size_t len) {
   for (uint64_t done = 0; done < len && st.ok();) {
     uint64_t l = std::min<uint64_t>(chunk, len - done);
     Request r;
-    r.op = Op::kRead;
+    r.op = op;
     r.offset = offset + done;
     r.len = l;
-    r.buf = direct ? static_cast<uint8_t*>(buf) + done : bounce;
+    if (direct) {
+      r.buf = buf + done;
+    } else {
+      if (write) std::memcpy(bounce, buf + done, l);
+      r.buf = bounce;
+    }
     int rc = RunSync(r, bounce);
     if (rc == -ETIMEDOUT) bounce = nullptr;  // owned by the abandoned slot now
-    st = SyncStatus(rc, "read");
-    if (st.ok() && !direct) std::memcpy(static_cast<uint8_t*>(buf) + done, bounce, l);
+    st = SyncStatus(rc, write ? "write" : "read");
+    if (st.ok() && !direct && !write) std::memcpy(buf + done, bounce, l);
     done += l;
   }
   if (bounce) dev_->buffers.Free(bounce);
   return st;
 }
 
+Status QueueImpl::Read(uint64_t offset, void* buf, size_t len) {
+  return SyncTransfer(Op::kRead, offset, static_cast<uint8_t*>(buf), len);
+}
+
 Status QueueImpl::Write(uint64_t offset, const void* buf, size_t len) {
-  const uint64_t chunk = SyncChunk();
-  const bool direct = dev_->region.Contains(buf, len);
-  void* bounce = nullptr;
-  if (!direct) {
-    bounce = dev_->buffers.Alloc(std::min<uint64_t>(chunk, len), 4096);
-    if (!bounce) return Status::Error(ENOMEM, "no bounce buffer in the shared region");
-  }
-  Status st;
-  for (uint64_t done = 0; done < len && st.ok();) {
-    uint64_t l = std::min<uint64_t>(chunk, len - done);
-    Request r;
-    r.op = Op::kWrite;
-    r.offset = offset + done;
-    r.len = l;
-    if (direct) {
-      r.buf = const_cast<uint8_t*>(static_cast<const uint8_t*>(buf)) + done;
-    } else {
-      std::memcpy(bounce, static_cast<const uint8_t*>(buf) + done, l);
-      r.buf = bounce;
-    }
-    int rc = RunSync(r, bounce);
-    if (rc == -ETIMEDOUT) bounce = nullptr;
-    st = SyncStatus(rc, "write");
-    done += l;
-  }
-  if (bounce) dev_->buffers.Free(bounce);
-  return st;
+  // The buffer is only read from: the device reads it for a write request.
+  return SyncTransfer(Op::kWrite, offset, const_cast<uint8_t*>(static_cast<const uint8_t*>(buf)), len);
 }
 
 Status QueueImpl::Flush() {
