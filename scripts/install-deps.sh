@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
-      libfmt-dev libcli11-dev nlohmann-json3-dev
+      libfmt-dev libcli11-dev nlohmann-json3-dev libabsl-dev libblkid-dev
       qemu-system-x86 qemu-utils busybox-static fio cpio gzip e2fsprogs)
 # --bench: also what `make bench` needs (plots).
 [ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib)

@@ -42,6 +42,10 @@ struct IoRequest {
   int sub_op = 0;
   // The caller's context (e.g. its queue), for fault attribution.
   void* owner = nullptr;
+  // Set by a backend that serves req through sub-requests of its own (thin
+  // volumes): the request a sub-request belongs to. A fault in a
+  // sub-request's completion is charged to the root of this chain.
+  IoRequest* parent = nullptr;
 };
 
 struct IoStats {

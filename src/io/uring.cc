@@ -62,6 +62,13 @@ io_uring_sqe* IoUring::GetAuxSqe() {
   return sqe;
 }
 
+void IoUring::PostTo(IoUring* target, IoRequest* req, int res) {
+  io_uring_sqe* sqe = GetAuxSqe();
+  io_uring_prep_msg_ring(sqe, target->ring_.ring_fd, static_cast<unsigned>(res),
+                         reinterpret_cast<uint64_t>(req), 0);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 void IoUring::Submit() {
   // What the kernel does not take now (EBUSY/EAGAIN: completions must be
   // reaped first) stays queued and goes with the next call.

@@ -41,6 +41,12 @@ class IoUring {
   // Dispatches every available completion; returns how many.
   int Reap();
   uint32_t in_flight() const { return in_flight_; }
+  // Cross-thread completions (IORING_OP_MSG_RING). The owner of `target`
+  // calls ExpectPosted() for each completion another thread will post to
+  // it; the poster (on its own ring's thread) calls PostTo, after which
+  // target's Reap runs req's hook (or done) with `res`, on target's thread.
+  void ExpectPosted() { ++in_flight_; }
+  void PostTo(IoUring* target, IoRequest* req, int res);
   // Signalled when completions are posted: for sleeping reactors.
   int event_fd() const { return event_fd_.get(); }
 

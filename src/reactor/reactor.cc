@@ -207,12 +207,15 @@ void Reactor::Run() {
     }
     // A guest-memory fault unwound us here from somewhere inside Loop().
     UnblockGuestFaults();
+    // A backend's sub-request is charged to the request it serves; the
+    // backend still sees the leaf in io::tls_completing while it abandons.
     io::IoRequest* completing = io::tls_completing;
+    while (completing != nullptr && completing->parent != nullptr) completing = completing->parent;
     Poller* culprit = completing != nullptr ? static_cast<Poller*>(completing->owner) : tls_active_poller;
-    io::tls_completing = nullptr;
     tls_active_poller = nullptr;
     counters_.guest_faults.fetch_add(1, std::memory_order_relaxed);
     if (culprit != nullptr) culprit->OnGuestFault(completing);
+    io::tls_completing = nullptr;
   }
   tls_fault_jmp = nullptr;
   RunMessages();

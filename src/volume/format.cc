@@ -1,0 +1,298 @@
+#include "volume/format.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "base/crc32c.h"
+
+namespace nestor::volume {
+namespace {
+
+template <typename T>
+void Put(std::string* out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, arm64)
+  out->append(b, sizeof(T));
+}
+
+template <typename T>
+void PutAt(uint8_t* p, size_t* off, T v) {
+  std::memcpy(p + *off, &v, sizeof(T));
+  *off += sizeof(T);
+}
+
+template <typename T>
+T GetAt(const uint8_t* p, size_t* off) {
+  T v;
+  std::memcpy(&v, p + *off, sizeof(T));
+  *off += sizeof(T);
+  return v;
+}
+
+uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+Status Corruption(const std::string& what) { return Status::Error(EUCLEAN, "corrupt pool: " + what); }
+
+Result<Superblock> PlanLayout(uint64_t device_bytes, uint32_t cluster_size) {
+  if (cluster_size < kBlock || (cluster_size & (cluster_size - 1)) != 0 || cluster_size > (64u << 20)) {
+    return Status::Invalid("cluster size must be a power of two between 4 KiB and 64 MiB");
+  }
+  Superblock sb;
+  sb.cluster_size = cluster_size;
+  sb.device_bytes = device_bytes / kBlock * kBlock;
+  uint64_t max_clusters = sb.device_bytes / cluster_size;
+  uint64_t volume_bytes = uint64_t{kMaxVolumes} * 2 * (1 + 4 + 8 + 8 + 1 + kMaxNameLen);
+  sb.ckpt_bytes = kBlock + RoundUp(volume_bytes + max_clusters * kMapRecordBytes, kBlock);
+  sb.ckpt_offset[0] = kBlock;
+  sb.ckpt_offset[1] = sb.ckpt_offset[0] + sb.ckpt_bytes;
+  sb.log_offset = sb.ckpt_offset[1] + sb.ckpt_bytes;
+  sb.log_bytes = std::clamp<uint64_t>(sb.device_bytes / 256 / kBlock * kBlock, 4ull << 20, 256ull << 20);
+  sb.data_offset = RoundUp(sb.log_offset + sb.log_bytes, cluster_size);
+  if (sb.data_offset >= sb.device_bytes) {
+    return Status::Invalid("device too small: metadata alone needs " + std::to_string(sb.data_offset) + " bytes");
+  }
+  sb.data_clusters = (sb.device_bytes - sb.data_offset) / cluster_size;
+  if (sb.data_clusters == 0) return Status::Invalid("device too small for one data cluster");
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, sb.uuid, sizeof(sb.uuid)) != static_cast<ssize_t>(sizeof(sb.uuid))) {
+    if (fd >= 0) close(fd);
+    return Status::FromErrno("reading /dev/urandom");
+  }
+  close(fd);
+  sb.uuid[6] = static_cast<uint8_t>((sb.uuid[6] & 0x0F) | 0x40);  // RFC 4122 v4
+  sb.uuid[8] = static_cast<uint8_t>((sb.uuid[8] & 0x3F) | 0x80);
+  sb.created_unix = static_cast<uint64_t>(time(nullptr));
+  return sb;
+}
+
+void EncodeSuperblock(const Superblock& sb, uint8_t out[kBlock]) {
+  std::memset(out, 0, kBlock);
+  size_t off = 0;
+  PutAt(out, &off, sb.magic);
+  PutAt(out, &off, sb.version);
+  PutAt(out, &off, uint32_t{0});  // crc, filled below
+  PutAt(out, &off, sb.cluster_size);
+  PutAt(out, &off, uint32_t{0});  // reserved
+  std::memcpy(out + off, sb.uuid, 16);
+  off += 16;
+  PutAt(out, &off, sb.device_bytes);
+  PutAt(out, &off, sb.ckpt_offset[0]);
+  PutAt(out, &off, sb.ckpt_offset[1]);
+  PutAt(out, &off, sb.ckpt_bytes);
+  PutAt(out, &off, sb.log_offset);
+  PutAt(out, &off, sb.log_bytes);
+  PutAt(out, &off, sb.data_offset);
+  PutAt(out, &off, sb.data_clusters);
+  PutAt(out, &off, sb.created_unix);
+  uint32_t crc = Crc32c(out, kBlock);
+  std::memcpy(out + 12, &crc, 4);
+}
+
+Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
+  Superblock sb;
+  size_t off = 0;
+  sb.magic = GetAt<uint64_t>(in, &off);
+  if (sb.magic != kSuperMagic) return Status::Error(ENODEV, "not a nestor pool (no superblock magic)");
+  sb.version = GetAt<uint32_t>(in, &off);
+  uint32_t crc = GetAt<uint32_t>(in, &off);
+  uint8_t copy[kBlock];
+  std::memcpy(copy, in, kBlock);
+  std::memset(copy + 12, 0, 4);
+  if (Crc32c(copy, kBlock) != crc) return Corruption("superblock checksum mismatch");
+  if (sb.version != kFormatVersion) {
+    return Status::Error(ENOTSUP, "pool format version " + std::to_string(sb.version) + " is not supported");
+  }
+  sb.cluster_size = GetAt<uint32_t>(in, &off);
+  off += 4;
+  std::memcpy(sb.uuid, in + off, 16);
+  off += 16;
+  sb.device_bytes = GetAt<uint64_t>(in, &off);
+  sb.ckpt_offset[0] = GetAt<uint64_t>(in, &off);
+  sb.ckpt_offset[1] = GetAt<uint64_t>(in, &off);
+  sb.ckpt_bytes = GetAt<uint64_t>(in, &off);
+  sb.log_offset = GetAt<uint64_t>(in, &off);
+  sb.log_bytes = GetAt<uint64_t>(in, &off);
+  sb.data_offset = GetAt<uint64_t>(in, &off);
+  sb.data_clusters = GetAt<uint64_t>(in, &off);
+  sb.created_unix = GetAt<uint64_t>(in, &off);
+  bool sane = sb.cluster_size >= kBlock && (sb.cluster_size & (sb.cluster_size - 1)) == 0 &&
+              sb.ckpt_offset[0] == kBlock && sb.ckpt_offset[1] == kBlock + sb.ckpt_bytes &&
+              sb.log_offset == sb.ckpt_offset[1] + sb.ckpt_bytes && sb.log_bytes >= 2 * kMaxLogEntryBytes &&
+              sb.log_bytes % kBlock == 0 && sb.data_offset >= sb.log_offset + sb.log_bytes &&
+              sb.data_offset % sb.cluster_size == 0 &&
+              sb.data_offset + sb.data_clusters * uint64_t{sb.cluster_size} <= sb.device_bytes;
+  if (!sane) return Corruption("superblock layout is inconsistent");
+  return sb;
+}
+
+uint64_t PoolId(const Superblock& sb) {
+  uint64_t id;
+  std::memcpy(&id, sb.uuid, 8);
+  return id;
+}
+
+std::string UuidString(const uint8_t u[16]) {
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += hex[u[i] >> 4];
+    s += hex[u[i] & 15];
+  }
+  return s;
+}
+
+void AppendRecord(const Record& r, std::string* out) {
+  Put(out, static_cast<uint8_t>(r.type));
+  Put(out, r.volume);
+  switch (r.type) {
+    case RecordType::kVolumeCreate:
+      Put(out, r.a);
+      Put(out, r.b);
+      Put(out, static_cast<uint8_t>(r.name.size()));
+      out->append(r.name);
+      break;
+    case RecordType::kVolumeDelete:
+      break;
+    case RecordType::kVolumeResize:
+    case RecordType::kVolumeReserve:
+      Put(out, r.a);
+      break;
+    case RecordType::kMap:
+      Put(out, r.a);
+      Put(out, r.b);
+      Put(out, static_cast<uint32_t>(r.count));
+      break;
+    case RecordType::kUnmap:
+      Put(out, r.a);
+      Put(out, static_cast<uint32_t>(r.count));
+      break;
+  }
+}
+
+Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
+  size_t off = 0;
+  auto need = [&](size_t n) { return off + n <= len; };
+  while (off < len) {
+    if (!need(5)) return Corruption("truncated record header");
+    Record r;
+    uint8_t type = GetAt<uint8_t>(buf, &off);
+    r.volume = GetAt<uint32_t>(buf, &off);
+    r.type = static_cast<RecordType>(type);
+    switch (r.type) {
+      case RecordType::kVolumeCreate: {
+        if (!need(17)) return Corruption("truncated volume record");
+        r.a = GetAt<uint64_t>(buf, &off);
+        r.b = GetAt<uint64_t>(buf, &off);
+        uint8_t n = GetAt<uint8_t>(buf, &off);
+        if (n > kMaxNameLen || !need(n)) return Corruption("bad volume name length");
+        r.name.assign(reinterpret_cast<const char*>(buf + off), n);
+        off += n;
+        break;
+      }
+      case RecordType::kVolumeDelete:
+        break;
+      case RecordType::kVolumeResize:
+      case RecordType::kVolumeReserve:
+        if (!need(8)) return Corruption("truncated record");
+        r.a = GetAt<uint64_t>(buf, &off);
+        break;
+      case RecordType::kMap:
+        if (!need(20)) return Corruption("truncated map record");
+        r.a = GetAt<uint64_t>(buf, &off);
+        r.b = GetAt<uint64_t>(buf, &off);
+        r.count = GetAt<uint32_t>(buf, &off);
+        break;
+      case RecordType::kUnmap:
+        if (!need(12)) return Corruption("truncated unmap record");
+        r.a = GetAt<uint64_t>(buf, &off);
+        r.count = GetAt<uint32_t>(buf, &off);
+        break;
+      default:
+        return Corruption("unknown record type " + std::to_string(type));
+    }
+    out->push_back(std::move(r));
+  }
+  return Status::Ok();
+}
+
+void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]) {
+  std::memset(out, 0, kBlock);
+  size_t off = 0;
+  PutAt(out, &off, h.magic);
+  PutAt(out, &off, uint32_t{0});  // crc
+  PutAt(out, &off, h.seq);
+  PutAt(out, &off, h.log_head);
+  PutAt(out, &off, h.payload_bytes);
+  PutAt(out, &off, h.payload_crc);
+  PutAt(out, &off, h.pool_id);
+  uint32_t crc = Crc32c(out, kBlock);
+  std::memcpy(out + 4, &crc, 4);
+}
+
+Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
+  CheckpointHeader h;
+  size_t off = 0;
+  h.magic = GetAt<uint32_t>(in, &off);
+  uint32_t crc = GetAt<uint32_t>(in, &off);
+  if (h.magic != kCkptMagic) return Corruption("no checkpoint magic");
+  uint8_t copy[kBlock];
+  std::memcpy(copy, in, kBlock);
+  std::memset(copy + 4, 0, 4);
+  if (Crc32c(copy, kBlock) != crc) return Corruption("checkpoint header checksum mismatch");
+  h.seq = GetAt<uint64_t>(in, &off);
+  h.log_head = GetAt<uint64_t>(in, &off);
+  h.payload_bytes = GetAt<uint64_t>(in, &off);
+  h.payload_crc = GetAt<uint32_t>(in, &off);
+  h.pool_id = GetAt<uint64_t>(in, &off);
+  return h;
+}
+
+std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id) {
+  std::string e(PaddedLogEntryBytes(payload.size()), '\0');
+  auto* p = reinterpret_cast<uint8_t*>(e.data());
+  size_t off = 0;
+  PutAt(p, &off, kLogMagic);
+  PutAt(p, &off, uint32_t{0});
+  PutAt(p, &off, seq);
+  PutAt(p, &off, static_cast<uint32_t>(payload.size()));
+  PutAt(p, &off, records);
+  PutAt(p, &off, pool_id);
+  std::memcpy(p + kLogHeaderBytes, payload.data(), payload.size());
+  uint32_t crc = Crc32c(p, kLogHeaderBytes + payload.size());
+  std::memcpy(p + 4, &crc, 4);
+  return e;
+}
+
+Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
+                                           uint64_t pool_id) {
+  LogEntryHeader h;
+  size_t off = 0;
+  h.magic = GetAt<uint32_t>(in, &off);
+  h.crc = GetAt<uint32_t>(in, &off);
+  h.seq = GetAt<uint64_t>(in, &off);
+  h.payload_bytes = GetAt<uint32_t>(in, &off);
+  h.records = GetAt<uint32_t>(in, &off);
+  h.pool_id = GetAt<uint64_t>(in, &off);
+  if (h.magic != kLogMagic || h.pool_id != pool_id) return Status::Error(ENOENT, "no log entry");
+  if (h.seq != want_seq) return Status::Error(ENOENT, "log entry from an older lap");
+  if (h.payload_bytes > kMaxLogEntryBytes || PaddedLogEntryBytes(h.payload_bytes) > avail) {
+    return Status::Error(ENOENT, "log entry length out of range");
+  }
+  return h;
+}
+
+Status VerifyLogEntry(const LogEntryHeader& h, const uint8_t* entry) {
+  std::string copy(reinterpret_cast<const char*>(entry), kLogHeaderBytes + h.payload_bytes);
+  std::memset(copy.data() + 4, 0, 4);
+  if (Crc32c(copy.data(), copy.size()) != h.crc) return Status::Error(ENOENT, "torn log entry");
+  return Status::Ok();
+}
+
+}  // namespace nestor::volume

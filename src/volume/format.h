@@ -1,0 +1,117 @@
+// On-disk format of a pool (docs/on-disk-format.md is the prose version):
+//
+//   [0, 4K)          superblock (written once, at format)
+//   [ckpt0, +ckpt)   checkpoint slot 0 \  the full state, ping-pong:
+//   [ckpt1, +ckpt)   checkpoint slot 1 /  the valid one with the higher seq wins
+//   [log, +log)      metadata log ring: checksummed entries of records
+//   [data, end)      data clusters
+//
+// Metadata is a stream of records (volume created/deleted/resized, extent
+// mapped/unmapped). A checkpoint is the record stream that rebuilds the
+// whole state; a log entry is the records of one commit. All integers are
+// little-endian; every header carries a CRC-32C.
+//
+// Thread: pure functions, any thread. Errors: Decode* return Status
+// Corruption-style errors (EUCLEAN) with the reason.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace nestor::volume {
+
+inline constexpr uint64_t kSuperMagic = 0x4c504f5453454e4eull;  // "NNESTOPL"
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kCkptMagic = 0x504b434eu;  // "NCKP"
+inline constexpr uint32_t kLogMagic = 0x474f4c4eu;   // "NLOG"
+inline constexpr uint32_t kMaxVolumes = 1024;
+inline constexpr uint32_t kMaxNameLen = 63;
+inline constexpr uint64_t kBlock = 4096;  // metadata I/O unit
+
+struct Superblock {
+  uint64_t magic = kSuperMagic;
+  uint32_t version = kFormatVersion;
+  uint32_t cluster_size = 0;  // bytes, power of two, >= 4096
+  uint8_t uuid[16] = {};
+  uint64_t device_bytes = 0;  // size at format
+  uint64_t ckpt_offset[2] = {};
+  uint64_t ckpt_bytes = 0;  // per slot
+  uint64_t log_offset = 0;
+  uint64_t log_bytes = 0;
+  uint64_t data_offset = 0;
+  uint64_t data_clusters = 0;
+  uint64_t created_unix = 0;
+};
+
+// Lays out a pool of `device_bytes` with `cluster_size` clusters.
+Result<Superblock> PlanLayout(uint64_t device_bytes, uint32_t cluster_size);
+void EncodeSuperblock(const Superblock& sb, uint8_t out[kBlock]);
+Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]);
+std::string UuidString(const uint8_t uuid[16]);
+uint64_t PoolId(const Superblock& sb);
+
+// ---- records ----
+enum class RecordType : uint8_t {
+  kVolumeCreate = 1,  // id, size, reserved, name
+  kVolumeDelete = 2,  // id (frees all its clusters)
+  kVolumeResize = 3,  // id, size
+  kMap = 4,           // id, vcluster, pcluster, count
+  kUnmap = 5,         // id, vcluster, count (frees what was mapped there)
+  kVolumeReserve = 6, // id, reserved clusters (space guarantee)
+};
+
+struct Record {
+  RecordType type = RecordType::kMap;
+  uint32_t volume = 0;
+  uint64_t a = 0;      // vcluster | size | reserved
+  uint64_t b = 0;      // pcluster | reserved (create)
+  uint64_t count = 0;  // clusters (map/unmap)
+  std::string name;    // create
+};
+
+void AppendRecord(const Record& r, std::string* out);
+// Decodes every record of buf; fails on a malformed one.
+Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out);
+inline constexpr size_t kMapRecordBytes = 1 + 4 + 8 + 8 + 4;  // on disk, per extent
+
+// ---- checkpoint slot header (first 4K of a slot; payload follows) ----
+struct CheckpointHeader {
+  uint32_t magic = kCkptMagic;
+  uint64_t seq = 0;            // commit sequence this state includes
+  uint64_t log_head = 0;       // byte offset in the log ring of the next entry
+  uint64_t payload_bytes = 0;  // record stream length
+  uint32_t payload_crc = 0;
+  uint64_t pool_id = 0;  // ties the slot to this pool (uuid prefix)
+};
+void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]);
+Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]);
+
+// ---- log entry: 32-byte header + records, padded to kBlock ----
+struct LogEntryHeader {
+  uint32_t magic = kLogMagic;
+  uint32_t crc = 0;  // over the header (crc field zero) and the payload
+  uint64_t seq = 0;
+  uint32_t payload_bytes = 0;
+  uint32_t records = 0;
+  uint64_t pool_id = 0;  // uuid prefix: entries of an older pool never replay
+};
+inline constexpr size_t kLogHeaderBytes = 32;
+inline constexpr size_t kMaxLogEntryBytes = 1 << 20;
+// Builds a whole entry (header + payload + zero padding to kBlock).
+std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id);
+// Validates an entry at `in` (at least kBlock bytes available; `avail` is
+// how many). Returns the header if magic, seq and CRC match; the total
+// padded size is PaddedLogEntryBytes(payload_bytes).
+Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
+                                           uint64_t pool_id);
+Status VerifyLogEntry(const LogEntryHeader& h, const uint8_t* entry);
+inline uint64_t PaddedLogEntryBytes(uint64_t payload) {
+  return (kLogHeaderBytes + payload + kBlock - 1) / kBlock * kBlock;
+}
+
+Status Corruption(const std::string& what);
+
+}  // namespace nestor::volume

@@ -1,0 +1,338 @@
+#include "volume/pool.h"
+
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "base/log.h"
+#include "volume/aligned_buffer.h"
+#include "volume/thin_volume.h"
+
+namespace nestor::volume {
+namespace {
+
+Status ValidName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameLen) {
+    return Status::Invalid("volume name must be 1 to " + std::to_string(kMaxNameLen) + " characters");
+  }
+  if (name[0] == '.' || name[0] == '-') return Status::Invalid("volume name must not start with '.' or '-'");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-';
+    if (!ok) return Status::Invalid("volume name '" + name + "': use letters, digits, '.', '_' and '-'");
+  }
+  return Status::Ok();
+}
+
+Status ValidSize(uint64_t size) {
+  if (size == 0 || size % 4096 != 0) return Status::Invalid("volume size must be a positive multiple of 4 KiB");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Pool::Format(PoolDevice* dev, uint32_t cluster_size, bool force) {
+  AlignedBuffer block(kBlock);
+  NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
+  uint64_t magic;
+  std::memcpy(&magic, block.data(), 8);
+  if (magic == kSuperMagic && !force) {
+    return Status::Error(EEXIST, dev->Describe() + " already holds a nestor pool (use --force to overwrite)");
+  }
+  auto sb = PlanLayout(dev->size_bytes(), cluster_size);
+  if (!sb.ok()) return sb.status();
+  uint64_t pool_id = PoolId(*sb);
+  // Slot 0: an empty state at seq 0 whose log starts at 0; slot 1 and the
+  // first log block cleared so nothing of an earlier pool can be replayed.
+  AlignedBuffer zero(kBlock);
+  NESTOR_RETURN_IF_ERROR(dev->WriteAt(sb->ckpt_offset[1], zero.data(), kBlock));
+  NESTOR_RETURN_IF_ERROR(dev->WriteAt(sb->log_offset, zero.data(), kBlock));
+  CheckpointHeader h;
+  h.pool_id = pool_id;
+  h.payload_crc = Crc32c("", 0);
+  EncodeCheckpointHeader(h, block.data());
+  NESTOR_RETURN_IF_ERROR(dev->WriteAt(sb->ckpt_offset[0], block.data(), kBlock));
+  NESTOR_RETURN_IF_ERROR(dev->Sync());
+  EncodeSuperblock(*sb, block.data());
+  NESTOR_RETURN_IF_ERROR(dev->WriteAt(0, block.data(), kBlock));
+  return dev->Sync();
+}
+
+Pool::Pool(std::unique_ptr<PoolDevice> dev, const Superblock& sb, PoolOptions opts)
+    : dev_(std::move(dev)), sb_(sb), opts_(opts), pool_id_(PoolId(sb)), alloc_(sb.data_clusters) {
+  zeros_bytes_ = std::min<size_t>(sb.cluster_size, 4u << 20);
+  if (posix_memalign(reinterpret_cast<void**>(&zeros_), 4096, zeros_bytes_) != 0) throw std::bad_alloc();
+  std::memset(zeros_, 0, zeros_bytes_);
+}
+
+Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts) {
+  AlignedBuffer block(kBlock);
+  NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
+  auto sb = DecodeSuperblock(block.data());
+  if (!sb.ok()) return sb.status();
+  if (sb->device_bytes > dev->size_bytes()) {
+    return Corruption(dev->Describe() + " is smaller than the pool it holds");
+  }
+  std::unique_ptr<Pool> pool(new Pool(std::move(dev), *sb, opts));
+  NESTOR_RETURN_IF_ERROR(pool->Load());
+  NLOG_INFO("pool {} ({}): {} volume(s), {} of {} clusters used, commit seq {}", pool->dev_->Describe(),
+            UuidString(sb->uuid), pool->volumes_.size(), sb->data_clusters - pool->alloc_.free_clusters(),
+            sb->data_clusters, pool->seq_);
+  return pool;
+}
+
+Pool::~Pool() {
+  if (committer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    committer_.join();
+  }
+  if (!opts_.read_only && !failed_) {
+    Status st = Commit();
+    if (!st.ok()) NLOG_ERROR("pool {}: final commit: {}", dev_->Describe(), st.ToString());
+  }
+  free(zeros_);
+}
+
+std::shared_ptr<Volume> Pool::FindLocked(const std::string& name) const {
+  for (const auto& [id, v] : volumes_) {
+    if (v->name == name) return v;
+  }
+  return nullptr;
+}
+
+VolumeInfo Pool::InfoOf(const Volume& v) const {
+  VolumeInfo i;
+  i.id = v.id;
+  i.name = v.name;
+  i.size = v.size.load();
+  i.allocated_bytes = v.allocated * sb_.cluster_size;
+  i.reserved_bytes = v.reserved * sb_.cluster_size;
+  i.extents = v.map.extent_count();
+  i.open = v.open_count.load() > 0;
+  return i;
+}
+
+Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bool preallocate) {
+  NESTOR_RETURN_IF_ERROR(ValidName(name));
+  NESTOR_RETURN_IF_ERROR(ValidSize(size));
+  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  std::lock_guard<std::mutex> c(commit_mu_);
+  VolumeInfo info;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
+    if (volumes_.size() >= kMaxVolumes) return Status::Error(ENOSPC, "pool holds the maximum number of volumes");
+    uint64_t reserve = preallocate ? ClustersFor(size) : 0;
+    if (reserve > 0 && alloc_.free_clusters() < reserved_unused_ + reserve) {
+      return Status::Error(ENOSPC, "pool has no room to preallocate " + std::to_string(size) + " bytes");
+    }
+    uint32_t id = volumes_.empty() ? 1 : volumes_.rbegin()->first + 1;
+    auto v = std::make_shared<Volume>();
+    v->id = id;
+    v->name = name;
+    v->size.store(size);
+    v->reserved = reserve;
+    reserved_unused_ += reserve;
+    AppendPendingLocked(Record{RecordType::kVolumeCreate, id, size, reserve, 0, name});
+    info = InfoOf(*v);
+    volumes_.emplace(id, std::move(v));
+  }
+  NESTOR_RETURN_IF_ERROR(CommitLocked());
+  NLOG_INFO("pool: created volume {} ({} bytes{})", name, size, preallocate ? ", preallocated" : "");
+  return info;
+}
+
+Status Pool::DeleteVolume(const std::string& name) {
+  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  std::lock_guard<std::mutex> c(commit_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto v = FindLocked(name);
+    if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+    if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
+    std::vector<Extent> freed;
+    v->map.Unmap(0, UINT64_MAX / 2, &freed);
+    for (const Extent& e : freed) pending_frees_.push_back(e);
+    reserved_unused_ -= UnusedReservation(*v);
+    AppendPendingLocked(Record{RecordType::kVolumeDelete, v->id, 0, 0, 0, {}});
+    volumes_.erase(v->id);
+  }
+  NESTOR_RETURN_IF_ERROR(CommitLocked());
+  NLOG_INFO("pool: deleted volume {}", name);
+  return Status::Ok();
+}
+
+Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
+  NESTOR_RETURN_IF_ERROR(ValidSize(size));
+  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  std::lock_guard<std::mutex> c(commit_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto v = FindLocked(name);
+    if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+    uint64_t old = v->size.load();
+    if (size < old) {
+      if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
+      uint64_t keep = ClustersFor(size);
+      if (v->map.mapped_end() > keep && !force) {
+        return Status::Error(ENOTEMPTY, "volume '" + name + "' holds data beyond " + std::to_string(size) +
+                                            " bytes (use --force to discard it)");
+      }
+      std::vector<Extent> freed;
+      v->map.Unmap(keep, UINT64_MAX / 2, &freed);
+      for (const Extent& e : freed) {
+        pending_frees_.push_back(e);
+        AdjustAllocated(*v, -static_cast<int64_t>(e.n));
+      }
+      if (!freed.empty()) AppendPendingLocked(Record{RecordType::kUnmap, v->id, keep, 0, UINT32_MAX, {}});
+    }
+    if (v->reserved > 0) {
+      uint64_t want = ClustersFor(size);
+      uint64_t grow = want > v->reserved ? want - v->reserved : 0;
+      if (alloc_.free_clusters() < reserved_unused_ + grow) {
+        return Status::Error(ENOSPC, "pool has no room to keep volume '" + name + "' preallocated");
+      }
+      reserved_unused_ -= UnusedReservation(*v);
+      v->reserved = want;
+      reserved_unused_ += UnusedReservation(*v);
+      AppendPendingLocked(Record{RecordType::kVolumeReserve, v->id, want, 0, 0, {}});
+    }
+    v->size.store(size);
+    AppendPendingLocked(Record{RecordType::kVolumeResize, v->id, size, 0, 0, {}});
+  }
+  NESTOR_RETURN_IF_ERROR(CommitLocked());
+  NLOG_INFO("pool: resized volume {} to {} bytes", name, size);
+  return Status::Ok();
+}
+
+std::vector<VolumeInfo> Pool::ListVolumes() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<VolumeInfo> out;
+  for (const auto& [id, v] : volumes_) out.push_back(InfoOf(*v));
+  return out;
+}
+
+Result<VolumeInfo> Pool::GetVolume(const std::string& name) const {
+  std::lock_guard<std::mutex> g(mu_);
+  auto v = FindLocked(name);
+  if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+  return InfoOf(*v);
+}
+
+PoolInfo Pool::Info() const {
+  std::lock_guard<std::mutex> g(mu_);
+  PoolInfo i;
+  i.sb = sb_;
+  i.device = dev_->Describe();
+  i.volumes = volumes_.size();
+  i.free_clusters = alloc_.free_clusters();
+  i.used_clusters = sb_.data_clusters - i.free_clusters;
+  i.reserved_unused_clusters = reserved_unused_;
+  for (const auto& [id, v] : volumes_) i.extents += v->map.extent_count();
+  i.commit_seq = seq_;
+  i.log_used_bytes = log_used_;
+  i.checkpoints = checkpoints_.load();
+  i.log_entries = log_entries_.load();
+  return i;
+}
+
+CheckReport Pool::Check() const {
+  std::lock_guard<std::mutex> g(mu_);
+  CheckReport rep;
+  rep.problems = problems_;
+  Allocator seen(sb_.data_clusters);
+  for (const auto& [id, v] : volumes_) {
+    ++rep.volumes;
+    uint64_t limit = ClustersFor(v->size.load());
+    uint64_t held = 0;
+    v->map.ForEach([&](const Extent& e) {
+      ++rep.extents;
+      held += e.n;
+      if (e.p + e.n > sb_.data_clusters || e.p + e.n < e.p) {
+        rep.problems.push_back("volume " + v->name + ": extent at cluster " + std::to_string(e.v) +
+                               " points outside the pool");
+        return;
+      }
+      if (e.v + e.n > limit) {
+        rep.problems.push_back("volume " + v->name + ": extent at cluster " + std::to_string(e.v) +
+                               " lies beyond the volume's size");
+      }
+      if (!seen.MarkUsed(e.p, e.n)) {
+        rep.problems.push_back("volume " + v->name + ": a cluster in " + std::to_string(e.p) + "+" +
+                               std::to_string(e.n) + " is owned twice");
+      }
+    });
+    for (const auto& [vcl, ie] : v->initializing) {
+      held += 1;
+      (void)seen.MarkUsed(ie.p, 1);
+    }
+    if (held != v->allocated) {
+      rep.problems.push_back("volume " + v->name + ": holds " + std::to_string(held) + " clusters but accounts " +
+                             std::to_string(v->allocated));
+    }
+  }
+  for (const Extent& e : pending_frees_) (void)seen.MarkUsed(e.p, e.n);
+  uint64_t mismatched = 0;
+  for (uint64_t p = 0; p < sb_.data_clusters; ++p) mismatched += seen.IsUsed(p) != alloc_.IsUsed(p);
+  if (mismatched != 0) {
+    rep.problems.push_back(std::to_string(mismatched) + " cluster(s) where the free map disagrees with the extents");
+  }
+  rep.used_clusters = sb_.data_clusters - seen.free_clusters();
+  rep.free_clusters = alloc_.free_clusters();
+  if (rep.free_clusters != seen.free_clusters()) {
+    rep.problems.push_back("free space " + std::to_string(rep.free_clusters) + " clusters, extents imply " +
+                           std::to_string(seen.free_clusters()));
+  }
+  return rep;
+}
+
+Result<std::shared_ptr<io::BlockBackend>> Pool::OpenVolume(const std::string& name) {
+  std::shared_ptr<Volume> v;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    v = FindLocked(name);
+  }
+  if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+  return std::shared_ptr<io::BlockBackend>(std::make_shared<ThinBackend>(this, std::move(v)));
+}
+
+// ---- data path ----
+
+Status Pool::AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) {
+  std::lock_guard<std::mutex> g(mu_);
+  uint64_t others = reserved_unused_ - UnusedReservation(*vol);
+  if (alloc_.free_clusters() <= others || !alloc_.Allocate(hint, p)) {
+    return Status::Error(ENOSPC, "pool full");
+  }
+  AdjustAllocated(*vol, 1);
+  return Status::Ok();
+}
+
+void Pool::ReleaseCluster(Volume* vol, uint64_t p) {
+  std::lock_guard<std::mutex> g(mu_);
+  alloc_.Free(p, 1);
+  AdjustAllocated(*vol, -1);
+}
+
+void Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
+  std::lock_guard<std::mutex> g(mu_);
+  AppendPendingLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
+}
+
+void Pool::NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (uint64_t done = 0; done < n;) {
+    uint64_t k = std::min<uint64_t>(n - done, UINT32_MAX);
+    AppendPendingLocked(Record{RecordType::kUnmap, vol->id, v + done, 0, k, {}});
+    done += k;
+  }
+  for (const Extent& e : freed) {
+    pending_frees_.push_back(e);
+    AdjustAllocated(*vol, -static_cast<int64_t>(e.n));
+  }
+}
+
+}  // namespace nestor::volume

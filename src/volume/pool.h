@@ -1,0 +1,215 @@
+// Pool: thin-provisioned volumes on one physical store (NeSC's virtual
+// devices in software). The pool owns the store; each volume is a virtual
+// device whose clusters it maps (volume.h, extent_map.h); metadata is a
+// checksummed log plus ping-pong checkpoints in the store itself
+// (format.h, docs/on-disk-format.md).
+//
+// This is the volume manager's API: the offline tool (`nestor`), nestord
+// and the online control plane all call it.
+//
+// Thread: control methods (Create/Delete/Resize/List/Info/Check/Commit)
+// from any thread, serialized by commit_mu_. Data-path methods (private,
+// for ThinChannel) from reactors. Durability: a control method returns
+// after its change is committed; data-path mappings are committed in
+// batches, at FLUSH and on a timer (StartCommitter), never one per write.
+// Errors: Status/Result with errno codes: ENOENT unknown volume, EEXIST
+// name taken, ENOSPC pool full, EBUSY volume open, ENOTEMPTY shrinking
+// below written data, EUCLEAN corruption.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "io/backend.h"
+#include "volume/allocator.h"
+#include "volume/format.h"
+#include "volume/pool_device.h"
+#include "volume/volume.h"
+
+namespace nestor::io {
+class IoUring;
+}
+
+namespace nestor::volume {
+
+struct PoolOptions {
+  bool read_only = false;
+  uint32_t commit_interval_ms = 100;  // StartCommitter's timer
+  bool check_mode = false;            // Open collects problems instead of failing
+};
+
+struct VolumeInfo {
+  uint32_t id = 0;
+  std::string name;
+  uint64_t size = 0;             // bytes
+  uint64_t allocated_bytes = 0;  // mapped or being written
+  uint64_t reserved_bytes = 0;   // guaranteed (preallocated) space
+  uint64_t extents = 0;
+  bool open = false;
+};
+
+struct PoolInfo {
+  Superblock sb;
+  std::string device;
+  uint64_t volumes = 0;
+  uint64_t used_clusters = 0;
+  uint64_t free_clusters = 0;
+  uint64_t reserved_unused_clusters = 0;  // promised to volumes, not yet written
+  uint64_t extents = 0;
+  uint64_t commit_seq = 0;
+  uint64_t log_used_bytes = 0;
+  uint64_t checkpoints = 0;  // written since open
+  uint64_t log_entries = 0;  // written since open
+};
+
+struct CheckReport {
+  std::vector<std::string> problems;
+  uint64_t volumes = 0;
+  uint64_t extents = 0;
+  uint64_t used_clusters = 0;
+  uint64_t free_clusters = 0;
+  bool clean() const { return problems.empty(); }
+};
+
+// One FLUSH waiting for a commit: completed on its reactor's ring.
+struct FlushWaiter {
+  io::IoRequest* token = nullptr;
+  io::IoUring* ring = nullptr;
+};
+
+// Per-channel in-flight counters for the grace period before freed
+// clusters are reused (a write that looked up a mapping before an unmap
+// must land before the cluster can belong to someone else).
+struct alignas(64) EpochCounters {
+  std::atomic<uint64_t> active[2] = {0, 0};
+};
+
+class Pool {
+ public:
+  // Writes a fresh superblock and an empty checkpoint. Refuses a device
+  // holding a pool or a file system unless force.
+  static Status Format(PoolDevice* dev, uint32_t cluster_size, bool force);
+  static Result<std::unique_ptr<Pool>> Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts = {});
+  // Stops the committer and commits what is pending.
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  Result<VolumeInfo> CreateVolume(const std::string& name, uint64_t size, bool preallocate);
+  Status DeleteVolume(const std::string& name);
+  Status ResizeVolume(const std::string& name, uint64_t size, bool force);
+  std::vector<VolumeInfo> ListVolumes() const;
+  Result<VolumeInfo> GetVolume(const std::string& name) const;
+  PoolInfo Info() const;
+  // Cross-checks the loaded state: every extent inside the pool and its
+  // volume, no cluster owned twice, free space consistent; plus what Open
+  // found (in check_mode).
+  CheckReport Check() const;
+  // Makes every completed write and its mapping durable.
+  Status Commit();
+  // Background thread: commits for FLUSHes (group commit) and every
+  // commit_interval_ms while mappings are pending.
+  void StartCommitter();
+
+  // The data path of a volume (see thin_volume.h). The volume cannot be
+  // deleted while the backend lives.
+  Result<std::shared_ptr<io::BlockBackend>> OpenVolume(const std::string& name);
+
+  const Superblock& superblock() const { return sb_; }
+  PoolDevice* device() { return dev_.get(); }
+
+ private:
+  friend class ThinChannel;
+  friend class ThinBackend;
+  Pool(std::unique_ptr<PoolDevice> dev, const Superblock& sb, PoolOptions opts);
+
+  // ---- loading (pool_load.cc) ----
+  Status Load();
+  Status LoadCheckpoint(int slot, CheckpointHeader* h);
+  Status ReplayLog(const CheckpointHeader& h);
+  Status Apply(const Record& r);
+  void Problem(const std::string& what);
+
+  // ---- commit (pool_commit.cc) ----
+  Status CommitLocked();
+  Status WriteCheckpoint(const std::string& payload);
+  Status AppendLog(const std::vector<std::string>& chunks, const std::vector<uint32_t>& counts);
+  void WaitForGracePeriod();
+  void CommitterLoop();
+  void AppendPendingLocked(const Record& r);
+  void SerializeState(std::string* out);
+
+  // ---- data path, called by ThinChannel ----
+  // A free cluster for `vol` (ENOSPC if none it may use). Pool mutex.
+  Status AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p);
+  // A cluster allocated but never mapped goes straight back.
+  void ReleaseCluster(Volume* vol, uint64_t p);
+  // Under vol->lock (exclusive): record a mapping whose data is written.
+  void NoteMapped(Volume* vol, uint64_t v, uint64_t p);
+  // Under vol->lock (exclusive): record an unmap and its freed clusters.
+  void NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed);
+  // FLUSH: commit, then complete w (inline when no committer runs).
+  void RequestFlush(const FlushWaiter& w);
+  int FlushInline();
+  EpochCounters* RegisterChannel();
+  void UnregisterChannel(EpochCounters* c);
+  uint64_t epoch_bucket() const { return epoch_.load(std::memory_order_seq_cst) & 1; }
+  const uint8_t* zeros() const { return zeros_; }
+  size_t zeros_bytes() const { return zeros_bytes_; }
+  bool committer_running() const { return committer_.joinable(); }
+
+  // Volume bookkeeping (mu_ held).
+  std::shared_ptr<Volume> FindLocked(const std::string& name) const;
+  uint64_t UnusedReservation(const Volume& v) const {
+    return v.reserved > v.allocated ? v.reserved - v.allocated : 0;
+  }
+  VolumeInfo InfoOf(const Volume& v) const;
+  void AdjustAllocated(Volume& v, int64_t delta);
+  uint64_t ClustersFor(uint64_t bytes) const { return (bytes + sb_.cluster_size - 1) / sb_.cluster_size; }
+
+  std::unique_ptr<PoolDevice> dev_;
+  Superblock sb_;
+  PoolOptions opts_;
+  uint64_t pool_id_ = 0;  // first 8 bytes of the uuid, stamped in every header
+  uint8_t* zeros_ = nullptr;
+  size_t zeros_bytes_ = 0;
+
+  mutable std::mutex mu_;  // the fields below up to commit_mu_
+  std::map<uint32_t, std::shared_ptr<Volume>> volumes_;
+  Allocator alloc_;
+  uint64_t reserved_unused_ = 0;
+  std::vector<std::string> pending_;   // record chunks, each one log entry
+  std::vector<uint32_t> pending_counts_;
+  struct LastMap {
+    uint32_t volume = 0;
+    uint64_t v_end = 0, p_end = 0;
+    size_t count_at = SIZE_MAX;  // byte offset of the count in the last chunk
+  } last_map_;
+  std::vector<Extent> pending_frees_;  // freed, reusable after commit + grace
+  std::vector<FlushWaiter> flush_waiters_;
+  std::vector<EpochCounters*> channels_;
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::vector<std::string> problems_;  // check_mode: found while loading
+
+  std::mutex commit_mu_;  // one commit (or control change) at a time
+  uint64_t seq_ = 0;      // last committed sequence
+  int active_slot_ = 0;
+  uint64_t log_tail_ = 0;  // where the active checkpoint's replay starts
+  uint64_t log_head_ = 0;  // where the next entry goes
+  uint64_t log_used_ = 0;  // bytes from tail to head (with wrap waste)
+  std::atomic<uint64_t> checkpoints_{0}, log_entries_{0};
+  bool failed_ = false;  // a metadata write failed: no more commits
+  std::atomic<uint64_t> epoch_{0};
+  std::thread committer_;
+};
+
+}  // namespace nestor::volume

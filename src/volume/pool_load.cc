@@ -1,0 +1,173 @@
+// Pool loading: pick the newest valid checkpoint, rebuild the state from
+// it, then replay the log entries that follow it until the first one that
+// is missing or torn (the end of what was committed).
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "base/log.h"
+#include "volume/aligned_buffer.h"
+#include "volume/pool.h"
+
+namespace nestor::volume {
+
+void Pool::Problem(const std::string& what) {
+  problems_.push_back(what);
+  NLOG_WARN("pool check: {}", what);
+}
+
+Status Pool::LoadCheckpoint(int slot, CheckpointHeader* out) {
+  AlignedBuffer hdr(kBlock);
+  NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.ckpt_offset[slot], hdr.data(), kBlock));
+  auto h = DecodeCheckpointHeader(hdr.data());
+  if (!h.ok()) return h.status();
+  if (h->pool_id != pool_id_) return Corruption("checkpoint of another pool");
+  if (h->payload_bytes > sb_.ckpt_bytes - kBlock) return Corruption("checkpoint payload too large");
+  *out = *h;
+  return Status::Ok();
+}
+
+Status Pool::Load() {
+  CheckpointHeader h[2];
+  Status st[2] = {LoadCheckpoint(0, &h[0]), LoadCheckpoint(1, &h[1])};
+  int order[2] = {0, 1};
+  if (st[1].ok() && (!st[0].ok() || h[1].seq > h[0].seq)) std::swap(order[0], order[1]);
+  Status last = st[order[0]];
+  for (int slot : order) {
+    if (!st[slot].ok()) continue;
+    uint64_t bytes = (h[slot].payload_bytes + kBlock - 1) / kBlock * kBlock;
+    AlignedBuffer payload(bytes);
+    Status rs = dev_->ReadAt(sb_.ckpt_offset[slot] + kBlock, payload.data(), bytes);
+    if (!rs.ok()) return rs;
+    if (Crc32c(payload.data(), h[slot].payload_bytes) != h[slot].payload_crc) {
+      last = Corruption("checkpoint slot " + std::to_string(slot) + " payload checksum mismatch");
+      NLOG_WARN("{}; trying the other slot", last.message());
+      continue;
+    }
+    std::vector<Record> recs;
+    NESTOR_RETURN_IF_ERROR(DecodeRecords(payload.data(), h[slot].payload_bytes, &recs));
+    for (const Record& r : recs) {
+      Status as = Apply(r);
+      if (!as.ok()) {
+        if (!opts_.check_mode) return as;
+        Problem("checkpoint: " + as.message());
+      }
+    }
+    active_slot_ = slot;
+    seq_ = h[slot].seq;
+    log_tail_ = log_head_ = h[slot].log_head;
+    log_used_ = 0;
+    return ReplayLog(h[slot]);
+  }
+  return last.ok() ? Corruption("no valid checkpoint") : last;
+}
+
+Status Pool::ReplayLog(const CheckpointHeader& h) {
+  uint64_t pos = h.log_head;
+  uint64_t want = h.seq + 1;
+  AlignedBuffer head(kBlock);
+  for (;;) {
+    uint64_t waste = 0;
+    if (pos >= sb_.log_bytes) {
+      waste = sb_.log_bytes - pos;
+      pos = 0;
+    }
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, head.data(), kBlock));
+    auto eh = DecodeLogEntryHeader(head.data(), sb_.log_bytes - pos, want, pool_id_);
+    if (!eh.ok() && pos != 0) {
+      // The writer wraps to the start when an entry does not fit the tail.
+      NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset, head.data(), kBlock));
+      auto wrapped = DecodeLogEntryHeader(head.data(), sb_.log_bytes, want, pool_id_);
+      if (wrapped.ok()) {
+        waste = sb_.log_bytes - pos;
+        pos = 0;
+        eh = wrapped;
+      }
+    }
+    if (!eh.ok()) break;
+    uint64_t bytes = PaddedLogEntryBytes(eh->payload_bytes);
+    AlignedBuffer entry(bytes);
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
+    if (!VerifyLogEntry(*eh, entry.data()).ok()) break;  // torn: never acknowledged
+    std::vector<Record> recs;
+    Status ds = DecodeRecords(entry.data() + kLogHeaderBytes, eh->payload_bytes, &recs);
+    if (!ds.ok()) return ds;  // checksummed yet malformed: a bug, not a crash
+    for (const Record& r : recs) {
+      Status as = Apply(r);
+      if (!as.ok()) {
+        if (!opts_.check_mode) return as;
+        Problem("log entry " + std::to_string(want) + ": " + as.message());
+      }
+    }
+    log_used_ += waste + bytes;
+    pos += bytes;
+    log_head_ = pos;
+    seq_ = want++;
+  }
+  return Status::Ok();
+}
+
+void Pool::AdjustAllocated(Volume& v, int64_t delta) {
+  reserved_unused_ -= UnusedReservation(v);
+  v.allocated = static_cast<uint64_t>(static_cast<int64_t>(v.allocated) + delta);
+  reserved_unused_ += UnusedReservation(v);
+}
+
+Status Pool::Apply(const Record& r) {
+  auto it = volumes_.find(r.volume);
+  if (r.type == RecordType::kVolumeCreate) {
+    if (it != volumes_.end()) return Corruption("volume id " + std::to_string(r.volume) + " created twice");
+    if (FindLocked(r.name) != nullptr) return Corruption("volume name '" + r.name + "' used twice");
+    auto v = std::make_shared<Volume>();
+    v->id = r.volume;
+    v->name = r.name;
+    v->size.store(r.a);
+    v->reserved = r.b;
+    reserved_unused_ += v->reserved;
+    volumes_.emplace(v->id, std::move(v));
+    return Status::Ok();
+  }
+  if (it == volumes_.end()) return Corruption("record for unknown volume id " + std::to_string(r.volume));
+  Volume& v = *it->second;
+  switch (r.type) {
+    case RecordType::kVolumeDelete:
+      v.map.ForEach([&](const Extent& e) { alloc_.Free(e.p, e.n); });
+      reserved_unused_ -= UnusedReservation(v);
+      volumes_.erase(it);
+      return Status::Ok();
+    case RecordType::kVolumeResize:
+      v.size.store(r.a);
+      return Status::Ok();
+    case RecordType::kVolumeReserve:
+      reserved_unused_ -= UnusedReservation(v);
+      v.reserved = r.a;
+      reserved_unused_ += UnusedReservation(v);
+      return Status::Ok();
+    case RecordType::kMap: {
+      if (r.count == 0 || r.a + r.count > ClustersFor(v.size.load()) || r.a + r.count < r.a) {
+        return Corruption("extent beyond the end of volume " + v.name);
+      }
+      uint64_t p, run;
+      bool mapped = v.map.Lookup(r.a, &p, &run);
+      if (mapped || run < r.count) return Corruption("extent mapped twice in volume " + v.name);
+      if (!alloc_.MarkUsed(r.b, r.count)) {
+        return Corruption("cluster " + std::to_string(r.b) + " owned twice or outside the pool");
+      }
+      v.map.Map(r.a, r.b, r.count);
+      AdjustAllocated(v, static_cast<int64_t>(r.count));
+      return Status::Ok();
+    }
+    case RecordType::kUnmap: {
+      std::vector<Extent> freed;
+      v.map.Unmap(r.a, r.count, &freed);
+      for (const Extent& e : freed) {
+        alloc_.Free(e.p, e.n);
+        AdjustAllocated(v, -static_cast<int64_t>(e.n));
+      }
+      return Status::Ok();
+    }
+    default:
+      return Corruption("unexpected record");
+  }
+}
+
+}  // namespace nestor::volume

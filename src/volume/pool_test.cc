@@ -1,0 +1,262 @@
+// Volume semantics users depend on, each on its own: holes and cluster
+// remainders read as zeros, no volume reads another's bytes, discard frees
+// and space is reused, a full pool fails only the writer, FLUSH makes
+// acknowledged writes durable, resize, persistence across reopen.
+#include "volume/pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "volume/testing/sync_io.h"
+#include "volume/testing/volatile_cache_device.h"
+
+namespace nestor::volume {
+namespace {
+
+using testing::SyncIo;
+using testing::VolatileCacheDevice;
+constexpr uint32_t kCluster = 64 * 1024;
+
+struct Fixture {
+  VolatileCacheDevice* dev = nullptr;
+  std::unique_ptr<Pool> pool;
+};
+
+Fixture MakePool(uint64_t bytes, uint64_t seed = 1) {
+  auto dev = std::make_unique<VolatileCacheDevice>(bytes, seed);
+  EXPECT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
+  Fixture f;
+  f.dev = dev.get();
+  auto pool = Pool::Open(std::move(dev));
+  EXPECT_TRUE(pool.ok()) << pool.status().ToString();
+  f.pool = std::move(pool.value());
+  return f;
+}
+
+std::unique_ptr<io::IoChannel> Channel(Pool* pool, const std::string& name,
+                                       std::shared_ptr<io::BlockBackend>* keep) {
+  auto b = pool->OpenVolume(name);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  *keep = b.value();
+  auto ch = (*keep)->OpenChannel(nullptr);
+  EXPECT_TRUE(ch.ok());
+  return std::move(ch.value());
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 9));
+  return v;
+}
+
+bool AllZero(const std::vector<uint8_t>& v) {
+  for (uint8_t b : v) {
+    if (b != 0) return false;
+  }
+  return true;
+}
+
+TEST(Pool, HolesAndClusterRemaindersReadZeros) {
+  auto f = MakePool(16 << 20);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 4 << 20, false).ok());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(f.pool.get(), "a", &b);
+  std::vector<uint8_t> buf(kCluster * 3, 0xEE);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), buf.size()), static_cast<int>(buf.size()));
+  EXPECT_TRUE(AllZero(buf));
+  // 4 KiB in the middle of cluster 1: the rest of the cluster reads zeros.
+  auto data = Pattern(4096, 3);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, kCluster + 8192, data.data(), 4096), 4096);
+  std::fill(buf.begin(), buf.end(), 0xEE);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), buf.size()), static_cast<int>(buf.size()));
+  for (size_t i = 0; i < buf.size(); ++i) {
+    uint8_t want = (i >= kCluster + 8192 && i < kCluster + 8192 + 4096) ? data[i - kCluster - 8192] : 0;
+    ASSERT_EQ(buf[i], want) << i;
+  }
+  auto info = f.pool->GetVolume("a");
+  EXPECT_EQ(info->allocated_bytes, kCluster);
+}
+
+TEST(Pool, NoVolumeReadsAnotherVolumesBytes) {
+  auto f = MakePool(8 << 20);
+  uint64_t cap = f.pool->Info().free_clusters * kCluster;
+  ASSERT_TRUE(f.pool->CreateVolume("a", cap, false).ok());
+  {
+    std::shared_ptr<io::BlockBackend> b;
+    auto ch = Channel(f.pool.get(), "a", &b);
+    auto data = Pattern(cap, 9);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 0, data.data(), cap), static_cast<int>(cap));
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kFlush, 0, nullptr, 0), 0);
+  }
+  EXPECT_EQ(f.pool->Info().free_clusters, 0u);
+  ASSERT_TRUE(f.pool->DeleteVolume("a").ok());
+  ASSERT_TRUE(f.pool->CreateVolume("b", cap, false).ok());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(f.pool.get(), "b", &b);
+  std::vector<uint8_t> buf(cap, 0xEE);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), cap), static_cast<int>(cap));
+  EXPECT_TRUE(AllZero(buf));
+  // Partial writes into every cluster (reusing a's clusters): the rest of
+  // each cluster must still read zeros, never a's pattern.
+  std::vector<uint8_t> sector(512, 0x5A);
+  for (uint64_t c = 0; c < cap / kCluster; ++c) {
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, c * kCluster + 4096, sector.data(), 512), 512);
+  }
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), cap), static_cast<int>(cap));
+  for (uint64_t i = 0; i < cap; ++i) {
+    uint64_t in = i % kCluster;
+    ASSERT_EQ(buf[i], (in >= 4096 && in < 4608) ? 0x5A : 0) << i;
+  }
+}
+
+TEST(Pool, DiscardAndWriteZeroesReleaseSpaceForReuse) {
+  auto f = MakePool(8 << 20);
+  uint64_t free0 = f.pool->Info().free_clusters;
+  ASSERT_TRUE(f.pool->CreateVolume("a", 1 << 20, false).ok());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(f.pool.get(), "a", &b);
+  auto data = Pattern(1 << 20, 1);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 0, data.data(), data.size()), 1 << 20);
+  EXPECT_EQ(f.pool->Info().free_clusters, free0 - 16);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kDiscard, 0, nullptr, 512 << 10), 0);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWriteZeroes, 512 << 10, nullptr, 256 << 10, true), 0);
+  // Plain write-zeroes keeps the space but zeros the bytes.
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWriteZeroes, 768 << 10, nullptr, 4096, false), 0);
+  ASSERT_EQ(f.pool->GetVolume("a")->allocated_bytes, 4u * kCluster);
+  std::vector<uint8_t> buf(1 << 20);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), buf.size()), 1 << 20);
+  for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], i < (768u << 10) + 4096 ? 0 : data[i]) << i;
+  // Freed clusters come back only after the unmap is committed.
+  ASSERT_TRUE(f.pool->Commit().ok());
+  EXPECT_EQ(f.pool->Info().free_clusters, free0 - 4);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 0, data.data(), 768 << 10), 768 << 10);
+  EXPECT_EQ(f.pool->Info().free_clusters, free0 - 16);
+  EXPECT_TRUE(f.pool->Check().clean());
+}
+
+TEST(Pool, FullPoolFailsOnlyTheWriter) {
+  auto f = MakePool(8 << 20);
+  uint64_t cap = f.pool->Info().free_clusters * kCluster;
+  ASSERT_TRUE(f.pool->CreateVolume("hog", cap, false).ok());
+  ASSERT_TRUE(f.pool->CreateVolume("other", 1 << 20, false).ok());
+  std::shared_ptr<io::BlockBackend> bh, bo;
+  auto hog = Channel(f.pool.get(), "hog", &bh);
+  auto other = Channel(f.pool.get(), "other", &bo);
+  auto small = Pattern(4096, 4);
+  ASSERT_EQ(SyncIo(other.get(), io::IoOp::kWrite, 0, small.data(), 4096), 4096);
+  auto data = Pattern(cap, 2);
+  // hog takes everything left, then one more cluster fails with ENOSPC.
+  uint64_t fit = cap - kCluster;
+  ASSERT_EQ(SyncIo(hog.get(), io::IoOp::kWrite, 0, data.data(), fit), static_cast<int>(fit));
+  EXPECT_EQ(SyncIo(hog.get(), io::IoOp::kWrite, fit, data.data(), 4096), -ENOSPC);
+  EXPECT_EQ(SyncIo(other.get(), io::IoOp::kWrite, kCluster, small.data(), 4096), -ENOSPC);
+  // Reads, overwrites of allocated space and other volumes keep working.
+  std::vector<uint8_t> buf(4096);
+  ASSERT_EQ(SyncIo(hog.get(), io::IoOp::kRead, 0, buf.data(), 4096), 4096);
+  EXPECT_EQ(0, std::memcmp(buf.data(), data.data(), 4096));
+  ASSERT_EQ(SyncIo(other.get(), io::IoOp::kWrite, 0, small.data(), 4096), 4096);
+  ASSERT_EQ(SyncIo(other.get(), io::IoOp::kRead, 0, buf.data(), 4096), 4096);
+  EXPECT_EQ(0, std::memcmp(buf.data(), small.data(), 4096));
+  // Free space, commit: the failed write now succeeds.
+  ASSERT_EQ(SyncIo(hog.get(), io::IoOp::kDiscard, 0, nullptr, kCluster * 2), 0);
+  ASSERT_EQ(SyncIo(hog.get(), io::IoOp::kFlush, 0, nullptr, 0), 0);
+  EXPECT_EQ(SyncIo(hog.get(), io::IoOp::kWrite, fit, data.data(), 4096), 4096);
+  EXPECT_EQ(SyncIo(other.get(), io::IoOp::kWrite, kCluster, small.data(), 4096), 4096);
+  EXPECT_TRUE(f.pool->Check().clean());
+}
+
+TEST(Pool, PreallocatedVolumeKeepsItsSpace) {
+  auto f = MakePool(8 << 20);
+  uint64_t free0 = f.pool->Info().free_clusters;
+  ASSERT_TRUE(f.pool->CreateVolume("gold", 1 << 20, true).ok());
+  EXPECT_EQ(f.pool->CreateVolume("big", free0 * kCluster, true).status().err(), ENOSPC);
+  ASSERT_TRUE(f.pool->CreateVolume("thin", free0 * kCluster, false).ok());
+  std::shared_ptr<io::BlockBackend> bt, bg;
+  auto thin = Channel(f.pool.get(), "thin", &bt);
+  auto gold = Channel(f.pool.get(), "gold", &bg);
+  auto data = Pattern(free0 * kCluster, 5);
+  uint64_t left = (free0 - 16) * kCluster;
+  ASSERT_EQ(SyncIo(thin.get(), io::IoOp::kWrite, 0, data.data(), left), static_cast<int>(left));
+  EXPECT_EQ(SyncIo(thin.get(), io::IoOp::kWrite, left, data.data(), 4096), -ENOSPC);
+  ASSERT_EQ(SyncIo(gold.get(), io::IoOp::kWrite, 0, data.data(), 1 << 20), 1 << 20);
+}
+
+TEST(Pool, FlushedWritesSurviveACrash) {
+  auto f = MakePool(8 << 20, 42);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 2 << 20, false).ok());
+  auto data = Pattern(1 << 20, 8);
+  {
+    std::shared_ptr<io::BlockBackend> b;
+    auto ch = Channel(f.pool.get(), "a", &b);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 4096, data.data(), data.size()), 1 << 20);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kFlush, 0, nullptr, 0), 0);
+    auto more = Pattern(4096, 1);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 1536 << 10, more.data(), 4096), 4096);  // unflushed
+  }
+  auto image = f.dev->Crash();
+  auto dev = VolatileCacheDevice::FromImage(std::move(image), 1);
+  auto pool = Pool::Open(std::move(dev));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  EXPECT_TRUE((*pool)->Check().clean());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(pool->get(), "a", &b);
+  std::vector<uint8_t> buf(1 << 20);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 4096, buf.data(), buf.size()), 1 << 20);
+  EXPECT_EQ(buf, data);
+}
+
+TEST(Pool, ResizeGrowsAndRefusesToShrinkBelowData) {
+  auto f = MakePool(8 << 20);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 1 << 20, false).ok());
+  {
+    std::shared_ptr<io::BlockBackend> b;
+    auto ch = Channel(f.pool.get(), "a", &b);
+    auto data = Pattern(4096, 1);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 900 << 10, data.data(), 4096), 4096);
+    EXPECT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 1 << 20, data.data(), 4096), -EINVAL);
+    ASSERT_TRUE(f.pool->ResizeVolume("a", 2 << 20, false).ok());  // grow while open
+    EXPECT_EQ(b->size_bytes(), 2u << 20);
+    EXPECT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 1 << 20, data.data(), 4096), 4096);
+    EXPECT_EQ(f.pool->ResizeVolume("a", 512 << 10, false).err(), EBUSY);  // shrink while open
+  }
+  EXPECT_EQ(f.pool->ResizeVolume("a", 512 << 10, false).err(), ENOTEMPTY);
+  ASSERT_TRUE(f.pool->ResizeVolume("a", 512 << 10, true).ok());
+  EXPECT_EQ(f.pool->GetVolume("a")->allocated_bytes, 0u);
+  EXPECT_TRUE(f.pool->Check().clean());
+}
+
+TEST(Pool, ControlErrorsAndPersistence) {
+  auto dev = std::make_unique<VolatileCacheDevice>(8 << 20, 3);
+  auto* raw = dev.get();
+  ASSERT_TRUE(Pool::Format(raw, kCluster, false).ok());
+  EXPECT_EQ(Pool::Format(raw, kCluster, false).err(), EEXIST);
+  {
+    auto pool = Pool::Open(std::move(dev));
+    ASSERT_TRUE(pool.ok());
+    ASSERT_TRUE((*pool)->CreateVolume("a", 1 << 20, false).ok());
+    ASSERT_TRUE((*pool)->CreateVolume("b", 1 << 20, true).ok());
+    EXPECT_EQ((*pool)->CreateVolume("a", 1 << 20, false).status().err(), EEXIST);
+    EXPECT_EQ((*pool)->CreateVolume("bad/name", 1 << 20, false).status().err(), EINVAL);
+    EXPECT_EQ((*pool)->CreateVolume("c", 1000, false).status().err(), EINVAL);
+    EXPECT_EQ((*pool)->DeleteVolume("zz").err(), ENOENT);
+    ASSERT_TRUE((*pool)->DeleteVolume("a").ok());
+    ASSERT_TRUE((*pool)->CreateVolume("d", 2 << 20, false).ok());
+    auto open = (*pool)->OpenVolume("d");
+    EXPECT_EQ((*pool)->DeleteVolume("d").err(), EBUSY);
+    // Crash right after the control calls returned: they were committed.
+    auto image = raw->Crash();
+    auto again = Pool::Open(VolatileCacheDevice::FromImage(image, 2));
+    ASSERT_TRUE(again.ok());
+    auto vols = (*again)->ListVolumes();
+    ASSERT_EQ(vols.size(), 2u);
+    EXPECT_EQ(vols[0].name, "b");
+    EXPECT_EQ(vols[0].reserved_bytes, 1u << 20);
+    EXPECT_EQ(vols[1].name, "d");
+    EXPECT_EQ(vols[1].size, 2u << 20);
+  }
+}
+
+}  // namespace
+}  // namespace nestor::volume

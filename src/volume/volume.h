@@ -1,0 +1,69 @@
+// Volume: the in-memory state of one thin volume: its extent map, the
+// clusters being initialized by a first write, and the lock that lets
+// reactors serving queues of the same volume look up mappings without
+// contending.
+//
+// Thread: the map is read by reactors (data path) and changed by reactors
+// (allocation, unmap) and the control/commit threads. `lock` is a sharded
+// reader-writer lock: a reader (one lookup) takes only the shard of its
+// channel, which nobody else takes except a writer, so lookups on different
+// reactors never share a cache line; a writer (allocation completing,
+// unmap, checkpoint) takes every shard. Nobody touches guest memory while
+// holding it (a fault would leave it locked). Errors: none here.
+#pragma once
+
+#include <absl/container/flat_hash_map.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "volume/extent_map.h"
+
+namespace nestor::volume {
+
+class ShardedRwLock {
+ public:
+  static constexpr int kShards = 8;
+  void LockShared(unsigned slot) { shards_[slot % kShards].mu.lock(); }
+  void UnlockShared(unsigned slot) { shards_[slot % kShards].mu.unlock(); }
+  void Lock() {
+    for (auto& s : shards_) s.mu.lock();
+  }
+  void Unlock() {
+    for (auto& s : shards_) s.mu.unlock();
+  }
+
+ private:
+  struct alignas(64) Shard {
+    std::mutex mu;
+  };
+  Shard shards_[kShards];
+};
+
+// A parked request: a write that found its cluster being initialized by
+// another write; resumed (on its own reactor) when initialization ends.
+struct ParkedOp;
+
+struct InitEntry {
+  uint64_t p = 0;                 // physical cluster being initialized
+  std::vector<ParkedOp*> waiters;
+};
+
+struct Volume {
+  uint32_t id = 0;
+  std::string name;
+  std::atomic<uint64_t> size{0};  // bytes (changed under Pool::mu_; only grows while open)
+  uint64_t reserved = 0;  // clusters guaranteed to it (preallocation)
+  uint64_t allocated = 0; // clusters it holds, mapped or initializing (Pool::mu_)
+  std::atomic<int> open_count{0};  // data-path backends alive
+
+  ShardedRwLock lock;
+  ExtentMap map;                                        // guarded by lock
+  absl::flat_hash_map<uint64_t, InitEntry> initializing;  // by vcluster; lock
+  uint64_t alloc_hint = 0;                              // lock (exclusive)
+};
+
+}  // namespace nestor::volume
