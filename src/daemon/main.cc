@@ -19,6 +19,7 @@
 #include "vhost/blk_export.h"
 #include "vhost/mem_table.h"
 #include "virtio/queue_stats.h"
+#include "volume/pool.h"
 
 namespace nestor::daemon {
 namespace {
@@ -33,10 +34,34 @@ Result<std::shared_ptr<io::BlockBackend>> OpenBackend(const VolumeSpec& v) {
   return std::shared_ptr<io::BlockBackend>(std::move(b.value()));
 }
 
+// Opens the pool, starts its committer and adds one export spec per volume.
+Result<std::unique_ptr<volume::Pool>> OpenPool(const Options& o, std::vector<VolumeSpec>* specs) {
+  auto dev = volume::OpenFilePoolDevice(o.pool, false, 0);
+  if (!dev.ok()) return dev.status();
+  volume::PoolOptions po;
+  po.commit_interval_ms = o.commit_ms;
+  auto pool = volume::Pool::Open(std::move(dev.value()), po);
+  if (!pool.ok()) return pool.status();
+  for (const volume::VolumeInfo& info : (*pool)->ListVolumes()) {
+    for (const VolumeSpec& other : *specs) {
+      if (other.name == info.name) return Status::Invalid("--volume " + info.name + " clashes with a pool volume");
+    }
+    VolumeSpec s;
+    s.name = info.name;
+    s.size = info.size;
+    s.backend = "pool";
+    s.queues = o.pool_queues;
+    specs->push_back(s);
+  }
+  (*pool)->StartCommitter();
+  return std::move(pool.value());
+}
+
 // One "stats ..." line per reactor, per started queue and per volume, plus
 // the frontend memory still mapped: on SIGUSR1 and at exit.
 void LogCounters(const std::vector<std::unique_ptr<reactor::Reactor>>& reactors,
-                 const std::vector<std::unique_ptr<vhost::BlkExport>>& exports) {
+                 const std::vector<std::unique_ptr<vhost::BlkExport>>& exports, volume::Pool* pool) {
+  if (pool != nullptr) NLOG_INFO("stats {}", volume::PoolStatsString(pool->Info()));
   for (const auto& r : reactors) NLOG_INFO("stats {}", r->CountersString());
   virtio::ForEachQueueStats([](const virtio::QueueStats& q) { NLOG_INFO("stats {}", virtio::QueueStatsString(q)); });
   for (const auto& e : exports) {
@@ -75,9 +100,19 @@ int Serve(const Options& o) {
     raw.push_back(r.get());
     reactors.push_back(std::move(r));
   }
+  std::unique_ptr<volume::Pool> pool;
+  std::vector<VolumeSpec> specs = o.volumes;
+  if (!o.pool.empty()) {
+    auto opened = OpenPool(o, &specs);
+    if (!opened.ok()) {
+      NLOG_ERROR("pool {}: {}", o.pool, opened.status().message());
+      return 1;
+    }
+    pool = std::move(opened.value());
+  }
   std::vector<std::unique_ptr<vhost::BlkExport>> exports;
-  for (const VolumeSpec& v : o.volumes) {
-    auto backend = OpenBackend(v);
+  for (const VolumeSpec& v : specs) {
+    auto backend = v.backend == "pool" ? pool->OpenVolume(v.name) : OpenBackend(v);
     if (!backend.ok()) {
       NLOG_ERROR("volume {}: {}", v.name, backend.status().message());
       return 1;
@@ -110,7 +145,7 @@ int Serve(const Options& o) {
       signalfd_siginfo si{};
       if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGUSR1) {
-          LogCounters(reactors, exports);
+          LogCounters(reactors, exports, pool.get());
         } else {
           NLOG_INFO("signal {}: draining and shutting down", si.ssi_signo);
           running = false;
@@ -123,8 +158,9 @@ int Serve(const Options& o) {
   }
   for (auto& e : exports) e->Shutdown();  // stops every queue, draining in-flight I/O
   for (auto& r : reactors) r->Stop();
-  LogCounters(reactors, exports);
+  LogCounters(reactors, exports, pool.get());
   exports.clear();
+  pool.reset();  // commits what the drained queues left pending
   NLOG_INFO("nestord stopped cleanly");
   return 0;
 }

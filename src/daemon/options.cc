@@ -95,8 +95,12 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--socket-dir", o.socket_dir, "directory for the per-volume sockets DIR/NAME.sock")
       ->required();
   app.add_option("--volume", volumes,
-                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]")
-      ->required();
+                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]");
+  app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
+  app.add_option("--pool-queues", o.pool_queues, "queues per pool volume (default 1)")->check(CLI::Range(1, 64));
+  app.add_option("--commit-ms", o.commit_ms,
+                 "pool: commit new mappings at least every MS milliseconds (default 100; FLUSH commits at once)")
+      ->check(CLI::Range(1, 60000));
   app.add_option("--reactors", o.reactors, "number of reactor threads (default 1)")
       ->check(CLI::Range(1, 256));
   app.add_option("--cpus", cpus, "CPU list to pin reactors to, e.g. 1 or 0-3 (default: not pinned)");
@@ -108,6 +112,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
     int rc = app.exit(e);
     return Status::Error(rc == 0 ? 0 : EINVAL, "");
   }
+  if (volumes.empty() && o.pool.empty()) return Status::Invalid("give --volume or --pool (see --help)");
   auto m = reactor::ParsePollMode(mode);
   if (!m.ok()) return m.status();
   o.mode = *m;

@@ -26,6 +26,9 @@ struct VolumeSpec {
 struct Options {
   std::string socket_dir;
   std::vector<VolumeSpec> volumes;
+  std::string pool;            // serve every volume of this pool (empty: none)
+  uint16_t pool_queues = 1;    // queues per pool volume
+  uint32_t commit_ms = 100;    // pool metadata commit timer
   int reactors = 1;
   std::vector<int> cpus;  // empty: not pinned
   reactor::PollMode mode = reactor::PollMode::kAdaptive;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "volume/aligned_buffer.h"
@@ -236,7 +238,19 @@ PoolInfo Pool::Info() const {
   i.log_used_bytes = log_used_;
   i.checkpoints = checkpoints_.load();
   i.log_entries = log_entries_.load();
+  i.commits = commits_.load();
+  i.allocations = allocations_.load();
+  i.parked_writes = parked_.load();
+  i.enospc = enospc_.load();
   return i;
+}
+
+std::string PoolStatsString(const PoolInfo& i) {
+  return fmt::format(
+      "pool {}: volumes {} used_clusters {} free_clusters {} extents {} commits {} log_entries {} "
+      "checkpoints {} allocations {} parked_writes {} enospc {}",
+      i.device, i.volumes, i.used_clusters, i.free_clusters, i.extents, i.commits, i.log_entries,
+      i.checkpoints, i.allocations, i.parked_writes, i.enospc);
 }
 
 CheckReport Pool::Check() const {
@@ -305,8 +319,10 @@ Status Pool::AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) {
   std::lock_guard<std::mutex> g(mu_);
   uint64_t others = reserved_unused_ - UnusedReservation(*vol);
   if (alloc_.free_clusters() <= others || !alloc_.Allocate(hint, p)) {
+    enospc_.fetch_add(1, std::memory_order_relaxed);
     return Status::Error(ENOSPC, "pool full");
   }
+  allocations_.fetch_add(1, std::memory_order_relaxed);
   AdjustAllocated(*vol, 1);
   return Status::Ok();
 }

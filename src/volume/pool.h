@@ -68,7 +68,12 @@ struct PoolInfo {
   uint64_t log_used_bytes = 0;
   uint64_t checkpoints = 0;  // written since open
   uint64_t log_entries = 0;  // written since open
+  uint64_t commits = 0;      // since open
+  uint64_t allocations = 0;  // clusters allocated by first writes, since open
+  uint64_t parked_writes = 0;  // writes that waited for a cluster's first write
+  uint64_t enospc = 0;       // writes failed for lack of space
 };
+std::string PoolStatsString(const PoolInfo& i);
 
 struct CheckReport {
   std::vector<std::string> problems;
@@ -206,7 +211,8 @@ class Pool {
   uint64_t log_tail_ = 0;  // where the active checkpoint's replay starts
   uint64_t log_head_ = 0;  // where the next entry goes
   uint64_t log_used_ = 0;  // bytes from tail to head (with wrap waste)
-  std::atomic<uint64_t> checkpoints_{0}, log_entries_{0};
+  std::atomic<uint64_t> checkpoints_{0}, log_entries_{0}, commits_{0};
+  std::atomic<uint64_t> allocations_{0}, parked_{0}, enospc_{0};
   bool failed_ = false;  // a metadata write failed: no more commits
   std::atomic<uint64_t> epoch_{0};
   std::thread committer_;

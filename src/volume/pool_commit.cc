@@ -108,6 +108,7 @@ Status Pool::CommitLocked() {
     NLOG_ERROR("pool {}: metadata commit failed, no further commits: {}", dev_->Describe(), st.ToString());
     return st;
   }
+  commits_.fetch_add(1, std::memory_order_relaxed);
   if (!frees.empty()) {
     WaitForGracePeriod();
     std::lock_guard<std::mutex> g(mu_);

@@ -261,6 +261,7 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
     // fill could land over our bytes.
     it->second.waiters.push_back(op);
     op->parked = true;
+    pool_->parked_.fetch_add(1, std::memory_order_relaxed);
     vol_->lock.Unlock();
     if (ring_ != nullptr) ring_->ExpectPosted();
     return false;
