@@ -7,7 +7,7 @@
 # file's sha256 (guest-init.sh, test "fs"). Then, with the VM gone and
 # nestord still serving, the host reads the whole volume back through
 # libnestor (nestor-vm-dump) and asserts: the image equals the backing file;
-# e2fsck -fn finds it clean; debugfs rdump yields exactly the tree's files,
+# e2fsck -fn finds it clean; debugfs rdump yields exactly the tree's files
 # each with the content the host generates itself (and the sha256 the guest
 # printed). nestord exits 0 on SIGTERM.
 # Needs e2fsprogs (debugfs, e2fsck) on the host.
@@ -16,6 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib-nestord.sh"
 . "$HERE/fs-tree.sh"
+. "$HERE/lib-fs-check.sh"
 
 NESTORD_BIN=${1:-${NESTORD:-}}
 DUMP=${2:-${NESTOR_VM_DUMP:-}}
@@ -35,38 +36,6 @@ nestord_start "$NESTORD_BIN"
 timeout 60 "$DUMP" "$SOCK" "$TMP/dump.img" || { echo "FAIL: nestor-vm-dump" >&2; _nestord_log; exit 1; }
 cmp "$TMP/dump.img" "$IMG" || { echo "FAIL: volume read through libnestor differs from the backing file" >&2; exit 1; }
 echo "volume read through libnestor equals the backing file ($(stat -c %s "$TMP/dump.img") bytes)"
-e2fsck -fn "$TMP/dump.img" >"$TMP/fsck.out" 2>&1 || {
-	echo "FAIL: e2fsck -fn found problems:" >&2
-	cat "$TMP/fsck.out" >&2
-	exit 1
-}
-echo "e2fsck -fn: clean ($(tail -n 1 "$TMP/fsck.out"))"
-
-mkdir "$TMP/out"
-debugfs -R "rdump / $TMP/out" "$TMP/dump.img" >"$TMP/debugfs.out" 2>&1 || {
-	echo "FAIL: debugfs rdump" >&2
-	cat "$TMP/debugfs.out" >&2
-	exit 1
-}
-n=0 bad=0
-while read -r path size seed; do
-	n=$((n + 1))
-	want=$("$GUEST/iopoll_io" gen --seed "$seed" --offset 0 --bytes "$size" | sha256sum | cut -d' ' -f1)
-	guest=$(tr -d '\r' <"$TMP/console.log" | awk -v p="$path" '$1 == "nestor-vm:" && $2 == "fs:" && $4 == p { print $3 }')
-	if [ ! -f "$TMP/out/$path" ]; then
-		echo "FAIL: $path missing from the filesystem" >&2
-		bad=$((bad + 1))
-		continue
-	fi
-	got=$(sha256sum <"$TMP/out/$path" | cut -d' ' -f1)
-	if [ "$got" != "$want" ] || [ "$guest" != "$want" ]; then
-		echo "FAIL: $path: sha256 on the volume $got, expected $want, guest printed ${guest:-nothing}" >&2
-		bad=$((bad + 1))
-	fi
-done < <(fs_tree)
-files=$(cd "$TMP/out" && find . -path ./lost+found -prune -o -type f -print | wc -l)
-[ "$files" -eq "$n" ] || { echo "FAIL: $files files on the volume, expected $n" >&2; bad=$((bad + 1)); }
-[ $bad -eq 0 ] || exit 1
-echo "all $n files read back on the host (debugfs) with the expected content"
+fs_check_image "$TMP/dump.img" "$TMP/console.log" || exit 1
 nestord_stop
 echo "PASS: vm.03-filesystem ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
