@@ -1,0 +1,350 @@
+#include "nestor/commands.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "base/fd.h"
+#include "nestor/signature.h"
+#include "volume/format.h"
+#include "volume/pool.h"
+
+namespace nestor::tool {
+
+using nlohmann::ordered_json;
+using volume::Pool;
+
+const char kExitCodeHelp[] =
+    "Exit codes:\n"
+    "  0  success (pool check: the pool is clean)\n"
+    "  1  pool check found problems\n"
+    "  2  usage error or invalid argument\n"
+    "  3  not found (no such volume or pool file)\n"
+    "  4  already exists (volume name taken; device holds a pool or another signature)\n"
+    "  5  no space left in the pool\n"
+    "  6  busy (volume or device in use)\n"
+    "  7  would discard data (shrinking below written data without --force)\n"
+    "  8  corrupt pool metadata\n"
+    "  9  other error (I/O, permissions, not a nestor pool, ...)\n";
+
+int ExitCodeFor(const Status& st) {
+  switch (st.err()) {
+    case 0: return kExitOk;
+    case EINVAL: return kExitUsage;
+    case ENOENT: return kExitNotFound;
+    case EEXIST: return kExitExists;
+    case ENOSPC: return kExitNoSpace;
+    case EBUSY: return kExitBusy;
+    case ENOTEMPTY: return kExitWouldDiscard;
+    case EUCLEAN: return kExitCorrupt;
+    default: return kExitIoError;
+  }
+}
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "nestor: %s\n", st.ToString().c_str());
+  return ExitCodeFor(st);
+}
+
+std::string HumanSize(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + "B";
+  static const char kUnits[] = "KMGTPE";
+  double v = static_cast<double>(bytes);
+  int unit = -1;
+  while (v >= 1024 && unit < 5) {
+    v /= 1024;
+    ++unit;
+  }
+  return fmt::format("{:.1f}{}", v, kUnits[unit]);
+}
+
+namespace {
+
+// Pool::Open's messages do not name the device; errors of opening the
+// file itself already do.
+Status Prefixed(const std::string& path, const Status& st) {
+  if (st.message().find(path) != std::string::npos) return st;
+  return Status::Error(st.err(), path + ": " + st.ToString());
+}
+
+Result<std::unique_ptr<Pool>> OpenPool(const std::string& path, bool read_only, bool check_mode = false) {
+  auto dev = volume::OpenFilePoolDevice(path, false, 0, read_only);
+  if (!dev.ok()) return Prefixed(path, dev.status());
+  volume::PoolOptions opts;
+  opts.read_only = read_only;
+  opts.check_mode = check_mode;
+  auto pool = Pool::Open(std::move(dev.value()), opts);
+  if (!pool.ok()) return Prefixed(path, pool.status());
+  return std::move(pool.value());
+}
+
+void PrintJson(const ordered_json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+std::string Bytes(uint64_t b) { return fmt::format("{} ({} bytes)", HumanSize(b), b); }
+
+std::string CreatedTime(uint64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  tm tmv{};
+  gmtime_r(&t, &tmv);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tmv);
+  return buf;
+}
+
+// What is on an existing device before pool create formats it.
+struct Existing {
+  bool exists = false;
+  bool is_pool = false;
+  std::string signature;  // libblkid's description; "" if none
+};
+
+Result<Existing> Inspect(const std::string& path) {
+  Existing e;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return e;
+    return Status::FromErrno("stat " + path);
+  }
+  e.exists = true;
+  if (S_ISBLK(st.st_mode)) {
+    // O_EXCL on a block device fails with EBUSY while it is mounted or
+    // held (device mapper, md, another O_EXCL user): never format that.
+    UniqueFd ex(open(path.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC));
+    if (!ex.valid() && errno == EBUSY) {
+      return Status::Error(EBUSY, path + " is in use (mounted, or held by another program)");
+    }
+  } else if (!S_ISREG(st.st_mode)) {
+    return Status::Invalid(path + ": not a file or block device");
+  }
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  uint64_t magic = 0;
+  if (pread(fd.get(), &magic, sizeof(magic), 0) == static_cast<ssize_t>(sizeof(magic))) {
+    e.is_pool = magic == volume::kSuperMagic;
+  }
+  if (!e.is_pool) {
+    auto sig = FindSignature(path);
+    if (!sig.ok()) return sig.status();
+    e.signature = *sig;
+  }
+  return e;
+}
+
+ordered_json VolumeJson(const volume::VolumeInfo& v) {
+  return ordered_json{{"name", v.name},
+                      {"id", v.id},
+                      {"size", v.size},
+                      {"allocated_bytes", v.allocated_bytes},
+                      {"reserved_bytes", v.reserved_bytes},
+                      {"extents", v.extents}};
+}
+
+}  // namespace
+
+int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bool force) {
+  if (cluster_size > UINT32_MAX) return Fail(Status::Invalid("cluster size too large"));
+  auto existing = Inspect(path);
+  if (!existing.ok()) return Fail(existing.status());
+  if (!existing->exists && size == 0) return Fail(Status::Invalid(path + " does not exist: give --size"));
+  if (existing->is_pool && !force) {
+    return Fail(Status::Error(EEXIST, path + " already holds a nestor pool (use --force to overwrite it)"));
+  }
+  if (!existing->signature.empty() && !force) {
+    return Fail(Status::Error(EEXIST, path + " holds a signature: " + existing->signature +
+                                          "; use --force to overwrite it"));
+  }
+  // A file this command created goes away again if the format fails.
+  struct RemoveOnFailure {
+    const std::string* path = nullptr;
+    ~RemoveOnFailure() {
+      if (path != nullptr) unlink(path->c_str());
+    }
+  } created{existing->exists ? nullptr : &path};
+  auto dev = volume::OpenFilePoolDevice(path, true, size);
+  if (!dev.ok()) return Fail(Prefixed(path, dev.status()));
+  // Refuse an impossible layout before erasing anything.
+  auto plan = volume::PlanLayout((*dev)->size_bytes(), static_cast<uint32_t>(cluster_size));
+  if (!plan.ok()) return Fail(Prefixed(path, plan.status()));
+  if (!existing->signature.empty()) {
+    // Stale magic elsewhere on the device (backup GPT, md superblock at
+    // the end, ...) would keep being recognised after the format.
+    auto wiped = WipeSignatures(path);
+    if (!wiped.ok()) return Fail(wiped.status());
+    std::fprintf(stderr, "nestor: erased %d signature(s) on %s (%s)\n", *wiped, path.c_str(),
+                 existing->signature.c_str());
+  }
+  Status st = Pool::Format(dev->get(), static_cast<uint32_t>(cluster_size), force);
+  if (!st.ok()) return Fail(Prefixed(path, st));
+  created.path = nullptr;
+  volume::PoolOptions opts;
+  opts.read_only = true;  // nothing to commit: just read back what was written
+  auto pool = Pool::Open(std::move(dev.value()), opts);
+  if (!pool.ok()) return Fail(Prefixed(path, pool.status()));
+  const volume::Superblock& sb = (*pool)->superblock();
+  std::printf("created pool %s: %s, cluster size %s, %lu data clusters (%s), uuid %s\n", path.c_str(),
+              HumanSize(sb.device_bytes).c_str(), HumanSize(sb.cluster_size).c_str(),
+              static_cast<unsigned long>(sb.data_clusters), HumanSize(sb.data_clusters * sb.cluster_size).c_str(),
+              volume::UuidString(sb.uuid).c_str());
+  return kExitOk;
+}
+
+int PoolInfo(const std::string& path, bool json) {
+  auto pool = OpenPool(path, true);
+  if (!pool.ok()) return Fail(pool.status());
+  volume::PoolInfo i = (*pool)->Info();
+  const volume::Superblock& sb = i.sb;
+  uint64_t cs = sb.cluster_size;
+  uint64_t available =
+      i.free_clusters > i.reserved_unused_clusters ? i.free_clusters - i.reserved_unused_clusters : 0;
+  if (json) {
+    PrintJson(ordered_json{
+        {"path", path},
+        {"uuid", volume::UuidString(sb.uuid)},
+        {"format_version", sb.version},
+        {"created_unix", sb.created_unix},
+        {"size", sb.device_bytes},
+        {"cluster_size", sb.cluster_size},
+        {"data_clusters", sb.data_clusters},
+        {"data_bytes", sb.data_clusters * cs},
+        {"used_clusters", i.used_clusters},
+        {"used_bytes", i.used_clusters * cs},
+        {"free_clusters", i.free_clusters},
+        {"free_bytes", i.free_clusters * cs},
+        {"reserved_clusters", i.reserved_unused_clusters},
+        {"reserved_bytes", i.reserved_unused_clusters * cs},
+        {"available_bytes", available * cs},
+        {"volumes", i.volumes},
+        {"extents", i.extents},
+        {"commit_seq", i.commit_seq},
+        {"log_used_bytes", i.log_used_bytes},
+        {"layout",
+         {{"superblock_offset", 0},
+          {"checkpoint_offsets", {sb.ckpt_offset[0], sb.ckpt_offset[1]}},
+          {"checkpoint_bytes", sb.ckpt_bytes},
+          {"log_offset", sb.log_offset},
+          {"log_bytes", sb.log_bytes},
+          {"data_offset", sb.data_offset}}},
+    });
+    return kExitOk;
+  }
+  std::printf("pool:            %s\n", path.c_str());
+  std::printf("uuid:            %s\n", volume::UuidString(sb.uuid).c_str());
+  std::printf("format version:  %u, created %s\n", sb.version, CreatedTime(sb.created_unix).c_str());
+  std::printf("size:            %s\n", Bytes(sb.device_bytes).c_str());
+  std::printf("cluster size:    %s\n", Bytes(cs).c_str());
+  std::printf("data clusters:   %lu (%s)\n", static_cast<unsigned long>(sb.data_clusters),
+              HumanSize(sb.data_clusters * cs).c_str());
+  std::printf("used:            %lu clusters (%s)\n", static_cast<unsigned long>(i.used_clusters),
+              HumanSize(i.used_clusters * cs).c_str());
+  std::printf("free:            %lu clusters (%s)\n", static_cast<unsigned long>(i.free_clusters),
+              HumanSize(i.free_clusters * cs).c_str());
+  std::printf("reserved:        %lu clusters (%s) promised to preallocated volumes, not yet written\n",
+              static_cast<unsigned long>(i.reserved_unused_clusters),
+              HumanSize(i.reserved_unused_clusters * cs).c_str());
+  std::printf("available:       %s for thin allocation\n", HumanSize(available * cs).c_str());
+  std::printf("volumes:         %lu\n", static_cast<unsigned long>(i.volumes));
+  std::printf("extents:         %lu\n", static_cast<unsigned long>(i.extents));
+  std::printf("commit seq:      %lu\n", static_cast<unsigned long>(i.commit_seq));
+  std::printf("log used:        %s of %s\n", HumanSize(i.log_used_bytes).c_str(), HumanSize(sb.log_bytes).c_str());
+  std::printf("layout:\n");
+  std::printf("  superblock     offset %-14d %s\n", 0, HumanSize(volume::kBlock).c_str());
+  for (int s = 0; s < 2; ++s) {
+    std::printf("  checkpoint %d   offset %-14lu %s\n", s, static_cast<unsigned long>(sb.ckpt_offset[s]),
+                HumanSize(sb.ckpt_bytes).c_str());
+  }
+  std::printf("  log            offset %-14lu %s\n", static_cast<unsigned long>(sb.log_offset),
+              HumanSize(sb.log_bytes).c_str());
+  std::printf("  data           offset %-14lu %s\n", static_cast<unsigned long>(sb.data_offset),
+              HumanSize(sb.data_clusters * cs).c_str());
+  return kExitOk;
+}
+
+int PoolCheck(const std::string& path, bool json) {
+  auto pool = OpenPool(path, true, true);
+  if (!pool.ok()) {
+    if (json) {
+      PrintJson(ordered_json{{"path", path}, {"clean", false}, {"error", pool.status().ToString()}});
+    }
+    return Fail(pool.status());
+  }
+  volume::CheckReport r = (*pool)->Check();
+  if (json) {
+    PrintJson(ordered_json{{"path", path},
+                           {"clean", r.clean()},
+                           {"problems", r.problems},
+                           {"volumes", r.volumes},
+                           {"extents", r.extents},
+                           {"used_clusters", r.used_clusters},
+                           {"free_clusters", r.free_clusters}});
+  } else if (r.clean()) {
+    std::printf("%s: clean (%lu volume(s), %lu extent(s), %lu used and %lu free clusters)\n", path.c_str(),
+                static_cast<unsigned long>(r.volumes), static_cast<unsigned long>(r.extents),
+                static_cast<unsigned long>(r.used_clusters), static_cast<unsigned long>(r.free_clusters));
+  } else {
+    for (const std::string& p : r.problems) std::printf("%s: problem: %s\n", path.c_str(), p.c_str());
+    std::printf("%s: %zu problem(s) found\n", path.c_str(), r.problems.size());
+  }
+  return r.clean() ? kExitOk : kExitProblems;
+}
+
+int VolumeCreate(const std::string& path, const std::string& name, uint64_t size, bool preallocate) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto v = (*pool)->CreateVolume(name, size, preallocate);
+  if (!v.ok()) return Fail(v.status());
+  std::printf("created volume %s: %s%s\n", name.c_str(), HumanSize(v->size).c_str(),
+              preallocate ? ", preallocated" : ", thin");
+  return kExitOk;
+}
+
+int VolumeDelete(const std::string& path, const std::string& name) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  Status st = (*pool)->DeleteVolume(name);
+  if (!st.ok()) return Fail(st);
+  std::printf("deleted volume %s\n", name.c_str());
+  return kExitOk;
+}
+
+int VolumeResize(const std::string& path, const std::string& name, uint64_t size, bool force) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto before = (*pool)->GetVolume(name);
+  if (!before.ok()) return Fail(before.status());
+  Status st = (*pool)->ResizeVolume(name, size, force);
+  if (!st.ok()) return Fail(st);
+  std::printf("resized volume %s: %s -> %s\n", name.c_str(), HumanSize(before->size).c_str(),
+              HumanSize(size).c_str());
+  return kExitOk;
+}
+
+int VolumeList(const std::string& path, bool json) {
+  auto pool = OpenPool(path, true);
+  if (!pool.ok()) return Fail(pool.status());
+  std::vector<volume::VolumeInfo> vols = (*pool)->ListVolumes();
+  if (json) {
+    ordered_json list = ordered_json::array();
+    for (const auto& v : vols) list.push_back(VolumeJson(v));
+    PrintJson(ordered_json{{"pool", path}, {"volumes", list}});
+    return kExitOk;
+  }
+  size_t w = 4;
+  for (const auto& v : vols) w = std::max(w, v.name.size());
+  std::printf("%-*s %10s %10s %10s %8s\n", static_cast<int>(w), "NAME", "SIZE", "ALLOCATED", "RESERVED", "EXTENTS");
+  for (const auto& v : vols) {
+    std::printf("%-*s %10s %10s %10s %8lu\n", static_cast<int>(w), v.name.c_str(), HumanSize(v.size).c_str(),
+                HumanSize(v.allocated_bytes).c_str(), HumanSize(v.reserved_bytes).c_str(),
+                static_cast<unsigned long>(v.extents));
+  }
+  return kExitOk;
+}
+
+}  // namespace nestor::tool

@@ -1,0 +1,53 @@
+// The commands of `nestor`, the offline pool administration tool: each one
+// opens the pool at a path, does one thing through volume::Pool (pool.h),
+// prints its result on stdout (text, or JSON with --json) and returns the
+// process exit code. A pool opened read-write commits when it is closed;
+// info, list and check open it read-only and never write.
+//
+// Thread: the main thread; one command per process. Errors: printed on
+// stderr as "nestor: <message>"; the exit code (ExitCode) says which kind,
+// mapped from the Status errno.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+
+namespace nestor::tool {
+
+// The exit codes of every command (also in `nestor --help`).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitProblems = 1,      // pool check found problems
+  kExitUsage = 2,         // bad command line or invalid argument (EINVAL)
+  kExitNotFound = 3,      // no such volume or pool file (ENOENT)
+  kExitExists = 4,        // name taken, pool or other signature present (EEXIST)
+  kExitNoSpace = 5,       // pool full (ENOSPC)
+  kExitBusy = 6,          // volume or device in use (EBUSY)
+  kExitWouldDiscard = 7,  // shrinking below written data (ENOTEMPTY)
+  kExitCorrupt = 8,       // the pool's metadata is corrupt (EUCLEAN)
+  kExitIoError = 9,       // any other error (I/O, permissions, not a pool, ...)
+};
+
+// One line per exit code, for --help.
+extern const char kExitCodeHelp[];
+
+int ExitCodeFor(const Status& st);
+// Prints "nestor: <message>" on stderr and returns ExitCodeFor(st).
+int Fail(const Status& st);
+
+// size 0: the size of the existing file or block device.
+int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bool force);
+int PoolInfo(const std::string& path, bool json);
+int PoolCheck(const std::string& path, bool json);
+
+int VolumeCreate(const std::string& pool, const std::string& name, uint64_t size, bool preallocate);
+int VolumeDelete(const std::string& pool, const std::string& name);
+int VolumeResize(const std::string& pool, const std::string& name, uint64_t size, bool force);
+int VolumeList(const std::string& pool, bool json);
+
+// "1.0G", "64.0K", "512B": binary units, one decimal.
+std::string HumanSize(uint64_t bytes);
+
+}  // namespace nestor::tool
