@@ -3,6 +3,7 @@
 // io_uring file backend on the same file.
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,11 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
   UniqueFd fd(open(path.c_str(), flags | O_DIRECT, 0600));
   if (!fd.valid() && errno == EINVAL) fd.Reset(open(path.c_str(), flags, 0600));
   if (!fd.valid()) return Status::FromErrno("open " + path);
+  // One owner at a time: nestord and the offline tool exclude each other.
+  if (flock(fd.get(), (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Status::Error(EBUSY, path + " is in use by another process (nestord?)");
+    return Status::FromErrno("flock " + path);
+  }
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
   uint64_t have = static_cast<uint64_t>(st.st_size);

@@ -100,7 +100,8 @@ struct alignas(64) EpochCounters {
 class Pool {
  public:
   // Writes a fresh superblock and an empty checkpoint. Refuses a device
-  // holding a pool or a file system unless force.
+  // already holding a nestor pool unless force (file-system and partition
+  // signatures are the caller's to check: tools/nestor uses libblkid).
   static Status Format(PoolDevice* dev, uint32_t cluster_size, bool force);
   static Result<std::unique_ptr<Pool>> Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts = {});
   // Stops the committer and commits what is pending.

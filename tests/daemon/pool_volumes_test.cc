@@ -28,6 +28,10 @@ class PoolVolumes : public ::testing::Test {
  protected:
   void SetUp() override {
     pool_ = d_.dir() + "/pool.img";
+    CreatePool();
+    StartDaemon();
+  }
+  void CreatePool() {
     auto dev = volume::OpenFilePoolDevice(pool_, true, 64ull << 20);
     ASSERT_TRUE(dev.ok()) << dev.status().ToString();
     ASSERT_TRUE(volume::Pool::Format(dev->get(), kCluster, false).ok());
@@ -36,8 +40,7 @@ class PoolVolumes : public ::testing::Test {
     ASSERT_TRUE((*pool)->CreateVolume("a", 16 << 20, false).ok());
     ASSERT_TRUE((*pool)->CreateVolume("b", 8 << 20, false).ok());
     ASSERT_TRUE((*pool)->CreateVolume("big", 256 << 20, false).ok());
-    StartDaemon();
-  }
+  }  // closed (and unlocked) before nestord opens it
   void StartDaemon() {
     // A killed nestord leaves its sockets behind: wait for the new ones.
     for (const char* v : {"a", "b", "big"}) unlink(d_.Socket(v).c_str());
@@ -142,6 +145,9 @@ TEST_F(PoolVolumes, FlushedDataSurvivesSigkillAndVolumesStayIsolated) {
     ASSERT_TRUE(b->queue(0).Flush().ok());
     b->FreeBuffer(buf);
   }
+  // While nestord serves the pool, nobody else may open it.
+  auto busy = volume::OpenFilePoolDevice(pool_, false, 0);
+  EXPECT_EQ(busy.status().err(), EBUSY) << busy.status().ToString();
   d_.Kill();  // SIGKILL: only what was flushed may be relied on
   StartDaemon();
   auto b = Connect("b", 1);
