@@ -3,6 +3,8 @@
 #               drive a verifying workload through libnestor, stop.
 #   make test   install deps, build, run every test (unit, integration, VM).
 #   make bench  fio side by side: bare io_uring, nestord (3 modes), qsd.
+#   make bench-volume  pool open time and metadata size at 1M/10M extents;
+#               thin pool volume vs raw file through the same nestord.
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 SANITIZE ?= OFF
@@ -32,6 +34,15 @@ test: build
 bench: build
 	@scripts/install-deps.sh --bench
 	@/usr/bin/python3 bench/run_bench.py --build $(BUILD) $(if $(QUICK),--quick)
+
+# Thin volumes (docs/benchmarks.md, "Thin volumes"). QUICK=1: 1M extents,
+# 1 s runs (about 1 minute); full: 1M and 10M extents, 3 s x 5 reps (~15 min).
+# POOL_DIR: where the pool-open benchmark's sparse pool file goes (ext4).
+POOL_DIR ?= /var/tmp
+.PHONY: bench-volume
+bench-volume: build
+	@$(BUILD)/bench/pool_open_bench --dir $(POOL_DIR) $(if $(QUICK),--extents 1M --repeat 1)
+	@/usr/bin/python3 bench/volume_bench.py --build $(BUILD) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,453 @@
+#!/usr/bin/python3
+"""make bench-volume: 4 KiB random I/O of a thin pool volume against the raw
+file backend, through the same nestord (one poll-mode reactor), the same fio
+engine and the same kind of store (files on tmpfs), in one run.
+
+Targets, all exported by ONE nestord (`--pool POOL --volume raw,...`):
+  raw         --volume raw,backend=file:/dev/shm/.../raw.img (pre-filled)
+  thin-seq    a thin volume of the same size, filled by one sequential
+              fio write (1 MiB blocks): every cluster allocated, few extents
+  thin-rand   the same, filled by random cluster-sized writes (each
+              cluster once): every cluster allocated, ~one extent per cluster
+First writes (size-bounded fio jobs: --rw=randwrite --bs=4k --size=F
+--io_size=F/4, random map on, so each 4 KiB block is written at most once):
+  raw         the pre-filled raw file (overwrites: the steady-state baseline)
+  raw-sparse  a fresh sparse file per run (tmpfs allocates pages too)
+  thin-fresh  a fresh, never written thin volume per run
+Allocations and parked writes per run come from nestord's pool counters
+(SIGUSR1 "stats pool ..." lines).
+
+Steady-state workloads are time-based like run_bench.py; every (workload,
+target) is repeated --reps times with the target order rotated, and the
+tables show medians. Each cluster size (--cluster-sizes, default 64K,4K)
+gets its own pool and nestord.
+
+Results: bench/results/volume-<timestamp>/results.{json,md} and
+bench/results/volume-latest/.
+
+usage: volume_bench.py --build BUILD_DIR [--quick] [--reps N] [--cluster-sizes 64K,4K]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_bench as rb  # noqa: E402 (Server, fio_json, summarize, log)
+
+STEADY = [
+    # name, rw, iodepth (all 4 KiB, 1 job)
+    ("randread-4k-qd1", "randread", 1),
+    ("randwrite-4k-qd1", "randwrite", 1),
+    ("randread-4k-qd32", "randread", 32),
+    ("randwrite-4k-qd32", "randwrite", 32),
+]
+STEADY_TARGETS = ["raw", "thin-seq", "thin-rand"]
+FIRST_TARGETS = ["raw", "raw-sparse", "thin-fresh"]
+log = rb.log
+
+
+def summarize(result, rw):
+    """run_bench.summarize, with every percentile taken from fio's total
+    latency (lat_ns, submit to completion, like the mean) rather than clat."""
+    out = rb.summarize(result, rw)
+    job = result["jobs"][0]
+    side = job["read"] if "read" in rw else job["write"]
+    pct = side.get("lat_ns", {}).get("percentile")
+    if pct:
+        out["lat_p50_us"] = pct.get("50.000000", 0) / 1000
+        out["lat_p99_us"] = pct.get("99.000000", 0) / 1000
+        out["lat_p999_us"] = pct.get("99.900000", 0) / 1000
+    return out
+
+
+def parse_size(text):
+    m = re.fullmatch(r"(\d+)([KMG]?)", text.strip().upper())
+    if not m:
+        raise ValueError(f"bad size {text!r}")
+    return int(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)]
+
+
+def human(n):
+    for unit, div in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+class VolumeBench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.quick = args.quick
+        self.runtime = 1.0 if self.quick else 3.0
+        self.reps = args.reps or (1 if self.quick else 5)
+        self.fw_reps = min(self.reps, 3)  # each needs its own fresh volume and sparse file
+        self.size = (256 if self.quick else 1024) * 2**20        # steady-state volumes
+        self.fw_size = (256 if self.quick else 512) * 2**20      # first-write volumes
+        self.cluster_sizes = [parse_size(c) for c in args.cluster_sizes.split(",")]
+        self.engine = os.path.join(self.build, "tools/fio/nestor-fio.so")
+        self.nestord = os.path.join(self.build, "src/daemon/nestord")
+        self.admin = os.path.join(self.build, "tools/nestor/nestor")
+        self.helper = os.path.join(self.build, "bench/pool_open_bench")
+        self.server_cpu = (os.cpu_count() or 1) - 1
+        self.client_cpu = 0
+        self.tmp = tempfile.mkdtemp(prefix="nestor-vbench.")
+        self.shm = tempfile.mkdtemp(prefix="nestor-vbench.", dir="/dev/shm")
+        self.raw = os.path.join(self.shm, "raw.img")
+        self.records = []
+        self.fills = []
+        self.pool_tool = None
+        self.server_argvs = []
+        with open("/proc/loadavg") as f:
+            self.load_before = f.read().split()[:3]
+
+    def cleanup(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.shm, ignore_errors=True)
+
+    # -- pool set-up -----------------------------------------------------
+    def choose_pool_tool(self):
+        if os.access(self.admin, os.X_OK) and subprocess.run(
+                [self.admin, "--help"], capture_output=True).returncode == 0:
+            return "nestor"
+        if os.access(self.helper, os.X_OK):
+            return "helper"
+        sys.exit("volume_bench: neither build/tools/nestor/nestor nor build/bench/pool_open_bench is built")
+
+    def make_pool(self, path, pool_bytes, cluster, volumes):
+        """Creates the pool file and its volumes [(name, bytes)]."""
+        if self.pool_tool == "nestor":
+            subprocess.run([self.admin, "pool", "create", path, "--size", str(pool_bytes),
+                            "--cluster-size", str(cluster)], check=True, capture_output=True)
+            for name, size in volumes:
+                subprocess.run([self.admin, "volume", "create", name, "--pool", path, "--size", str(size)],
+                               check=True, capture_output=True)
+        else:
+            argv = [self.helper, "--make-pool", path, "--pool-size", str(pool_bytes),
+                    "--cluster-size", str(cluster)]
+            for name, size in volumes:
+                argv += ["--make-volume", f"{name}:{size}"]
+            subprocess.run(argv, check=True, capture_output=True)
+
+    # -- server ----------------------------------------------------------
+    def start_server(self, tag, pool, raw_volumes):
+        d = os.path.join(self.tmp, f"nestord-{tag}")
+        os.makedirs(d, exist_ok=True)
+        argv = [self.nestord, "--socket-dir", d, "--pool", pool, "--pool-queues", "1",
+                "--reactors", "1", "--poll-mode", "poll"]
+        for name, path, size in raw_volumes:
+            argv += ["--volume", f"{name},size={size},backend=file:{path},queues=1"]
+        self.server_argvs.append(" ".join(os.path.basename(a) if a == self.nestord else a for a in argv))
+        logpath = os.path.join(d, "log")
+        srv = rb.Server(argv, os.path.join(d, f"{raw_volumes[-1][0]}.sock"), self.server_cpu, logpath)
+        srv.dir = d
+        srv.logpath = logpath
+        return srv
+
+    @staticmethod
+    def sock(srv, name):
+        path = os.path.join(srv.dir, f"{name}.sock")
+        deadline = time.time() + 10
+        while not os.path.exists(path):
+            if time.time() > deadline:
+                raise RuntimeError(f"no socket {path}")
+            time.sleep(0.05)
+        return path
+
+    @staticmethod
+    def pool_stats(srv):
+        """nestord's pool counters (SIGUSR1 makes it log a 'stats pool' line)."""
+        def lines():
+            with open(srv.logpath) as f:
+                return [l for l in f if "stats pool " in l]
+        before = len(lines())
+        srv.proc.send_signal(signal.SIGUSR1)
+        deadline = time.time() + 10
+        while True:
+            got = lines()
+            if len(got) > before:
+                tail = got[-1].split(": ", 2)[-1]
+                return {k: int(v) for k, v in re.findall(r"([a-z_]+) (\d+)", tail)}
+            if time.time() > deadline:
+                raise RuntimeError("nestord did not log its pool stats")
+            time.sleep(0.02)
+
+    # -- fio -------------------------------------------------------------
+    def fio_target(self, sock):
+        return [f"--ioengine=external:{self.engine}", f"--socket={sock}", "--filename=nestor",
+                "--nestor_poll=1"]
+
+    def fio_steady(self, rw, qd, size, sock):
+        return ["--name=bench", f"--rw={rw}", "--bs=4k", f"--iodepth={qd}", "--numjobs=1", "--thread",
+                f"--cpus_allowed={self.client_cpu}", "--time_based", f"--runtime={int(self.runtime * 1000)}ms",
+                "--group_reporting", "--lat_percentiles=1", "--norandommap", "--randrepeat=0",
+                f"--size={size}"] + self.fio_target(sock)
+
+    def fio_first(self, qd, sock):
+        # Size-bounded: the random map stays on, so each 4 KiB block of the
+        # first F bytes is written at most once; F/4 bytes in all.
+        return ["--name=first", "--rw=randwrite", "--bs=4k", f"--iodepth={qd}", "--numjobs=1", "--thread",
+                f"--cpus_allowed={self.client_cpu}", "--group_reporting", "--lat_percentiles=1",
+                "--randrepeat=0", f"--size={self.fw_size}", f"--io_size={self.fw_size // 4}"] + self.fio_target(sock)
+
+    def fill(self, srv, name, rw, bs, cluster):
+        args = ["--name=fill", f"--rw={rw}", f"--bs={bs}", "--iodepth=8", "--numjobs=1", "--thread",
+                f"--cpus_allowed={self.client_cpu}", f"--size={self.size}", "--randrepeat=0"] \
+            + self.fio_target(self.sock(srv, name))
+        s0 = self.pool_stats(srv)
+        t0 = time.time()
+        res = rb.fio_json(args, timeout=600)
+        secs = time.time() - t0
+        s1 = self.pool_stats(srv)
+        job = res["jobs"][0]
+        if job.get("error", 0):
+            raise RuntimeError(f"fill of {name} failed: fio error {job['error']}")
+        rec = {"cluster": cluster, "volume": name, "rw": rw, "bs": bs, "bytes": job["write"]["io_bytes"],
+               "seconds": round(secs, 2), "allocations": s1["allocations"] - s0["allocations"],
+               "extents": s1["extents"] - s0["extents"], "clusters": self.size // cluster}
+        self.fills.append(rec)
+        log(f"  filled {name} ({rw} bs={bs}): {rec['allocations']} of {rec['clusters']} clusters allocated, "
+            f"{rec['extents']} extents, {secs:.1f} s")
+        if rec["allocations"] != rec["clusters"]:
+            raise RuntimeError(f"{name}: expected every cluster allocated")
+
+    # -- runs ------------------------------------------------------------
+    def run_steady(self, srv, cluster):
+        socks = {"raw": self.sock(srv, "raw"), "thin-seq": self.sock(srv, "seqfill"),
+                 "thin-rand": self.sock(srv, "randfill")}
+        for (name, rw, qd) in STEADY:
+            for rep in range(self.reps):
+                order = STEADY_TARGETS[rep % 3:] + STEADY_TARGETS[:rep % 3]
+                for target in order:
+                    raw = rb.fio_json(self.fio_steady(rw, qd, self.size, socks[target]),
+                                      timeout=self.runtime + 60)
+                    res = summarize(raw, rw)
+                    self.records.append({"kind": "steady", "cluster": cluster, "workload": name,
+                                         "target": target, "rep": rep, **res})
+                    log(f"  {human(cluster):>3} {name:18} {target:10} rep {rep}: {res['iops']:>9.0f} IOPS "
+                        f"mean {res['lat_mean_us']:6.2f} us p99 {res['lat_p99_us']:6.2f} us")
+
+    def run_first(self, srv, cluster, raw_sparse):
+        for qd in (1, 32):
+            name = f"randwrite-4k-qd{qd}-first"
+            for rep in range(self.fw_reps):
+                order = FIRST_TARGETS[rep % 3:] + FIRST_TARGETS[:rep % 3]
+                for target in order:
+                    vol = {"raw": "raw", "raw-sparse": raw_sparse[(qd, rep)],
+                           "thin-fresh": f"fresh-qd{qd}-r{rep}"}[target]
+                    s0 = self.pool_stats(srv) if target == "thin-fresh" else None
+                    raw = rb.fio_json(self.fio_first(qd, self.sock(srv, vol)), timeout=600)
+                    res = summarize(raw, "randwrite")
+                    rec = {"kind": "first", "cluster": cluster, "workload": name, "target": target,
+                           "rep": rep, **res}
+                    extra = ""
+                    if s0 is not None:
+                        s1 = self.pool_stats(srv)
+                        rec["allocations"] = s1["allocations"] - s0["allocations"]
+                        rec["parked_writes"] = s1["parked_writes"] - s0["parked_writes"]
+                        rec["commits"] = s1["commits"] - s0["commits"]
+                        rec["alloc_fraction"] = rec["allocations"] / res["ios"] if res["ios"] else 0
+                        extra = (f" allocations {rec['allocations']} ({100 * rec['alloc_fraction']:.0f} % of "
+                                 f"writes) parked {rec['parked_writes']} commits {rec['commits']}")
+                    self.records.append(rec)
+                    log(f"  {human(cluster):>3} {name:24} {target:10} rep {rep}: {res['iops']:>9.0f} IOPS "
+                        f"mean {res['lat_mean_us']:6.2f} us p99 {res['lat_p99_us']:6.2f} us{extra}")
+
+    def run_cluster(self, cluster):
+        log(f"cluster size {human(cluster)}: pool on {self.shm}")
+        pool = os.path.join(self.shm, f"pool-{human(cluster)}.img")
+        volumes = [("seqfill", self.size), ("randfill", self.size)]
+        volumes += [(f"fresh-qd{qd}-r{rep}", self.fw_size) for qd in (1, 32) for rep in range(self.fw_reps)]
+        data = sum(s for _, s in volumes)
+        # metadata: two checkpoint slots of 25 B per cluster, a log of 1/256
+        # of the device (4..256 MiB), alignment
+        pool_bytes = data + 2 * (data // cluster) * 25 + data // 200 + (64 << 20)
+        pool_bytes = (pool_bytes + (1 << 20) - 1) // (1 << 20) * (1 << 20)
+        self.make_pool(pool, pool_bytes, cluster, volumes)
+        raw_sparse, raw_vols = {}, [("raw", self.raw, self.size)]
+        for qd in (1, 32):
+            for rep in range(self.fw_reps):
+                name = f"rawsparse-{human(cluster)}-qd{qd}-r{rep}"
+                path = os.path.join(self.shm, name + ".img")
+                with open(path, "wb") as f:
+                    f.truncate(self.fw_size)
+                raw_sparse[(qd, rep)] = name
+                raw_vols.append((name, path, self.fw_size))
+        srv = self.start_server(human(cluster), pool, raw_vols)
+        try:
+            self.fill(srv, "seqfill", "write", "1M", cluster)
+            self.fill(srv, "randfill", "randwrite", str(cluster), cluster)
+            self.run_steady(srv, cluster)
+            self.run_first(srv, cluster, raw_sparse)
+        finally:
+            srv.stop()
+            os.unlink(pool)
+            for name, path, _ in raw_vols[1:]:
+                os.unlink(path)
+
+    def run(self):
+        self.pool_tool = self.choose_pool_tool()
+        log(f"raw store: {self.raw} ({self.size >> 20} MiB on tmpfs), filled; pools made with {self.pool_tool}")
+        subprocess.run(["dd", "if=/dev/zero", f"of={self.raw}", "bs=1M", f"count={self.size >> 20}",
+                        "status=none"], check=True)
+        log(f"client (fio) on CPU {self.client_cpu}, nestord on CPU {self.server_cpu} (poll); "
+            f"{self.runtime} s per steady run, {self.reps} rep(s)")
+        for c in self.cluster_sizes:
+            self.run_cluster(c)
+
+
+# -- report --------------------------------------------------------------
+def median(xs):
+    return statistics.median(xs) if xs else 0.0
+
+
+def aggregate(records, kind, cluster, workload, target):
+    rs = [r for r in records if r["kind"] == kind and r["cluster"] == cluster and r["workload"] == workload
+          and r["target"] == target]
+    out = {k: median([r[k] for r in rs]) for k in ("iops", "lat_mean_us", "lat_p99_us")}
+    out["reps"] = len(rs)
+    out["iops_all"] = [round(r["iops"]) for r in rs]
+    if rs and "allocations" in rs[0]:
+        out["alloc_fraction"] = median([r["alloc_fraction"] for r in rs])
+        out["parked_writes"] = sum(r["parked_writes"] for r in rs)
+    return out
+
+
+def paired_ratios(records, kind, cluster, workload, target, base):
+    """thin/raw IOPS of each repetition (targets of one rep ran back to back)."""
+    by = {}
+    for r in records:
+        if r["kind"] == kind and r["cluster"] == cluster and r["workload"] == workload:
+            by.setdefault(r["rep"], {})[r["target"]] = r["iops"]
+    return [v[target] / v[base] for _, v in sorted(by.items()) if target in v and base in v and v[base]]
+
+
+def verdict(ratio, spread):
+    if ratio >= 0.95:
+        return "met"
+    return "**missed**" if max(spread or [ratio]) < 0.95 else "not met (median), some reps within 5 %"
+
+
+def write_markdown(doc, path):
+    recs, m = doc["records"], doc["machine"]
+    lines = [f"# Thin volumes vs raw file backend ({'quick' if m['quick'] else 'full'} run, {doc['started']})", "",
+             f"Machine: {m['cpu']}, {m['cpus']} CPUs, kernel {m['kernel']}; {m['fio']}.",
+             f"fio (`--thread`, our engine, `nestor_poll=1`) on CPU {m['client_cpu']}; one nestord "
+             f"(`--reactors 1 --poll-mode poll`) on CPU {m['server_cpu']} serving every target; "
+             f"steady runs {m['runtime_s']} s x {m['reps']} rep(s), first writes {m['first_write_reps']} rep(s); "
+             "medians; latency is fio's total latency (lat_ns); store: files on tmpfs.",
+             f"Command: `{doc['command']}` ({doc['elapsed_s']} s); pools made with `{m['pool_tool']}`.", "",
+             f"Servers (one per cluster size, `taskset -c {m['server_cpu']}`):", ""]
+    lines += [f"    {a}" for a in doc["server_argv"]]
+    lines.append("")
+    lines += ["## Fills", "", "| cluster | volume | fio | clusters allocated | extents | seconds |",
+              "|---|---|---|---|---|---|"]
+    for f in doc["fills"]:
+        lines.append(f"| {human(f['cluster'])} | {f['volume']} | {f['rw']} bs={f['bs']} | "
+                     f"{f['allocations']:,} of {f['clusters']:,} | {f['extents']:,} | {f['seconds']} |")
+    lines.append("")
+    clusters = sorted({r["cluster"] for r in recs}, reverse=True)
+    for c in clusters:
+        lines += [f"## Steady state, {human(c)} clusters, volume {m['size_mib']} MiB", "",
+                  "| workload | target | IOPS | mean us | p99 us | IOPS vs raw | per-rep IOPS ratios | 5 % target |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for (w, _, _) in STEADY:
+            base = aggregate(recs, "steady", c, w, "raw")
+            for t in STEADY_TARGETS:
+                a = aggregate(recs, "steady", c, w, t)
+                if not a["reps"]:
+                    continue
+                ratio = a["iops"] / base["iops"] if base["iops"] else 0
+                pr = paired_ratios(recs, "steady", c, w, t, "raw") if t != "raw" else []
+                lines.append(f"| {w} | {t} | {a['iops']:,.0f} | {a['lat_mean_us']:.2f} | {a['lat_p99_us']:.2f} | "
+                             f"{ratio:.3f}x | {', '.join(f'{x:.3f}' for x in pr) or '-'} | "
+                             f"{verdict(ratio, pr) if t != 'raw' else '-'} |")
+        lines.append("")
+        lines += [f"## First writes, {human(c)} clusters: randwrite 4k, {m['fw_size_mib']} MiB region, "
+                  f"{m['fw_size_mib'] // 4} MiB written once", "",
+                  "| workload | target | IOPS | mean us | p99 us | IOPS vs raw | IOPS vs raw-sparse | "
+                  "writes that allocated | parked |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for qd in (1, 32):
+            w = f"randwrite-4k-qd{qd}-first"
+            base = aggregate(recs, "first", c, w, "raw")
+            sparse = aggregate(recs, "first", c, w, "raw-sparse")
+            for t in FIRST_TARGETS:
+                a = aggregate(recs, "first", c, w, t)
+                if not a["reps"]:
+                    continue
+                alloc = f"{100 * a['alloc_fraction']:.0f} %" if "alloc_fraction" in a else "-"
+                parked = f"{a['parked_writes']:,}" if "parked_writes" in a else "-"
+                lines.append(f"| {w} | {t} | {a['iops']:,.0f} | {a['lat_mean_us']:.2f} | {a['lat_p99_us']:.2f} | "
+                             f"{a['iops'] / base['iops']:.3f}x | {a['iops'] / sparse['iops']:.3f}x | {alloc} | "
+                             f"{parked} |")
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def machine_info(b):
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    fio = subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "fio": fio,
+            "client_cpu": b.client_cpu, "server_cpu": b.server_cpu, "quick": b.quick, "runtime_s": b.runtime,
+            "reps": b.reps, "first_write_reps": b.fw_reps, "size_mib": b.size >> 20, "fw_size_mib": b.fw_size >> 20,
+            "cluster_sizes": b.cluster_sizes, "pool_tool": b.pool_tool,
+            "loadavg_before": b.load_before}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--quick", action="store_true", help="1 s runs, 256 MiB volumes, 1 rep (about 1 minute)")
+    ap.add_argument("--reps", type=int, default=0,
+                    help="repetitions per steady record (default 5, quick 1; first writes: at most 3)")
+    ap.add_argument("--cluster-sizes", default="64K,4K", help="comma-separated, e.g. 64K,4K")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.sched_setaffinity(0, {0})
+    b = VolumeBench(args)
+    for path, what in ((b.nestord, "nestord"), (b.engine, "the fio engine")):
+        if not os.path.exists(path):
+            sys.exit(f"volume_bench: {what} not found at {path}; build first (make build)")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    started = time.time()
+    info_before = None
+    try:
+        b.run()
+        info_before = machine_info(b)
+    finally:
+        b.cleanup()
+    out = os.path.join(args.out, f"volume-{stamp}")
+    os.makedirs(out, exist_ok=True)
+    doc = {"machine": info_before, "command": " ".join(sys.argv), "server_argv": b.server_argvs,
+        "started": stamp, "elapsed_s": round(time.time() - started, 1), "fills": b.fills, "records": b.records}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    write_markdown(doc, os.path.join(out, "results.md"))
+    latest = os.path.join(args.out, "volume-latest")
+    shutil.rmtree(latest, ignore_errors=True)
+    shutil.copytree(out, latest)
+    log(f"results: {out} (and {latest}); {doc['elapsed_s']} s")
+    with open(os.path.join(out, "results.md")) as f:
+        print(f.read())
+
+
+if __name__ == "__main__":
+    main()
