@@ -159,10 +159,15 @@ void AppendRecord(const Record& r, std::string* out) {
       out->append(r.name);
       break;
     case RecordType::kVolumeDelete:
+    case RecordType::kExportClear:
       break;
     case RecordType::kVolumeResize:
     case RecordType::kVolumeReserve:
       Put(out, r.a);
+      break;
+    case RecordType::kExportSet:
+      Put(out, r.a);
+      for (uint64_t q : r.qos) Put(out, q);
       break;
     case RecordType::kMap:
       Put(out, r.a);
@@ -197,6 +202,12 @@ Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
         break;
       }
       case RecordType::kVolumeDelete:
+      case RecordType::kExportClear:
+        break;
+      case RecordType::kExportSet:
+        if (!need(40)) return Corruption("truncated export record");
+        r.a = GetAt<uint64_t>(buf, &off);
+        for (uint64_t& q : r.qos) q = GetAt<uint64_t>(buf, &off);
         break;
       case RecordType::kVolumeResize:
       case RecordType::kVolumeReserve:

@@ -61,6 +61,8 @@ enum class RecordType : uint8_t {
   kMap = 4,           // id, vcluster, pcluster, count
   kUnmap = 5,         // id, vcluster, count (frees what was mapped there)
   kVolumeReserve = 6, // id, reserved clusters (space guarantee)
+  kExportSet = 7,     // id, queues | readonly << 16, qos[4] (the volume is exported)
+  kExportClear = 8,   // id (no longer exported)
 };
 
 struct Record {
@@ -70,6 +72,7 @@ struct Record {
   uint64_t b = 0;      // pcluster | reserved (create)
   uint64_t count = 0;  // clusters (map/unmap)
   std::string name;    // create
+  uint64_t qos[4] = {};  // export: read_iops, write_iops, read_bps, write_bps
 };
 
 void AppendRecord(const Record& r, std::string* out);

@@ -114,6 +114,8 @@ VolumeInfo Pool::InfoOf(const Volume& v) const {
   i.reserved_bytes = v.reserved * sb_.cluster_size;
   i.extents = v.map.extent_count();
   i.open = v.open_count.load() > 0;
+  i.exported = v.exported;
+  i.export_settings = v.export_settings;
   return i;
 }
 
@@ -208,6 +210,45 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: resized volume {} to {} bytes", name, size);
   return Status::Ok();
+}
+
+Record ExportRecord(uint32_t id, const ExportSettings& s) {
+  Record r{RecordType::kExportSet, id, uint64_t{s.queues} | (uint64_t{s.read_only} << 16), 0, 0, {}};
+  r.qos[0] = s.read_iops;
+  r.qos[1] = s.write_iops;
+  r.qos[2] = s.read_bps;
+  r.qos[3] = s.write_bps;
+  return r;
+}
+
+Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
+  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  if (s.queues < 1 || s.queues > 64) return Status::Invalid("queues must be 1..64");
+  std::lock_guard<std::mutex> c(commit_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto v = FindLocked(name);
+    if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+    if (v->exported && v->export_settings == s) return Status::Ok();
+    v->exported = true;
+    v->export_settings = s;
+    AppendPendingLocked(ExportRecord(v->id, s));
+  }
+  return CommitLocked();
+}
+
+Status Pool::ClearExport(const std::string& name) {
+  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  std::lock_guard<std::mutex> c(commit_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto v = FindLocked(name);
+    if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+    if (!v->exported) return Status::Ok();
+    v->exported = false;
+    AppendPendingLocked(Record{RecordType::kExportClear, v->id, 0, 0, 0, {}});
+  }
+  return CommitLocked();
 }
 
 std::vector<VolumeInfo> Pool::ListVolumes() const {

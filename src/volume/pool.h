@@ -54,6 +54,8 @@ struct VolumeInfo {
   uint64_t reserved_bytes = 0;   // guaranteed (preallocated) space
   uint64_t extents = 0;
   bool open = false;
+  bool exported = false;
+  ExportSettings export_settings;
 };
 
 struct PoolInfo {
@@ -97,6 +99,9 @@ struct alignas(64) EpochCounters {
   std::atomic<uint64_t> active[2] = {0, 0};
 };
 
+// The record that stores an export's settings.
+Record ExportRecord(uint32_t id, const ExportSettings& s);
+
 class Pool {
  public:
   // Writes a fresh superblock and an empty checkpoint. Refuses a device
@@ -112,6 +117,10 @@ class Pool {
   Result<VolumeInfo> CreateVolume(const std::string& name, uint64_t size, bool preallocate);
   Status DeleteVolume(const std::string& name);
   Status ResizeVolume(const std::string& name, uint64_t size, bool force);
+  // Records that the volume is exported with `s` (create or update) / not
+  // exported; committed before returning. nestord re-exports at start.
+  Status SetExport(const std::string& name, const ExportSettings& s);
+  Status ClearExport(const std::string& name);
   std::vector<VolumeInfo> ListVolumes() const;
   Result<VolumeInfo> GetVolume(const std::string& name) const;
   PoolInfo Info() const;

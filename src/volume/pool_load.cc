@@ -137,6 +137,21 @@ Status Pool::Apply(const Record& r) {
     case RecordType::kVolumeResize:
       v.size.store(r.a);
       return Status::Ok();
+    case RecordType::kExportSet:
+      v.exported = true;
+      v.export_settings.queues = static_cast<uint16_t>(r.a & 0xFFFF);
+      v.export_settings.read_only = (r.a >> 16) & 1;
+      v.export_settings.read_iops = r.qos[0];
+      v.export_settings.write_iops = r.qos[1];
+      v.export_settings.read_bps = r.qos[2];
+      v.export_settings.write_bps = r.qos[3];
+      if (v.export_settings.queues < 1 || v.export_settings.queues > 64) {
+        return Corruption("export of volume " + v.name + " has a bad queue count");
+      }
+      return Status::Ok();
+    case RecordType::kExportClear:
+      v.exported = false;
+      return Status::Ok();
     case RecordType::kVolumeReserve:
       reserved_unused_ -= UnusedReservation(v);
       v.reserved = r.a;

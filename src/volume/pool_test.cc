@@ -258,5 +258,41 @@ TEST(Pool, ControlErrorsAndPersistence) {
   }
 }
 
+TEST(Pool, ExportSettingsPersistThroughLogAndCheckpoint) {
+  auto f = MakePool(8 << 20);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 1 << 20, false).ok());
+  ASSERT_TRUE(f.pool->CreateVolume("b", 1 << 20, false).ok());
+  ExportSettings s;
+  s.queues = 4;
+  s.read_only = true;
+  s.write_iops = 5000;
+  s.read_bps = 1 << 20;
+  ASSERT_TRUE(f.pool->SetExport("a", s).ok());
+  ASSERT_TRUE(f.pool->SetExport("b", ExportSettings{}).ok());
+  ASSERT_TRUE(f.pool->ClearExport("b").ok());
+  EXPECT_EQ(f.pool->SetExport("zz", s).err(), ENOENT);
+  auto check = [&](Pool* p) {
+    auto a = p->GetVolume("a");
+    ASSERT_TRUE(a->exported);
+    EXPECT_EQ(a->export_settings, s);
+    EXPECT_FALSE(p->GetVolume("b")->exported);
+  };
+  auto reopened = Pool::Open(VolatileCacheDevice::FromImage(f.dev->Crash(), 1));  // from the log
+  ASSERT_TRUE(reopened.ok());
+  check(reopened->get());
+  ASSERT_TRUE((*reopened)->Commit().ok());
+  // Force a checkpoint: enough pending records to pass half the log.
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE((*reopened)->SetExport("b", ExportSettings{static_cast<uint16_t>(1 + i % 8)}).ok());
+  }
+  ASSERT_TRUE((*reopened)->ClearExport("b").ok());
+  EXPECT_GE((*reopened)->Info().checkpoints, 1u);
+  auto* dev = static_cast<VolatileCacheDevice*>((*reopened)->device());
+  auto again = Pool::Open(VolatileCacheDevice::FromImage(dev->Crash(), 2));
+  ASSERT_TRUE(again.ok());
+  check(again->get());
+  EXPECT_TRUE((*again)->Check().clean());
+}
+
 }  // namespace
 }  // namespace nestor::volume

@@ -52,6 +52,15 @@ struct InitEntry {
   std::vector<ParkedOp*> waiters;
 };
 
+// How a volume is exported (stored in the pool, so exports survive
+// restarts). Plain numbers: the volume layer knows nothing of virtio.
+struct ExportSettings {
+  uint16_t queues = 1;
+  bool read_only = false;
+  uint64_t read_iops = 0, write_iops = 0, read_bps = 0, write_bps = 0;  // 0: unlimited
+  bool operator==(const ExportSettings&) const = default;
+};
+
 struct Volume {
   uint32_t id = 0;
   std::string name;
@@ -59,6 +68,8 @@ struct Volume {
   uint64_t reserved = 0;  // clusters guaranteed to it (preallocation)
   uint64_t allocated = 0; // clusters it holds, mapped or initializing (Pool::mu_)
   std::atomic<int> open_count{0};  // data-path backends alive
+  bool exported = false;           // Pool::mu_
+  ExportSettings export_settings;  // Pool::mu_
 
   ShardedRwLock lock;
   ExtentMap map;                                        // guarded by lock
