@@ -16,7 +16,10 @@ namespace nestor::vhost {
 using virtio::Bit;
 
 BlkExport::BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors)
-    : cfg_(std::move(cfg)), reactors_(std::move(reactors)) {}
+    : cfg_(std::move(cfg)), reactors_(std::move(reactors)) {
+  if (!cfg_.qos) cfg_.qos = std::make_shared<virtio::VolumeQos>();  // unlimited
+  if (!cfg_.stats) cfg_.stats = std::make_shared<virtio::VolumeStats>();
+}
 
 BlkExport::~BlkExport() {
   Shutdown();
