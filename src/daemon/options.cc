@@ -46,6 +46,14 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     int d = 0;
     if (!ParseInt(value, &d) || d < 0 || d > 10'000'000) return Status::Invalid("delay_us must be 0..10000000");
     v->delay_us = static_cast<uint32_t>(d);
+  } else if (key == "read_iops" || key == "write_iops" || key == "read_bps" || key == "write_bps") {
+    auto n = ParseSize(value);  // bandwidth takes K/M/G suffixes; IOPS plain numbers
+    if (!n.ok()) return Status::Invalid(item + " must be a number");
+    uint64_t* f = key == "read_iops"    ? &v->qos.read_iops
+                  : key == "write_iops" ? &v->qos.write_iops
+                  : key == "read_bps"   ? &v->qos.read_bps
+                                        : &v->qos.write_bps;
+    *f = *n;
   } else if (key == "reactor") {
     while (!value.empty()) {
       size_t slash = value.find('/');
@@ -97,7 +105,15 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--volume", volumes,
                  "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]");
   app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
-  app.add_option("--pool-queues", o.pool_queues, "queues per pool volume (default 1)")->check(CLI::Range(1, 64));
+  app.add_flag("--export-all", o.export_all,
+               "export every volume of the pool, not only the stored exports (and store them)");
+  app.add_option("--pool-queues", o.pool_queues, "queues per volume exported by --export-all (default 1)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--control-socket", o.control_socket,
+                 "JSON-RPC control socket (default <socket-dir>/control.ctl; see docs/rpc.md)");
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: off)")
+      ->check(CLI::Range(1, 65535));
   app.add_option("--commit-ms", o.commit_ms,
                  "pool: commit new mappings at least every MS milliseconds (default 100; FLUSH commits at once)")
       ->check(CLI::Range(1, 60000));
@@ -113,6 +129,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
     return Status::Error(rc == 0 ? 0 : EINVAL, "");
   }
   if (volumes.empty() && o.pool.empty()) return Status::Invalid("give --volume or --pool (see --help)");
+  if (o.control_socket.empty()) o.control_socket = o.socket_dir + "/control.ctl";
   auto m = reactor::ParsePollMode(mode);
   if (!m.ok()) return m.status();
   o.mode = *m;

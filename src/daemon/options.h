@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "reactor/reactor.h"
+#include "virtio/qos.h"
 
 namespace nestor::daemon {
 
@@ -21,6 +22,7 @@ struct VolumeSpec {
   bool read_only = false;
   std::vector<int> queue_reactor;  // per queue; empty: spread
   uint32_t delay_us = 0;           // fault injection (file backend): hold each request
+  virtio::QosLimits qos;           // read_iops=, write_iops=, read_bps=, write_bps=
 };
 
 struct Options {
@@ -29,13 +31,17 @@ struct Options {
   std::string pool;            // serve every volume of this pool (empty: none)
   uint16_t pool_queues = 1;    // queues per pool volume
   uint32_t commit_ms = 100;    // pool metadata commit timer
+  bool export_all = false;     // export every pool volume (and store those exports)
+  std::string control_socket;  // default <socket_dir>/control.ctl
+  uint16_t metrics_port = 0;   // 0: no Prometheus endpoint
   int reactors = 1;
   std::vector<int> cpus;  // empty: not pinned
   reactor::PollMode mode = reactor::PollMode::kAdaptive;
   uint64_t idle_us = 50;
 };
 
-// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]".
+// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]
+//          [,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]".
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
 Result<Options> ParseOptions(int argc, char** argv);
 

@@ -23,6 +23,8 @@
 #include "reactor/reactor.h"
 #include "virtio/blk_defs.h"
 #include "virtio/blk_request.h"
+#include "virtio/qos.h"
+#include "virtio/volume_stats.h"
 
 namespace nestor::vhost {
 
@@ -36,6 +38,9 @@ struct ExportConfig {
   std::vector<int> queue_reactor;  // reactor index per queue; empty: spread
   std::shared_ptr<io::BlockBackend> backend;
   uint32_t max_sessions = 8;
+  // Shared by every queue of every session (created by BlkExport if null).
+  std::shared_ptr<virtio::VolumeQos> qos;
+  std::shared_ptr<virtio::VolumeStats> stats;
 };
 
 class BlkExport {
@@ -56,6 +61,8 @@ class BlkExport {
   virtio::BlkConfig blk_config() const;
   virtio::BlkLimits limits() const;
   reactor::Reactor* ReactorFor(uint32_t queue) const;
+  virtio::VolumeQos& qos() const { return *cfg_.qos; }
+  virtio::VolumeStats& stats() const { return *cfg_.stats; }
   size_t active_sessions();
 
   static constexpr uint32_t kSegMax = 126;

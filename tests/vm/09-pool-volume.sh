@@ -26,7 +26,7 @@ POOL=$TMP/pool.img
 "$NESTOR" pool create "$POOL" --size 256M
 "$NESTOR" volume create vm0 --pool "$POOL" --size 64M
 "$NESTOR" volume create other --pool "$POOL" --size 64M
-NESTORD_TIMEOUT=160 nestord_launch "$NESTORD_BIN" --pool "$POOL" --pool-queues 2 --reactors 2
+NESTORD_TIMEOUT=160 nestord_launch "$NESTORD_BIN" --pool "$POOL" --export-all --pool-queues 2 --reactors 2
 "$HERE/run-guest.sh" --socket "$TMP/vm0.sock" --test fs --queues 2 --timeout 120 \
 	--log "$TMP/console.log" || { _nestord_log; exit 1; }
 

@@ -1,0 +1,59 @@
+// RpcServer: JSON-RPC 2.0 over a unix socket, one request per line
+// (newline-delimited JSON), replies in order (docs/rpc.md).
+//
+// Thread: Start spawns one control thread that accepts connections and
+// runs every method handler; Register before Start. Handlers may block
+// (they run on the control thread, never on a reactor) but should not
+// block for long: other RPC clients wait meanwhile. Errors: a handler
+// returns Status (errno) -> JSON-RPC error {code: -errno, data.errno};
+// malformed input gets the JSON-RPC codes; an oversized or broken
+// connection is closed. Limits: 16 connections, 1 MiB per request.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "base/fd.h"
+#include "base/status.h"
+
+namespace nestor::control {
+
+using Json = nlohmann::json;
+using Method = std::function<Result<Json>(const Json& params)>;
+
+class RpcServer {
+ public:
+  static constexpr size_t kMaxRequest = 1 << 20;
+  static constexpr size_t kMaxClients = 16;
+
+  explicit RpcServer(std::string path) : path_(std::move(path)) {}
+  ~RpcServer();
+  void Register(const std::string& name, Method m) { methods_[name] = std::move(m); }
+  // Binds (mode 0600, replacing a stale socket) and starts the thread.
+  Status Start();
+  void Stop();
+  const std::string& path() const { return path_; }
+
+  // One request line -> one reply line (without the newline). Public for
+  // unit tests.
+  std::string Handle(const std::string& line);
+
+ private:
+  void Run();
+  Json Dispatch(const Json& req);
+
+  std::string path_;
+  std::map<std::string, Method> methods_;
+  UniqueFd listen_fd_;
+  UniqueFd stop_fd_;
+  std::thread thread_;
+};
+
+// "ENOENT" for 2, etc. (the errno names docs/rpc.md uses).
+const char* ErrnoName(int err);
+
+}  // namespace nestor::control

@@ -1,0 +1,505 @@
+#include "daemon/controller.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "vhost/mem_table.h"
+#include "virtio/queue_stats.h"
+
+namespace nestor::daemon {
+namespace {
+
+using Json = control::Json;
+
+Result<std::string> Str(const Json& p, const char* k) {
+  if (!p.contains(k) || !p[k].is_string()) return Status::Invalid(std::string("missing string parameter '") + k + "'");
+  return p[k].get<std::string>();
+}
+
+Result<uint64_t> U64(const Json& p, const char* k) {
+  if (!p.contains(k) || !p[k].is_number_unsigned()) {
+    return Status::Invalid(std::string("missing non-negative integer parameter '") + k + "'");
+  }
+  return p[k].get<uint64_t>();
+}
+
+bool Flag(const Json& p, const char* k) { return p.contains(k) && p[k].is_boolean() && p[k].get<bool>(); }
+
+virtio::QosLimits ToLimits(const volume::ExportSettings& s) {
+  return {s.read_iops, s.write_iops, s.read_bps, s.write_bps};
+}
+
+void SetLimits(volume::ExportSettings* s, const virtio::QosLimits& l) {
+  s->read_iops = l.read_iops;
+  s->write_iops = l.write_iops;
+  s->read_bps = l.read_bps;
+  s->write_bps = l.write_bps;
+}
+
+Json QosJson(const virtio::QosLimits& l) {
+  return {{"read_iops", l.read_iops}, {"write_iops", l.write_iops}, {"read_bps", l.read_bps}, {"write_bps", l.write_bps}};
+}
+
+// Applies the limits present in p onto l (absent: unchanged).
+Status ApplyQos(const Json& p, virtio::QosLimits* l) {
+  const std::pair<const char*, uint64_t*> fields[] = {
+      {"read_iops", &l->read_iops}, {"write_iops", &l->write_iops},
+      {"read_bps", &l->read_bps}, {"write_bps", &l->write_bps}};
+  for (auto [k, f] : fields) {
+    if (!p.contains(k)) continue;
+    if (!p[k].is_number_unsigned()) return Status::Invalid(std::string(k) + " must be a non-negative integer");
+    *f = p[k].get<uint64_t>();
+  }
+  return Status::Ok();
+}
+
+Json SnapshotJson(const virtio::StatsSnapshot& s) {
+  return {{"read_ops", s.read_ops}, {"write_ops", s.write_ops}, {"flush_ops", s.flush_ops},
+          {"discard_ops", s.discard_ops}, {"write_zeroes_ops", s.write_zeroes_ops},
+          {"read_bytes", s.read_bytes}, {"write_bytes", s.write_bytes}, {"errors", s.errors},
+          {"throttled", s.throttled},
+          {"latency_ns", {{"mean", s.mean_ns}, {"p50", s.p50_ns}, {"p99", s.p99_ns}, {"p999", s.p999_ns}}}};
+}
+
+double Seconds(const std::atomic<uint64_t>& ns) { return static_cast<double>(ns.load()) / 1e9; }
+
+}  // namespace
+
+Controller::Controller(const Options& o, std::vector<reactor::Reactor*> reactors)
+    : opts_(o), reactors_(std::move(reactors)) {}
+
+Controller::~Controller() { Shutdown(); }
+
+Status Controller::Start() {
+  if (!opts_.pool.empty()) {
+    auto dev = volume::OpenFilePoolDevice(opts_.pool, false, 0);
+    if (!dev.ok()) return dev.status();
+    volume::PoolOptions po;
+    po.commit_interval_ms = opts_.commit_ms;
+    auto pool = volume::Pool::Open(std::move(dev.value()), po);
+    if (!pool.ok()) return pool.status();
+    pool_ = std::move(pool.value());
+    pool_->StartCommitter();
+  }
+  for (const VolumeSpec& v : opts_.volumes) {
+    if (pool_ != nullptr && pool_->GetVolume(v.name).ok()) {
+      return Status::Invalid("--volume " + v.name + " clashes with a pool volume");
+    }
+    Result<std::unique_ptr<io::BlockBackend>> b = Status::Invalid("unknown backend");
+    if (v.delay_us > 0 && v.backend != "file") return Status::Invalid("volume " + v.name + ": delay_us needs backend=file");
+    if (v.backend == "mem") b = io::OpenMemBackend(v.size);
+    if (v.backend == "null") b = io::OpenNullBackend(v.size);
+    if (v.backend == "file") b = io::OpenFileBackend(v.path, v.size, v.read_only, v.delay_us);
+    if (!b.ok()) return Status::Error(b.status().err(), "volume " + v.name + ": " + b.status().message());
+    volume::ExportSettings s;
+    s.queues = v.queues;
+    s.read_only = v.read_only;
+    SetLimits(&s, v.qos);
+    NESTOR_RETURN_IF_ERROR(AddExport(v.name, std::shared_ptr<io::BlockBackend>(std::move(b.value())), s, false,
+                                     v.queue_reactor));
+  }
+  if (pool_ == nullptr) return Status::Ok();
+  for (const volume::VolumeInfo& info : pool_->ListVolumes()) {
+    if (!info.exported && !opts_.export_all) continue;
+    volume::ExportSettings s = info.export_settings;
+    if (!info.exported) s.queues = opts_.pool_queues;
+    auto backend = pool_->OpenVolume(info.name);
+    if (!backend.ok()) return backend.status();
+    NESTOR_RETURN_IF_ERROR(AddExport(info.name, backend.value(), s, true));
+    if (!info.exported) NESTOR_RETURN_IF_ERROR(pool_->SetExport(info.name, s));
+  }
+  return Status::Ok();
+}
+
+Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend,
+                             const volume::ExportSettings& s, bool persistent, std::vector<int> queue_reactor) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (exports_.count(name)) return Status::Error(EEXIST, "volume '" + name + "' is already exported");
+  }
+  vhost::ExportConfig ec;
+  ec.name = name;
+  ec.socket_path = opts_.socket_dir + "/" + name + ".sock";
+  ec.read_only = s.read_only;
+  ec.num_queues = s.queues;
+  ec.queue_reactor = std::move(queue_reactor);
+  ec.backend = std::move(backend);
+  ec.qos = std::make_shared<virtio::VolumeQos>();
+  ec.qos->Set(ToLimits(s));
+  ec.stats = std::make_shared<virtio::VolumeStats>();
+  auto e = std::make_unique<Export>();
+  e->exp = std::make_unique<vhost::BlkExport>(std::move(ec), reactors_);
+  e->persistent = persistent;
+  NESTOR_RETURN_IF_ERROR(e->exp->Listen());
+  e->stop_fd.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!e->stop_fd.valid()) return Status::FromErrno("eventfd");
+  vhost::BlkExport* exp = e->exp.get();
+  int stop = e->stop_fd.get();
+  e->acceptor = std::thread([exp, stop, name] {
+    std::string tname = ("accept-" + name).substr(0, 15);
+    pthread_setname_np(pthread_self(), tname.c_str());
+    for (;;) {
+      pollfd pfds[2] = {{stop, POLLIN, 0}, {exp->listen_fd(), POLLIN, 0}};
+      if (poll(pfds, 2, -1) < 0) continue;
+      if (pfds[0].revents) return;
+      if (pfds[1].revents & POLLIN) exp->AcceptOne();
+    }
+  });
+  std::lock_guard<std::mutex> g(mu_);
+  exports_[name] = std::move(e);
+  return Status::Ok();
+}
+
+void Controller::StopExport(Export* e) {
+  uint64_t one = 1;
+  ssize_t unused = write(e->stop_fd.get(), &one, sizeof(one));
+  (void)unused;
+  if (e->acceptor.joinable()) e->acceptor.join();
+  e->exp->Shutdown();  // clients see EOF; their queues drain on the reactors
+}
+
+Status Controller::RemoveExport(const std::string& name, bool force) {
+  std::unique_ptr<Export> e;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = exports_.find(name);
+    if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + name + "' is not exported");
+    if (!force && it->second->exp->active_sessions() > 0) {
+      return Status::Error(EBUSY, "export '" + name + "' has a connected client (use force to disconnect it)");
+    }
+    e = std::move(it->second);
+    exports_.erase(it);
+  }
+  StopExport(e.get());
+  bool persistent = e->persistent;
+  e.reset();  // unlinks the socket, releases the volume
+  NLOG_INFO("export {} deleted{}", name, force ? " (forced)" : "");
+  if (persistent && pool_ != nullptr) return pool_->ClearExport(name);
+  return Status::Ok();
+}
+
+void Controller::Shutdown() {
+  std::map<std::string, std::unique_ptr<Export>> all;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    all.swap(exports_);
+  }
+  for (auto& [name, e] : all) StopExport(e.get());
+  all.clear();
+}
+
+std::vector<std::pair<std::string, vhost::BlkExport*>> Controller::Exports() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<std::pair<std::string, vhost::BlkExport*>> out;
+  for (const auto& [name, e] : exports_) out.emplace_back(name, e->exp.get());
+  return out;
+}
+
+Status Controller::NeedPool() const {
+  if (pool_ == nullptr) return Status::Error(EOPNOTSUPP, "nestord runs without a pool (start it with --pool)");
+  return Status::Ok();
+}
+
+void Controller::RegisterMethods(control::RpcServer* rpc) {
+  auto bind = [this](Result<Json> (Controller::*m)(const Json&)) {
+    return [this, m](const Json& p) { return (this->*m)(p); };
+  };
+  rpc->Register("pool_info", bind(&Controller::PoolInfo));
+  rpc->Register("volume_create", bind(&Controller::VolumeCreate));
+  rpc->Register("volume_delete", bind(&Controller::VolumeDelete));
+  rpc->Register("volume_resize", bind(&Controller::VolumeResize));
+  rpc->Register("volume_list", bind(&Controller::VolumeList));
+  rpc->Register("export_create", bind(&Controller::ExportCreate));
+  rpc->Register("export_delete", bind(&Controller::ExportDelete));
+  rpc->Register("export_list", bind(&Controller::ExportList));
+  rpc->Register("qos_set", bind(&Controller::QosSet));
+  rpc->Register("qos_get", bind(&Controller::QosGet));
+  rpc->Register("reactor_list", bind(&Controller::ReactorList));
+  rpc->Register("stats_get", bind(&Controller::StatsGet));
+}
+
+// ---- pool and volumes ----
+
+Json Controller::VolumeJson(const volume::VolumeInfo& v) const {
+  bool exported;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    exported = exports_.count(v.name) > 0;
+  }
+  return {{"name", v.name}, {"id", v.id}, {"size", v.size}, {"allocated_bytes", v.allocated_bytes},
+          {"reserved_bytes", v.reserved_bytes}, {"extents", v.extents}, {"exported", exported}};
+}
+
+Result<Json> Controller::PoolInfo(const Json&) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  volume::PoolInfo i = pool_->Info();
+  return Json{{"path", opts_.pool}, {"uuid", volume::UuidString(i.sb.uuid)}, {"size", i.sb.device_bytes},
+              {"cluster_size", i.sb.cluster_size}, {"data_clusters", i.sb.data_clusters},
+              {"used_clusters", i.used_clusters}, {"free_clusters", i.free_clusters},
+              {"reserved_unused_clusters", i.reserved_unused_clusters}, {"volumes", i.volumes},
+              {"extents", i.extents}, {"commit_seq", i.commit_seq}, {"commits", i.commits},
+              {"log_used_bytes", i.log_used_bytes}, {"allocations", i.allocations},
+              {"parked_writes", i.parked_writes}, {"enospc", i.enospc}};
+}
+
+Result<Json> Controller::VolumeCreate(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  auto size = U64(p, "size");
+  if (!size.ok()) return size.status();
+  auto v = pool_->CreateVolume(*name, *size, Flag(p, "preallocate"));
+  if (!v.ok()) return v.status();
+  return VolumeJson(*v);
+}
+
+Result<Json> Controller::VolumeDelete(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  if (!pool_->GetVolume(*name).ok()) return Status::Error(ENOENT, "no volume '" + *name + "'");
+  bool exported;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    exported = exports_.count(*name) > 0;
+  }
+  if (exported) {
+    if (!Flag(p, "force")) {
+      return Status::Error(EBUSY, "volume '" + *name + "' is exported (delete the export first, or use force)");
+    }
+    NESTOR_RETURN_IF_ERROR(RemoveExport(*name, true));
+  }
+  NESTOR_RETURN_IF_ERROR(pool_->DeleteVolume(*name));
+  return Json(true);
+}
+
+Result<Json> Controller::VolumeResize(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  auto size = U64(p, "size");
+  if (!size.ok()) return size.status();
+  NESTOR_RETURN_IF_ERROR(pool_->ResizeVolume(*name, *size, Flag(p, "force")));
+  auto v = pool_->GetVolume(*name);
+  if (!v.ok()) return v.status();
+  return VolumeJson(*v);
+}
+
+Result<Json> Controller::VolumeList(const Json&) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  Json out = Json::array();
+  for (const auto& v : pool_->ListVolumes()) out.push_back(VolumeJson(v));
+  return out;
+}
+
+// ---- exports ----
+
+Json Controller::ExportJson(const std::string& name, const vhost::BlkExport& e, bool persistent) const {
+  const vhost::ExportConfig& c = e.config();
+  return {{"name", name}, {"socket", c.socket_path}, {"queues", c.num_queues}, {"readonly", c.read_only},
+          {"persistent", persistent}, {"sessions", const_cast<vhost::BlkExport&>(e).active_sessions()},
+          {"size", c.backend->size_bytes()}, {"qos", QosJson(e.qos().Get())}};
+}
+
+Result<Json> Controller::ExportCreate(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  volume::ExportSettings s;
+  if (p.contains("queues")) {
+    auto q = U64(p, "queues");
+    if (!q.ok() || *q < 1 || *q > 64) return Status::Invalid("queues must be 1..64");
+    s.queues = static_cast<uint16_t>(*q);
+  }
+  s.read_only = Flag(p, "readonly");
+  virtio::QosLimits l;
+  if (p.contains("qos")) {
+    if (!p["qos"].is_object()) return Status::Invalid("qos must be an object");
+    NESTOR_RETURN_IF_ERROR(ApplyQos(p["qos"], &l));
+  }
+  SetLimits(&s, l);
+  auto backend = pool_->OpenVolume(*name);
+  if (!backend.ok()) return backend.status();
+  NESTOR_RETURN_IF_ERROR(AddExport(*name, backend.value(), s, true));
+  Status st = pool_->SetExport(*name, s);
+  if (!st.ok()) {
+    (void)RemoveExport(*name, true);
+    return st;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  return ExportJson(*name, *exports_.at(*name)->exp, true);
+}
+
+Result<Json> Controller::ExportDelete(const Json& p) {
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  NESTOR_RETURN_IF_ERROR(RemoveExport(*name, Flag(p, "force")));
+  return Json(true);
+}
+
+Result<Json> Controller::ExportList(const Json&) {
+  Json out = Json::array();
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& [name, e] : exports_) out.push_back(ExportJson(name, *e->exp, e->persistent));
+  return out;
+}
+
+// ---- QoS ----
+
+Result<Json> Controller::QosSet(const Json& p) {
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  virtio::QosLimits l;
+  bool persistent;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = exports_.find(*name);
+    if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + *name + "' is not exported");
+    l = it->second->exp->qos().Get();
+    NESTOR_RETURN_IF_ERROR(ApplyQos(p, &l));
+    it->second->exp->qos().Set(l);  // the reactors see it at their next request
+    persistent = it->second->persistent;
+  }
+  if (persistent && pool_ != nullptr) {
+    auto v = pool_->GetVolume(*name);
+    if (!v.ok()) return v.status();
+    volume::ExportSettings s = v->export_settings;
+    SetLimits(&s, l);
+    NESTOR_RETURN_IF_ERROR(pool_->SetExport(*name, s));
+  }
+  NLOG_INFO("qos {}: read_iops {} write_iops {} read_bps {} write_bps {}", *name, l.read_iops, l.write_iops,
+            l.read_bps, l.write_bps);
+  return QosJson(l);
+}
+
+Result<Json> Controller::QosGet(const Json& p) {
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = exports_.find(*name);
+  if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + *name + "' is not exported");
+  return QosJson(it->second->exp->qos().Get());
+}
+
+// ---- observation ----
+
+Result<Json> Controller::ReactorList(const Json&) {
+  std::map<int, int> queues;
+  virtio::ForEachQueueStats([&](const virtio::QueueStats& q) { ++queues[q.reactor]; });
+  Json out = Json::array();
+  for (reactor::Reactor* r : reactors_) {
+    const reactor::Counters& c = r->counters();
+    uint64_t work = c.polls_work.load(), idle = c.polls_idle.load();
+    out.push_back({{"id", r->options().id}, {"cpu", r->options().cpu},
+                   {"mode", reactor::PollModeName(r->options().mode)}, {"busy_s", Seconds(c.busy_ns)},
+                   {"idle_s", Seconds(c.idle_ns)}, {"sleep_s", Seconds(c.sleep_ns)}, {"polls_work", work},
+                   {"polls_idle", idle},
+                   {"poll_efficiency", work + idle ? static_cast<double>(work) / static_cast<double>(work + idle) : 0.0},
+                   {"sleeps", c.sleeps.load()}, {"kicks", c.kicks.load()}, {"calls", c.calls.load()},
+                   {"requests", c.requests.load()}, {"guest_faults", c.guest_faults.load()},
+                   {"queues", queues[r->options().id]}});
+  }
+  return out;
+}
+
+Result<Json> Controller::StatsGet(const Json& p) {
+  std::string only;
+  if (p.contains("name")) {
+    auto n = Str(p, "name");
+    if (!n.ok()) return n.status();
+    only = *n;
+  }
+  Json vols = Json::array();
+  bool found = false;
+  for (const auto& [name, e] : Exports()) {
+    if (!only.empty() && name != only) continue;
+    found = true;
+    Json v = SnapshotJson(e->stats().Snapshot());
+    v["name"] = name;
+    Json queues = Json::array();
+    std::string prefix = name + "#";
+    virtio::ForEachQueueStats([&](const virtio::QueueStats& q) {
+      if (q.device.rfind(prefix, 0) != 0) return;
+      queues.push_back({{"session", q.device}, {"index", q.index}, {"reactor", q.reactor},
+                        {"requests", q.requests.load()}, {"errors", q.errors.load()},
+                        {"in_flight", q.in_flight.load()}, {"kicks", q.kicks.load()}, {"calls", q.calls.load()},
+                        {"calls_suppressed", q.calls_suppressed.load()}});
+    });
+    v["queues"] = queues;
+    vols.push_back(v);
+  }
+  if (!only.empty() && !found) return Status::Error(ENOENT, "volume '" + only + "' is not exported");
+  return Json{{"volumes", vols}};
+}
+
+void Controller::LogStats() const {
+  for (reactor::Reactor* r : reactors_) NLOG_INFO("stats {}", r->CountersString());
+  virtio::ForEachQueueStats([](const virtio::QueueStats& q) { NLOG_INFO("stats {}", virtio::QueueStatsString(q)); });
+  for (const auto& [name, e] : Exports()) {
+    NLOG_INFO("stats volume {}: sessions {}", name, e->active_sessions());
+  }
+  if (pool_ != nullptr) NLOG_INFO("stats {}", volume::PoolStatsString(pool_->Info()));
+  NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
+}
+
+std::string Controller::PrometheusText() const {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  auto exports = Exports();
+  struct Row {
+    std::string name;
+    virtio::StatsSnapshot s;
+  };
+  std::vector<Row> rows;
+  for (const auto& [name, e] : exports) rows.push_back({name, e->stats().Snapshot()});
+  auto per_volume = [&](const char* name, const char* type, const char* help, auto field) {
+    metric(name, type, help);
+    for (const Row& r : rows) out += fmt::format("{}{{volume=\"{}\"}} {}\n", name, r.name, field(r.s));
+  };
+  per_volume("nestor_volume_read_ops_total", "counter", "Read requests completed.", [](auto& s) { return s.read_ops; });
+  per_volume("nestor_volume_write_ops_total", "counter", "Write requests completed.", [](auto& s) { return s.write_ops; });
+  per_volume("nestor_volume_flush_ops_total", "counter", "Flush requests completed.", [](auto& s) { return s.flush_ops; });
+  per_volume("nestor_volume_read_bytes_total", "counter", "Bytes read.", [](auto& s) { return s.read_bytes; });
+  per_volume("nestor_volume_write_bytes_total", "counter", "Bytes written.", [](auto& s) { return s.write_bytes; });
+  per_volume("nestor_volume_errors_total", "counter", "Requests completed with an error.", [](auto& s) { return s.errors; });
+  per_volume("nestor_volume_throttled_total", "counter", "Requests that waited for QoS.", [](auto& s) { return s.throttled; });
+  metric("nestor_volume_latency_seconds", "summary", "Request latency (ring pop to completion).");
+  for (const Row& r : rows) {
+    for (auto [q, v] : {std::pair{"0.5", r.s.p50_ns}, {"0.99", r.s.p99_ns}, {"0.999", r.s.p999_ns}}) {
+      out += fmt::format("nestor_volume_latency_seconds{{volume=\"{}\",quantile=\"{}\"}} {:.9f}\n", r.name, q,
+                         static_cast<double>(v) / 1e9);
+    }
+  }
+  auto per_reactor = [&](const char* name, const char* type, const char* help, auto field) {
+    metric(name, type, help);
+    for (reactor::Reactor* rc : reactors_) {
+      out += fmt::format("{}{{reactor=\"{}\"}} {}\n", name, rc->options().id, field(rc->counters()));
+    }
+  };
+  per_reactor("nestor_reactor_busy_seconds_total", "counter", "Time in iterations that did work.",
+              [](const reactor::Counters& c) { return Seconds(c.busy_ns); });
+  per_reactor("nestor_reactor_idle_seconds_total", "counter", "Time polling without work.",
+              [](const reactor::Counters& c) { return Seconds(c.idle_ns); });
+  per_reactor("nestor_reactor_sleep_seconds_total", "counter", "Time asleep waiting for notifications.",
+              [](const reactor::Counters& c) { return Seconds(c.sleep_ns); });
+  per_reactor("nestor_reactor_requests_total", "counter", "Requests completed.",
+              [](const reactor::Counters& c) { return c.requests.load(); });
+  if (pool_ != nullptr) {
+    volume::PoolInfo i = pool_->Info();
+    metric("nestor_pool_free_bytes", "gauge", "Free space in the pool.");
+    out += fmt::format("nestor_pool_free_bytes {}\n", i.free_clusters * i.sb.cluster_size);
+    metric("nestor_pool_used_bytes", "gauge", "Allocated space in the pool.");
+    out += fmt::format("nestor_pool_used_bytes {}\n", i.used_clusters * i.sb.cluster_size);
+    metric("nestor_pool_commits_total", "counter", "Metadata commits.");
+    out += fmt::format("nestor_pool_commits_total {}\n", i.commits);
+  }
+  return out;
+}
+
+}  // namespace nestor::daemon

@@ -1,0 +1,85 @@
+// Controller: nestord's control plane. Owns the pool and the exports (each
+// with its own acceptor thread), and implements the JSON-RPC methods of
+// docs/rpc.md on top of the volume manager (volume/pool.h) and the
+// vhost-user exports (vhost/blk_export.h).
+//
+// Thread: RPC methods run on the control socket's thread; LogStats and
+// PrometheusText may run on others (signal loop, metrics): the export map
+// is guarded by mu_. Nothing here runs on a reactor: queues start and stop
+// through their sessions, which message the reactors, so managing one
+// volume never stalls I/O on another. Errors: Status with errno (ENOENT,
+// EEXIST, EBUSY, ENOSPC, EOPNOTSUPP, ...), mapped to JSON-RPC by the server.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/status.h"
+#include "control/rpc_server.h"
+#include "daemon/options.h"
+#include "reactor/reactor.h"
+#include "vhost/blk_export.h"
+#include "volume/pool.h"
+
+namespace nestor::daemon {
+
+class Controller {
+ public:
+  Controller(const Options& o, std::vector<reactor::Reactor*> reactors);
+  ~Controller();  // Shutdown()
+
+  // Start-up: the pool (if --pool), its stored exports (and, with
+  // --export-all, every other volume), and the --volume exports.
+  Status Start();
+  void RegisterMethods(control::RpcServer* rpc);
+  // Ends every export (clients see EOF; queues drain). Then commits.
+  void Shutdown();
+
+  void LogStats() const;
+  std::string PrometheusText() const;
+
+ private:
+  struct Export {
+    std::unique_ptr<vhost::BlkExport> exp;
+    bool persistent = false;  // a pool volume's export, stored in the pool
+    std::thread acceptor;
+    UniqueFd stop_fd;
+  };
+  using Json = control::Json;
+
+  Status AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend,
+                   const volume::ExportSettings& s, bool persistent, std::vector<int> queue_reactor = {});
+  Status RemoveExport(const std::string& name, bool force);
+  void StopExport(Export* e);
+  std::vector<std::pair<std::string, vhost::BlkExport*>> Exports() const;
+  Status NeedPool() const;
+
+  Result<Json> PoolInfo(const Json& p);
+  Result<Json> VolumeCreate(const Json& p);
+  Result<Json> VolumeDelete(const Json& p);
+  Result<Json> VolumeResize(const Json& p);
+  Result<Json> VolumeList(const Json& p);
+  Result<Json> ExportCreate(const Json& p);
+  Result<Json> ExportDelete(const Json& p);
+  Result<Json> ExportList(const Json& p);
+  Result<Json> QosSet(const Json& p);
+  Result<Json> QosGet(const Json& p);
+  Result<Json> ReactorList(const Json& p);
+  Result<Json> StatsGet(const Json& p);
+
+  Json ExportJson(const std::string& name, const vhost::BlkExport& e, bool persistent) const;
+  Json VolumeJson(const volume::VolumeInfo& v) const;
+
+  Options opts_;
+  std::vector<reactor::Reactor*> reactors_;
+  std::unique_ptr<volume::Pool> pool_;
+  mutable std::mutex mu_;  // exports_ (the map; each Export's own state is its own)
+  std::map<std::string, std::unique_ptr<Export>> exports_;
+};
+
+}  // namespace nestor::daemon
