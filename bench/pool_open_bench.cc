@@ -415,14 +415,15 @@ int Main(int argc, char** argv) {
     std::printf(
         "{\"extents\": %" PRIu64 ", \"cluster_size\": %u, \"device_bytes\": %" PRIu64
         ", \"checkpoint_payload_bytes\": %" PRIu64 ", \"disk_bytes_per_extent\": %.2f, \"open_s\": %.3f"
-        ", \"open_cpu_s\": %.3f, \"open_runs_s\": %s, \"rss_delta_bytes\": %" PRId64 ", \"rss_bytes_per_extent\": %.1f"
+        ", \"open_cpu_s\": %.3f, \"open_runs_s\": %s, \"rss_delta_bytes\": %" PRId64
+        ", \"rss_bytes_per_extent\": %.1f"
         ", \"peak_delta_bytes\": %" PRId64 ", \"peak_bytes_per_extent\": %.1f, \"replay_log_bytes\": %" PRIu64
         ", \"open_with_log_s\": %.3f, \"commit_checkpoint_s\": %.3f, \"commit_payload_bytes\": %" PRIu64
         ", \"reopen_s\": %.3f}\n",
         m.extents, kCluster, m.device_bytes, m.payload_bytes, double(m.payload_bytes) / double(m.extents),
-        m.open_s, m.open_cpu_s, JsonList(m.open_runs).c_str(), m.rss_delta, double(m.rss_delta) / double(m.extents), m.peak_delta,
-        double(m.peak_delta) / double(m.extents), m.replay_log_bytes, m.replay_open_s, m.commit_s,
-        m.commit_payload, m.reopen_s);
+        m.open_s, m.open_cpu_s, JsonList(m.open_runs).c_str(), m.rss_delta,
+        double(m.rss_delta) / double(m.extents), m.peak_delta, double(m.peak_delta) / double(m.extents),
+        m.replay_log_bytes, m.replay_open_s, m.commit_s, m.commit_payload, m.reopen_s);
     std::fflush(stdout);
   }
   std::printf("\n| extents | checkpoint | disk B/extent | open s (cpu s) | RSS B/extent | peak B/extent "

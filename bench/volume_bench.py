@@ -70,6 +70,41 @@ def summarize(result, rw):
     return out
 
 
+def psi_some_us():
+    """Total microseconds some task waited for a CPU (/proc/pressure/cpu):
+    our two pinned pollers never wait, so growth means other load."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Pressure:
+    """CPU pressure (% of wall time some task was runnable but waiting)."""
+
+    def __enter__(self):
+        self.t0, self.p0 = time.time(), psi_some_us()
+        return self
+
+    def __exit__(self, *exc):
+        p1 = psi_some_us()
+        wall = time.time() - self.t0
+        self.pct = None if self.p0 is None or p1 is None or wall <= 0 else 100 * (p1 - self.p0) / 1e6 / wall
+
+
+def wait_quiet(max_s, pct=1.0):
+    """Waits (up to max_s) for 10 s in a row with CPU pressure below pct."""
+    deadline = time.time() + max_s
+    while time.time() < deadline:
+        with Pressure() as p:
+            time.sleep(10)
+        if p.pct is None or p.pct < pct:
+            return True
+        log(f"  waiting for a quiet machine: CPU pressure {p.pct:.1f} %")
+    return False
+
+
 def parse_size(text):
     m = re.fullmatch(r"(\d+)([KMG]?)", text.strip().upper())
     if not m:
@@ -108,6 +143,7 @@ class VolumeBench:
         self.fills = []
         self.pool_tool = None
         self.server_argvs = []
+        self.discarded = 0
         with open("/proc/loadavg") as f:
             self.load_before = f.read().split()[:3]
 
@@ -145,6 +181,8 @@ class VolumeBench:
         os.makedirs(d, exist_ok=True)
         argv = [self.nestord, "--socket-dir", d, "--pool", pool, "--pool-queues", "1",
                 "--reactors", "1", "--poll-mode", "poll"]
+        if self.export_all:
+            argv.append("--export-all")  # nestord that exports only stored exports by default
         for name, path, size in raw_volumes:
             argv += ["--volume", f"{name},size={size},backend=file:{path},queues=1"]
         self.server_argvs.append(" ".join(os.path.basename(a) if a == self.nestord else a for a in argv))
@@ -228,14 +266,31 @@ class VolumeBench:
         for (name, rw, qd) in STEADY:
             for rep in range(self.reps):
                 order = STEADY_TARGETS[rep % 3:] + STEADY_TARGETS[:rep % 3]
-                for target in order:
-                    raw = rb.fio_json(self.fio_steady(rw, qd, self.size, socks[target]),
-                                      timeout=self.runtime + 60)
-                    res = summarize(raw, rw)
-                    self.records.append({"kind": "steady", "cluster": cluster, "workload": name,
-                                         "target": target, "rep": rep, **res})
-                    log(f"  {human(cluster):>3} {name:18} {target:10} rep {rep}: {res['iops']:>9.0f} IOPS "
-                        f"mean {res['lat_mean_us']:6.2f} us p99 {res['lat_p99_us']:6.2f} us")
+                for attempt in range(self.args.retries + 1):
+                    # One rep = every target back to back; redone when other
+                    # load disturbed it (CPU pressure above --max-pressure).
+                    group = []
+                    with Pressure() as pressure:
+                        for target in order:
+                            with Pressure() as one:
+                                raw = rb.fio_json(self.fio_steady(rw, qd, self.size, socks[target]),
+                                                  timeout=self.runtime + 60)
+                            res = summarize(raw, rw)
+                            group.append({"kind": "steady", "cluster": cluster, "workload": name,
+                                          "target": target, "rep": rep, "attempt": attempt,
+                                          "cpu_pressure_pct": one.pct, **res})
+                    disturbed = pressure.pct is not None and pressure.pct > self.args.max_pressure
+                    for rec in group:
+                        p = rec["cpu_pressure_pct"]
+                        log(f"  {human(cluster):>3} {name:18} {rec['target']:10} rep {rep}: {rec['iops']:>9.0f} IOPS "
+                            f"mean {rec['lat_mean_us']:6.2f} us p99 {rec['lat_p99_us']:6.2f} us"
+                            + (f" (cpu pressure {p:.1f} %)" if p is not None else ""))
+                    if disturbed and attempt < self.args.retries:
+                        log(f"  rep {rep} disturbed (cpu pressure {pressure.pct:.1f} %): again")
+                        self.discarded += 1
+                        continue
+                    self.records.extend(group)
+                    break
 
     def run_first(self, srv, cluster, raw_sparse):
         for qd in (1, 32):
@@ -246,10 +301,11 @@ class VolumeBench:
                     vol = {"raw": "raw", "raw-sparse": raw_sparse[(qd, rep)],
                            "thin-fresh": f"fresh-qd{qd}-r{rep}"}[target]
                     s0 = self.pool_stats(srv) if target == "thin-fresh" else None
-                    raw = rb.fio_json(self.fio_first(qd, self.sock(srv, vol)), timeout=600)
+                    with Pressure() as one:
+                        raw = rb.fio_json(self.fio_first(qd, self.sock(srv, vol)), timeout=600)
                     res = summarize(raw, "randwrite")
                     rec = {"kind": "first", "cluster": cluster, "workload": name, "target": target,
-                           "rep": rep, **res}
+                           "rep": rep, "cpu_pressure_pct": one.pct, **res}
                     extra = ""
                     if s0 is not None:
                         s1 = self.pool_stats(srv)
@@ -260,6 +316,8 @@ class VolumeBench:
                         extra = (f" allocations {rec['allocations']} ({100 * rec['alloc_fraction']:.0f} % of "
                                  f"writes) parked {rec['parked_writes']} commits {rec['commits']}")
                     self.records.append(rec)
+                    if one.pct is not None:
+                        extra += f" (cpu pressure {one.pct:.1f} %)"
                     log(f"  {human(cluster):>3} {name:24} {target:10} rep {rep}: {res['iops']:>9.0f} IOPS "
                         f"mean {res['lat_mean_us']:6.2f} us p99 {res['lat_p99_us']:6.2f} us{extra}")
 
@@ -297,9 +355,13 @@ class VolumeBench:
 
     def run(self):
         self.pool_tool = self.choose_pool_tool()
+        helptext = subprocess.run([self.nestord, "--help"], capture_output=True, text=True).stdout
+        self.export_all = "--export-all" in helptext
         log(f"raw store: {self.raw} ({self.size >> 20} MiB on tmpfs), filled; pools made with {self.pool_tool}")
         subprocess.run(["dd", "if=/dev/zero", f"of={self.raw}", "bs=1M", f"count={self.size >> 20}",
                         "status=none"], check=True)
+        if self.args.wait_quiet:
+            wait_quiet(self.args.wait_quiet)
         log(f"client (fio) on CPU {self.client_cpu}, nestord on CPU {self.server_cpu} (poll); "
             f"{self.runtime} s per steady run, {self.reps} rep(s)")
         for c in self.cluster_sizes:
@@ -316,6 +378,8 @@ def aggregate(records, kind, cluster, workload, target):
           and r["target"] == target]
     out = {k: median([r[k] for r in rs]) for k in ("iops", "lat_mean_us", "lat_p99_us")}
     out["reps"] = len(rs)
+    ps = [r["cpu_pressure_pct"] for r in rs if r.get("cpu_pressure_pct") is not None]
+    out["pressure_max"] = max(ps) if ps else None
     out["iops_all"] = [round(r["iops"]) for r in rs]
     if rs and "allocations" in rs[0]:
         out["alloc_fraction"] = median([r["alloc_fraction"] for r in rs])
@@ -338,6 +402,10 @@ def verdict(ratio, spread):
     return "**missed**" if max(spread or [ratio]) < 0.95 else "not met (median), some reps within 5 %"
 
 
+def fmt_pct(p):
+    return "-" if p is None else f"{p:.1f}"
+
+
 def write_markdown(doc, path):
     recs, m = doc["records"], doc["machine"]
     lines = [f"# Thin volumes vs raw file backend ({'quick' if m['quick'] else 'full'} run, {doc['started']})", "",
@@ -346,6 +414,8 @@ def write_markdown(doc, path):
              f"(`--reactors 1 --poll-mode poll`) on CPU {m['server_cpu']} serving every target; "
              f"steady runs {m['runtime_s']} s x {m['reps']} rep(s), first writes {m['first_write_reps']} rep(s); "
              "medians; latency is fio's total latency (lat_ns); store: files on tmpfs.",
+             f"CPU pressure (/proc/pressure/cpu, time other tasks waited for a CPU) above "
+             f"{m['max_pressure_pct']} % redid a steady rep: {m['discarded_reps']} rep(s) redone.",
              f"Command: `{doc['command']}` ({doc['elapsed_s']} s); pools made with `{m['pool_tool']}`.", "",
              f"Servers (one per cluster size, `taskset -c {m['server_cpu']}`):", ""]
     lines += [f"    {a}" for a in doc["server_argv"]]
@@ -359,8 +429,9 @@ def write_markdown(doc, path):
     clusters = sorted({r["cluster"] for r in recs}, reverse=True)
     for c in clusters:
         lines += [f"## Steady state, {human(c)} clusters, volume {m['size_mib']} MiB", "",
-                  "| workload | target | IOPS | mean us | p99 us | IOPS vs raw | per-rep IOPS ratios | 5 % target |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| workload | target | IOPS | mean us | p99 us | IOPS vs raw | per-rep IOPS ratios | 5 % target "
+                  "| max CPU pressure % |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for (w, _, _) in STEADY:
             base = aggregate(recs, "steady", c, w, "raw")
             for t in STEADY_TARGETS:
@@ -371,13 +442,13 @@ def write_markdown(doc, path):
                 pr = paired_ratios(recs, "steady", c, w, t, "raw") if t != "raw" else []
                 lines.append(f"| {w} | {t} | {a['iops']:,.0f} | {a['lat_mean_us']:.2f} | {a['lat_p99_us']:.2f} | "
                              f"{ratio:.3f}x | {', '.join(f'{x:.3f}' for x in pr) or '-'} | "
-                             f"{verdict(ratio, pr) if t != 'raw' else '-'} |")
+                             f"{verdict(ratio, pr) if t != 'raw' else '-'} | {fmt_pct(a['pressure_max'])} |")
         lines.append("")
         lines += [f"## First writes, {human(c)} clusters: randwrite 4k, {m['fw_size_mib']} MiB region, "
                   f"{m['fw_size_mib'] // 4} MiB written once", "",
                   "| workload | target | IOPS | mean us | p99 us | IOPS vs raw | IOPS vs raw-sparse | "
-                  "writes that allocated | parked |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "writes that allocated | parked | max CPU pressure % |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for qd in (1, 32):
             w = f"randwrite-4k-qd{qd}-first"
             base = aggregate(recs, "first", c, w, "raw")
@@ -390,7 +461,7 @@ def write_markdown(doc, path):
                 parked = f"{a['parked_writes']:,}" if "parked_writes" in a else "-"
                 lines.append(f"| {w} | {t} | {a['iops']:,.0f} | {a['lat_mean_us']:.2f} | {a['lat_p99_us']:.2f} | "
                              f"{a['iops'] / base['iops']:.3f}x | {a['iops'] / sparse['iops']:.3f}x | {alloc} | "
-                             f"{parked} |")
+                             f"{parked} | {fmt_pct(a['pressure_max'])} |")
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -406,7 +477,8 @@ def machine_info(b):
     fio = subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
     return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "fio": fio,
             "client_cpu": b.client_cpu, "server_cpu": b.server_cpu, "quick": b.quick, "runtime_s": b.runtime,
-            "reps": b.reps, "first_write_reps": b.fw_reps, "size_mib": b.size >> 20, "fw_size_mib": b.fw_size >> 20,
+            "reps": b.reps, "discarded_reps": b.discarded, "max_pressure_pct": b.args.max_pressure,
+            "first_write_reps": b.fw_reps, "size_mib": b.size >> 20, "fw_size_mib": b.fw_size >> 20,
             "cluster_sizes": b.cluster_sizes, "pool_tool": b.pool_tool,
             "loadavg_before": b.load_before}
 
@@ -417,6 +489,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 s runs, 256 MiB volumes, 1 rep (about 1 minute)")
     ap.add_argument("--reps", type=int, default=0,
                     help="repetitions per steady record (default 5, quick 1; first writes: at most 3)")
+    ap.add_argument("--max-pressure", type=float, default=5.0,
+                    help="redo a steady rep whose CPU pressure (other load) exceeded this %% (default 5)")
+    ap.add_argument("--retries", type=int, default=3, help="redos per steady rep (default 3)")
+    ap.add_argument("--wait-quiet", type=int, default=0,
+                    help="first wait up to this many seconds for 10 s of CPU pressure below 1 %%")
     ap.add_argument("--cluster-sizes", default="64K,4K", help="comma-separated, e.g. 64K,4K")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = ap.parse_args()
