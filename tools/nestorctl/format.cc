@@ -1,0 +1,262 @@
+#include "nestorctl/format.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+
+namespace nestor::ctl {
+namespace {
+
+std::optional<uint64_t> U64(const ordered_json& o, const char* key) {
+  if (!o.is_object()) return std::nullopt;
+  auto it = o.find(key);
+  if (it == o.end()) return std::nullopt;
+  if (it->is_number_unsigned()) return it->get<uint64_t>();
+  if (it->is_number_integer() && it->get<int64_t>() >= 0) return static_cast<uint64_t>(it->get<int64_t>());
+  return std::nullopt;
+}
+
+std::optional<double> Double(const ordered_json& o, const char* key) {
+  if (!o.is_object()) return std::nullopt;
+  auto it = o.find(key);
+  if (it == o.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
+const ordered_json& Field(const ordered_json& o, const char* key) {
+  static const ordered_json kNull;
+  if (!o.is_object()) return kNull;
+  auto it = o.find(key);
+  return it == o.end() ? kNull : *it;
+}
+
+std::string YesNo(const ordered_json& o, const char* key) {
+  const ordered_json& v = Field(o, key);
+  if (!v.is_boolean()) return "-";
+  return v.get<bool>() ? "yes" : "no";
+}
+
+// Seconds with one decimal: "1.2s".
+std::string SecondsField(const ordered_json& o, const char* key) {
+  auto v = Double(o, key);
+  return v ? fmt::format("{:.1f}s", *v) : "-";
+}
+
+// Nanoseconds shown as microseconds with one decimal.
+std::string MicrosField(const ordered_json& o, const char* key) {
+  auto v = Double(o, key);
+  return v ? fmt::format("{:.1f}", *v / 1000.0) : "-";
+}
+
+// Clusters with their size: "2048 clusters (128.0M)".
+std::string Clusters(const ordered_json& r, const char* key, std::optional<uint64_t> cluster_size) {
+  auto n = U64(r, key);
+  if (!n) return "-";
+  std::string s = std::to_string(*n) + " clusters";
+  if (cluster_size && (*cluster_size == 0 || *n <= UINT64_MAX / *cluster_size)) {
+    s += " (" + HumanSize(*n * *cluster_size) + ")";
+  }
+  return s;
+}
+
+size_t DisplayWidth(const std::string& s) {
+  size_t w = 0;
+  for (unsigned char c : s) w += (c & 0xc0) != 0x80;  // UTF-8: count code points
+  return w;
+}
+
+// Limits that are set, compact: "wiops=5000,rbps=100.0M"; "-" if none.
+std::string QosCompact(const ordered_json& qos) {
+  if (!qos.is_object()) return "-";
+  static const struct {
+    const char* key;
+    const char* label;
+    bool bytes;
+  } kLimits[] = {{"read_iops", "riops", false},
+                 {"write_iops", "wiops", false},
+                 {"read_bps", "rbps", true},
+                 {"write_bps", "wbps", true}};
+  std::string s;
+  for (const auto& l : kLimits) {
+    auto v = U64(qos, l.key);
+    if (!v || *v == 0) continue;
+    if (!s.empty()) s += ",";
+    s += std::string(l.label) + "=" + (l.bytes ? HumanSize(*v) : std::to_string(*v));
+  }
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+std::string HumanSize(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + "B";
+  static const char kUnits[] = "KMGTPE";
+  double v = static_cast<double>(bytes);
+  int unit = -1;
+  while (v >= 1024 && unit < 5) {
+    v /= 1024;
+    ++unit;
+  }
+  return fmt::format("{:.1f}{}", v, kUnits[unit]);
+}
+
+std::string SizeField(const ordered_json& o, const char* key) {
+  auto v = U64(o, key);
+  return v ? HumanSize(*v) : "-";
+}
+
+std::string IntField(const ordered_json& o, const char* key) {
+  const ordered_json& v = Field(o, key);
+  if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  return "-";
+}
+
+std::string StrField(const ordered_json& o, const char* key) {
+  const ordered_json& v = Field(o, key);
+  if (v.is_string()) return v.get<std::string>();
+  return "-";
+}
+
+Table::Table(std::vector<std::string> header, std::string align) : align_(std::move(align)) {
+  rows_.push_back(std::move(header));
+}
+
+void Table::Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+
+std::string Table::Render(const std::string& indent) const {
+  std::vector<size_t> width;
+  for (const auto& row : rows_) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], DisplayWidth(row[i]));
+  }
+  std::string out;
+  for (const auto& row : rows_) {
+    std::string line = indent;
+    for (size_t i = 0; i < row.size(); ++i) {
+      size_t pad = width[i] - DisplayWidth(row[i]);
+      bool right = i < align_.size() && align_[i] == 'r';
+      bool last = i + 1 == row.size();
+      if (i > 0) line += "  ";
+      if (right) line.append(pad, ' ');
+      line += row[i];
+      if (!right && !last) line.append(pad, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+void PrintJson(const ordered_json& j) {
+  std::string s = j.dump(2, ' ', false, ordered_json::error_handler_t::replace);
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+bool PrintPoolInfo(const ordered_json& r) {
+  if (!r.is_object()) return false;
+  auto cs = U64(r, "cluster_size");
+  auto line = [](const char* label, const std::string& value) { std::printf("%-15s %s\n", label, value.c_str()); };
+  auto size = U64(r, "size");
+  line("path:", StrField(r, "path"));
+  line("uuid:", StrField(r, "uuid"));
+  line("size:", size ? fmt::format("{} ({} bytes)", HumanSize(*size), *size) : "-");
+  line("cluster size:", SizeField(r, "cluster_size"));
+  line("data:", Clusters(r, "data_clusters", cs));
+  line("used:", Clusters(r, "used_clusters", cs));
+  line("free:", Clusters(r, "free_clusters", cs));
+  line("reserved:", Clusters(r, "reserved_unused_clusters", cs) + " promised, not yet written");
+  line("volumes:", IntField(r, "volumes"));
+  line("extents:", IntField(r, "extents"));
+  line("commit seq:", IntField(r, "commit_seq") + " (" + IntField(r, "commits") + " commits)");
+  line("log used:", SizeField(r, "log_used_bytes"));
+  return true;
+}
+
+bool PrintVolumeList(const ordered_json& r) {
+  if (!r.is_array()) return false;
+  Table t({"NAME", "SIZE", "ALLOCATED", "RESERVED", "EXTENTS", "EXPORTED"}, "lrrrrl");
+  for (const auto& v : r) {
+    t.Add({StrField(v, "name"), SizeField(v, "size"), SizeField(v, "allocated_bytes"), SizeField(v, "reserved_bytes"),
+           IntField(v, "extents"), YesNo(v, "exported")});
+  }
+  std::fputs(t.Render().c_str(), stdout);
+  return true;
+}
+
+bool PrintExportList(const ordered_json& r) {
+  if (!r.is_array()) return false;
+  Table t({"NAME", "QUEUES", "RO", "SESSIONS", "QOS", "SOCKET"}, "lrlrll");
+  for (const auto& e : r) {
+    t.Add({StrField(e, "name"), IntField(e, "queues"), YesNo(e, "readonly"), IntField(e, "sessions"),
+           QosCompact(Field(e, "qos")), StrField(e, "socket")});
+  }
+  std::fputs(t.Render().c_str(), stdout);
+  return true;
+}
+
+bool PrintReactorList(const ordered_json& r) {
+  if (!r.is_array()) return false;
+  Table t({"ID", "CPU", "MODE", "BUSY", "IDLE", "SLEEP", "EFFICIENCY", "REQUESTS"}, "rrlrrrrr");
+  for (const auto& x : r) {
+    auto cpu = Field(x, "cpu");
+    auto eff = Double(x, "poll_efficiency");
+    t.Add({IntField(x, "id"), cpu.is_number_integer() && cpu.get<int64_t>() >= 0 ? IntField(x, "cpu") : "-",
+           StrField(x, "mode"), SecondsField(x, "busy_s"), SecondsField(x, "idle_s"), SecondsField(x, "sleep_s"),
+           eff ? fmt::format("{:.1f}%", *eff * 100.0) : "-", IntField(x, "requests")});
+  }
+  std::fputs(t.Render().c_str(), stdout);
+  return true;
+}
+
+bool PrintStats(const ordered_json& r) {
+  const ordered_json& vols = Field(r, "volumes");
+  if (!vols.is_array()) return false;
+  if (vols.empty()) {
+    std::printf("no exported volumes\n");
+    return true;
+  }
+  bool first = true;
+  for (const auto& v : vols) {
+    if (!first) std::printf("\n");
+    first = false;
+    std::printf("%s\n", StrField(v, "name").c_str());
+    std::printf("  ops          read %s  write %s  flush %s  discard %s  write_zeroes %s\n",
+                IntField(v, "read_ops").c_str(), IntField(v, "write_ops").c_str(), IntField(v, "flush_ops").c_str(),
+                IntField(v, "discard_ops").c_str(), IntField(v, "write_zeroes_ops").c_str());
+    std::printf("  bytes        read %s  write %s\n", SizeField(v, "read_bytes").c_str(),
+                SizeField(v, "write_bytes").c_str());
+    std::printf("  errors       %s  throttled %s\n", IntField(v, "errors").c_str(), IntField(v, "throttled").c_str());
+    const ordered_json& lat = Field(v, "latency_ns");
+    std::printf("  latency µs   mean %s  p50 %s  p99 %s  p99.9 %s\n", MicrosField(lat, "mean").c_str(),
+                MicrosField(lat, "p50").c_str(), MicrosField(lat, "p99").c_str(), MicrosField(lat, "p999").c_str());
+    const ordered_json& queues = Field(v, "queues");
+    if (!queues.is_array() || queues.empty()) {
+      std::printf("  no live queues\n");
+      continue;
+    }
+    Table t({"SESSION", "QUEUE", "REACTOR", "REQUESTS", "IN_FLIGHT", "KICKS", "CALLS"}, "lrrrrrr");
+    for (const auto& q : queues) {
+      t.Add({StrField(q, "session"), IntField(q, "index"), IntField(q, "reactor"), IntField(q, "requests"),
+             IntField(q, "in_flight"), IntField(q, "kicks"), IntField(q, "calls")});
+    }
+    std::fputs(t.Render("  ").c_str(), stdout);
+  }
+  return true;
+}
+
+std::string QosText(const ordered_json& qos) {
+  std::string s;
+  for (const char* key : {"read_iops", "write_iops", "read_bps", "write_bps"}) {
+    auto v = U64(qos, key);
+    bool bytes = std::string_view(key).ends_with("bps");
+    std::string value = !v ? "-" : *v == 0 ? "unlimited" : bytes ? HumanSize(*v) + "/s" : std::to_string(*v);
+    if (!s.empty()) s += ", ";
+    s += std::string(key) + " " + value;
+  }
+  return s;
+}
+
+}  // namespace nestor::ctl

@@ -1,0 +1,294 @@
+// nestorctl: the operator CLI over nestord's JSON-RPC control socket
+// (docs/rpc.md, "nestorctl"). Every subcommand is one RPC call:
+//
+//   nestorctl [-s SOCKET] [--json] pool info                 pool_info
+//   nestorctl volume create NAME --size SIZE [--preallocate] volume_create
+//   nestorctl volume delete NAME [--force]                   volume_delete
+//   nestorctl volume resize NAME --size SIZE [--force]       volume_resize
+//   nestorctl volume list                                    volume_list
+//   nestorctl export create NAME [--queues N] [--readonly]   export_create
+//   nestorctl export delete NAME [--force]                   export_delete
+//   nestorctl export list                                    export_list
+//   nestorctl qos set NAME [--read-iops N] [--write-iops N]
+//                          [--read-bps SIZE] [--write-bps SIZE]  qos_set
+//   nestorctl qos get NAME                                   qos_get
+//   nestorctl reactor list                                   reactor_list
+//   nestorctl stats [NAME]                                   stats_get
+//   nestorctl call METHOD [JSON-PARAMS]                      any method
+//
+// The socket is -s/--socket, else $NESTOR_CONTROL_SOCKET, else
+// /run/nestor/control.ctl. Human tables by default; --json (before or
+// after the subcommand) prints the method's result as JSON. Errors go to
+// stderr as "nestorctl: <message>" with the exit code of kExitCodeHelp.
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "base/size.h"
+#include "nestorctl/format.h"
+#include "nestorctl/rpc_client.h"
+
+namespace nestor::ctl {
+namespace {
+
+constexpr char kDefaultSocket[] = "/run/nestor/control.ctl";
+
+const char kSynopsis[] =
+    "Commands (global options -s, --json, --timeout go anywhere):\n"
+    "  nestorctl [-s SOCKET] [--json] pool info\n"
+    "  nestorctl volume create NAME --size SIZE [--preallocate]\n"
+    "  nestorctl volume delete NAME [--force]\n"
+    "  nestorctl volume resize NAME --size SIZE [--force]\n"
+    "  nestorctl volume list\n"
+    "  nestorctl export create NAME [--queues N] [--readonly]\n"
+    "  nestorctl export delete NAME [--force]\n"
+    "  nestorctl export list\n"
+    "  nestorctl qos set NAME [--read-iops N] [--write-iops N] [--read-bps SIZE] [--write-bps SIZE]\n"
+    "  nestorctl qos get NAME\n"
+    "  nestorctl reactor list\n"
+    "  nestorctl stats [NAME]\n"
+    "  nestorctl call METHOD [JSON-PARAMS]      # any method, raw JSON result\n"
+    "SIZE: bytes, or with a K/M/G/T suffix (binary units), e.g. 20G.\n";
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "nestorctl: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+// ParseSize for an option value; false after printing the error.
+bool SizeArg(const char* option, const std::string& text, uint64_t* out) {
+  auto s = ParseSize(text);
+  if (!s.ok()) {
+    Usage(std::string(option) + ": " + s.status().message());
+    return false;
+  }
+  *out = *s;
+  return true;
+}
+
+// A plain decimal count (IOPS); false after printing the error.
+bool CountArg(const char* option, const std::string& text, uint64_t* out) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  if (ec != std::errc() || p != text.data() + text.size() || text.empty()) {
+    Usage(std::string(option) + ": bad number '" + text + "'");
+    return false;
+  }
+  return true;
+}
+
+// What one subcommand sends, and how its result reads for a human.
+struct Call {
+  std::string method;
+  ordered_json params = ordered_json::object();
+  std::function<bool(const ordered_json&)> print;  // false: unexpected result shape
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app{"nestorctl: control a running nestord over its JSON-RPC socket (docs/rpc.md)", "nestorctl"};
+  app.fallthrough();  // global options after the subcommand too
+  app.require_subcommand(1);
+
+  std::string socket;
+  bool json = false;
+  double timeout_s = 10;
+  app.add_option("-s,--socket", socket,
+                 std::string("nestord's control socket (default: $NESTOR_CONTROL_SOCKET, else ") + kDefaultSocket +
+                     ")")
+      ->type_name("PATH");
+  app.add_flag("--json", json, "print the method's result as JSON (before or after the subcommand)");
+  app.add_option("--timeout", timeout_s, "seconds to wait for nestord, per call (default 10)")->type_name("SECONDS");
+
+  std::string name, size_text, method, params_text;
+  std::string read_iops, write_iops, read_bps, write_bps;
+  bool force = false, preallocate = false, readonly = false;
+  int queues = 0;
+
+  CLI::App* pool = app.add_subcommand("pool", "the pool nestord serves (--pool)");
+  pool->require_subcommand(1);
+  CLI::App* pool_info = pool->add_subcommand("info", "size, usage and metadata counters of the pool");
+
+  CLI::App* vol = app.add_subcommand("volume", "create, delete, resize and list the pool's volumes");
+  vol->require_subcommand(1);
+  CLI::App* vol_create = vol->add_subcommand("create", "create a thin volume (or a fully reserved one)");
+  vol_create->add_option("NAME", name, "volume name")->required();
+  vol_create->add_option("--size", size_text, "volume size, a multiple of 4K, e.g. 20G")->type_name("SIZE")->required();
+  vol_create->add_flag("--preallocate", preallocate, "reserve all of the volume's space in the pool now");
+  CLI::App* vol_delete = vol->add_subcommand("delete", "delete a volume and free its space");
+  vol_delete->add_option("NAME", name, "volume name")->required();
+  vol_delete->add_flag("--force", force, "delete even while exported (its clients are disconnected)");
+  CLI::App* vol_resize = vol->add_subcommand("resize", "grow or shrink a volume");
+  vol_resize->add_option("NAME", name, "volume name")->required();
+  vol_resize->add_option("--size", size_text, "new size, a multiple of 4K")->type_name("SIZE")->required();
+  vol_resize->add_flag("--force", force, "shrink even below written data, discarding it");
+  CLI::App* vol_list = vol->add_subcommand("list", "list the pool's volumes");
+
+  CLI::App* exp = app.add_subcommand("export", "serve volumes as vhost-user-blk sockets");
+  exp->require_subcommand(1);
+  CLI::App* exp_create = exp->add_subcommand("create", "export a volume as <socket-dir>/NAME.sock");
+  exp_create->add_option("NAME", name, "volume name")->required();
+  exp_create->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
+  exp_create->add_flag("--readonly", readonly, "refuse writes");
+  CLI::App* exp_delete = exp->add_subcommand("delete", "stop exporting a volume (its data stays)");
+  exp_delete->add_option("NAME", name, "volume name")->required();
+  exp_delete->add_flag("--force", force, "delete even while a client is connected (it is disconnected)");
+  CLI::App* exp_list = exp->add_subcommand("list", "list the exports");
+
+  CLI::App* qos = app.add_subcommand("qos", "per-export rate limits");
+  qos->require_subcommand(1);
+  CLI::App* qos_set = qos->add_subcommand("set", "change limits (0 = unlimited; omitted = unchanged)");
+  qos_set->add_option("NAME", name, "export name")->required();
+  qos_set->add_option("--read-iops", read_iops, "read operations per second")->type_name("N");
+  qos_set->add_option("--write-iops", write_iops, "write operations per second")->type_name("N");
+  qos_set->add_option("--read-bps", read_bps, "read bytes per second, e.g. 100M")->type_name("SIZE");
+  qos_set->add_option("--write-bps", write_bps, "write bytes per second, e.g. 100M")->type_name("SIZE");
+  CLI::App* qos_get = qos->add_subcommand("get", "show an export's limits");
+  qos_get->add_option("NAME", name, "export name")->required();
+
+  CLI::App* reactor = app.add_subcommand("reactor", "the polling threads");
+  reactor->require_subcommand(1);
+  CLI::App* reactor_list = reactor->add_subcommand("list", "time split, poll efficiency and requests per reactor");
+
+  CLI::App* stats = app.add_subcommand("stats", "I/O counters and latency per exported volume and queue");
+  stats->add_option("NAME", name, "one volume (default: every export)");
+
+  CLI::App* call = app.add_subcommand("call", "call any method; prints the raw JSON result");
+  call->add_option("METHOD", method, "method name, e.g. volume_list")->required();
+  call->add_option("JSON-PARAMS", params_text, "params, a JSON object or array");
+
+  // Set last: subcommands would inherit it.
+  app.footer(std::string(kSynopsis) + "\n" + kExitCodeHelp + "\nThe socket is -s/--socket, else " +
+             "$NESTOR_CONTROL_SOCKET, else " + kDefaultSocket + ".");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "nestorctl: %s\n(see nestorctl --help)\n", e.what());
+    return kExitUsage;
+  }
+
+  if (!(timeout_s >= 0.001 && timeout_s <= 3600)) return Usage("--timeout: give 0.001 to 3600 seconds");
+  if (exp_create->count("--queues") != 0 && (queues < 1 || queues > 64)) return Usage("--queues: give 1 to 64");
+
+  Call c;
+  auto confirm = [](std::function<void(const ordered_json&)> f) {
+    return [f](const ordered_json& r) {
+      f(r);
+      return true;
+    };
+  };
+  uint64_t size = 0;
+  if (*pool_info) {
+    c = {"pool_info", {}, PrintPoolInfo};
+  } else if (*vol_create) {
+    if (!SizeArg("--size", size_text, &size)) return kExitUsage;
+    c = {"volume_create", {{"name", name}, {"size", size}}, confirm([&](const ordered_json& r) {
+           std::string s = SizeField(r, "size");
+           std::printf("volume %s created (%s%s)\n", name.c_str(), s == "-" ? HumanSize(size).c_str() : s.c_str(),
+                       preallocate ? ", preallocated" : "");
+         })};
+    if (preallocate) c.params["preallocate"] = true;
+  } else if (*vol_delete) {
+    c = {"volume_delete", {{"name", name}},
+         confirm([&](const ordered_json&) { std::printf("volume %s deleted\n", name.c_str()); })};
+    if (force) c.params["force"] = true;
+  } else if (*vol_resize) {
+    if (!SizeArg("--size", size_text, &size)) return kExitUsage;
+    c = {"volume_resize", {{"name", name}, {"size", size}}, confirm([&](const ordered_json& r) {
+           std::string s = SizeField(r, "size");
+           std::printf("volume %s resized to %s\n", name.c_str(), s == "-" ? HumanSize(size).c_str() : s.c_str());
+         })};
+    if (force) c.params["force"] = true;
+  } else if (*vol_list) {
+    c = {"volume_list", {}, PrintVolumeList};
+  } else if (*exp_create) {
+    c = {"export_create", {{"name", name}}, confirm([&](const ordered_json& r) {
+           std::string q = IntField(r, "queues");
+           std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(),
+                       q.c_str(), q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
+         })};
+    if (queues > 0) c.params["queues"] = queues;
+    if (readonly) c.params["readonly"] = true;
+  } else if (*exp_delete) {
+    c = {"export_delete", {{"name", name}},
+         confirm([&](const ordered_json&) { std::printf("export %s deleted\n", name.c_str()); })};
+    if (force) c.params["force"] = true;
+  } else if (*exp_list) {
+    c = {"export_list", {}, PrintExportList};
+  } else if (*qos_set) {
+    c = {"qos_set", {{"name", name}}, confirm([&](const ordered_json& r) {
+           std::printf("qos %s set: %s\n", name.c_str(), QosText(r).c_str());
+         })};
+    struct {
+      const char* option;
+      const std::string& text;
+      const char* key;
+      bool bytes;
+    } limits[] = {{"--read-iops", read_iops, "read_iops", false},
+                  {"--write-iops", write_iops, "write_iops", false},
+                  {"--read-bps", read_bps, "read_bps", true},
+                  {"--write-bps", write_bps, "write_bps", true}};
+    for (const auto& l : limits) {
+      if (qos_set->count(l.option) == 0) continue;
+      uint64_t v = 0;
+      if (!(l.bytes ? SizeArg(l.option, l.text, &v) : CountArg(l.option, l.text, &v))) return kExitUsage;
+      c.params[l.key] = v;
+    }
+    if (c.params.size() == 1) return Usage("qos set: give at least one of --read-iops, --write-iops, --read-bps, --write-bps");
+  } else if (*qos_get) {
+    c = {"qos_get", {{"name", name}}, confirm([&](const ordered_json& r) {
+           std::printf("qos %s: %s\n", name.c_str(), QosText(r).c_str());
+         })};
+  } else if (*reactor_list) {
+    c = {"reactor_list", {}, PrintReactorList};
+  } else if (*stats) {
+    c = {"stats_get", {}, PrintStats};
+    if (!name.empty()) c.params["name"] = name;
+  } else if (*call) {
+    c.method = method;
+    c.params = nullptr;
+    if (!params_text.empty()) {
+      try {
+        c.params = ordered_json::parse(params_text);
+      } catch (const std::exception& e) {
+        return Usage("JSON-PARAMS: " + std::string(e.what()));
+      }
+      if (!c.params.is_object() && !c.params.is_array()) return Usage("JSON-PARAMS must be an object or an array");
+    }
+    json = true;
+  } else {
+    return kExitUsage;  // unreachable: a subcommand is required
+  }
+
+  if (socket.empty()) {
+    const char* env = std::getenv("NESTOR_CONTROL_SOCKET");
+    socket = env != nullptr && *env != '\0' ? env : kDefaultSocket;
+  }
+  int timeout_ms = static_cast<int>(std::ceil(timeout_s * 1000));
+  RpcOutcome out = RpcCall(socket, c.method, c.params, timeout_ms);
+  if (out.exit != kExitOk) {
+    std::fprintf(stderr, "nestorctl: %s\n", out.message.c_str());
+    return out.exit;
+  }
+  if (json) {
+    PrintJson(out.result);
+  } else if (!c.print(out.result)) {
+    std::fprintf(stderr, "nestorctl: malformed reply from nestord to %s: unexpected result %s\n", c.method.c_str(),
+                 out.result.dump(-1, ' ', false, ordered_json::error_handler_t::replace).substr(0, 200).c_str());
+    return kExitUnreachable;
+  }
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "nestorctl: writing the output failed\n");
+    return kExitOther;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace nestor::ctl
+
+int main(int argc, char** argv) { return nestor::ctl::Main(argc, argv); }
