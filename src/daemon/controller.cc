@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "base/log.h"
 #include "vhost/mem_table.h"
 #include "virtio/queue_stats.h"
@@ -66,6 +68,16 @@ Json SnapshotJson(const virtio::StatsSnapshot& s) {
 }
 
 double Seconds(const std::atomic<uint64_t>& ns) { return static_cast<double>(ns.load()) / 1e9; }
+
+// True when no client is connected. A client that just hung up still has a
+// session ending (it drains its queues): give that up to half a second.
+bool SessionsGone(vhost::BlkExport& e) {
+  for (int i = 0; i < 50; ++i) {
+    if (e.active_sessions() == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -168,7 +180,7 @@ Status Controller::RemoveExport(const std::string& name, bool force) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = exports_.find(name);
     if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + name + "' is not exported");
-    if (!force && it->second->exp->active_sessions() > 0) {
+    if (!force && !SessionsGone(*it->second->exp)) {
       return Status::Error(EBUSY, "export '" + name + "' has a connected client (use force to disconnect it)");
     }
     e = std::move(it->second);

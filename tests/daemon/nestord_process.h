@@ -40,7 +40,12 @@ class NestordProcess {
   }
 
   const std::string& dir() const { return dir_; }
-  std::string Socket(const std::string& volume) const { return dir_ + "/" + volume + ".sock"; }
+  // A volume's socket; a name ending in ".ctl" (the control socket) is
+  // taken as is.
+  std::string Socket(const std::string& volume) const {
+    bool ctl = volume.size() > 4 && volume.compare(volume.size() - 4, 4, ".ctl") == 0;
+    return dir_ + "/" + volume + (ctl ? "" : ".sock");
+  }
 
   // args: nestord arguments after --socket-dir DIR. Waits (<= 10 s) until
   // the socket of every volume in wait_for exists.
