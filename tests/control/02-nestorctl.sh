@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# control.02: nestorctl against a real nestord (pool on a temp file): an
+# operator creates, exports, limits, observes and deletes volumes without a
+# restart, with the documented exit codes; the Prometheus endpoint answers;
+# after a restart the exports are back.
+# usage: 02-nestorctl.sh NESTORD NESTORCTL NESTOR NESTOR_IO
+set -euo pipefail
+NESTORD=$1 CTL=$2 NESTOR=$3 NIO=$4
+T=$(mktemp -d)
+PID=
+cleanup() {
+	[ -z "$PID" ] || { kill -KILL "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; echo "---- nestord log ----" >&2; tail -n 30 "$T/log" >&2 || true; exit 1; }
+PORT=$((20000 + $$ % 20000))
+start() {
+	timeout -k 5 60 "$NESTORD" --socket-dir "$T" --pool "$T/pool.img" --metrics-port "$PORT" >>"$T/log" 2>&1 &
+	PID=$!
+	for _ in $(seq 100); do [ -S "$T/control.ctl" ] && return 0; sleep 0.05; done
+	fail "nestord did not create its control socket"
+}
+expect_rc() {  # expect_rc CODE CMD...
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/err")"
+}
+export NESTOR_CONTROL_SOCKET=$T/control.ctl
+
+"$NESTOR" pool create "$T/pool.img" --size 128M >/dev/null
+start
+expect_rc 0 "$CTL" volume create db --size 32M
+grep -q "db" "$T/out" || fail "no confirmation: $(cat "$T/out")"
+expect_rc 0 "$CTL" volume create scratch --size 16M --preallocate
+expect_rc 4 "$CTL" volume create db --size 4M
+expect_rc 5 "$CTL" volume create huge --size 1T --preallocate
+expect_rc 3 "$CTL" export create nope
+expect_rc 0 "$CTL" export create db --queues 2
+expect_rc 4 "$CTL" export create db
+expect_rc 0 "$CTL" --json export list
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert [x["name"] for x in e]==["db"] and e[0]["queues"]==2, e' "$T/out" ||
+	fail "export list: $(cat "$T/out")"
+# I/O through the export (libnestor's nestor-io), then stats and metrics.
+timeout 30 "$NIO" --socket "$T/db.sock" --bytes 4M --block-size 4096 --qd 4 >"$T/nio" 2>&1 ||
+	fail "nestor-io: $(cat "$T/nio")"
+expect_rc 0 "$CTL" --json stats db
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["volumes"][0]; assert s["write_ops"]>0 and s["latency_ns"]["p99"]>0, s' "$T/out" ||
+	fail "stats: $(cat "$T/out")"
+expect_rc 0 "$CTL" stats db
+grep -q "p99" "$T/out" || fail "human stats: $(cat "$T/out")"
+expect_rc 0 "$CTL" qos set db --write-iops 1000
+expect_rc 0 "$CTL" --json qos get db
+grep -q '"write_iops": 1000' "$T/out" || fail "qos get: $(cat "$T/out")"
+expect_rc 0 "$CTL" reactor list
+grep -q "adaptive" "$T/out" || fail "reactor list: $(cat "$T/out")"
+curl -sf "http://127.0.0.1:$PORT/metrics" >"$T/metrics" || fail "metrics endpoint"
+grep -q '^nestor_volume_write_ops_total{volume="db"} [1-9]' "$T/metrics" || fail "metrics: no write ops for db"
+expect_rc 0 "$CTL" volume resize db --size 64M
+expect_rc 6 "$CTL" volume delete db
+expect_rc 0 "$CTL" pool info
+
+# Restart: the export and its QoS come back.
+kill -TERM "$PID"
+wait "$PID" || fail "nestord exited $? on SIGTERM"
+PID=
+start
+expect_rc 0 "$CTL" --json export list
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert e[0]["name"]=="db" and e[0]["queues"]==2 and e[0]["qos"]["write_iops"]==1000 and e[0]["size"]==64<<20, e' "$T/out" ||
+	fail "after restart: $(cat "$T/out")"
+expect_rc 0 "$CTL" export delete db
+expect_rc 0 "$CTL" volume delete db
+expect_rc 3 "$CTL" volume delete db
+expect_rc 0 "$CTL" --json volume list
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert [x["name"] for x in v]==["scratch"], v' "$T/out" ||
+	fail "volume list: $(cat "$T/out")"
+kill -TERM "$PID"
+wait "$PID" || fail "nestord exited $? on SIGTERM"
+PID=
+expect_rc 10 "$CTL" volume list
+"$NESTOR" pool check "$T/pool.img" >/dev/null || fail "pool check after the session"
+echo "PASS: control.02-nestorctl"
