@@ -1,5 +1,7 @@
 #include "base/size.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <string>
 
@@ -47,6 +49,22 @@ Result<std::vector<int>> ParseCpuList(std::string_view text) {
   }
   if (cpus.empty()) return Status::Invalid("empty CPU list");
   return cpus;
+}
+
+}  // namespace nestor
+
+namespace nestor {
+
+std::string HumanSize(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + "B";
+  static const char kUnits[] = "KMGTPE";
+  double v = static_cast<double>(bytes);
+  int unit = -1;
+  while (v >= 1024 && unit < 5) {
+    v /= 1024;
+    ++unit;
+  }
+  return fmt::format("{:.1f}{}", v, kUnits[unit]);
 }
 
 }  // namespace nestor

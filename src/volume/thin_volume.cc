@@ -52,6 +52,13 @@ class ThinChannel final : public io::IoChannel {
     free_children_ = c;
   }
   void Continue(Op* op);
+  // The extent map at vcl (ExtentMap::Lookup), under this channel's shard.
+  bool Lookup(uint64_t vcl, uint64_t* p, uint64_t* run) {
+    vol_->lock.LockShared(slot_);
+    bool mapped = vol_->map.Lookup(vcl, p, run);
+    vol_->lock.UnlockShared(slot_);
+    return mapped;
+  }
   // Each handles one piece at op->cursor; false: stop issuing (parked or failed).
   bool ReadPiece(Op* op);
   bool WritePiece(Op* op);
@@ -202,9 +209,7 @@ bool ThinChannel::ReadPiece(Op* op) {
   uint64_t off = req->offset + op->cursor;
   uint64_t vcl = off / cs_, within = off % cs_, left = req->length - op->cursor;
   uint64_t p = 0, run = 0;
-  vol_->lock.LockShared(slot_);
-  bool mapped = vol_->map.Lookup(vcl, &p, &run);
-  vol_->lock.UnlockShared(slot_);
+  bool mapped = Lookup(vcl, &p, &run);
   uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
   if (!mapped) {
     // A hole (or a cluster still being initialized): zeros, straight into
@@ -236,9 +241,7 @@ bool ThinChannel::WritePiece(Op* op) {
   uint64_t off = req->offset + op->cursor;
   uint64_t vcl = off / cs_, within = off % cs_, left = req->length - op->cursor;
   uint64_t p = 0, run = 0;
-  vol_->lock.LockShared(slot_);
-  bool mapped = vol_->map.Lookup(vcl, &p, &run);
-  vol_->lock.UnlockShared(slot_);
+  bool mapped = Lookup(vcl, &p, &run);
   if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within));
   uint64_t span = std::min(left, run * cs_ - within);
   Child* c = NewChild(op, io::IoOp::kWrite, Phys(p, within), span);
@@ -305,9 +308,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     return true;
   }
   uint64_t p = 0, run = 0;
-  vol_->lock.LockShared(slot_);
-  bool mapped = vol_->map.Lookup(vcl, &p, &run);
-  vol_->lock.UnlockShared(slot_);
+  bool mapped = Lookup(vcl, &p, &run);
   uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
   if (may_unmap) span = std::min(span, cs_ - within);  // whole clusters after this get unmapped
   if (mapped) {

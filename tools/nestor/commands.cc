@@ -54,18 +54,6 @@ int Fail(const Status& st) {
   return ExitCodeFor(st);
 }
 
-std::string HumanSize(uint64_t bytes) {
-  if (bytes < 1024) return std::to_string(bytes) + "B";
-  static const char kUnits[] = "KMGTPE";
-  double v = static_cast<double>(bytes);
-  int unit = -1;
-  while (v >= 1024 && unit < 5) {
-    v /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f}{}", v, kUnits[unit]);
-}
-
 namespace {
 
 // Pool::Open's messages do not name the device; errors of opening the

@@ -14,6 +14,8 @@
 
 #include "base/status.h"
 
+#include "base/size.h"
+
 namespace nestor::tool {
 
 // The exit codes of every command (also in `nestor --help`).
@@ -47,7 +49,6 @@ int VolumeDelete(const std::string& pool, const std::string& name);
 int VolumeResize(const std::string& pool, const std::string& name, uint64_t size, bool force);
 int VolumeList(const std::string& pool, bool json);
 
-// "1.0G", "64.0K", "512B": binary units, one decimal.
-std::string HumanSize(uint64_t bytes);
+using ::nestor::HumanSize;  // base/size.h
 
 }  // namespace nestor::tool

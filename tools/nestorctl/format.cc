@@ -90,18 +90,6 @@ std::string QosCompact(const ordered_json& qos) {
 
 }  // namespace
 
-std::string HumanSize(uint64_t bytes) {
-  if (bytes < 1024) return std::to_string(bytes) + "B";
-  static const char kUnits[] = "KMGTPE";
-  double v = static_cast<double>(bytes);
-  int unit = -1;
-  while (v >= 1024 && unit < 5) {
-    v /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f}{}", v, kUnits[unit]);
-}
-
 std::string SizeField(const ordered_json& o, const char* key) {
   auto v = U64(o, key);
   return v ? HumanSize(*v) : "-";

@@ -11,12 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "base/size.h"
+
 namespace nestor::ctl {
 
 using nlohmann::ordered_json;
 
-// "20.0G", "64.0K", "512B": binary units, one decimal (as `nestor`).
-std::string HumanSize(uint64_t bytes);
+using ::nestor::HumanSize;  // base/size.h
 
 // Columns aligned on their widest cell; align[i] is 'l' or 'r'. The last
 // column is not padded.
