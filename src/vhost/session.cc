@@ -466,6 +466,8 @@ Status Session::TryStart(uint32_t index) {
   qc.mem = &mem_.map();
   qc.limits = export_->limits();
   qc.backend = export_->config().backend.get();
+  qc.qos = export_->config().qos;
+  qc.stats = export_->config().stats;
   if (inflight_base_ != nullptr && index < inflight_queues_) {
     if (inflight_queue_size_ != v.num) {
       return Status::Invalid("queue size differs from the inflight region's");

@@ -6,11 +6,19 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "reactor/guest_fault.h"
 #include "virtio/iov.h"
 
 namespace nestor::virtio {
+namespace {
+
+// Heads popped by all the BlkQueues of this thread (a reactor): a queue that
+// sees it move between two of its Polls knows a neighbour had work.
+thread_local uint64_t tls_popped = 0;
+
+}  // namespace
 
 BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring.size) {
   vq_.Init(cfg_.vring, cfg_.mem);
@@ -20,12 +28,19 @@ BlkQueue::BlkQueue(BlkQueueConfig cfg) : cfg_(std::move(cfg)), tasks_(cfg_.vring
     t.done = &BlkQueue::OnIoDone;
   }
   recovered_ = cfg_.inflight == nullptr;
+  qos_ = cfg_.qos.get();
+  unpublished_.resize(std::max<uint32_t>(cfg_.vring.size, 1));
   stats_.device = cfg_.device;
   stats_.index = cfg_.index;
   RegisterQueueStats(&stats_);
+  if (cfg_.stats) cfg_.stats->AddQueue(&stats_);
 }
 
-BlkQueue::~BlkQueue() { UnregisterQueueStats(&stats_); }
+BlkQueue::~BlkQueue() {
+  // Not started, or stopped: the reactor no longer writes stats_.
+  if (cfg_.stats) cfg_.stats->RemoveQueue(&stats_);
+  UnregisterQueueStats(&stats_);
+}
 
 Status BlkQueue::Start(reactor::Reactor* r) {
   auto ch = cfg_.backend->OpenChannel(r->ring());
@@ -54,7 +69,10 @@ void BlkQueue::MaybeFinishStop() {
   reactor_->RemovePoller(this);
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
-  done(vq_.last_avail());
+  // A held head was popped but never taken: give it back (see blk_queue.h).
+  uint16_t next = static_cast<uint16_t>(vq_.last_avail() - (held_ ? 1 : 0));
+  held_ = false;
+  done(next);
 }
 
 void BlkQueue::Break(const std::string& why) {
@@ -91,17 +109,83 @@ int BlkQueue::Poll() {
     return 0;
   }
   if (!recovered_) {
+    poll_now_ = NowNs();
+    start_ns_ = 0;
     RecoverInflight();  // first Poll: guest memory may be touched here
     recovered_ = true;
   }
+  int taken = 0;
+  if (held_) {
+    uint64_t now = NowNs();
+    // Still waiting: report work so that the reactor keeps polling without
+    // trying to sleep (which would enable and disable kicks on every other
+    // queue of the reactor each time).
+    if (!Admit(held_req_, now)) return 1;
+    held_ = false;
+    Task* t = &tasks_[held_head_];
+    Take(t, /*resubmit=*/false);
+    Begin(t, held_req_);
+    if (broken_) return 1;
+    poll_now_ = now;
+    taken = 1;
+  }
+  // Fairness: while another queue of this reactor had work within the last
+  // kContendedPolls of our polls, take at most kFairBatch heads per Poll.
+  ++polls_;
+  if (tls_popped != popped_seen_) contended_until_ = polls_ + kContendedPolls;
   int avail = vq_.Available();
   if (avail < 0) {
     Break("avail index moved further than the queue size");
-    return 0;
+    return taken;
   }
-  int n = std::min(avail, kBatch);
-  for (int i = 0; i < n && !broken_; ++i) Process(vq_.PopHead());
-  return n;
+  int cap = polls_ < contended_until_ ? kFairBatch : kBatch;
+  int n = std::min(avail, cap - taken);
+  if (n <= 0) {
+    tls_popped += taken;
+    popped_seen_ = tls_popped;
+    return taken;
+  }
+  // Latency sampling: time at most one batch per kLatencySampleNs of the
+  // reactor's own (coarse, free) clock; QoS needs the time anyway.
+  uint64_t coarse = counters_->busy_ns.load(std::memory_order_relaxed) +
+                    counters_->idle_ns.load(std::memory_order_relaxed) +
+                    counters_->sleep_ns.load(std::memory_order_relaxed);
+  bool timed = coarse - last_timed_ >= kLatencySampleNs;
+  if (taken == 0 && (timed || (qos_ != nullptr && qos_->active()))) poll_now_ = NowNs();
+  if (timed) last_timed_ = coarse;
+  start_ns_ = timed ? poll_now_ : 0;
+  int i = 0;
+  while (i < n && !broken_ && !held_) {
+    Process(vq_.PopHead());
+    ++i;
+  }
+  int popped = taken + i - (held_ ? 1 : 0);
+  tls_popped += popped;
+  popped_seen_ = tls_popped;
+  return popped;
+}
+
+bool BlkQueue::Admit(const BlkRequest& req, uint64_t now_ns) {
+  switch (req.op) {
+    case BlkOp::kRead: return qos_->TryAdmit(false, req.length, now_ns);
+    case BlkOp::kWrite: return qos_->TryAdmit(true, req.length, now_ns);
+    case BlkOp::kDiscard:
+    case BlkOp::kWriteZeroes: return qos_->TryAdmit(true, 0, now_ns);
+    default: return true;
+  }
+}
+
+void BlkQueue::Take(Task* t, bool resubmit) {
+  if (cfg_.inflight != nullptr && !resubmit) TrackPop(t->head);
+  t->busy = true;
+  ++in_flight_;
+  stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
+}
+
+void BlkQueue::Begin(Task* t, const BlkRequest& req) {
+  t->status = req.no_status ? nullptr : req.status;
+  t->used_len = req.no_status ? 0 : req.used_len;
+  Execute(t, req);
 }
 
 void BlkQueue::Process(uint16_t head, bool resubmit) {
@@ -114,14 +198,15 @@ void BlkQueue::Process(uint16_t head, bool resubmit) {
     Break("head " + std::to_string(head) + " made available while in flight");
     return;
   }
-  if (cfg_.inflight != nullptr && !resubmit) TrackPop(head);
-  t->busy = true;
+  // Walk and decode before taking the head (reads only): QoS decides on
+  // the decoded request whether it is taken now or held.
   t->head = head;
-  ++in_flight_;
-  stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
+  t->timed = false;
+  t->start_ns = start_ns_;
   Chain chain;
   Status st = vq_.WalkChain(head, t->vecs, kMaxIov, &chain);
   if (!st.ok()) {
+    Take(t, resubmit);
     if (bad_requests_logged_++ < 16) {
       NLOG_WARN("{} queue {}: bad descriptor chain at head {}: {}", cfg_.device, cfg_.index, head,
                 st.message());
@@ -132,9 +217,16 @@ void BlkQueue::Process(uint16_t head, bool resubmit) {
     return;
   }
   BlkRequest req = DecodeBlkRequest(chain, t->vecs, cfg_.limits);
-  t->status = req.no_status ? nullptr : req.status;
-  t->used_len = req.no_status ? 0 : req.used_len;
-  Execute(t, req);
+  // Recovered requests were admitted by the previous backend.
+  if (qos_ != nullptr && qos_->active() && !resubmit && !Admit(req, poll_now_)) {
+    held_ = true;
+    held_head_ = head;
+    held_req_ = req;
+    QueueStats::Inc(stats_.throttled);
+    return;
+  }
+  Take(t, resubmit);
+  Begin(t, req);
 }
 
 void BlkQueue::Execute(Task* t, const BlkRequest& req) {
@@ -170,6 +262,8 @@ void BlkQueue::Execute(Task* t, const BlkRequest& req) {
   t->unmap = req.unmap;
   t->iov = req.data;
   t->iovcnt = req.data_count;
+  t->kind = req.op;
+  t->timed = true;
   ++backend_in_flight_;
   t->in_backend = true;
   submitting_ = t;
@@ -202,9 +296,29 @@ void BlkQueue::Complete(Task* t, uint8_t status) {
   t->busy = false;
   --in_flight_;
   counters_->requests.fetch_add(1, std::memory_order_relaxed);
-  stats_.requests.fetch_add(1, std::memory_order_relaxed);
-  if (status != kBlkOk) stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  QueueStats::Inc(stats_.requests);
+  if (status != kBlkOk) QueueStats::Inc(stats_.errors);
   stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
+  if (t->timed) {
+    switch (t->kind) {
+      case BlkOp::kRead:
+        QueueStats::Inc(stats_.read_ops);
+        if (status == kBlkOk) QueueStats::Inc(stats_.read_bytes, t->length);
+        break;
+      case BlkOp::kWrite:
+        QueueStats::Inc(stats_.write_ops);
+        if (status == kBlkOk) QueueStats::Inc(stats_.write_bytes, t->length);
+        break;
+      case BlkOp::kFlush: QueueStats::Inc(stats_.flush_ops); break;
+      case BlkOp::kDiscard: QueueStats::Inc(stats_.discard_ops); break;
+      case BlkOp::kWriteZeroes: QueueStats::Inc(stats_.write_zeroes_ops); break;
+      default: break;
+    }
+    if (t->start_ns != 0) {
+      if (n_unpublished_ == unpublished_.size()) RecordLatencies();  // not expected: bounded anyway
+      unpublished_[n_unpublished_++] = t->start_ns;
+    }
+  }
   if (stopping_) MaybeFinishStop();
 }
 
@@ -275,23 +389,40 @@ void BlkQueue::SignalCall() {
   ssize_t unused = write(cfg_.call_fd, &one, sizeof(one));
   (void)unused;
   counters_->calls.fetch_add(1, std::memory_order_relaxed);
-  stats_.calls.fetch_add(1, std::memory_order_relaxed);
+  QueueStats::Inc(stats_.calls);
+}
+
+void BlkQueue::RecordLatencies() {
+  uint64_t now = NowNs();
+  for (size_t i = 0; i < n_unpublished_; ++i) {
+    stats_.latency.Record(now > unpublished_[i] ? now - unpublished_[i] : 0);
+  }
+  n_unpublished_ = 0;
 }
 
 void BlkQueue::Flush() {
   reactor::tls_active_poller = this;
-  if (broken_ || !vq_.HasUnpublished()) return;
+  if (broken_) {
+    n_unpublished_ = 0;
+    return;
+  }
+  if (!vq_.HasUnpublished()) {
+    if (n_unpublished_ != 0) RecordLatencies();  // already exposed (inflight tracking)
+    return;
+  }
   bool notify = vq_.PublishUsed();
+  if (n_unpublished_ != 0) RecordLatencies();
   if (notify && cfg_.call_fd >= 0) {
     SignalCall();
   } else {
     counters_->calls_suppressed.fetch_add(1, std::memory_order_relaxed);
-    stats_.calls_suppressed.fetch_add(1, std::memory_order_relaxed);
+    QueueStats::Inc(stats_.calls_suppressed);
   }
 }
 
 bool BlkQueue::PrepareToSleep() {
   reactor::tls_active_poller = this;
+  if (held_ && !broken_ && !stopping_) return true;  // retry the throttled head soon
   return !broken_ && !stopping_ && vq_.EnableKicks();
 }
 

@@ -9,6 +9,27 @@
 // pool indexed by head descriptor id. Errors: a bad request fails with a
 // virtio status; a broken ring (index jumps, bad or duplicate heads) stops
 // the queue and reports through on_broken, never touching other queues.
+//
+// QoS (cfg.qos, see qos.h): a popped read, write, discard or write-zeroes
+// that the volume's limits refuse is *held*: it is not taken yet (no
+// inflight flag, not busy, not in in_flight()), its decoded form is kept,
+// and while it is held the queue pops nothing new, so it is always the last
+// head popped. Every Poll retries it with the current time. A stop gives it
+// back: the stop reports the avail index before it (used index == that
+// index, as for any drained queue), so the next queue or backend pops it
+// again; a stop therefore never waits for QoS. While a request is held,
+// Poll reports work and PrepareToSleep returns true: the reactor keeps
+// polling (its whole CPU, counted as busy) until the limit admits it. This
+// costs CPU only while a limited volume has a backlog (a reactor timer
+// would let it sleep until the bucket refills). Requests of unlimited
+// volumes pay one relaxed load.
+//
+// Fairness: at most kBatch heads per Poll, so a deep queue cannot starve
+// the other queues of its reactor (which polls its pollers round robin).
+//
+// Latency statistics: the clock is read once per Poll that pops (start of
+// every head popped in it) and once per Flush that publishes (end of every
+// request completed since the previous Flush), not per request.
 #pragma once
 
 #include <sys/uio.h>
@@ -24,8 +45,10 @@
 #include "reactor/reactor.h"
 #include "virtio/blk_request.h"
 #include "virtio/inflight.h"
+#include "virtio/qos.h"
 #include "virtio/queue_stats.h"
 #include "virtio/virtqueue.h"
+#include "virtio/volume_stats.h"
 
 namespace nestor::virtio {
 
@@ -40,13 +63,20 @@ struct BlkQueueConfig {
   int call_fd = -1;  // -1: never signal (guest poll queue)
   char serial[kBlkIdBytes] = {};
   InflightQueue* inflight = nullptr;  // this queue's inflight region, if negotiated
+  // The volume's QoS limits and statistics, shared by all its queues (may
+  // be null: unlimited, no volume statistics).
+  std::shared_ptr<VolumeQos> qos;
+  std::shared_ptr<VolumeStats> stats;
   std::function<void(const std::string& why)> on_broken;  // runs on the reactor
 };
 
 class BlkQueue final : public reactor::Poller {
  public:
   static constexpr int kMaxIov = 160;  // seg_max (126) + header + status + splits
-  static constexpr int kBatch = 64;    // heads taken per Poll
+  static constexpr int kBatch = 64;    // heads taken per Poll, alone on the reactor
+  static constexpr int kFairBatch = 8;  // ... while another queue of the reactor has work
+  static constexpr uint64_t kContendedPolls = 64;  // "while": within this many of our polls
+  static constexpr uint64_t kLatencySampleNs = 100'000;  // at most one timed batch per 100 us
 
   explicit BlkQueue(BlkQueueConfig cfg);
   ~BlkQueue() override;
@@ -65,7 +95,7 @@ class BlkQueue final : public reactor::Poller {
   void ResumePolling() override;
   int wake_fd() const override { return cfg_.kick_fd; }
   void OnGuestFault(io::IoRequest* completing) override;
-  void OnWake() override { stats_.kicks.fetch_add(1, std::memory_order_relaxed); }
+  void OnWake() override { QueueStats::Inc(stats_.kicks); }
 
   uint32_t in_flight() const { return in_flight_; }
 
@@ -75,12 +105,19 @@ class BlkQueue final : public reactor::Poller {
     uint16_t head = 0;
     bool busy = false;
     bool in_backend = false;  // submitted, its completion not yet received
+    bool timed = false;       // reached the backend: counted by kind and timed
+    BlkOp kind = BlkOp::kFail;
     uint8_t* status = nullptr;
     uint32_t used_len = 0;
+    uint64_t start_ns = 0;    // when popped
     iovec vecs[kMaxIov];  // the chain's iovecs; IoRequest::iov points into it
   };
 
   void Process(uint16_t head, bool resubmit = false);
+  void Take(Task* t, bool resubmit);
+  void Begin(Task* t, const BlkRequest& req);
+  bool Admit(const BlkRequest& req, uint64_t now_ns);
+  void RecordLatencies();
   void RecoverInflight();
   void SignalCall();
   void TrackPop(uint16_t head);
@@ -106,6 +143,21 @@ class BlkQueue final : public reactor::Poller {
   bool recovered_ = false;        // inflight recovery ran (or is not needed)
   uint64_t inflight_counter_ = 0;
   Task* submitting_ = nullptr;  // inside channel_->Submit (fault attribution)
+  VolumeQos* qos_ = nullptr;    // cfg_.qos.get()
+  // The throttled head (popped, not taken) and its decoded request.
+  bool held_ = false;
+  uint16_t held_head_ = 0;
+  BlkRequest held_req_;
+  uint64_t poll_now_ = 0;  // clock at the current Poll's pops (when read)
+  uint64_t start_ns_ = 0;  // start time given to heads popped now (0: not timed)
+  uint64_t last_timed_ = 0;  // reactor's coarse clock at the last timed batch
+  uint64_t polls_ = 0;
+  uint64_t popped_seen_ = 0;      // tls_popped after our last Poll
+  uint64_t contended_until_ = 0;  // polls_ value
+  // Start times of requests completed since the last Flush (their latency
+  // ends when Flush publishes them).
+  std::vector<uint64_t> unpublished_;
+  size_t n_unpublished_ = 0;
   QueueStats stats_;
 };
 
