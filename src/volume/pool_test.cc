@@ -258,6 +258,20 @@ TEST(Pool, ControlErrorsAndPersistence) {
   }
 }
 
+TEST(Pool, InterleavedSequentialWritersKeepContiguousExtents) {
+  auto f = MakePool(16 << 20);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 8 << 20, false).ok());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(f.pool.get(), "a", &b);
+  auto data = Pattern(4096, 1);
+  for (uint64_t i = 0; i < 32; ++i) {  // two streams, 32 clusters each, alternating
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, i * kCluster, data.data(), 4096), 4096);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, (64 + i) * kCluster, data.data(), 4096), 4096);
+  }
+  EXPECT_EQ(f.pool->GetVolume("a")->extents, 2u);
+  EXPECT_TRUE(f.pool->Check().clean());
+}
+
 TEST(Pool, ExportSettingsPersistThroughLogAndCheckpoint) {
   auto f = MakePool(8 << 20);
   ASSERT_TRUE(f.pool->CreateVolume("a", 1 << 20, false).ok());

@@ -64,6 +64,7 @@ class ThinChannel final : public io::IoChannel {
   bool WritePiece(Op* op);
   bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len);
   bool ZeroPiece(Op* op);
+  uint64_t AllocationHint(uint64_t vcl) const;
   void Issue(Child* c);
   void Finish(Op* op);
   void EndAllocation(Child* c, bool ok);
@@ -269,7 +270,7 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
     if (ring_ != nullptr) ring_->ExpectPosted();
     return false;
   }
-  Status st = pool_->AllocateCluster(vol_.get(), vol_->alloc_hint, &p);
+  Status st = pool_->AllocateCluster(vol_.get(), AllocationHint(vcl), &p);
   if (!st.ok()) {
     vol_->lock.Unlock();
     op->result = -st.err();
@@ -318,6 +319,22 @@ bool ThinChannel::ZeroPiece(Op* op) {
   }
   op->cursor += span;
   return true;
+}
+
+uint64_t ThinChannel::AllocationHint(uint64_t vcl) const {
+  // Right after the physical cluster of the virtual neighbour, so that
+  // extents stay contiguous even when streams interleave their first
+  // writes; a stream that starts somewhere new begins a gap after the
+  // volume's last allocation, leaving room for that one to go on
+  // contiguously. (Exclusive lock held.)
+  if (vcl > 0) {
+    uint64_t p = 0, run = 0;
+    if (vol_->map.Lookup(vcl - 1, &p, &run)) return p + 1;
+    auto it = vol_->initializing.find(vcl - 1);
+    if (it != vol_->initializing.end()) return it->second.p + 1;
+  }
+  constexpr uint64_t kStreamGap = 64;
+  return vol_->alloc_hint + kStreamGap;
 }
 
 void ThinChannel::Issue(Child* c) {
