@@ -14,9 +14,11 @@
 namespace nestor::virtio {
 namespace {
 
-// Heads popped by all the BlkQueues of this thread (a reactor): a queue that
-// sees it move between two of its Polls knows a neighbour had work.
-thread_local uint64_t tls_popped = 0;
+// Polls, by any BlkQueue of this thread (a reactor), that emptied a short
+// ring (a latency-sensitive queue: at most kLightHeads heads, all it had). A
+// queue that sees it move between two of its own Polls knows a light
+// neighbour is active.
+thread_local uint64_t tls_light_polls = 0;
 
 }  // namespace
 
@@ -129,10 +131,14 @@ int BlkQueue::Poll() {
     poll_now_ = now;
     taken = 1;
   }
-  // Fairness: while another queue of this reactor had work within the last
-  // kContendedPolls of our polls, take at most kFairBatch heads per Poll.
+  // Fairness: while another queue of this reactor emptied a short ring
+  // within the last kContendedPolls of our polls, take at most kFairBatch
+  // heads per Poll, so that its requests never wait behind a long batch of
+  // ours. Backlogged queues among themselves keep full batches (round
+  // robin already shares the reactor evenly; small batches would only add
+  // per-iteration overhead).
   ++polls_;
-  if (tls_popped != popped_seen_) contended_until_ = polls_ + kContendedPolls;
+  if (tls_light_polls != light_seen_) contended_until_ = polls_ + kContendedPolls;
   int avail = vq_.Available();
   if (avail < 0) {
     Break("avail index moved further than the queue size");
@@ -141,8 +147,7 @@ int BlkQueue::Poll() {
   int cap = polls_ < contended_until_ ? kFairBatch : kBatch;
   int n = std::min(avail, cap - taken);
   if (n <= 0) {
-    tls_popped += taken;
-    popped_seen_ = tls_popped;
+    light_seen_ = tls_light_polls;
     return taken;
   }
   // Latency sampling: time at most one batch per kLatencySampleNs of the
@@ -160,8 +165,8 @@ int BlkQueue::Poll() {
     ++i;
   }
   int popped = taken + i - (held_ ? 1 : 0);
-  tls_popped += popped;
-  popped_seen_ = tls_popped;
+  if (n == avail && n <= kLightHeads) ++tls_light_polls;
+  light_seen_ = tls_light_polls;
   return popped;
 }
 
@@ -175,14 +180,15 @@ bool BlkQueue::Admit(const BlkRequest& req, uint64_t now_ns) {
   }
 }
 
-void BlkQueue::Take(Task* t, bool resubmit) {
+// Hot path helpers, inlined into their callers.
+[[gnu::always_inline]] inline void BlkQueue::Take(Task* t, bool resubmit) {
   if (cfg_.inflight != nullptr && !resubmit) TrackPop(t->head);
   t->busy = true;
   ++in_flight_;
   stats_.in_flight.store(in_flight_, std::memory_order_relaxed);
 }
 
-void BlkQueue::Begin(Task* t, const BlkRequest& req) {
+[[gnu::always_inline]] inline void BlkQueue::Begin(Task* t, const BlkRequest& req) {
   t->status = req.no_status ? nullptr : req.status;
   t->used_len = req.no_status ? 0 : req.used_len;
   Execute(t, req);
