@@ -412,6 +412,7 @@ TEST_F(QosFairness, Qd1LatencyNextToQd32Neighbour) {
       p50_ratio.push_back(rt.p50_us / ra.p50_us);
     }
     alone_over.push_back(ra.over_frac);
+    std::printf("round %d: alone n %zu service %.2f p50 %.2f; together n %zu service %.2f p50 %.2f\n", round, ra.n, ra.service_mean_us, ra.p50_us, rt.n, rt.service_mean_us, rt.p50_us);
   }
   auto median = [](std::vector<double> v) {
     if (v.empty()) return 0.0;
