@@ -65,6 +65,10 @@ class IoChannel {
     free(req->bounce);
     req->bounce = nullptr;
   }
+  // Work the channel still holds, including for abandoned requests whose
+  // sub-requests are still in flight: the owner must not destroy the
+  // channel (or the memory its requests point into) before this is 0.
+  virtual uint32_t pending() const { return 0; }
 };
 
 class BlockBackend {

@@ -177,38 +177,56 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
     std::lock_guard<std::mutex> g(mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
-    uint64_t old = v->size.load();
-    if (size < old) {
-      if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
-      uint64_t keep = ClustersFor(size);
-      if (v->map.mapped_end() > keep && !force) {
-        return Status::Error(ENOTEMPTY, "volume '" + name + "' holds data beyond " + std::to_string(size) +
-                                            " bytes (use --force to discard it)");
-      }
-      std::vector<Extent> freed;
-      v->map.Unmap(keep, UINT64_MAX / 2, &freed);
-      for (const Extent& e : freed) {
-        pending_frees_.push_back(e);
-        AdjustAllocated(*v, -static_cast<int64_t>(e.n));
-      }
-      if (!freed.empty()) AppendPendingLocked(Record{RecordType::kUnmap, v->id, keep, 0, UINT32_MAX, {}});
+    // Every check first: a refused resize changes nothing.
+    bool shrink = size < v->size.load();
+    uint64_t keep = ClustersFor(size);
+    if (shrink && v->open_count.load() > 0) {
+      return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
     }
+    if (shrink && v->map.mapped_end() * sb_.cluster_size > size && !force) {
+      return Status::Error(ENOTEMPTY, "volume '" + name + "' holds data beyond " + std::to_string(size) +
+                                          " bytes (use --force to discard it)");
+    }
+    uint64_t grow = v->reserved > 0 && keep > v->reserved ? keep - v->reserved : 0;
+    if (grow > 0 && alloc_.free_clusters() < reserved_unused_ + grow) {
+      return Status::Error(ENOSPC, "pool has no room to keep volume '" + name + "' preallocated");
+    }
+    if (shrink) NESTOR_RETURN_IF_ERROR(DiscardBeyondLocked(*v, size));
     if (v->reserved > 0) {
-      uint64_t want = ClustersFor(size);
-      uint64_t grow = want > v->reserved ? want - v->reserved : 0;
-      if (alloc_.free_clusters() < reserved_unused_ + grow) {
-        return Status::Error(ENOSPC, "pool has no room to keep volume '" + name + "' preallocated");
-      }
       reserved_unused_ -= UnusedReservation(*v);
-      v->reserved = want;
+      v->reserved = keep;
       reserved_unused_ += UnusedReservation(*v);
-      AppendPendingLocked(Record{RecordType::kVolumeReserve, v->id, want, 0, 0, {}});
+      AppendPendingLocked(Record{RecordType::kVolumeReserve, v->id, keep, 0, 0, {}});
     }
     v->size.store(size);
     AppendPendingLocked(Record{RecordType::kVolumeResize, v->id, size, 0, 0, {}});
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: resized volume {} to {} bytes", name, size);
+  return Status::Ok();
+}
+
+Status Pool::DiscardBeyondLocked(Volume& v, uint64_t size) {
+  // Whole clusters past the end are unmapped; the part of the last cluster
+  // past the end is zeroed, so that a later grow reads zeros there.
+  uint64_t keep = ClustersFor(size);
+  uint64_t within = size % sb_.cluster_size;  // a multiple of 4 KiB (sizes are)
+  uint64_t p = 0, run = 0;
+  if (within != 0 && v.map.Lookup(keep - 1, &p, &run)) {
+    uint64_t len = sb_.cluster_size - within;
+    AlignedBuffer zero(std::min<uint64_t>(len, 1 << 20));
+    for (uint64_t off = 0; off < len; off += zero.size()) {
+      NESTOR_RETURN_IF_ERROR(dev_->WriteAt(sb_.data_offset + p * sb_.cluster_size + within + off, zero.data(),
+                                           std::min<uint64_t>(zero.size(), len - off)));
+    }
+  }
+  std::vector<Extent> freed;
+  v.map.Unmap(keep, UINT64_MAX / 2, &freed);
+  for (const Extent& e : freed) {
+    pending_frees_.push_back(e);
+    AdjustAllocated(v, -static_cast<int64_t>(e.n));
+  }
+  if (!freed.empty()) AppendPendingLocked(Record{RecordType::kUnmap, v.id, keep, 0, UINT32_MAX, {}});
   return Status::Ok();
 }
 
@@ -357,6 +375,9 @@ Result<std::shared_ptr<io::BlockBackend>> Pool::OpenVolume(const std::string& na
 // ---- data path ----
 
 Status Pool::AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) {
+  // A mapping made now could never be committed: fail the write as the
+  // device error it is, not as a full pool.
+  if (failed_.load()) return Status::IoError("pool metadata failed: no new allocations");
   std::lock_guard<std::mutex> g(mu_);
   uint64_t others = reserved_unused_ - UnusedReservation(*vol);
   if (alloc_.free_clusters() <= others || !alloc_.Allocate(hint, p)) {

@@ -174,6 +174,10 @@ class Pool {
   // FLUSH: commit, then complete w (inline when no committer runs).
   void RequestFlush(const FlushWaiter& w);
   int FlushInline();
+  bool FreesPending() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return !pending_frees_.empty();
+  }
   EpochCounters* RegisterChannel();
   void UnregisterChannel(EpochCounters* c);
   uint64_t epoch_bucket() const { return epoch_.load(std::memory_order_seq_cst) & 1; }
@@ -181,6 +185,8 @@ class Pool {
   size_t zeros_bytes() const { return zeros_bytes_; }
   bool committer_running() const { return committer_.joinable(); }
 
+  // Shrink: unmaps past `size` and zeroes the rest of the last cluster.
+  Status DiscardBeyondLocked(Volume& v, uint64_t size);
   // Volume bookkeeping (mu_ held).
   std::shared_ptr<Volume> FindLocked(const std::string& name) const;
   uint64_t UnusedReservation(const Volume& v) const {
@@ -223,7 +229,7 @@ class Pool {
   uint64_t log_used_ = 0;  // bytes from tail to head (with wrap waste)
   std::atomic<uint64_t> checkpoints_{0}, log_entries_{0}, commits_{0};
   std::atomic<uint64_t> allocations_{0}, parked_{0}, enospc_{0};
-  bool failed_ = false;  // a metadata write failed: no more commits
+  std::atomic<bool> failed_{false};  // a metadata write failed: no more commits (nor allocations)
   std::atomic<uint64_t> epoch_{0};
   std::thread committer_;
 };

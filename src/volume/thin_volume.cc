@@ -19,6 +19,7 @@ struct ParkedOp {
   int result = 0;                // first error
   unsigned bucket = 0;           // epoch bucket it counts in (-1u: none)
   bool parked = false;
+  bool space_wait = false;       // parked until a commit frees clusters
   bool orphaned = false;         // the client abandoned req (guest fault)
   ParkedOp* next_free = nullptr;
 };
@@ -32,6 +33,7 @@ class ThinChannel final : public io::IoChannel {
   void Submit(io::IoRequest* req) override;
   const io::IoStats& stats() const override { return data_->stats(); }
   void Abandon(io::IoRequest* req) override;
+  uint32_t pending() const override { return static_cast<uint32_t>(live_ops_); }
 
  private:
   static constexpr int kChildIov = 192;
@@ -65,6 +67,7 @@ class ThinChannel final : public io::IoChannel {
   bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len);
   bool ZeroPiece(Op* op);
   uint64_t AllocationHint(uint64_t vcl) const;
+  bool WaitForSpace(Op* op);
   void Issue(Child* c);
   void Finish(Op* op);
   void EndAllocation(Child* c, bool ok);
@@ -127,6 +130,7 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
   op->pending = 0;
   op->result = 0;
   op->parked = false;
+  op->space_wait = false;
   op->orphaned = false;
   op->wake = io::IoRequest{};
   op->wake.parent = req;
@@ -273,6 +277,7 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
   Status st = pool_->AllocateCluster(vol_.get(), AllocationHint(vcl), &p);
   if (!st.ok()) {
     vol_->lock.Unlock();
+    if (st.err() == ENOSPC && pool_->FreesPending()) return WaitForSpace(op);
     op->result = -st.err();
     return false;
   }
@@ -319,6 +324,33 @@ bool ThinChannel::ZeroPiece(Op* op) {
   }
   op->cursor += span;
   return true;
+}
+
+bool ThinChannel::WaitForSpace(Op* op) {
+  // Clusters freed by discards come back at the next commit: have one now
+  // and retry, rather than fail a write the space is about to exist for.
+  if (op->pending != 1) {  // pieces of it are in flight: it cannot leave the grace count
+    op->result = -ENOSPC;
+    return false;
+  }
+  // Waiting ops must not hold up the commit's grace period: leave the
+  // epoch count (nothing of this op is in flight) and rejoin after.
+  epoch_->active[op->bucket].fetch_sub(1, std::memory_order_release);
+  if (ring_ == nullptr || !pool_->committer_running()) {
+    int res = pool_->FlushInline();
+    op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
+    epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+    if (res == 0) return true;  // retry this piece
+    op->result = res;            // the commit failed (device error): no space is coming
+    return false;
+  }
+  op->bucket = ~0u;
+  op->parked = true;
+  op->space_wait = true;
+  op->wake.hook = OnResume;
+  ring_->ExpectPosted();
+  pool_->RequestFlush(FlushWaiter{&op->wake, ring_});
+  return false;
 }
 
 uint64_t ThinChannel::AllocationHint(uint64_t vcl) const {
@@ -384,9 +416,15 @@ void ThinChannel::Wake(Op* waiter) {
   OnResume(&waiter->wake, 0);
 }
 
-void ThinChannel::OnResume(io::IoRequest* r, int) {
+void ThinChannel::OnResume(io::IoRequest* r, int res) {
   Op* op = static_cast<Op*>(r->hook_ctx);
   op->parked = false;
+  if (op->space_wait) {
+    op->space_wait = false;
+    op->bucket = static_cast<unsigned>(op->ch->pool_->epoch_bucket());
+    op->ch->epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+    if (res < 0 && op->result == 0) op->result = res;  // the commit failed: no space is coming
+  }
   if (op->orphaned) {
     if (op->pending == 0) op->ch->FreeOp(op);
     return;
