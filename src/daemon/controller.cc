@@ -452,7 +452,8 @@ void Controller::LogStats() const {
   for (reactor::Reactor* r : reactors_) NLOG_INFO("stats {}", r->CountersString());
   virtio::ForEachQueueStats([](const virtio::QueueStats& q) { NLOG_INFO("stats {}", virtio::QueueStatsString(q)); });
   for (const auto& [name, e] : Exports()) {
-    NLOG_INFO("stats volume {}: sessions {}", name, e->active_sessions());
+    NLOG_INFO("stats volume {}: sessions {} {}", name, e->active_sessions(),
+              virtio::StatsSnapshotString(e->stats().Snapshot()));
   }
   if (pool_ != nullptr) NLOG_INFO("stats {}", volume::PoolStatsString(pool_->Info()));
   NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());

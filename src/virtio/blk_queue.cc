@@ -65,7 +65,10 @@ void BlkQueue::RequestStop(std::function<void(uint16_t)> done) {
 void BlkQueue::MaybeFinishStop() {
   // A broken queue may have lost track of requests interrupted by a fault;
   // only those the backend still holds must come back before memory goes.
+  // The channel may still hold work of abandoned requests (a thin volume's
+  // sub-requests): it and the guest memory they point into must outlive it.
   uint32_t pending = broken_ ? backend_in_flight_ : in_flight_;
+  if (channel_ != nullptr) pending += channel_->pending();
   if (!stopping_ || pending != 0 || !stop_done_) return;
   Flush();
   reactor_->RemovePoller(this);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/exit_code.h"
 #include "base/fd.h"
 #include "nestor/signature.h"
 #include "volume/format.h"
@@ -35,19 +36,7 @@ const char kExitCodeHelp[] =
     "  8  corrupt pool metadata\n"
     "  9  other error (I/O, permissions, not a nestor pool, ...)\n";
 
-int ExitCodeFor(const Status& st) {
-  switch (st.err()) {
-    case 0: return kExitOk;
-    case EINVAL: return kExitUsage;
-    case ENOENT: return kExitNotFound;
-    case EEXIST: return kExitExists;
-    case ENOSPC: return kExitNoSpace;
-    case EBUSY: return kExitBusy;
-    case ENOTEMPTY: return kExitWouldDiscard;
-    case EUCLEAN: return kExitCorrupt;
-    default: return kExitIoError;
-  }
-}
+int ExitCodeFor(const Status& st) { return ExitCodeForErrno(st.err()); }
 
 int Fail(const Status& st) {
   std::fprintf(stderr, "nestor: %s\n", st.ToString().c_str());

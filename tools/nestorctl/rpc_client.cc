@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "base/exit_code.h"
 #include "base/fd.h"
 
 namespace nestor::ctl {
@@ -37,18 +38,7 @@ using Clock = std::chrono::steady_clock;
 // Deeper replies are refused (nestord's never nest beyond a few levels).
 constexpr int kMaxDepth = 64;
 
-int ExitForErrno(int err) {
-  switch (err) {
-    case EINVAL: return kExitUsage;
-    case ENOENT: return kExitNotFound;
-    case EEXIST: return kExitExists;
-    case ENOSPC: return kExitNoSpace;
-    case EBUSY: return kExitBusy;
-    case ENOTEMPTY: return kExitWouldDiscard;
-    case EUCLEAN: return kExitCorrupt;
-    default: return kExitOther;
-  }
-}
+int ExitForErrno(int err) { return ExitCodeForErrno(err); }
 
 int ErrnoFromName(std::string_view name) {
   static const struct {
