@@ -36,7 +36,8 @@ bench: build
 	@/usr/bin/python3 bench/run_bench.py --build $(BUILD) $(if $(QUICK),--quick)
 
 # Thin volumes (docs/benchmarks.md, "Thin volumes"). QUICK=1: 1M extents,
-# 1 s runs (about 1 minute); full: 1M and 10M extents, 3 s x 5 reps (~15 min).
+# 1 s runs (about 1 minute); full: 1M and 10M extents, 1 s x 15 interleaved
+# reps (about 20 minutes on a quiet machine).
 # POOL_DIR: where the pool-open benchmark's sparse pool file goes (ext4).
 POOL_DIR ?= /var/tmp
 .PHONY: bench-volume
