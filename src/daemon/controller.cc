@@ -156,7 +156,11 @@ Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockB
     pthread_setname_np(pthread_self(), tname.c_str());
     for (;;) {
       pollfd pfds[2] = {{stop, POLLIN, 0}, {exp->listen_fd(), POLLIN, 0}};
-      if (poll(pfds, 2, -1) < 0) continue;
+      // Wakes up now and then to reap sessions whose clients left, so
+      // their sockets close without waiting for the next connection.
+      int n = poll(pfds, 2, 250);
+      if (n == 0) (void)exp->active_sessions();
+      if (n <= 0) continue;
       if (pfds[0].revents) return;
       if (pfds[1].revents & POLLIN) exp->AcceptOne();
     }

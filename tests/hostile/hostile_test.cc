@@ -41,6 +41,7 @@
 
 #include "daemon.h"
 #include "nestor/client.hpp"
+#include "volume/pool.h"
 #include "raw_frontend.h"
 
 namespace nestor::hostile {
@@ -355,12 +356,17 @@ class Hostile : public ::testing::Test {
     }
     g_daemon = new Daemon();
     std::string err;
+    if (Status st = MakePool(); !st.ok()) {
+      g_start_error = "pool: " + st.ToString();
+      return;
+    }
     if (!g_daemon->Start(bin,
                          {"--volume", "good,size=64M,backend=mem,queues=2", "--volume",
                           "bad,size=64M,backend=mem,queues=2", "--volume",
                           "fileb,size=16M,backend=file:" + FilebPath() + ",queues=2,delay_us=200000",
+                          "--pool", PoolPath(), "--export-all", "--pool-queues", "2",
                           "--reactors", "1", "--poll-mode", "adaptive"},
-                         {"good", "bad", "fileb"}, &err)) {
+                         {"good", "bad", "fileb", "thin"}, &err)) {
       g_start_error = err;
       return;
     }
@@ -380,8 +386,25 @@ class Hostile : public ::testing::Test {
     return path;
   }
 
+  // A thin pool volume on ext4 (io_uring, O_DIRECT): its requests are
+  // served through sub-requests (src/volume/thin_volume.cc), whose fault
+  // paths the T cases exercise.
+  static std::string PoolPath() {
+    static std::string path = "/tmp/nestor-hostile-pool-" + std::to_string(getpid()) + ".img";
+    return path;
+  }
+  static Status MakePool() {
+    auto dev = volume::OpenFilePoolDevice(PoolPath(), true, 64ull << 20);
+    if (!dev.ok()) return dev.status();
+    NESTOR_RETURN_IF_ERROR(volume::Pool::Format(dev->get(), 64 << 10, true));
+    auto pool = volume::Pool::Open(std::move(dev.value()));
+    if (!pool.ok()) return pool.status();
+    return (*pool)->CreateVolume("thin", 16 << 20, false).status();
+  }
+
   static void TearDownTestSuite() {
     unlink(FilebPath().c_str());
+    unlink(PoolPath().c_str());
     if (g_bg) {
       g_bg->stop.store(true);
       g_bg->thread.join();
@@ -1552,6 +1575,59 @@ TEST_F(Hostile, R2_FaultInsideBackendCompletion) {
   victim.conn.reset();
   victim.rings.clear();
   victim.mem.reset();
+  ExpectHealthy();
+}
+
+// Pool volumes: the frontend truncates its memory under requests that a
+// thin volume serves through sub-requests. T1: a read of never-written
+// space is answered by zeroing the client's buffer inside Submit, which
+// faults. T2: a misaligned read of written space goes through the data
+// channel's bounce buffer and faults while the sub-request completes (the
+// fault must be charged to the client's request, not to the sub-request).
+// Each time: that client is cut off, nestord and everyone else go on, and
+// the thin volume serves the next client.
+void TruncatedThinRead(bool written) {
+  if (written) {
+    ASSERT_TRUE(ClientWorks("thin", 0));  // maps cluster 0
+  }
+  RingClient rc;
+  ASSERT_TRUE(StartRings(&rc, "thin"));
+  RingClient victim;
+  ASSERT_TRUE(StartRings(&victim, "bad"));
+  RawRing& r = rc.ring();
+  GuestMem* m = r.mem();
+  uint8_t* hdr = m->base() + 32768;
+  uint8_t* status = m->base() + 32768 + 64;
+  uint64_t sector = written ? 0 : (8 << 20) / 512;  // cluster 0 written; 8 MiB never
+  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkIn, 0, sector};
+  *status = 0xff;
+  uint8_t* data = r.Alloc(8192 + 64, 4096) + 64;  // misaligned: bounce buffer on O_DIRECT
+  std::vector<Seg> segs{{m->gpa(hdr), 16, 0},
+                        {m->gpa(data), 8192, kDescFlagWrite},
+                        {m->gpa(status), 1, kDescFlagWrite}};
+  uint16_t head = BuildChain(r, segs);
+  ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
+  r.Publish(head);
+  rc.Kick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
+  EXPECT_TRUE(RawRoundTrip(victim, 8)) << "an innocent session was broken by another client's fault";
+  rc.conn.reset();
+  rc.rings.clear();
+  rc.mem.reset();
+  victim.conn.reset();
+  victim.rings.clear();
+  victim.mem.reset();
+  EXPECT_TRUE(ClientWorks("thin", 1 << 20)) << "the thin volume no longer serves clients";
+}
+
+TEST_F(Hostile, T1_FaultZeroingAHoleOfAThinVolume) {
+  TruncatedThinRead(false);
+  ExpectHealthy();
+}
+
+TEST_F(Hostile, T2_FaultInAThinVolumeSubRequestCompletion) {
+  TruncatedThinRead(true);
   ExpectHealthy();
 }
 
