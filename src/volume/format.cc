@@ -181,7 +181,7 @@ void AppendRecord(const Record& r, std::string* out) {
   }
 }
 
-Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
+Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(const Record&)>& fn) {
   size_t off = 0;
   auto need = [&](size_t n) { return off + n <= len; };
   while (off < len) {
@@ -228,9 +228,16 @@ Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
       default:
         return Corruption("unknown record type " + std::to_string(type));
     }
-    out->push_back(std::move(r));
+    NESTOR_RETURN_IF_ERROR(fn(r));
   }
   return Status::Ok();
+}
+
+Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
+  return ForEachRecord(buf, len, [out](const Record& r) {
+    out->push_back(r);
+    return Status::Ok();
+  });
 }
 
 void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,10 @@ struct Record {
 };
 
 void AppendRecord(const Record& r, std::string* out);
-// Decodes every record of buf; fails on a malformed one.
+// Decodes the records of buf one at a time, handing each to fn (a
+// checkpoint of millions of extents is applied without a copy of it all);
+// stops at a malformed record or at fn's first error.
+Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(const Record&)>& fn);
 Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out);
 inline constexpr size_t kMapRecordBytes = 1 + 4 + 8 + 8 + 4;  // on disk, per extent
 

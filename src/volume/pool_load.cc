@@ -43,15 +43,12 @@ Status Pool::Load() {
       NLOG_WARN("{}; trying the other slot", last.message());
       continue;
     }
-    std::vector<Record> recs;
-    NESTOR_RETURN_IF_ERROR(DecodeRecords(payload.data(), h[slot].payload_bytes, &recs));
-    for (const Record& r : recs) {
+    NESTOR_RETURN_IF_ERROR(ForEachRecord(payload.data(), h[slot].payload_bytes, [&](const Record& r) {
       Status as = Apply(r);
-      if (!as.ok()) {
-        if (!opts_.check_mode) return as;
-        Problem("checkpoint: " + as.message());
-      }
-    }
+      if (as.ok() || !opts_.check_mode) return as;
+      Problem("checkpoint: " + as.message());
+      return Status::Ok();
+    }));
     active_slot_ = slot;
     seq_ = h[slot].seq;
     log_tail_ = log_head_ = h[slot].log_head;
@@ -88,16 +85,13 @@ Status Pool::ReplayLog(const CheckpointHeader& h) {
     AlignedBuffer entry(bytes);
     NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
     if (!VerifyLogEntry(*eh, entry.data()).ok()) break;  // torn: never acknowledged
-    std::vector<Record> recs;
-    Status ds = DecodeRecords(entry.data() + kLogHeaderBytes, eh->payload_bytes, &recs);
-    if (!ds.ok()) return ds;  // checksummed yet malformed: a bug, not a crash
-    for (const Record& r : recs) {
+    // Checksummed yet malformed (or inconsistent): a bug, not a crash.
+    NESTOR_RETURN_IF_ERROR(ForEachRecord(entry.data() + kLogHeaderBytes, eh->payload_bytes, [&](const Record& r) {
       Status as = Apply(r);
-      if (!as.ok()) {
-        if (!opts_.check_mode) return as;
-        Problem("log entry " + std::to_string(want) + ": " + as.message());
-      }
-    }
+      if (as.ok() || !opts_.check_mode) return as;
+      Problem("log entry " + std::to_string(want) + ": " + as.message());
+      return Status::Ok();
+    }));
     log_used_ += waste + bytes;
     pos += bytes;
     log_head_ = pos;
