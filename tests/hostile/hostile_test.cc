@@ -314,6 +314,13 @@ bool SubmitWait(RingClient& rc, uint16_t head, UsedElem* e, size_t q = 0) {
 }
 
 // The ring still serves well-formed requests: 4 KiB write, read, compare.
+// Closes a raw client: its connection first, then its rings and memory.
+void Drop(RingClient& c) {
+  c.conn.reset();
+  c.rings.clear();
+  c.mem.reset();
+}
+
 ::testing::AssertionResult RawRoundTrip(RingClient& rc, uint64_t sector, size_t q = 0) {
   RawRing& r = rc.ring(q);
   IoBufs w = MakeBufs(r, virtio::kBlkOut, sector, 4096);
@@ -1392,9 +1399,7 @@ TEST_F(Hostile, C7x_TruncatedMemfdAfterRegistration) {
   rc.Kick();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(g_daemon->Alive()) << "nestord died touching a memfd its client truncated: " << g_daemon->death();
-  rc.conn.reset();
-  rc.rings.clear();
-  rc.mem.reset();
+  Drop(rc);
   ExpectHealthy();
 }
 
@@ -1536,9 +1541,7 @@ TEST_F(Hostile, R1_FaultInsideBackendSubmit) {
   rc.Kick();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
-  rc.conn.reset();
-  rc.rings.clear();
-  rc.mem.reset();
+  Drop(rc);
   ExpectHealthy();
 }
 
@@ -1569,12 +1572,8 @@ TEST_F(Hostile, R2_FaultInsideBackendCompletion) {
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
   EXPECT_TRUE(RawRoundTrip(victim, 8)) << "an innocent session was broken by another client's fault";
-  rc.conn.reset();
-  rc.rings.clear();
-  rc.mem.reset();
-  victim.conn.reset();
-  victim.rings.clear();
-  victim.mem.reset();
+  Drop(rc);
+  Drop(victim);
   ExpectHealthy();
 }
 
@@ -1612,12 +1611,8 @@ void TruncatedThinRead(bool written) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(g_daemon->Alive()) << g_daemon->death();
   EXPECT_TRUE(RawRoundTrip(victim, 8)) << "an innocent session was broken by another client's fault";
-  rc.conn.reset();
-  rc.rings.clear();
-  rc.mem.reset();
-  victim.conn.reset();
-  victim.rings.clear();
-  victim.mem.reset();
+  Drop(rc);
+  Drop(victim);
   EXPECT_TRUE(ClientWorks("thin", 1 << 20)) << "the thin volume no longer serves clients";
 }
 
