@@ -35,6 +35,20 @@ T GetAt(const uint8_t* p, size_t* off) {
 
 uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+// CRC-32C of p[0, len) with the 4-byte checksum field at crc_at read as
+// zeros: the checksum every header stores over itself. No copy.
+uint32_t CrcWithHole(const uint8_t* p, size_t len, size_t crc_at) {
+  static const uint8_t kZero[4] = {};
+  uint32_t crc = Crc32c(p, crc_at);
+  crc = Crc32c(kZero, 4, crc);
+  return Crc32c(p + crc_at + 4, len - crc_at - 4, crc);
+}
+
+void StoreCrc(uint8_t* p, size_t len, size_t crc_at) {
+  uint32_t crc = CrcWithHole(p, len, crc_at);
+  std::memcpy(p + crc_at, &crc, 4);
+}
+
 }  // namespace
 
 Status Corruption(const std::string& what) { return Status::Error(EUCLEAN, "corrupt pool: " + what); }
@@ -90,8 +104,7 @@ void EncodeSuperblock(const Superblock& sb, uint8_t out[kBlock]) {
   PutAt(out, &off, sb.data_offset);
   PutAt(out, &off, sb.data_clusters);
   PutAt(out, &off, sb.created_unix);
-  uint32_t crc = Crc32c(out, kBlock);
-  std::memcpy(out + 12, &crc, 4);
+  StoreCrc(out, kBlock, 12);
 }
 
 Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
@@ -101,10 +114,7 @@ Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
   if (sb.magic != kSuperMagic) return Status::Error(ENODEV, "not a nestor pool (no superblock magic)");
   sb.version = GetAt<uint32_t>(in, &off);
   uint32_t crc = GetAt<uint32_t>(in, &off);
-  uint8_t copy[kBlock];
-  std::memcpy(copy, in, kBlock);
-  std::memset(copy + 12, 0, 4);
-  if (Crc32c(copy, kBlock) != crc) return Corruption("superblock checksum mismatch");
+  if (CrcWithHole(in, kBlock, 12) != crc) return Corruption("superblock checksum mismatch");
   if (sb.version != kFormatVersion) {
     return Status::Error(ENOTSUP, "pool format version " + std::to_string(sb.version) + " is not supported");
   }
@@ -250,8 +260,7 @@ void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]) {
   PutAt(out, &off, h.payload_bytes);
   PutAt(out, &off, h.payload_crc);
   PutAt(out, &off, h.pool_id);
-  uint32_t crc = Crc32c(out, kBlock);
-  std::memcpy(out + 4, &crc, 4);
+  StoreCrc(out, kBlock, 4);
 }
 
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
@@ -260,10 +269,7 @@ Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
   h.magic = GetAt<uint32_t>(in, &off);
   uint32_t crc = GetAt<uint32_t>(in, &off);
   if (h.magic != kCkptMagic) return Corruption("no checkpoint magic");
-  uint8_t copy[kBlock];
-  std::memcpy(copy, in, kBlock);
-  std::memset(copy + 4, 0, 4);
-  if (Crc32c(copy, kBlock) != crc) return Corruption("checkpoint header checksum mismatch");
+  if (CrcWithHole(in, kBlock, 4) != crc) return Corruption("checkpoint header checksum mismatch");
   h.seq = GetAt<uint64_t>(in, &off);
   h.log_head = GetAt<uint64_t>(in, &off);
   h.payload_bytes = GetAt<uint64_t>(in, &off);
@@ -283,8 +289,7 @@ std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& pa
   PutAt(p, &off, records);
   PutAt(p, &off, pool_id);
   std::memcpy(p + kLogHeaderBytes, payload.data(), payload.size());
-  uint32_t crc = Crc32c(p, kLogHeaderBytes + payload.size());
-  std::memcpy(p + 4, &crc, 4);
+  StoreCrc(p, kLogHeaderBytes + payload.size(), 4);
   return e;
 }
 
@@ -307,9 +312,10 @@ Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uin
 }
 
 Status VerifyLogEntry(const LogEntryHeader& h, const uint8_t* entry) {
-  std::string copy(reinterpret_cast<const char*>(entry), kLogHeaderBytes + h.payload_bytes);
-  std::memset(copy.data() + 4, 0, 4);
-  if (Crc32c(copy.data(), copy.size()) != h.crc) return Status::Error(ENOENT, "torn log entry");
+  // A torn entry ends the log: it was never acknowledged.
+  if (CrcWithHole(entry, kLogHeaderBytes + h.payload_bytes, 4) != h.crc) {
+    return Status::Error(ENOENT, "torn log entry");
+  }
   return Status::Ok();
 }
 

@@ -74,6 +74,14 @@ class ThinChannel final : public io::IoChannel {
   void Wake(Op* waiter);
   int SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len, iovec* dst, int max) const;
   int PadZeros(uint64_t bytes, iovec* dst, int max) const;
+  // Where op->cursor is: virtual cluster, offset in it, bytes left.
+  struct Position {
+    uint64_t vcl, within, left;
+  };
+  Position At(const Op* op) const {
+    uint64_t off = op->req->offset + op->cursor;
+    return {off / cs_, off % cs_, op->req->length - op->cursor};
+  }
   uint64_t Phys(uint64_t p, uint64_t within) const {
     return pool_->sb_.data_offset + p * cs_ + within;
   }
@@ -211,26 +219,16 @@ void ThinChannel::Continue(Op* op) {
 
 bool ThinChannel::ReadPiece(Op* op) {
   io::IoRequest* req = op->req;
-  uint64_t off = req->offset + op->cursor;
-  uint64_t vcl = off / cs_, within = off % cs_, left = req->length - op->cursor;
+  auto [vcl, within, left] = At(op);
   uint64_t p = 0, run = 0;
   bool mapped = Lookup(vcl, &p, &run);
   uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
   if (!mapped) {
     // A hole (or a cluster still being initialized): zeros, straight into
     // the client's buffers. No lock is held while guest memory is touched.
-    uint64_t skip = op->cursor, todo = span;
-    for (int i = 0; i < req->iovcnt && todo > 0; ++i) {
-      uint64_t l = req->iov[i].iov_len;
-      if (skip >= l) {
-        skip -= l;
-        continue;
-      }
-      uint64_t n = std::min(l - skip, todo);
-      std::memset(static_cast<uint8_t*>(req->iov[i].iov_base) + skip, 0, n);
-      todo -= n;
-      skip = 0;
-    }
+    iovec v[kChildIov];
+    int n = SliceIov(req, op->cursor, span, v, kChildIov);
+    for (int i = 0; i < n; ++i) std::memset(v[i].iov_base, 0, v[i].iov_len);
     op->cursor += span;
     return true;
   }
@@ -243,8 +241,7 @@ bool ThinChannel::ReadPiece(Op* op) {
 
 bool ThinChannel::WritePiece(Op* op) {
   io::IoRequest* req = op->req;
-  uint64_t off = req->offset + op->cursor;
-  uint64_t vcl = off / cs_, within = off % cs_, left = req->length - op->cursor;
+  auto [vcl, within, left] = At(op);
   uint64_t p = 0, run = 0;
   bool mapped = Lookup(vcl, &p, &run);
   if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within));
@@ -300,8 +297,7 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
 
 bool ThinChannel::ZeroPiece(Op* op) {
   io::IoRequest* req = op->req;
-  uint64_t off = req->offset + op->cursor;
-  uint64_t vcl = off / cs_, within = off % cs_, left = req->length - op->cursor;
+  auto [vcl, within, left] = At(op);
   bool may_unmap = req->op == io::IoOp::kDiscard || req->unmap;
   if (may_unmap && within == 0 && left >= cs_) {
     uint64_t k = left / cs_;
