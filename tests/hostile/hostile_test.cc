@@ -1515,6 +1515,20 @@ TEST_F(Hostile, C9b_KickFdThatBlocksOnRead) {
 }
 
 // ===========================================================================
+// Builds (unpublished) one request whose header and status byte sit in
+// the ring area (which survives truncating the memfd to kRingArea) and
+// whose `len` data bytes are at `data` (which does not). Returns its head.
+uint16_t ChainInRingArea(RawRing& r, uint32_t type, uint64_t sector, uint8_t* data, uint32_t len) {
+  GuestMem* m = r.mem();
+  uint8_t* hdr = m->base() + 32768;  // inside the ring area, past the rings
+  uint8_t* status = m->base() + 32768 + 64;
+  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{type, 0, sector};
+  *status = 0xff;
+  uint16_t data_flags = type == virtio::kBlkIn ? kDescFlagWrite : 0;
+  std::vector<Seg> segs{{m->gpa(hdr), 16, 0}, {m->gpa(data), len, data_flags}, {m->gpa(status), 1, kDescFlagWrite}};
+  return BuildChain(r, segs);
+}
+
 // Faults found in review: a frontend shrinks its memfd so that nestord
 // faults in the middle of handing a request to the backend, or of copying a
 // completion back. The queue must be stopped without waiting forever for
@@ -1528,14 +1542,7 @@ TEST_F(Hostile, R1_FaultInsideBackendSubmit) {
   ASSERT_TRUE(StartRings(&rc, "bad"));
   ASSERT_TRUE(RawRoundTrip(rc, 0));
   RawRing& r = rc.ring();
-  GuestMem* m = r.mem();
-  uint8_t* hdr = m->base() + 32768;  // inside the ring area, past the rings
-  uint8_t* status = m->base() + 32768 + 64;
-  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkOut, 0, 0};
-  *status = 0xff;
-  uint8_t* data = r.Alloc(4096, 4096);
-  std::vector<Seg> segs{{m->gpa(hdr), 16, 0}, {m->gpa(data), 4096, 0}, {m->gpa(status), 1, kDescFlagWrite}};
-  uint16_t head = BuildChain(r, segs);
+  uint16_t head = ChainInRingArea(r, virtio::kBlkOut, 0, r.Alloc(4096, 4096), 4096);
   ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
   r.Publish(head);
   rc.Kick();
@@ -1555,16 +1562,8 @@ TEST_F(Hostile, R2_FaultInsideBackendCompletion) {
   RingClient victim;
   ASSERT_TRUE(StartRings(&victim, "bad"));
   RawRing& r = rc.ring();
-  GuestMem* m = r.mem();
-  uint8_t* hdr = m->base() + 32768;
-  uint8_t* status = m->base() + 32768 + 64;
-  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkIn, 0, 0};
-  *status = 0xff;
   uint8_t* data = r.Alloc(4096 + 64, 4096) + 64;  // misaligned: bounce buffer
-  std::vector<Seg> segs{{m->gpa(hdr), 16, 0},
-                        {m->gpa(data), 4096, kDescFlagWrite},
-                        {m->gpa(status), 1, kDescFlagWrite}};
-  uint16_t head = BuildChain(r, segs);
+  uint16_t head = ChainInRingArea(r, virtio::kBlkIn, 0, data, 4096);
   r.Publish(head);
   rc.Kick();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // held by delay_us
@@ -1594,17 +1593,9 @@ void TruncatedThinRead(bool written) {
   RingClient victim;
   ASSERT_TRUE(StartRings(&victim, "bad"));
   RawRing& r = rc.ring();
-  GuestMem* m = r.mem();
-  uint8_t* hdr = m->base() + 32768;
-  uint8_t* status = m->base() + 32768 + 64;
   uint64_t sector = written ? 0 : (8 << 20) / 512;  // cluster 0 written; 8 MiB never
-  *reinterpret_cast<BlkReqHeader*>(hdr) = BlkReqHeader{virtio::kBlkIn, 0, sector};
-  *status = 0xff;
   uint8_t* data = r.Alloc(8192 + 64, 4096) + 64;  // misaligned: bounce buffer on O_DIRECT
-  std::vector<Seg> segs{{m->gpa(hdr), 16, 0},
-                        {m->gpa(data), 8192, kDescFlagWrite},
-                        {m->gpa(status), 1, kDescFlagWrite}};
-  uint16_t head = BuildChain(r, segs);
+  uint16_t head = ChainInRingArea(r, virtio::kBlkIn, sector, data, 8192);
   ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
   r.Publish(head);
   rc.Kick();
