@@ -436,6 +436,7 @@ Result<Json> Controller::StatsGet(const Json& p) {
     found = true;
     Json v = SnapshotJson(e->stats().Snapshot());
     v["name"] = name;
+    v["sessions"] = e->active_sessions();
     Json queues = Json::array();
     std::string prefix = name + "#";
     virtio::ForEachQueueStats([&](const virtio::QueueStats& q) {
@@ -449,7 +450,7 @@ Result<Json> Controller::StatsGet(const Json& p) {
     vols.push_back(v);
   }
   if (!only.empty() && !found) return Status::Error(ENOENT, "volume '" + only + "' is not exported");
-  return Json{{"volumes", vols}};
+  return Json{{"volumes", vols}, {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}}};
 }
 
 void Controller::LogStats() const {
