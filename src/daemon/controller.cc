@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "vhost/mem_table.h"
+#include "vhost/session.h"
 #include "virtio/queue_stats.h"
 
 namespace nestor::daemon {
@@ -139,6 +140,7 @@ Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockB
   ec.read_only = s.read_only;
   ec.num_queues = s.queues;
   ec.queue_reactor = std::move(queue_reactor);
+  ec.stop_timeout = std::chrono::milliseconds(opts_.queue_stop_timeout_ms);
   ec.backend = std::move(backend);
   ec.qos = std::make_shared<virtio::VolumeQos>();
   ec.qos->Set(ToLimits(s));
@@ -450,7 +452,10 @@ Result<Json> Controller::StatsGet(const Json& p) {
     vols.push_back(v);
   }
   if (!only.empty() && !found) return Status::Error(ENOENT, "volume '" + only + "' is not exported");
-  return Json{{"volumes", vols}, {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}}};
+  return Json{{"volumes", vols},
+              {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}},
+              {"queue_stop_timeouts", vhost::Session::StopTimeouts()},
+              {"orphaned_queues", vhost::Session::OrphanedQueues()}};
 }
 
 void Controller::LogStats() const {
@@ -462,6 +467,8 @@ void Controller::LogStats() const {
   }
   if (pool_ != nullptr) NLOG_INFO("stats {}", volume::PoolStatsString(pool_->Info()));
   NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
+  NLOG_INFO("stats queues: stop_timeouts {} orphaned {}", vhost::Session::StopTimeouts(),
+            vhost::Session::OrphanedQueues());
 }
 
 std::string Controller::PrometheusText() const {
@@ -508,6 +515,11 @@ std::string Controller::PrometheusText() const {
               [](const reactor::Counters& c) { return Seconds(c.sleep_ns); });
   per_reactor("nestor_reactor_requests_total", "counter", "Requests completed.",
               [](const reactor::Counters& c) { return c.requests.load(); });
+  metric("nestor_queue_stop_timeouts_total", "counter",
+         "Queues that did not stop in time and were handed to their reactor.");
+  out += fmt::format("nestor_queue_stop_timeouts_total {}\n", vhost::Session::StopTimeouts());
+  metric("nestor_orphaned_queues", "gauge", "Handed-over queues still waiting for their I/O.");
+  out += fmt::format("nestor_orphaned_queues {}\n", vhost::Session::OrphanedQueues());
   if (pool_ != nullptr) {
     volume::PoolInfo i = pool_->Info();
     metric("nestor_pool_free_bytes", "gauge", "Free space in the pool.");

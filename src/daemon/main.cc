@@ -87,9 +87,16 @@ int Serve(const Options& o) {
   }
   if (metrics) metrics->Stop();
   rpc.Stop();
-  ctl->Shutdown();  // stops every queue, draining in-flight I/O
-  for (auto& r : *reactors) r->Stop();
+  ctl->Shutdown();  // stops every queue, draining in-flight I/O (bounded: --queue-stop-timeout-ms)
+  bool stopped = true;
+  for (auto& r : *reactors) stopped &= r->Stop();
   ctl->LogStats();
+  if (!stopped) {
+    // A reactor is stuck inside a call that never returns: it may still
+    // touch the pool and guest memory, so nothing may be torn down.
+    NLOG_ERROR("nestord: a reactor did not stop; exiting without the final pool commit");
+    _exit(1);
+  }
   ctl.reset();  // the pool commits what the drained queues left pending
   NLOG_INFO("nestord stopped cleanly");
   return 0;

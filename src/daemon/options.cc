@@ -122,6 +122,10 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--cpus", cpus, "CPU list to pin reactors to, e.g. 1 or 0-3 (default: not pinned)");
   app.add_option("--poll-mode", mode, "poll | interrupt | adaptive (default adaptive)");
   app.add_option("--idle-us", o.idle_us, "adaptive mode: idle microseconds before sleeping (default 50)");
+  app.add_option("--queue-stop-timeout-ms", o.queue_stop_timeout_ms,
+                 "how long a disconnect, memory change or shutdown waits for a queue's in-flight I/O before "
+                 "giving the queue up (its memory stays mapped until the I/O ends; default 30000)")
+      ->check(CLI::Range(10, 3'600'000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -38,6 +38,9 @@ struct Options {
   std::vector<int> cpus;  // empty: not pinned
   reactor::PollMode mode = reactor::PollMode::kAdaptive;
   uint64_t idle_us = 50;
+  // How long a queue stop may wait for in-flight I/O before the queue is
+  // handed to its reactor and the session ends anyway.
+  uint32_t queue_stop_timeout_ms = 30'000;
 };
 
 // Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]

@@ -34,7 +34,7 @@ Result<PollMode> ParsePollMode(const std::string& s) {
 
 Reactor::Reactor(const ReactorOptions& opts) : opts_(opts) {}
 
-Reactor::~Reactor() { Stop(); }
+Reactor::~Reactor() { (void)Stop(); }
 
 Status Reactor::Start() {
   epoll_fd_.Reset(epoll_create1(EPOLL_CLOEXEC));
@@ -42,7 +42,12 @@ Status Reactor::Start() {
   if (!epoll_fd_.valid() || !msg_fd_.valid()) return Status::FromErrno("reactor fds");
   std::promise<Status> started;
   auto fut = started.get_future();
-  thread_ = std::thread([this, &started] {
+  exited_ = std::make_shared<std::promise<void>>();
+  thread_ = std::thread([this, &started, exited = exited_] {
+    struct SetOnExit {
+      std::shared_ptr<std::promise<void>> p;
+      ~SetOnExit() { p->set_value(); }
+    } on_exit{exited};
     std::string name = "reactor" + std::to_string(opts_.id);
     pthread_setname_np(pthread_self(), name.c_str());
     if (opts_.cpu >= 0) {
@@ -74,10 +79,16 @@ Status Reactor::Start() {
   return Status::Ok();
 }
 
-void Reactor::Stop() {
-  if (!thread_.joinable()) return;
+bool Reactor::Stop(std::chrono::milliseconds limit) {
+  if (!thread_.joinable()) return true;
   Post([this] { stop_.store(true); });
+  if (exited_->get_future().wait_for(limit) != std::future_status::ready) {
+    NLOG_ERROR("reactor {}: did not stop within {} ms; abandoning its thread", opts_.id, limit.count());
+    thread_.detach();
+    return false;
+  }
   thread_.join();
+  return true;
 }
 
 void Reactor::Post(std::function<void()> fn) {
@@ -91,13 +102,17 @@ void Reactor::Post(std::function<void()> fn) {
   (void)unused;
 }
 
-void Reactor::Call(const std::function<void()>& fn) {
-  std::promise<void> done;
-  Post([&] {
+bool Reactor::CallFor(std::function<void()> fn, std::chrono::milliseconds limit) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  Post([fn = std::move(fn), done] {
     fn();
-    done.set_value();
+    done->set_value();
   });
-  done.get_future().wait();
+  if (fut.wait_for(limit) == std::future_status::ready) return true;
+  NLOG_ERROR("reactor {}: a control message waited {} ms without running: reactor wedged?", opts_.id,
+             limit.count());
+  return false;
 }
 
 void Reactor::RunMessages() {
@@ -142,6 +157,11 @@ void Reactor::RemovePoller(Poller* p) {
   if (tls_active_poller == p) tls_active_poller = nullptr;
   auto it = std::find(pollers_.begin(), pollers_.end(), p);
   if (it == pollers_.end()) return;
+  // A poller may remove itself (or another) while PollOnce walks the list:
+  // step the cursor back with it, or the poller that slides into its place
+  // would miss this pass (and, if it is a queue waiting to finish its stop,
+  // an interrupt-mode reactor would then sleep with nothing left to wake it).
+  if (walking_ && it - pollers_.begin() <= cursor_) --cursor_;
   pollers_.erase(it);
   fresh_.erase(std::remove(fresh_.begin(), fresh_.end(), p), fresh_.end());
   if (p->wake_fd() >= 0) WatchFd(p->wake_fd(), false);
@@ -150,13 +170,18 @@ void Reactor::RemovePoller(Poller* p) {
 int Reactor::PollOnce() {
   if (!fresh_.empty()) SetUpFreshPollers();
   int work = 0;
-  // Index loop: a poller may remove itself (queue stop) during Poll.
-  for (size_t i = 0; i < pollers_.size(); ++i) work += pollers_[i]->Poll();
+  // Cursor loops: a poller may remove itself (queue stop) during Poll or
+  // Flush; RemovePoller keeps cursor_ on the next one.
+  walking_ = true;
+  for (cursor_ = 0; cursor_ < std::ssize(pollers_); ++cursor_) work += pollers_[cursor_]->Poll();
+  walking_ = false;
   tls_active_poller = nullptr;  // pollers set it while they touch guest memory
   ring_->Submit();
   work += ring_->Reap();
   tls_active_poller = nullptr;
-  for (size_t i = 0; i < pollers_.size(); ++i) pollers_[i]->Flush();
+  walking_ = true;
+  for (cursor_ = 0; cursor_ < std::ssize(pollers_); ++cursor_) pollers_[cursor_]->Flush();
+  walking_ = false;
   tls_active_poller = nullptr;
   return work;
 }
@@ -207,6 +232,7 @@ void Reactor::Run() {
     }
     // A guest-memory fault unwound us here from somewhere inside Loop().
     UnblockGuestFaults();
+    walking_ = false;
     // A backend's sub-request is charged to the request it serves; the
     // backend still sees the leaf in io::tls_completing while it abandons.
     io::IoRequest* completing = io::tls_completing;

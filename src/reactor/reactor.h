@@ -12,10 +12,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,14 +68,20 @@ class Reactor {
 
   // Spawns and pins the thread and creates its io_uring there.
   Status Start();
-  // Runs every queued message, then stops the thread. Pollers must have
-  // been removed by their owners first.
-  void Stop();
+  // Runs every queued message, then stops the thread, waiting at most
+  // `limit`. Pollers should have been removed by their owners first; one
+  // that is left (a queue whose I/O never completed) is abandoned. Returns
+  // false if the thread did not end in time: it is then detached, still
+  // running, and the process must not tear down what it may use (exit).
+  [[nodiscard]] bool Stop(std::chrono::milliseconds limit = std::chrono::seconds(10));
 
   // Queues fn to run on the reactor thread.
   void Post(std::function<void()> fn);
-  // Runs fn on the reactor thread and waits for it. Not from the reactor.
-  void Call(const std::function<void()>& fn);
+  // Runs fn on the reactor thread and waits for it, at most `limit`. Not
+  // from the reactor. On timeout returns false and fn still runs later, so
+  // fn must own (or share) everything it touches. Messages run at the top
+  // of every reactor iteration: only a wedged reactor makes this time out.
+  [[nodiscard]] bool CallFor(std::function<void()> fn, std::chrono::milliseconds limit);
 
   // Reactor thread only.
   void AddPoller(Poller* p);
@@ -97,11 +106,16 @@ class Reactor {
 
   ReactorOptions opts_;
   std::thread thread_;
+  std::shared_ptr<std::promise<void>> exited_;  // set when the thread ends
   std::unique_ptr<io::IoUring> ring_;
   UniqueFd epoll_fd_;
   UniqueFd msg_fd_;
   std::vector<Poller*> pollers_;
   std::vector<Poller*> fresh_;  // added, notifications not yet set up
+  // PollOnce's walk over pollers_: the index it is calling. Pollers run
+  // only on this thread, in the order of pollers_ (see RemovePoller).
+  bool walking_ = false;
+  ptrdiff_t cursor_ = 0;
   Counters counters_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> has_messages_{false};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -38,6 +39,10 @@ struct ExportConfig {
   std::vector<int> queue_reactor;  // reactor index per queue; empty: spread
   std::shared_ptr<io::BlockBackend> backend;
   uint32_t max_sessions = 8;
+  // How long a session waits for a queue to stop (drain its in-flight I/O)
+  // or for a reactor to run its message, before it gives the queue up to
+  // the reactor and ends (nestord --queue-stop-timeout-ms).
+  std::chrono::milliseconds stop_timeout{30'000};
   // Shared by every queue of every session (created by BlkExport if null).
   std::shared_ptr<virtio::VolumeQos> qos;
   std::shared_ptr<virtio::VolumeStats> stats;

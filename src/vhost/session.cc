@@ -6,8 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
-#include <future>
+#include <mutex>
 #include <string_view>
 
 #include "base/log.h"
@@ -18,6 +19,33 @@ using virtio::Bit;
 
 namespace {
 std::atomic<uint64_t> g_session_ids{0};
+std::atomic<uint64_t> g_stop_timeouts{0};
+std::atomic<uint64_t> g_orphaned_queues{0};
+
+// A queue stop handed to the reactor. The session thread waits on it; if
+// it gives up, it parks the queue and everything it points into in
+// `orphan`, which the reactor then destroys once the stop finally finishes.
+struct StopWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  uint16_t next = 0;
+  std::shared_ptr<void> orphan;
+
+  // Reactor thread, from inside the queue's own stop: the queue may not be
+  // destroyed here, so its release is posted as a message.
+  void Finish(uint16_t next_avail, reactor::Reactor* r) {
+    std::lock_guard<std::mutex> lock(mu);
+    finished = true;
+    next = next_avail;
+    if (orphan != nullptr) {
+      g_orphaned_queues.fetch_sub(1, std::memory_order_relaxed);
+      NLOG_WARN("reactor {}: an orphaned queue finally stopped; its memory is released", r->options().id);
+      r->Post([o = std::move(orphan)] {});
+    }
+    cv.notify_all();
+  }
+};
 
 // Messages that always carry a reply of their own (REPLY_ACK does not apply).
 bool HasOwnReply(uint32_t request) {
@@ -44,9 +72,16 @@ Session::Session(UniqueFd sock, BlkExport* exp)
 
 Session::~Session() {
   std::vector<uint32_t> unused;
-  StopAll(&unused);
+  (void)StopAll(&unused);  // Run already stopped (or orphaned) every queue
   UnmapInflight();
 }
+
+Session::Mapping::~Mapping() {
+  if (base != nullptr) munmap(base, len);
+}
+
+uint64_t Session::StopTimeouts() { return g_stop_timeouts.load(std::memory_order_relaxed); }
+uint64_t Session::OrphanedQueues() { return g_orphaned_queues.load(std::memory_order_relaxed); }
 
 void Session::Shutdown() {
   shutdown_.store(true);
@@ -86,6 +121,10 @@ void Session::Run() {
                msg_.fds.size());
     bool replied = false;
     st = Dispatch(msg_, &replied);
+    if (orphaned_) {
+      NLOG_ERROR("{}: disconnecting: a queue did not stop in time", name_);
+      break;
+    }
     bool ack = msg_.need_reply() && Negotiated(kProtoReplyAck) && !HasOwnReply(msg_.hdr.request);
     if (ack && !replied) {
       if (!st.ok()) NLOG_WARN("{}: {} failed: {}", name_, RequestName(msg_.hdr.request), st.message());
@@ -98,8 +137,8 @@ void Session::Run() {
     }
   }
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
-  mem_.Clear();
+  (void)StopAll(&stopped);  // a queue that did not stop keeps what it uses
+  mem_ = std::make_shared<MemTable>();
   UnmapInflight();
   // Tell the frontend at once (it sees EOF) and give back its fds; the
   // socket fd itself is closed when the export reaps this session, so a
@@ -133,7 +172,7 @@ Status Session::Dispatch(Message& m, bool* replied) {
       return no_payload();
     case kResetOwner: {
       std::vector<uint32_t> stopped;
-      StopAll(&stopped);
+      NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
       features_ = 0;
       features_set_ = false;
       return Status::Ok();
@@ -216,8 +255,8 @@ Status Session::HandleMemTable(Message& m) {
   std::vector<MemRegion> regions(h.nregions);
   std::memcpy(regions.data(), m.payload + sizeof(MemTableHeader), h.nregions * sizeof(MemRegion));
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
-  Status st = mem_.SetAll(regions, std::move(m.fds));
+  NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
+  Status st = mem_->SetAll(regions, std::move(m.fds));
   m.fds.clear();
   Status restart = RestartAll(stopped);
   return st.ok() ? restart : st;
@@ -228,8 +267,8 @@ Status Session::HandleAddMemReg(Message& m) {
   if (!m.PayloadIs<SingleMemRegion>()) return Status::Invalid("ADD_MEM_REG payload size");
   if (m.fds.size() != 1) return Status::Invalid("ADD_MEM_REG needs exactly one fd");
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
-  Status st = mem_.Add(m.As<SingleMemRegion>().region, std::move(m.fds[0]), kMaxMemSlots);
+  NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
+  Status st = mem_->Add(m.As<SingleMemRegion>().region, std::move(m.fds[0]), kMaxMemSlots);
   m.fds.clear();
   Status restart = RestartAll(stopped);
   return st.ok() ? restart : st;
@@ -239,8 +278,8 @@ Status Session::HandleRemMemReg(Message& m) {
   if (!Negotiated(kProtoConfigureMemSlots)) return Status::Invalid("REM_MEM_REG not negotiated");
   if (!m.PayloadIs<SingleMemRegion>()) return Status::Invalid("REM_MEM_REG payload size");
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
-  Status st = mem_.Remove(m.As<SingleMemRegion>().region);
+  NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
+  Status st = mem_->Remove(m.As<SingleMemRegion>().region);
   Status restart = RestartAll(stopped);
   return st.ok() ? restart : st;
 }
@@ -256,7 +295,7 @@ Status Session::HandleVringNum(Message& m) {
     return Status::Invalid("queue size " + std::to_string(s.num) + " is not a power of two <= " +
                            std::to_string(kMaxQueueSize));
   }
-  Stop(s.index);
+  NESTOR_RETURN_IF_ERROR(Stop(s.index));
   (*v)->num = s.num;
   return Status::Ok();
 }
@@ -266,7 +305,7 @@ Status Session::HandleVringAddr(Message& m) {
   auto a = m.As<VringAddr>();
   auto v = VringAt(a.index);
   if (!v.ok()) return v.status();
-  Stop(a.index);
+  NESTOR_RETURN_IF_ERROR(Stop(a.index));
   (*v)->addr = a;
   (*v)->addr_set = true;
   return Status::Ok();
@@ -278,7 +317,7 @@ Status Session::HandleVringBase(Message& m) {
   auto v = VringAt(s.index);
   if (!v.ok()) return v.status();
   if (s.num > 0xffff) return Status::Invalid("SET_VRING_BASE index above 65535");
-  Stop(s.index);
+  NESTOR_RETURN_IF_ERROR(Stop(s.index));
   (*v)->base = static_cast<uint16_t>(s.num);
   return Status::Ok();
 }
@@ -288,7 +327,9 @@ Status Session::HandleGetVringBase(Message& m) {
   auto s = m.As<VringState>();
   auto v = VringAt(s.index);
   if (!v.ok()) return v.status();
-  Stop(s.index);  // drains in-flight I/O: nothing writes guest memory after the reply
+  // Drains in-flight I/O: nothing writes guest memory after the reply. A
+  // queue that cannot drain gets no reply: the session ends instead.
+  NESTOR_RETURN_IF_ERROR(Stop(s.index));
   (*v)->kick_set = false;
   (*v)->kick.Reset();
   VringState reply{s.index, (*v)->base};
@@ -313,12 +354,20 @@ Status Session::HandleVringFd(Message& m) {
     if (vr->queue) {
       int new_fd = fd.get();
       virtio::BlkQueue* q = vr->queue.get();
-      vr->reactor->Call([q, new_fd] { q->SetCallFd(new_fd); });
+      if (!vr->reactor->CallFor([q, new_fd] { q->SetCallFd(new_fd); }, export_->config().stop_timeout)) {
+        // The reactor may use either fd later: the new one is parked with
+        // the queue, the old one is deliberately leaked (closing it could
+        // let the reactor signal an unrelated file that reuses its number).
+        (void)vr->call.Release();
+        vr->call = std::move(fd);
+        Orphan(*vr);
+        return Status::Error(ETIMEDOUT, "reactor did not take the new call fd in time");
+      }
     }
     vr->call = std::move(fd);  // the old fd closes only after the reactor let go
     return Status::Ok();
   }
-  Stop(index);
+  NESTOR_RETURN_IF_ERROR(Stop(index));
   vr->kick = std::move(fd);
   vr->kick_set = true;
   return TryStart(index);
@@ -331,10 +380,7 @@ Status Session::HandleVringEnable(Message& m) {
   if (!v.ok()) return v.status();
   if (s.num > 1) return Status::Invalid("SET_VRING_ENABLE value must be 0 or 1");
   (*v)->enabled = s.num == 1;
-  if (!(*v)->enabled) {
-    Stop(s.index);
-    return Status::Ok();
-  }
+  if (!(*v)->enabled) return Stop(s.index);
   return TryStart(s.index);
 }
 
@@ -364,7 +410,7 @@ Status Session::HandleGetInflightFd(Message& m) {
     return Status::Invalid("GET_INFLIGHT_FD with bad queue count or size");
   }
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
+  NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
   UnmapInflight();
   uint64_t stride = virtio::InflightQueueBytes(d.queue_size);
   uint64_t len = stride * d.num_queues;
@@ -376,8 +422,10 @@ Status Session::HandleGetInflightFd(Message& m) {
   fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK);
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
+  inflight_ = std::make_shared<Mapping>();
+  inflight_->base = p;
+  inflight_->len = len;
   inflight_base_ = p;
-  inflight_len_ = len;
   inflight_stride_ = stride;
   inflight_queues_ = d.num_queues;
   inflight_queue_size_ = d.queue_size;
@@ -403,15 +451,17 @@ Status Session::HandleSetInflightFd(Message& m) {
     return Status::Invalid("SET_INFLIGHT_FD region larger than its fd");
   }
   std::vector<uint32_t> stopped;
-  StopAll(&stopped);
+  NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
   UnmapInflight();
   uint64_t page = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 4096;
   uint64_t map_len = (d.mmap_size + page - 1) / page * page;  // hugetlbfs rounds up
   void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(),
                  static_cast<off_t>(d.mmap_offset));
   if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
+  inflight_ = std::make_shared<Mapping>();
+  inflight_->base = p;
+  inflight_->len = map_len;
   inflight_base_ = p;
-  inflight_len_ = map_len;
   inflight_stride_ = d.mmap_size / d.num_queues;
   inflight_queues_ = d.num_queues;
   inflight_queue_size_ = d.queue_size;
@@ -420,13 +470,12 @@ Status Session::HandleSetInflightFd(Message& m) {
 }
 
 void Session::UnmapInflight() {
-  if (inflight_base_ != nullptr) munmap(inflight_base_, inflight_len_);
+  inflight_.reset();  // a started queue's Vring still holds it
   inflight_base_ = nullptr;
-  inflight_len_ = 0;
 }
 
 Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
-  const virtio::GuestMemoryMap& map = mem_.map();
+  const virtio::GuestMemoryMap& map = mem_->map();
   uint32_t n = v.num;
   const VringAddr& a = v.addr;
   if ((a.desc_user_addr & 15) || (a.avail_user_addr & 1) || (a.used_user_addr & 3)) {
@@ -454,7 +503,7 @@ Status Session::TryStart(uint32_t index) {
   Vring& v = vrings_[index];
   // Without VHOST_USER_F_PROTOCOL_FEATURES rings are enabled at once.
   bool enabled = v.enabled || !(features_ & Bit(kFeatureProtocolFeatures));
-  if (v.queue || !v.kick_set || !enabled || !v.addr_set || v.num == 0 || mem_.size() == 0) {
+  if (v.queue || !v.kick_set || !enabled || !v.addr_set || v.num == 0 || mem_->size() == 0) {
     return Status::Ok();  // not ready yet: a later message completes the setup
   }
   auto setup = TranslateRing(v);
@@ -463,7 +512,7 @@ Status Session::TryStart(uint32_t index) {
   qc.index = static_cast<int>(index);
   qc.device = name_;
   qc.vring = *setup;
-  qc.mem = &mem_.map();
+  qc.mem = &mem_->map();
   qc.limits = export_->limits();
   qc.backend = export_->config().backend.get();
   qc.qos = export_->config().qos;
@@ -482,38 +531,108 @@ Status Session::TryStart(uint32_t index) {
   int sock = sock_.get();
   qc.on_broken = [sock](const std::string&) { ::shutdown(sock, SHUT_RDWR); };
   v.reactor = export_->ReactorFor(index);
-  auto q = std::make_unique<virtio::BlkQueue>(std::move(qc));
-  Status st;
-  virtio::BlkQueue* qp = q.get();
-  v.reactor->Call([&st, qp, &v] { st = qp->Start(v.reactor); });
-  if (!st.ok()) return st;
-  v.queue = std::move(q);
+  v.mem = mem_;
+  v.inflight = qc.inflight != nullptr ? inflight_ : nullptr;
+  v.queue = std::make_unique<virtio::BlkQueue>(std::move(qc));
+  auto st = std::make_shared<Status>(Status::Error(ETIMEDOUT, "queue start timed out"));
+  virtio::BlkQueue* qp = v.queue.get();
+  reactor::Reactor* r = v.reactor;
+  if (!r->CallFor([st, qp, r] { *st = qp->Start(r); }, export_->config().stop_timeout)) {
+    Orphan(v);  // its Start may still run: a stop is queued behind it
+    return *st;
+  }
+  if (!st->ok()) {
+    v.queue.reset();
+    v.mem.reset();
+    v.inflight.reset();
+    return *st;
+  }
   NLOG_DEBUG("{}: queue {} started on reactor {} (size {}, base {})", name_, index,
              v.reactor->options().id, v.num, v.base);
   return Status::Ok();
 }
 
-void Session::Stop(uint32_t index) {
+Status Session::Stop(uint32_t index) {
   Vring& v = vrings_[index];
-  if (!v.queue) return;
-  std::promise<uint16_t> stopped;
+  if (!v.queue) return Status::Ok();
+  auto wait = std::make_shared<StopWait>();
   virtio::BlkQueue* q = v.queue.get();
-  v.reactor->Post([q, &stopped] { q->RequestStop([&stopped](uint16_t next) { stopped.set_value(next); }); });
-  auto fut = stopped.get_future();
-  while (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    NLOG_WARN("{}: queue {} still waiting for in-flight I/O to finish", name_, index);
-  }
-  v.base = fut.get();
-  v.queue.reset();
-}
-
-void Session::StopAll(std::vector<uint32_t>* stopped) {
-  for (uint32_t i = 0; i < vrings_.size(); ++i) {
-    if (vrings_[i].queue) {
-      Stop(i);
-      stopped->push_back(i);
+  reactor::Reactor* r = v.reactor;
+  r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
+  const auto limit = export_->config().stop_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::unique_lock<std::mutex> lock(wait->mu);
+  while (!wait->finished) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      g_stop_timeouts.fetch_add(1, std::memory_order_relaxed);
+      g_orphaned_queues.fetch_add(1, std::memory_order_relaxed);
+      NLOG_ERROR("{}: queue {} did not stop within {} ms (in-flight I/O never completed); handing it and "
+                 "the memory it may touch to reactor {} and ending the session",
+                 name_, index, limit.count(), r->options().id);
+      wait->orphan = Orphaned(v);
+      return Status::Error(ETIMEDOUT, "queue " + std::to_string(index) + " did not stop in time");
+    }
+    if (wait->cv.wait_until(lock, std::min(deadline, now + std::chrono::seconds(5))) == std::cv_status::timeout &&
+        !wait->finished && std::chrono::steady_clock::now() < deadline) {
+      NLOG_WARN("{}: queue {} still waiting for in-flight I/O to finish", name_, index);
     }
   }
+  v.base = wait->next;
+  v.queue.reset();
+  v.mem.reset();
+  v.inflight.reset();
+  return Status::Ok();
+}
+
+std::shared_ptr<void> Session::Orphaned(Vring& v) {
+  // Declared in destruction order's reverse: the queue goes first (on its
+  // reactor), then the fds and memory it used.
+  struct Parked {
+    std::shared_ptr<MemTable> mem;
+    std::shared_ptr<Mapping> inflight;
+    UniqueFd kick, call;
+    std::unique_ptr<virtio::BlkQueue> queue;
+  };
+  auto p = std::make_shared<Parked>();
+  p->mem = std::move(v.mem);
+  p->inflight = std::move(v.inflight);
+  p->kick = std::move(v.kick);
+  p->call = std::move(v.call);
+  p->queue = std::move(v.queue);
+  v.kick_set = false;
+  // The session may not change (or unmap) what the queue still reads.
+  if (mem_ == p->mem) mem_ = std::make_shared<MemTable>();
+  if (inflight_ != nullptr && inflight_ == p->inflight) UnmapInflight();
+  orphaned_ = true;
+  return p;
+}
+
+void Session::Orphan(Vring& v) {
+  // Queue a stop behind whatever the reactor has not run yet; its done
+  // callback owns the parked queue and releases it.
+  g_stop_timeouts.fetch_add(1, std::memory_order_relaxed);
+  g_orphaned_queues.fetch_add(1, std::memory_order_relaxed);
+  auto wait = std::make_shared<StopWait>();
+  virtio::BlkQueue* q = v.queue.get();
+  reactor::Reactor* r = v.reactor;
+  {
+    std::lock_guard<std::mutex> lock(wait->mu);
+    wait->orphan = Orphaned(v);
+  }
+  r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
+}
+
+Status Session::StopAll(std::vector<uint32_t>* stopped) {
+  // Every queue gets its stop, even after one failed.
+  Status first;
+  for (uint32_t i = 0; i < vrings_.size(); ++i) {
+    if (!vrings_[i].queue) continue;
+    Status st = Stop(i);
+    if (st.ok()) stopped->push_back(i);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  return first;
 }
 
 Status Session::RestartAll(const std::vector<uint32_t>& indices) {

@@ -29,6 +29,11 @@ namespace nestor::vhost {
 
 class Session {
  public:
+  // Queues whose stop timed out and were handed to their reactor
+  // (process-wide): ever, and still waiting for their I/O.
+  static uint64_t StopTimeouts();
+  static uint64_t OrphanedQueues();
+
   Session(UniqueFd sock, BlkExport* exp);
   ~Session();
 
@@ -36,6 +41,13 @@ class Session {
   void Shutdown();
 
  private:
+  // An mmap'ed INFLIGHT_SHMFD region, unmapped when the last owner lets go.
+  struct Mapping {
+    void* base = nullptr;
+    uint64_t len = 0;
+    ~Mapping();
+  };
+
   struct Vring {
     uint32_t num = 0;
     bool addr_set = false;
@@ -47,6 +59,10 @@ class Session {
     bool enabled = false;
     std::unique_ptr<virtio::BlkQueue> queue;  // non-null while started
     reactor::Reactor* reactor = nullptr;
+    // What the started queue points into: handed to the reactor with the
+    // queue if its stop times out (see Orphan).
+    std::shared_ptr<MemTable> mem;
+    std::shared_ptr<Mapping> inflight;
   };
 
   // Returns the reply payload size written into reply (0: no reply), or
@@ -70,8 +86,17 @@ class Session {
 
   Result<Vring*> VringAt(uint32_t index);
   Status TryStart(uint32_t index);
-  void Stop(uint32_t index);
-  void StopAll(std::vector<uint32_t>* stopped);
+  // Stops a started queue, waiting for its in-flight I/O at most
+  // export_->config().stop_timeout; then orphans it and fails (the session
+  // must end: it may not change or reuse what the queue still touches).
+  [[nodiscard]] Status Stop(uint32_t index);
+  [[nodiscard]] Status StopAll(std::vector<uint32_t>* stopped);
+  // Hands v's queue (started or starting) to its reactor with a stop
+  // queued, for when a wait on that reactor timed out.
+  void Orphan(Vring& v);
+  // Moves v's queue, fds and memory into one parcel for its reactor to
+  // release; the session gets fresh (empty) memory and must end.
+  std::shared_ptr<void> Orphaned(Vring& v);
   Status RestartAll(const std::vector<uint32_t>& indices);
   Result<virtio::VringSetup> TranslateRing(const Vring& v) const;
   bool Negotiated(int protocol_feature) const;
@@ -81,11 +106,12 @@ class Session {
   BlkExport* export_;
   std::string name_;
   std::vector<Vring> vrings_;
-  MemTable mem_;
+  // Replaced (never changed) once a queue that uses it was orphaned.
+  std::shared_ptr<MemTable> mem_ = std::make_shared<MemTable>();
   // INFLIGHT_SHMFD region (shared with the frontend, which keeps it across
   // our restarts). Only reactors touch its contents.
+  std::shared_ptr<Mapping> inflight_;
   void* inflight_base_ = nullptr;
-  uint64_t inflight_len_ = 0;
   uint64_t inflight_stride_ = 0;
   uint16_t inflight_queues_ = 0;
   uint16_t inflight_queue_size_ = 0;
@@ -93,6 +119,7 @@ class Session {
   uint64_t protocol_features_ = 0;
   bool features_set_ = false;
   std::atomic<bool> shutdown_{false};
+  bool orphaned_ = false;  // a queue did not stop in time: end the session
   Message msg_;
 };
 

@@ -62,15 +62,19 @@ void BlkQueue::RequestStop(std::function<void(uint16_t)> done) {
   stop_done_ = std::move(done);
 }
 
-void BlkQueue::MaybeFinishStop() {
+uint32_t BlkQueue::Pending() const {
   // A broken queue may have lost track of requests interrupted by a fault;
   // only those the backend still holds must come back before memory goes.
   // The channel may still hold work of abandoned requests (a thin volume's
   // sub-requests): it and the guest memory they point into must outlive it.
   uint32_t pending = broken_ ? backend_in_flight_ : in_flight_;
   if (channel_ != nullptr) pending += channel_->pending();
-  if (!stopping_ || pending != 0 || !stop_done_) return;
-  Flush();
+  return pending;
+}
+
+void BlkQueue::MaybeFinishStop() {
+  if (!stopping_ || Pending() != 0 || !stop_done_) return;
+  Publish();
   reactor_->RemovePoller(this);
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
@@ -410,6 +414,14 @@ void BlkQueue::RecordLatencies() {
 }
 
 void BlkQueue::Flush() {
+  Publish();
+  // A stop also finishes here, after the reactor reaped completions: some
+  // (a thin volume's sub-requests of abandoned requests) end no request of
+  // ours, so only this check sees that nothing is pending any more.
+  if (stopping_) MaybeFinishStop();
+}
+
+void BlkQueue::Publish() {
   reactor::tls_active_poller = this;
   if (broken_) {
     n_unpublished_ = 0;
@@ -431,8 +443,11 @@ void BlkQueue::Flush() {
 
 bool BlkQueue::PrepareToSleep() {
   reactor::tls_active_poller = this;
-  if (held_ && !broken_ && !stopping_) return true;  // retry the throttled head soon
-  return !broken_ && !stopping_ && vq_.EnableKicks();
+  // A stop that can finish must not wait for a wake-up: its frontend may be
+  // gone, and no kick or completion would ever come.
+  if (stopping_) return stop_done_ && Pending() == 0;
+  if (held_ && !broken_) return true;  // retry the throttled head soon
+  return !broken_ && vq_.EnableKicks();
 }
 
 void BlkQueue::ResumePolling() {

@@ -135,6 +135,8 @@ class BlkQueue final : public reactor::Poller {
   void Complete(Task* t, uint8_t status);
   void Break(const std::string& why);
   void MaybeFinishStop();
+  uint32_t Pending() const;  // what a stop waits for
+  void Publish();            // Flush without the stop check
   static void OnIoDone(io::IoRequest* req, int result);
 
   BlkQueueConfig cfg_;

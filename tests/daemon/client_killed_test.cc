@@ -33,7 +33,7 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr int kNullVolumes = 16;
-constexpr int kRounds = 8;
+constexpr int kRounds = 12;
 constexpr uint64_t kVolumeBytes = 16 << 20;
 
 struct Client {
@@ -156,6 +156,95 @@ TEST_P(ClientKilled, SessionsReleasedAndSigtermExits) {
   uint64_t t0 = NowNs();
   ASSERT_TRUE(d_.Stop()) << "nestord did not exit cleanly on SIGTERM";
   EXPECT_LT(NowNs() - t0, 2'000'000'000ull) << "SIGTERM took " << (NowNs() - t0) / 1000000 << " ms";
+}
+
+// A queue whose I/O does not finish within --queue-stop-timeout-ms: the
+// session is still released at once (the client may reconnect), the queue
+// is counted and handed to its reactor with the memory it may still write,
+// and that memory is unmapped only when the I/O has ended.
+TEST(QueueStopTimeout, SessionReleasedMemoryKeptUntilIoEnds) {
+  NestordProcess d;
+  std::string err;
+  ASSERT_TRUE(d.Start({"--poll-mode", "interrupt", "--queue-stop-timeout-ms", "200", "--volume",
+                       "hung,size=16M,backend=file:" + d.dir() + "/hung.img,delay_us=2500000"},
+                      {"hung", "control.ctl"}, &err))
+      << err;
+  Rpc rpc(d.Socket("control.ctl"), 5);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(ready[0]);
+    RunClient(d.Socket("hung"), 1, ready[1]);
+  }
+  close(ready[1]);
+  char ch;
+  ASSERT_EQ(read(ready[0], &ch, 1), 1);
+  close(ready[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its first read is held 2.5 s
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  uint64_t killed = NowNs();
+  Json s;
+  auto sessions = [&] {
+    s = rpc.Ok("stats_get");
+    return s["volumes"][0].value("sessions", 99u);
+  };
+  while (sessions() != 0 && NowNs() - killed < 1'000'000'000ull) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(sessions(), 0u) << "session not released 1 s after its client died: " << s.dump();
+  EXPECT_EQ(s.value("queue_stop_timeouts", 0u), 1u) << s.dump();
+  EXPECT_EQ(s.value("orphaned_queues", 0u), 1u) << s.dump();
+  EXPECT_GT(s["memory"].value("mapped_bytes", 0ull), 0u) << "memory unmapped under an in-flight read";
+  std::cout << "session released after " << (NowNs() - killed) / 1000000 << " ms, orphaned queue counted\n";
+  while (rpc.Ok("stats_get").value("orphaned_queues", 1u) != 0 && NowNs() - killed < 5'000'000'000ull) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  s = rpc.Ok("stats_get");
+  EXPECT_EQ(s.value("orphaned_queues", 1u), 0u) << s.dump();
+  EXPECT_EQ(s["memory"].value("mapped_bytes", 1ull), 0u) << "memory not released after the I/O ended";
+  std::cout << "I/O ended, memory released after " << (NowNs() - killed) / 1000000 << " ms\n";
+  // The volume still serves a new client.
+  client::Options o;
+  o.socket_path = d.Socket("hung");
+  o.buffer_bytes = 1 << 20;
+  auto dev = client::Device::Connect(o);
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
+  std::string id;
+  ASSERT_TRUE((*dev)->queue(0).GetId(&id).ok());
+  EXPECT_EQ(id, "hung");
+  dev->reset();
+  uint64_t t0 = NowNs();
+  ASSERT_TRUE(d.Stop()) << d.Log();
+  EXPECT_LT(NowNs() - t0, 2'000'000'000ull);
+}
+
+// SIGTERM while a live client's read is stuck in the backend: nestord
+// gives the queue up after --queue-stop-timeout-ms and exits.
+TEST(QueueStopTimeout, SigtermExitsWhileIoIsStuck) {
+  NestordProcess d;
+  std::string err;
+  ASSERT_TRUE(d.Start({"--poll-mode", "adaptive", "--queue-stop-timeout-ms", "300", "--volume",
+                       "hung,size=16M,backend=file:" + d.dir() + "/hung.img,delay_us=10000000"},
+                      {"hung"}, &err))
+      << err;
+  client::Options o;
+  o.socket_path = d.Socket("hung");
+  o.buffer_bytes = 1 << 20;
+  auto dev = client::Device::Connect(o);
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
+  void* buf = (*dev)->AllocBuffer(4096);
+  client::Request req;
+  req.len = 4096;
+  req.buf = buf;
+  ASSERT_EQ((*dev)->queue(0).Submit(req), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  uint64_t t0 = NowNs();
+  EXPECT_TRUE(d.Stop()) << d.Log();
+  EXPECT_LT(NowNs() - t0, 2'000'000'000ull) << "SIGTERM took " << (NowNs() - t0) / 1000000 << " ms";
+  EXPECT_NE(d.Log().find("did not stop within 300 ms"), std::string::npos) << d.Log();
 }
 
 INSTANTIATE_TEST_SUITE_P(
