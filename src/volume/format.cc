@@ -278,7 +278,8 @@ Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
   return h;
 }
 
-std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id) {
+std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id,
+                           uint8_t commit_index) {
   std::string e(PaddedLogEntryBytes(payload.size()), '\0');
   auto* p = reinterpret_cast<uint8_t*>(e.data());
   size_t off = 0;
@@ -286,28 +287,35 @@ std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& pa
   PutAt(p, &off, uint32_t{0});
   PutAt(p, &off, seq);
   PutAt(p, &off, static_cast<uint32_t>(payload.size()));
-  PutAt(p, &off, records);
+  PutAt(p, &off, (records & kMaxLogEntryRecords) | uint32_t{commit_index} << 24);
   PutAt(p, &off, pool_id);
   std::memcpy(p + kLogHeaderBytes, payload.data(), payload.size());
   StoreCrc(p, kLogHeaderBytes + payload.size(), 4);
   return e;
 }
 
-Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
-                                           uint64_t pool_id) {
+Result<LogEntryHeader> DecodeAnyLogEntryHeader(const uint8_t* in, size_t avail, uint64_t pool_id) {
   LogEntryHeader h;
   size_t off = 0;
   h.magic = GetAt<uint32_t>(in, &off);
   h.crc = GetAt<uint32_t>(in, &off);
   h.seq = GetAt<uint64_t>(in, &off);
   h.payload_bytes = GetAt<uint32_t>(in, &off);
-  h.records = GetAt<uint32_t>(in, &off);
+  uint32_t word = GetAt<uint32_t>(in, &off);
+  h.records = word & kMaxLogEntryRecords;
+  h.commit_index = static_cast<uint8_t>(word >> 24);
   h.pool_id = GetAt<uint64_t>(in, &off);
   if (h.magic != kLogMagic || h.pool_id != pool_id) return Status::Error(ENOENT, "no log entry");
-  if (h.seq != want_seq) return Status::Error(ENOENT, "log entry from an older lap");
   if (h.payload_bytes > kMaxLogEntryBytes || PaddedLogEntryBytes(h.payload_bytes) > avail) {
     return Status::Error(ENOENT, "log entry length out of range");
   }
+  return h;
+}
+
+Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
+                                           uint64_t pool_id) {
+  auto h = DecodeAnyLogEntryHeader(in, avail, pool_id);
+  if (h.ok() && h->seq != want_seq) return Status::Error(ENOENT, "log entry from an older lap");
   return h;
 }
 

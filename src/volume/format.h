@@ -102,16 +102,27 @@ struct LogEntryHeader {
   uint32_t crc = 0;  // over the header (crc field zero) and the payload
   uint64_t seq = 0;
   uint32_t payload_bytes = 0;
-  uint32_t records = 0;
+  uint32_t records = 0;       // on disk: the low 24 bits of the records word
+  uint8_t commit_index = 0;   // on disk: its top 8 bits (see below)
   uint64_t pool_id = 0;  // uuid prefix: entries of an older pool never replay
 };
 inline constexpr size_t kLogHeaderBytes = 32;
 inline constexpr size_t kMaxLogEntryBytes = 1 << 20;
+inline constexpr uint32_t kMaxLogEntryRecords = (1u << 24) - 1;  // 1 MiB holds < 2^18 records
+// commit_index: the entry's position among the entries of its commit (0
+// for the first, saturating at 255). Entries of one commit are written
+// before one Sync, so after a crash any of them may be torn while a later
+// one of the same commit is intact; an intact entry of a *later* commit
+// (seq - commit_index > the damaged seq) proves the damaged entry had been
+// synced: that is corruption, not a torn tail.
 // Builds a whole entry (header + payload + zero padding to kBlock).
-std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id);
-// Validates an entry at `in` (at least kBlock bytes available; `avail` is
-// how many). Returns the header if magic, seq and CRC match; the total
-// padded size is PaddedLogEntryBytes(payload_bytes).
+std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& payload, uint64_t pool_id,
+                           uint8_t commit_index = 0);
+// Decodes the header at `in` (at least kBlock bytes available; `avail` is
+// how many) if magic and pool id match and the length fits. Any seq.
+Result<LogEntryHeader> DecodeAnyLogEntryHeader(const uint8_t* in, size_t avail, uint64_t pool_id);
+// As DecodeAnyLogEntryHeader, and seq must be want_seq. The total padded
+// size is PaddedLogEntryBytes(payload_bytes); VerifyLogEntry checks the CRC.
 Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
                                            uint64_t pool_id);
 Status VerifyLogEntry(const LogEntryHeader& h, const uint8_t* entry);

@@ -150,6 +150,17 @@ class Pool {
   Status Load();
   Status LoadCheckpoint(int slot, CheckpointHeader* h);
   Status ReplayLog(const CheckpointHeader& h);
+  // The log ended at `pos`, where entry `want` did not validate. A crash
+  // leaves a torn tail (fine); intact entries of later commits behind it
+  // mean a committed entry was damaged: EUCLEAN (check_mode: a problem).
+  struct LaterEntries {
+    uint64_t damaged_seq = 0;
+    uint64_t count = 0, first_seq = 0, last_seq = 0;
+    bool later_commit = false;
+  };
+  Status CheckLogEnd(uint64_t pos, uint64_t want);
+  Result<LaterEntries> FindLaterEntries(uint64_t pos, uint64_t want);
+  Status FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out);
   Status Apply(const Record& r);
   void Problem(const std::string& what);
 

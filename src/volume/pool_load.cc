@@ -1,6 +1,7 @@
 // Pool loading: pick the newest valid checkpoint, rebuild the state from
 // it, then replay the log entries that follow it until the first one that
 // is missing or torn (the end of what was committed).
+#include <algorithm>
 #include <cstring>
 
 #include "base/crc32c.h"
@@ -80,11 +81,11 @@ Status Pool::ReplayLog(const CheckpointHeader& h) {
         eh = wrapped;
       }
     }
-    if (!eh.ok()) break;
+    if (!eh.ok()) return CheckLogEnd(pos, want);
     uint64_t bytes = PaddedLogEntryBytes(eh->payload_bytes);
     AlignedBuffer entry(bytes);
     NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
-    if (!VerifyLogEntry(*eh, entry.data()).ok()) break;  // torn: never acknowledged
+    if (!VerifyLogEntry(*eh, entry.data()).ok()) return CheckLogEnd(pos, want);  // torn, or damaged
     // Checksummed yet malformed (or inconsistent): a bug, not a crash.
     NESTOR_RETURN_IF_ERROR(ForEachRecord(entry.data() + kLogHeaderBytes, eh->payload_bytes, [&](const Record& r) {
       Status as = Apply(r);
@@ -97,6 +98,69 @@ Status Pool::ReplayLog(const CheckpointHeader& h) {
     log_head_ = pos;
     seq_ = want++;
   }
+}
+
+// Where the entry after `pos` could start: right behind an entry of at
+// most kMaxLogEntryBytes, or at offset 0 if the writer wrapped.
+Result<Pool::LaterEntries> Pool::FindLaterEntries(uint64_t pos, uint64_t want) {
+  const uint64_t window = PaddedLogEntryBytes(kMaxLogEntryBytes) + kBlock;
+  LaterEntries found;
+  found.damaged_seq = want;
+  for (uint64_t start : {pos, uint64_t{0}}) {
+    uint64_t len = std::min(window, sb_.log_bytes - std::min(start, sb_.log_bytes));
+    if (len == 0) continue;
+    AlignedBuffer buf(len);
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + start, buf.data(), len));
+    for (uint64_t off = 0; off < len; off += kBlock) {
+      auto h = DecodeAnyLogEntryHeader(buf.data() + off, sb_.log_bytes - start - off, pool_id_);
+      if (!h.ok() || h->seq <= want) continue;
+      // Follow the chain from this entry: how far does the intact log go?
+      NESTOR_RETURN_IF_ERROR(FollowChain(start + off, h->seq, &found));
+      if (found.count > 0) return found;
+    }
+  }
+  return found;
+}
+
+Status Pool::FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out) {
+  AlignedBuffer head(kBlock);
+  for (;;) {
+    if (pos >= sb_.log_bytes) pos = 0;
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, head.data(), kBlock));
+    auto h = DecodeLogEntryHeader(head.data(), sb_.log_bytes - pos, seq, pool_id_);
+    if (!h.ok() && pos != 0) {
+      NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset, head.data(), kBlock));
+      h = DecodeLogEntryHeader(head.data(), sb_.log_bytes, seq, pool_id_);
+      if (h.ok()) pos = 0;
+    }
+    if (!h.ok()) return Status::Ok();
+    uint64_t bytes = PaddedLogEntryBytes(h->payload_bytes);
+    AlignedBuffer entry(bytes);
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
+    if (!VerifyLogEntry(*h, entry.data()).ok()) return Status::Ok();
+    if (out->count++ == 0) out->first_seq = seq;
+    out->last_seq = seq;
+    out->later_commit |= h->seq > out->damaged_seq + h->commit_index;
+    pos += bytes;
+    ++seq;
+    if (out->count > sb_.log_bytes / kBlock) return Status::Ok();  // cannot be longer than the ring
+  }
+}
+
+Status Pool::CheckLogEnd(uint64_t pos, uint64_t want) {
+  if (pos >= sb_.log_bytes) pos = 0;
+  auto later = FindLaterEntries(pos, want);
+  if (!later.ok()) return later.status();
+  // Valid entries of the same (unsynced) commit may follow a torn one
+  // after a crash; only an entry of a later commit proves damage.
+  if (later->count == 0 || !later->later_commit) return Status::Ok();
+  std::string what = "log entry " + std::to_string(want) + " at log offset " + std::to_string(pos) +
+                     " is damaged (bad header or checksum), yet " + std::to_string(later->count) +
+                     " valid log entr" + (later->count == 1 ? "y" : "ies") + " of later commits follow it (seq " +
+                     std::to_string(later->first_seq) + ".." + std::to_string(later->last_seq) +
+                     "): committed metadata would be lost";
+  if (!opts_.check_mode) return Corruption(what);
+  Problem(what);
   return Status::Ok();
 }
 
