@@ -93,6 +93,7 @@ Status Controller::Start() {
     if (!dev.ok()) return dev.status();
     volume::PoolOptions po;
     po.commit_interval_ms = opts_.commit_ms;
+    po.journal_dir = opts_.journal_dir;
     auto pool = volume::Pool::Open(std::move(dev.value()), po);
     if (!pool.ok()) return pool.status();
     pool_ = std::move(pool.value());

@@ -114,6 +114,11 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--metrics-port", o.metrics_port,
                  "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: off)")
       ->check(CLI::Range(1, 65535));
+  std::string journal_dir = o.journal_dir;
+  app.add_option("--journal-dir", journal_dir,
+                 "pool: directory on a tmpfs for the journal that makes every completed write survive a crash of "
+                 "nestord without a sync per write (default /run/nestor; 'none': writes are durable only once "
+                 "committed, every --commit-ms or at FLUSH)");
   app.add_option("--commit-ms", o.commit_ms,
                  "pool: commit new mappings at least every MS milliseconds (default 100; FLUSH commits at once)")
       ->check(CLI::Range(1, 60000));
@@ -134,6 +139,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
   }
   if (volumes.empty() && o.pool.empty()) return Status::Invalid("give --volume or --pool (see --help)");
   if (o.control_socket.empty()) o.control_socket = o.socket_dir + "/control.ctl";
+  o.journal_dir = journal_dir == "none" ? "" : journal_dir;
   auto m = reactor::ParsePollMode(mode);
   if (!m.ok()) return m.status();
   o.mode = *m;

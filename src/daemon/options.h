@@ -41,6 +41,9 @@ struct Options {
   // How long a queue stop may wait for in-flight I/O before the queue is
   // handed to its reactor and the session ends anyway.
   uint32_t queue_stop_timeout_ms = 30'000;
+  // Pool: where the process-crash journal lives (tmpfs; see
+  // volume/journal.h). Empty: none.
+  std::string journal_dir = "/run/nestor";
 };
 
 // Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]

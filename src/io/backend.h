@@ -69,6 +69,10 @@ class IoChannel {
   // sub-requests are still in flight: the owner must not destroy the
   // channel (or the memory its requests point into) before this is 0.
   virtual uint32_t pending() const { return 0; }
+  // End of the owner's batch (a reactor iteration): complete what the
+  // channel deferred to handle the whole batch at once (a thin volume
+  // acknowledges writes once one journal write covered them all).
+  virtual void EndOfBatch() {}
 };
 
 class BlockBackend {

@@ -414,6 +414,7 @@ void BlkQueue::RecordLatencies() {
 }
 
 void BlkQueue::Flush() {
+  if (channel_ != nullptr) channel_->EndOfBatch();  // may complete requests
   Publish();
   // A stop also finishes here, after the reactor reaped completions: some
   // (a thin volume's sub-requests of abandoned requests) end no request of

@@ -173,6 +173,7 @@ void AppendRecord(const Record& r, std::string* out) {
       break;
     case RecordType::kVolumeResize:
     case RecordType::kVolumeReserve:
+    case RecordType::kNoteMark:
       Put(out, r.a);
       break;
     case RecordType::kExportSet:
@@ -221,6 +222,7 @@ Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(
         break;
       case RecordType::kVolumeResize:
       case RecordType::kVolumeReserve:
+      case RecordType::kNoteMark:
         if (!need(8)) return Corruption("truncated record");
         r.a = GetAt<uint64_t>(buf, &off);
         break;

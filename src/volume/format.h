@@ -64,6 +64,7 @@ enum class RecordType : uint8_t {
   kVolumeReserve = 6, // id, reserved clusters (space guarantee)
   kExportSet = 7,     // id, queues | readonly << 16, qos[4] (the volume is exported)
   kExportClear = 8,   // id (no longer exported)
+  kNoteMark = 9,      // volume 0, notes: data-path records this state includes (journal.h)
 };
 
 struct Record {

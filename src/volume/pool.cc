@@ -66,6 +66,30 @@ Pool::Pool(std::unique_ptr<PoolDevice> dev, const Superblock& sb, PoolOptions op
   std::memset(zeros_, 0, zeros_bytes_);
 }
 
+Status Pool::RecoverJournal() {
+  auto j = Journal::Open(opts_.journal_dir, sb_.uuid, pool_id_, opts_.boot_id, opts_.read_only);
+  if (!j.ok()) return j.status();
+  if (*j == nullptr) return Status::Ok();  // read-only, and no journal was ever written
+  uint64_t last = load_hardened_;
+  NESTOR_RETURN_IF_ERROR((*j)->Replay(load_hardened_, seq_, [&](const Record& r) -> Status {
+    Status st = Apply(r);
+    if (!st.ok() && opts_.check_mode) {
+      Problem("journal: " + st.message());
+      return Status::Ok();
+    }
+    if (st.ok()) AppendPendingLocked(r);
+    return st;
+  }, &last));
+  notes_ = last;
+  hardened_.store(load_hardened_);
+  journal_buf_first_ = last + 1;
+  if (opts_.read_only) return Status::Ok();  // nothing is journaled by a read-only pool
+  journal_ = std::move(*j);
+  // What the journal held becomes committed state; the journal starts over.
+  NESTOR_RETURN_IF_ERROR(Commit());
+  return journal_->Reset(notes_ + 1);
+}
+
 Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts) {
   AlignedBuffer block(kBlock);
   NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
@@ -76,6 +100,12 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOp
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(dev), *sb, opts));
   NESTOR_RETURN_IF_ERROR(pool->Load());
+  // Notes are numbered across the pool's life: continue after the last.
+  pool->notes_ = pool->load_hardened_;
+  pool->hardened_.store(pool->load_hardened_);
+  pool->journal_buf_first_ = pool->notes_ + 1;
+  pool->committed_seq_.store(pool->seq_);
+  if (!opts.journal_dir.empty()) NESTOR_RETURN_IF_ERROR(pool->RecoverJournal());
   NLOG_INFO("pool {} ({}): {} volume(s), {} of {} clusters used, commit seq {}", pool->dev_->Describe(),
             UuidString(sb->uuid), pool->volumes_.size(), sb->data_clusters - pool->alloc_.free_clusters(),
             sb->data_clusters, pool->seq_);
@@ -94,6 +124,8 @@ Pool::~Pool() {
   if (!opts_.read_only && !failed_) {
     Status st = Commit();
     if (!st.ok()) NLOG_ERROR("pool {}: final commit: {}", dev_->Describe(), st.ToString());
+    // Everything is committed: the journal's files shrink to their headers.
+    if (st.ok() && journal_ != nullptr) (void)journal_->Reset(notes_ + 1);
   }
   free(zeros_);
 }
@@ -395,22 +427,65 @@ void Pool::ReleaseCluster(Volume* vol, uint64_t p) {
   AdjustAllocated(*vol, -1);
 }
 
-void Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
-  std::lock_guard<std::mutex> g(mu_);
-  AppendPendingLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
+uint64_t Pool::NoteLocked(const Record& r) {
+  AppendPendingLocked(r);
+  ++notes_;
+  if (journal_ != nullptr) {
+    AppendRecord(r, &journal_buf_);
+    ++journal_buf_count_;
+  }
+  return notes_;
 }
 
-void Pool::NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed) {
+uint64_t Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
   std::lock_guard<std::mutex> g(mu_);
+  return NoteLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
+}
+
+uint64_t Pool::NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed) {
+  std::lock_guard<std::mutex> g(mu_);
+  uint64_t note = 0;
   for (uint64_t done = 0; done < n;) {
     uint64_t k = std::min<uint64_t>(n - done, UINT32_MAX);
-    AppendPendingLocked(Record{RecordType::kUnmap, vol->id, v + done, 0, k, {}});
+    note = NoteLocked(Record{RecordType::kUnmap, vol->id, v + done, 0, k, {}});
     done += k;
   }
   for (const Extent& e : freed) {
     pending_frees_.push_back(e);
     AdjustAllocated(*vol, -static_cast<int64_t>(e.n));
   }
+  return note;
+}
+
+Status Pool::WriteJournal() {
+  {
+    std::lock_guard<std::mutex> j(journal_mu_);
+    std::string records;
+    uint64_t first;
+    uint32_t count;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (journal_buf_count_ == 0) return Status::Ok();
+      records.swap(journal_buf_);
+      first = journal_buf_first_;
+      count = journal_buf_count_;
+      journal_buf_first_ += count;
+      journal_buf_count_ = 0;
+    }
+    Status st = journal_->Append(first, count, records, hardened_.load(std::memory_order_acquire),
+                                 committed_seq_.load(std::memory_order_acquire));
+    // Replay stops at a gap: notes after one are safe only once a commit
+    // has covered the gap.
+    if (st.ok() && hardened_.load(std::memory_order_acquire) >= journal_gap_) {
+      journaled_.store(first + count - 1, std::memory_order_release);
+      return Status::Ok();
+    }
+    if (!st.ok()) {
+      journal_gap_ = std::max(journal_gap_, first + count - 1);
+      NLOG_WARN("pool {}: journal write failed ({}); committing instead", dev_->Describe(), st.ToString());
+    }
+  }
+  return Commit();  // covers every note recorded so far
 }
 
 }  // namespace nestor::volume

@@ -17,6 +17,7 @@
 // below written data, EUCLEAN corruption.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,6 +32,7 @@
 #include "io/backend.h"
 #include "volume/allocator.h"
 #include "volume/format.h"
+#include "volume/journal.h"
 #include "volume/pool_device.h"
 #include "volume/volume.h"
 
@@ -44,6 +46,12 @@ struct PoolOptions {
   bool read_only = false;
   uint32_t commit_interval_ms = 100;  // StartCommitter's timer
   bool check_mode = false;            // Open collects problems instead of failing
+  // Process-crash journal (see journal.h): where its file lives, on a file
+  // system that lasts exactly one boot (tmpfs, like /run). Empty: none
+  // (completed writes survive a process crash only once committed).
+  std::string journal_dir;
+  // This boot's identity (tests); empty: /proc/sys/kernel/random/boot_id.
+  std::string boot_id;
 };
 
 struct VolumeInfo {
@@ -148,6 +156,8 @@ class Pool {
 
   // ---- loading (pool_load.cc) ----
   Status Load();
+  // Applies what the journal holds after the loaded state and commits it.
+  Status RecoverJournal();
   Status LoadCheckpoint(int slot, CheckpointHeader* h);
   Status ReplayLog(const CheckpointHeader& h);
   // The log ended at `pos`, where entry `want` did not validate. A crash
@@ -179,9 +189,23 @@ class Pool {
   // A cluster allocated but never mapped goes straight back.
   void ReleaseCluster(Volume* vol, uint64_t p);
   // Under vol->lock (exclusive): record a mapping whose data is written.
-  void NoteMapped(Volume* vol, uint64_t v, uint64_t p);
+  // Returns its note (journal.h): the request that caused it may be
+  // acknowledged once safe_notes() reaches it.
+  uint64_t NoteMapped(Volume* vol, uint64_t v, uint64_t p);
   // Under vol->lock (exclusive): record an unmap and its freed clusters.
-  void NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed);
+  // Returns its last note (as NoteMapped).
+  uint64_t NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed);
+  // Notes that survive a process crash: journaled or committed.
+  uint64_t safe_notes() const {
+    return std::max(journaled_.load(std::memory_order_acquire), hardened_.load(std::memory_order_acquire));
+  }
+  bool journaling() const { return journal_ != nullptr; }
+  // Any thread (reactors, at the end of an iteration): hands the notes
+  // recorded so far to the journal, one write for all of them. If that
+  // fails, commits instead (blocking; logged). Then safe_notes() covers
+  // every note recorded before the call, unless the commit failed too.
+  Status WriteJournal();
+  uint64_t NoteLocked(const Record& r);  // mu_ held
   // FLUSH: commit, then complete w (inline when no committer runs).
   void RequestFlush(const FlushWaiter& w);
   int FlushInline();
@@ -231,6 +255,20 @@ class Pool {
   bool stop_ = false;
   std::condition_variable cv_;
   std::vector<std::string> problems_;  // check_mode: found while loading
+
+  // Process-crash journal (journal.h); null: none. Lock order: commit_mu_,
+  // journal_mu_, mu_.
+  std::unique_ptr<Journal> journal_;
+  std::mutex journal_mu_;        // journal_ writes, one at a time
+  uint64_t journal_gap_ = 0;     // journal_mu_: notes through this missed the journal
+  uint64_t notes_ = 0;           // mu_: data-path changes recorded so far
+  std::string journal_buf_;      // mu_: their records not yet in the journal
+  uint64_t journal_buf_first_ = 1;
+  uint32_t journal_buf_count_ = 0;
+  std::atomic<uint64_t> journaled_{0};  // notes in the journal
+  std::atomic<uint64_t> hardened_{0};   // notes included in a commit
+  std::atomic<uint64_t> committed_seq_{0};  // seq_, readable without commit_mu_
+  uint64_t load_hardened_ = 0;          // the last kNoteMark seen while loading
 
   std::mutex commit_mu_;  // one commit (or control change) at a time
   uint64_t seq_ = 0;      // last committed sequence

@@ -78,6 +78,7 @@ Status Pool::CommitLocked() {
   std::vector<Extent> frees;
   std::string snapshot;
   bool checkpoint = false;
+  uint64_t through = 0;
   {
     std::unique_lock<std::mutex> l(mu_);
     uint64_t bytes = 0;
@@ -101,6 +102,21 @@ Status Pool::CommitLocked() {
     counts.swap(pending_counts_);
     frees.swap(pending_frees_);
     last_map_.count_at = SIZE_MAX;
+    through = notes_;
+  }
+  // The state committed now includes every note so far (journal.h).
+  if (through != hardened_.load(std::memory_order_relaxed)) {
+    Record mark{RecordType::kNoteMark, 0, through, 0, 0, {}};
+    if (checkpoint) {
+      AppendRecord(mark, &snapshot);
+    } else {
+      if (chunks.empty()) {
+        chunks.emplace_back();
+        counts.push_back(0);
+      }
+      AppendRecord(mark, &chunks.back());
+      ++counts.back();
+    }
   }
   Status st = dev_->Sync();
   if (st.ok()) st = checkpoint ? WriteCheckpoint(snapshot) : AppendLog(chunks, counts);
@@ -111,6 +127,8 @@ Status Pool::CommitLocked() {
     return st;
   }
   commits_.fetch_add(1, std::memory_order_relaxed);
+  hardened_.store(through, std::memory_order_release);
+  committed_seq_.store(seq_, std::memory_order_release);
   if (!frees.empty()) {
     WaitForGracePeriod();
     std::lock_guard<std::mutex> g(mu_);

@@ -171,6 +171,10 @@ void Pool::AdjustAllocated(Volume& v, int64_t delta) {
 }
 
 Status Pool::Apply(const Record& r) {
+  if (r.type == RecordType::kNoteMark) {
+    load_hardened_ = r.a;
+    return Status::Ok();
+  }
   auto it = volumes_.find(r.volume);
   if (r.type == RecordType::kVolumeCreate) {
     if (it != volumes_.end()) return Corruption("volume id " + std::to_string(r.volume) + " created twice");
@@ -210,6 +214,8 @@ Status Pool::Apply(const Record& r) {
     case RecordType::kExportClear:
       v.exported = false;
       return Status::Ok();
+    case RecordType::kNoteMark:
+      return Status::Ok();  // handled before the volume lookup
     case RecordType::kVolumeReserve:
       reserved_unused_ -= UnusedReservation(v);
       v.reserved = r.a;

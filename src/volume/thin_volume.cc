@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "base/log.h"
@@ -21,6 +22,7 @@ struct ParkedOp {
   bool parked = false;
   bool space_wait = false;       // parked until a commit frees clusters
   bool orphaned = false;         // the client abandoned req (guest fault)
+  uint64_t note = 0;             // its last data-path change (Pool::NoteMapped)
   ParkedOp* next_free = nullptr;
 };
 using Op = ParkedOp;
@@ -34,6 +36,7 @@ class ThinChannel final : public io::IoChannel {
   const io::IoStats& stats() const override { return data_->stats(); }
   void Abandon(io::IoRequest* req) override;
   uint32_t pending() const override { return static_cast<uint32_t>(live_ops_); }
+  void EndOfBatch() override;
 
  private:
   static constexpr int kChildIov = 192;
@@ -70,6 +73,7 @@ class ThinChannel final : public io::IoChannel {
   bool WaitForSpace(Op* op);
   void Issue(Child* c);
   void Finish(Op* op);
+  void Complete(Op* op);
   void EndAllocation(Child* c, bool ok);
   void Wake(Op* waiter);
   int SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len, iovec* dst, int max) const;
@@ -104,6 +108,9 @@ class ThinChannel final : public io::IoChannel {
   Op* issuing_ = nullptr;          // inside Continue (fault recovery)
   Child* submitting_ = nullptr;    // inside data_->Submit (fault recovery)
   int live_ops_ = 0;
+  // Finished ops whose changes are not yet journaled (Pool::safe_notes):
+  // completed by EndOfBatch, after one journal write for all of them.
+  std::deque<Op*> unjournaled_;
 };
 
 namespace {
@@ -140,6 +147,7 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
   op->parked = false;
   op->space_wait = false;
   op->orphaned = false;
+  op->note = 0;
   op->wake = io::IoRequest{};
   op->wake.parent = req;
   op->wake.owner = req->owner;
@@ -304,7 +312,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     std::vector<Extent> freed;
     vol_->lock.Lock();
     vol_->map.Unmap(vcl, k, &freed);
-    if (!freed.empty()) pool_->NoteUnmapped(vol_.get(), vcl, k, freed);
+    if (!freed.empty()) op->note = pool_->NoteUnmapped(vol_.get(), vcl, k, freed);
     vol_->lock.Unlock();
     op->cursor += k * cs_;
     return true;
@@ -388,7 +396,7 @@ void ThinChannel::EndAllocation(Child* c, bool ok) {
   vol_->lock.Lock();
   if (ok) {
     vol_->map.Map(c->vcluster, c->pcluster, 1);
-    pool_->NoteMapped(vol_.get(), c->vcluster, c->pcluster);
+    c->parent_op->note = std::max(c->parent_op->note, pool_->NoteMapped(vol_.get(), c->vcluster, c->pcluster));
   } else {
     pool_->ReleaseCluster(vol_.get(), c->pcluster);
   }
@@ -435,6 +443,38 @@ void ThinChannel::OnFlushDone(io::IoRequest* r, int res) {
 }
 
 void ThinChannel::Finish(Op* op) {
+  // A change the client will be told about must survive a process crash
+  // first (journal.h): batch the journal write at the end of the reactor
+  // iteration; without a reactor (tools, tests) write it now.
+  if (op->note > pool_->safe_notes() && pool_->journaling() && !op->orphaned) {
+    if (ring_ != nullptr) {
+      op->parked = true;  // Abandon must leave it to EndOfBatch
+      unjournaled_.push_back(op);
+      return;
+    }
+    Status st = pool_->WriteJournal();
+    if (op->note > pool_->safe_notes() && op->result >= 0) op->result = st.ok() ? -EIO : -st.err();
+  }
+  Complete(op);
+}
+
+void ThinChannel::EndOfBatch() {
+  if (unjournaled_.empty()) return;
+  Status st = pool_->WriteJournal();
+  uint64_t safe = pool_->safe_notes();
+  while (!unjournaled_.empty()) {
+    Op* op = unjournaled_.front();
+    unjournaled_.pop_front();  // before its completion, which may fault
+    op->parked = false;
+    // Not covered: the journal and the fallback commit both failed.
+    if (op->note > safe && op->result >= 0) op->result = st.ok() ? -EIO : -st.err();
+    io::tls_completing = op->req;  // a fault in its completion is charged to it
+    Complete(op);
+    io::tls_completing = nullptr;
+  }
+}
+
+void ThinChannel::Complete(Op* op) {
   io::IoRequest* req = op->req;
   bool orphaned = op->orphaned;
   int res = op->result;

@@ -52,12 +52,19 @@ Status Prefixed(const std::string& path, const Status& st) {
   return Status::Error(st.err(), path + ": " + st.ToString());
 }
 
+}  // namespace
+
+std::string g_journal_dir = "/run/nestor";
+
+namespace {
+
 Result<std::unique_ptr<Pool>> OpenPool(const std::string& path, bool read_only, bool check_mode = false) {
   auto dev = volume::OpenFilePoolDevice(path, false, 0, read_only);
   if (!dev.ok()) return Prefixed(path, dev.status());
   volume::PoolOptions opts;
   opts.read_only = read_only;
   opts.check_mode = check_mode;
+  opts.journal_dir = g_journal_dir;
   auto pool = Pool::Open(std::move(dev.value()), opts);
   if (!pool.ok()) return Prefixed(path, pool.status());
   return std::move(pool.value());

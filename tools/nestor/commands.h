@@ -35,6 +35,10 @@ enum ExitCode : int {
 // One line per exit code, for --help.
 extern const char kExitCodeHelp[];
 
+// Where nestord keeps the pools' process-crash journals (volume/journal.h):
+// opening a pool applies what a crashed nestord left there. "" : none.
+extern std::string g_journal_dir;
+
 int ExitCodeFor(const Status& st);
 // Prints "nestor: <message>" on stderr and returns ExitCodeFor(st).
 int Fail(const Status& st);

@@ -49,6 +49,10 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   int verbose = 0;
   app.add_flag("-v,--verbose", verbose, "show the volume manager's log lines (-vv: debug)");
+  std::string journal_dir = g_journal_dir;
+  app.add_option("--journal-dir", journal_dir,
+                 "where nestord keeps its process-crash journals: opening a pool applies what a killed nestord "
+                 "left there (default /run/nestor; 'none': ignore)");
 
   std::string path, name, size_text, cluster_text = "64K";
   bool force = false, json = false, preallocate = false;
@@ -105,6 +109,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "nestor: %s\n(see nestor --help)\n", e.what());
     return kExitUsage;
   }
+  g_journal_dir = journal_dir == "none" ? "" : journal_dir;
 
   if (verbose >= 2) {
     SetLogLevel(LogLevel::kDebug);
