@@ -12,9 +12,11 @@
 // for ThinChannel) from reactors. Durability: a control method returns
 // after its change is committed; data-path mappings are committed in
 // batches, at FLUSH and on a timer (StartCommitter), never one per write.
-// Errors: Status/Result with errno codes: ENOENT unknown volume, EEXIST
-// name taken, ENOSPC pool full, EBUSY volume open, ENOTEMPTY shrinking
-// below written data, EUCLEAN corruption.
+// Errors: Status/Result with errno codes: EINVAL a name or size outside
+// the limits (limits.h; the message names the value and the limit), ENOENT
+// unknown volume, EEXIST name taken, ENOSPC pool full, EBUSY volume open,
+// ENOTEMPTY shrinking below written data, EUCLEAN corruption (also:
+// opening a volume whose stored size is outside the limits).
 #pragma once
 
 #include <atomic>
@@ -31,6 +33,7 @@
 #include "io/backend.h"
 #include "volume/allocator.h"
 #include "volume/format.h"
+#include "volume/limits.h"
 #include "volume/pool_device.h"
 #include "volume/volume.h"
 
@@ -169,8 +172,8 @@ class Pool {
   void ReleaseCluster(Volume* vol, uint64_t p);
   // Under vol->lock (exclusive): record a mapping whose data is written.
   void NoteMapped(Volume* vol, uint64_t v, uint64_t p);
-  // Under vol->lock (exclusive): record an unmap and its freed clusters.
-  void NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed);
+  // Under vol->lock (exclusive): record an unmap of the runs the map freed.
+  void NoteUnmapped(Volume* vol, const std::vector<Extent>& freed);
   // FLUSH: commit, then complete w (inline when no committer runs).
   void RequestFlush(const FlushWaiter& w);
   int FlushInline();
@@ -187,6 +190,15 @@ class Pool {
 
   // Shrink: unmaps past `size` and zeroes the rest of the last cluster.
   Status DiscardBeyondLocked(Volume& v, uint64_t size);
+  // Records the unmap of the runs `freed` (in u32-count pieces) and queues
+  // their clusters for reuse after the commit (mu_ held).
+  void FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed);
+  // Whether `clusters` more can be promised to a volume (mu_ held).
+  bool RoomToReserveLocked(uint64_t clusters) const;
+  // EUCLEAN naming the volume if its size is outside the limits
+  // (limits.h): only a pool written before the limits can hold one; it
+  // loads, and can be listed, resized and deleted, but not opened.
+  static Status UsableSize(const Volume& v);
   // Volume bookkeeping (mu_ held).
   std::shared_ptr<Volume> FindLocked(const std::string& name) const;
   uint64_t UnusedReservation(const Volume& v) const {
@@ -194,7 +206,7 @@ class Pool {
   }
   VolumeInfo InfoOf(const Volume& v) const;
   void AdjustAllocated(Volume& v, int64_t delta);
-  uint64_t ClustersFor(uint64_t bytes) const { return (bytes + sb_.cluster_size - 1) / sb_.cluster_size; }
+  uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
 
   std::unique_ptr<PoolDevice> dev_;
   Superblock sb_;

@@ -304,7 +304,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     std::vector<Extent> freed;
     vol_->lock.Lock();
     vol_->map.Unmap(vcl, k, &freed);
-    if (!freed.empty()) pool_->NoteUnmapped(vol_.get(), vcl, k, freed);
+    if (!freed.empty()) pool_->NoteUnmapped(vol_.get(), freed);
     vol_->lock.Unlock();
     op->cursor += k * cs_;
     return true;
