@@ -407,5 +407,25 @@ TEST(Pool, ExtentBeyondAVolumeNamesTheVolume) {
   EXPECT_NE(pool.status().message().find("volume 'db0'"), std::string::npos) << pool.status().ToString();
 }
 
+// A checksummed superblock whose layout only adds up modulo 2^64 is
+// refused, not trusted (the allocator would size itself by data_clusters).
+TEST(Pool, SuperblockLayoutThatWrapsIsCorrupt) {
+  auto sb = PlanLayout(8 << 20, kCluster);
+  ASSERT_TRUE(sb.ok());
+  std::vector<uint8_t> block(kBlock);
+  EncodeSuperblock(*sb, block.data());
+  ASSERT_TRUE(DecodeSuperblock(block.data()).ok());
+  Superblock bad = *sb;
+  bad.data_clusters = (UINT64_MAX / kCluster) + 2;  // data_clusters * cluster wraps to a small number
+  EncodeSuperblock(bad, block.data());
+  EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
+  bad = *sb;
+  bad.ckpt_bytes = UINT64_MAX - kBlock + 1;  // kBlock + ckpt_bytes wraps to 0
+  bad.ckpt_offset[1] = 0;
+  bad.log_offset = bad.ckpt_bytes;
+  EncodeSuperblock(bad, block.data());
+  EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
+}
+
 }  // namespace
 }  // namespace nestor::volume
