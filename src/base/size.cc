@@ -7,26 +7,42 @@
 
 namespace nestor {
 
+namespace {
+
+// The multiplier of a unit suffix ("", "B", "K", "KB", "KiB", ... "T"), or
+// 0 if it is not one.
+uint64_t UnitOf(std::string_view suffix) {
+  if (suffix.empty() || suffix == "B") return 1;
+  if (suffix.size() == 3 && suffix.ends_with("iB")) suffix.remove_suffix(2);
+  else if (suffix.size() == 2 && suffix.ends_with("B")) suffix.remove_suffix(1);
+  if (suffix.size() != 1) return 0;
+  switch (suffix[0]) {
+    case 'K': case 'k': return uint64_t{1} << 10;
+    case 'M': case 'm': return uint64_t{1} << 20;
+    case 'G': case 'g': return uint64_t{1} << 30;
+    case 'T': case 't': return uint64_t{1} << 40;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
 Result<uint64_t> ParseSize(std::string_view text) {
   uint64_t value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec == std::errc::result_out_of_range) {
+    return Status::Invalid("size '" + std::string(text) + "' overflows 64 bits");
+  }
   if (ec != std::errc() || ptr == text.data()) {
     return Status::Invalid("bad size '" + std::string(text) + "'");
   }
-  std::string_view suffix(ptr, text.data() + text.size() - ptr);
-  if (suffix.ends_with("iB")) suffix.remove_suffix(2);
-  else if (suffix.size() == 2 && suffix.ends_with("B")) suffix.remove_suffix(1);
-  int shift = 0;
-  if (suffix.empty() || suffix == "B") shift = 0;
-  else if (suffix == "K" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "m") shift = 20;
-  else if (suffix == "G" || suffix == "g") shift = 30;
-  else if (suffix == "T" || suffix == "t") shift = 40;
-  else return Status::Invalid("bad size suffix in '" + std::string(text) + "'");
-  if (shift > 0 && (value >> (64 - shift)) != 0) {
-    return Status::Invalid("size '" + std::string(text) + "' overflows");
+  uint64_t unit = UnitOf(std::string_view(ptr, text.data() + text.size() - ptr));
+  if (unit == 0) return Status::Invalid("bad size suffix in '" + std::string(text) + "'");
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(value, unit, &bytes)) {
+    return Status::Invalid("size '" + std::string(text) + "' overflows 64 bits");
   }
-  return value << shift;
+  return bytes;
 }
 
 Result<std::vector<int>> ParseCpuList(std::string_view text) {

@@ -15,6 +15,32 @@ TEST(ParseSize, Units) {
   EXPECT_FALSE(ParseSize("99999999999T").ok());
 }
 
+// Suffix multiplication and the number itself must not wrap (issue #10).
+TEST(ParseSize, RejectsOverflowAtTheBoundary) {
+  EXPECT_EQ(*ParseSize("18446744073709551615"), UINT64_MAX);
+  EXPECT_FALSE(ParseSize("18446744073709551616").ok());
+  EXPECT_EQ(*ParseSize("16777215T"), 16777215ull << 40);
+  EXPECT_FALSE(ParseSize("16777216T").ok());  // 2^64
+  EXPECT_EQ(*ParseSize("17179869183G"), 17179869183ull << 30);
+  EXPECT_FALSE(ParseSize("17179869184G").ok());
+  EXPECT_FALSE(ParseSize("18014398509481984K").ok());  // 2^54 KiB = 2^64
+  auto st = ParseSize("16777216TiB").status();
+  EXPECT_EQ(st.err(), EINVAL);
+  EXPECT_NE(st.message().find("overflows"), std::string::npos) << st.ToString();
+}
+
+TEST(ParseSize, SuffixForms) {
+  EXPECT_EQ(*ParseSize("4096B"), 4096u);
+  EXPECT_EQ(*ParseSize("1k"), 1024u);
+  EXPECT_EQ(*ParseSize("1KiB"), 1024u);
+  EXPECT_EQ(*ParseSize("1TB"), 1ull << 40);
+  EXPECT_FALSE(ParseSize("4096BB").ok());
+  EXPECT_FALSE(ParseSize("4096iB").ok());
+  EXPECT_FALSE(ParseSize("1P").ok());
+  EXPECT_FALSE(ParseSize("1.5G").ok());
+  EXPECT_FALSE(ParseSize("G").ok());
+}
+
 TEST(ParseCpuList, Ranges) {
   EXPECT_EQ(*ParseCpuList("0-2,5"), (std::vector<int>{0, 1, 2, 5}));
   EXPECT_FALSE(ParseCpuList("3-1").ok());

@@ -122,6 +122,12 @@ Status Controller::Start() {
     volume::ExportSettings s = info.export_settings;
     if (!info.exported) s.queues = opts_.pool_queues;
     auto backend = pool_->OpenVolume(info.name);
+    if (backend.status().err() == EUCLEAN) {
+      // One unusable volume (a size outside the limits, stored by an older
+      // nestor) must not take the others down: serve them, name it.
+      NLOG_ERROR("not exporting {}: {}", info.name, backend.status().message());
+      continue;
+    }
     if (!backend.ok()) return backend.status();
     NESTOR_RETURN_IF_ERROR(AddExport(info.name, backend.value(), s, true));
     if (!info.exported) NESTOR_RETURN_IF_ERROR(pool_->SetExport(info.name, s));

@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "base/size.h"
+#include "volume/limits.h"
 
 namespace nestor::daemon {
 namespace {
@@ -11,14 +12,6 @@ namespace {
 bool ParseInt(std::string_view s, int* out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size() && !s.empty();
-}
-
-bool ValidName(const std::string& n) {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n) {
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-  }
-  return n[0] != '.';
 }
 
 Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view value) {
@@ -75,7 +68,9 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
   std::string_view rest(text);
   size_t comma = rest.find(',');
   v.name = std::string(rest.substr(0, comma));
-  if (!ValidName(v.name)) return Status::Invalid("bad volume name '" + v.name + "' (use [A-Za-z0-9._-])");
+  // The same names as pool volumes: both become DIR/NAME.sock.
+  Status named = volume::ValidateVolumeName(v.name);
+  if (!named.ok()) return Status::Invalid("--volume " + text + ": " + named.message());
   rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   while (!rest.empty()) {
     comma = rest.find(',');
@@ -88,7 +83,10 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
     if (!st.ok()) return Status::Invalid("--volume " + text + ": " + st.message());
   }
   if (v.size == 0 && v.backend != "file") return Status::Invalid("--volume " + text + ": size= is required");
-  if (v.size % 512 != 0) return Status::Invalid("--volume " + text + ": size must be a multiple of 512");
+  if (v.size != 0) {  // 0: a file backend's own size
+    Status sized = volume::ValidateExportSize(v.size);
+    if (!sized.ok()) return Status::Invalid("--volume " + text + ": " + sized.message());
+  }
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
     return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
   }

@@ -27,4 +27,19 @@ TEST(VolumeSpec, Errors) {
   EXPECT_TRUE(ParseVolumeSpec("v,size=1M,backend=null").ok());
 }
 
+// The limits are the volume manager's (volume/limits.h), not our own.
+TEST(VolumeSpec, SharesTheVolumeLimits) {
+  EXPECT_TRUE(ParseVolumeSpec(std::string(63, 'n') + ",size=1M").ok());
+  EXPECT_FALSE(ParseVolumeSpec(std::string(64, 'n') + ",size=1M").ok());
+  EXPECT_FALSE(ParseVolumeSpec("-v,size=1M").ok());
+  EXPECT_TRUE(ParseVolumeSpec("v,size=512").ok());
+  EXPECT_TRUE(ParseVolumeSpec("v,size=4194304T").ok());  // 2^62: the maximum
+  auto big = ParseVolumeSpec("v,size=4194305T");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("exceeds the maximum volume size"), std::string::npos)
+      << big.status().ToString();
+  EXPECT_FALSE(ParseVolumeSpec("v,size=18446744073709551104").ok());  // UINT64_MAX - 511: 512-aligned
+  EXPECT_FALSE(ParseVolumeSpec("v,size=16777216T").ok());              // overflows 64 bits
+}
+
 }  // namespace nestor::daemon

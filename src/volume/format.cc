@@ -49,6 +49,23 @@ void StoreCrc(uint8_t* p, size_t len, size_t crc_at) {
   std::memcpy(p + crc_at, &crc, 4);
 }
 
+// The regions follow each other inside the device, computed without
+// wrapping (a checksummed superblock can still be hand-made).
+bool LayoutIsSane(const Superblock& sb) {
+  if (sb.cluster_size < kBlock || (sb.cluster_size & (sb.cluster_size - 1)) != 0) return false;
+  if (sb.ckpt_offset[0] != kBlock || sb.ckpt_bytes < kBlock || sb.log_bytes < 2 * kMaxLogEntryBytes ||
+      sb.log_bytes % kBlock != 0 || sb.data_offset % sb.cluster_size != 0) {
+    return false;
+  }
+  uint64_t ckpt1 = 0, log = 0, log_end = 0, data_bytes = 0, data_end = 0;
+  if (__builtin_add_overflow(kBlock, sb.ckpt_bytes, &ckpt1) || sb.ckpt_offset[1] != ckpt1) return false;
+  if (__builtin_add_overflow(ckpt1, sb.ckpt_bytes, &log) || sb.log_offset != log) return false;
+  if (__builtin_add_overflow(log, sb.log_bytes, &log_end) || sb.data_offset < log_end) return false;
+  if (__builtin_mul_overflow(sb.data_clusters, uint64_t{sb.cluster_size}, &data_bytes)) return false;
+  if (__builtin_add_overflow(sb.data_offset, data_bytes, &data_end)) return false;
+  return data_end <= sb.device_bytes;
+}
+
 }  // namespace
 
 Status Corruption(const std::string& what) { return Status::Error(EUCLEAN, "corrupt pool: " + what); }
@@ -131,13 +148,7 @@ Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
   sb.data_offset = GetAt<uint64_t>(in, &off);
   sb.data_clusters = GetAt<uint64_t>(in, &off);
   sb.created_unix = GetAt<uint64_t>(in, &off);
-  bool sane = sb.cluster_size >= kBlock && (sb.cluster_size & (sb.cluster_size - 1)) == 0 &&
-              sb.ckpt_offset[0] == kBlock && sb.ckpt_offset[1] == kBlock + sb.ckpt_bytes &&
-              sb.log_offset == sb.ckpt_offset[1] + sb.ckpt_bytes && sb.log_bytes >= 2 * kMaxLogEntryBytes &&
-              sb.log_bytes % kBlock == 0 && sb.data_offset >= sb.log_offset + sb.log_bytes &&
-              sb.data_offset % sb.cluster_size == 0 &&
-              sb.data_offset + sb.data_clusters * uint64_t{sb.cluster_size} <= sb.device_bytes;
-  if (!sane) return Corruption("superblock layout is inconsistent");
+  if (!LayoutIsSane(sb)) return Corruption("superblock layout is inconsistent");
   return sb;
 }
 

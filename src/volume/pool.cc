@@ -7,31 +7,10 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "volume/aligned_buffer.h"
+#include "volume/limits.h"
 #include "volume/thin_volume.h"
 
 namespace nestor::volume {
-namespace {
-
-Status ValidName(const std::string& name) {
-  if (name.empty() || name.size() > kMaxNameLen) {
-    return Status::Invalid("volume name must be 1 to " + std::to_string(kMaxNameLen) + " characters");
-  }
-  if (name[0] == '.' || name[0] == '-') return Status::Invalid("volume name must not start with '.' or '-'");
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
-    if (!ok) return Status::Invalid("volume name '" + name + "': use letters, digits, '.', '_' and '-'");
-  }
-  return Status::Ok();
-}
-
-Status ValidSize(uint64_t size) {
-  if (size == 0 || size % 4096 != 0) return Status::Invalid("volume size must be a positive multiple of 4 KiB");
-  return Status::Ok();
-}
-
-}  // namespace
-
 Status Pool::Format(PoolDevice* dev, uint32_t cluster_size, bool force) {
   AlignedBuffer block(kBlock);
   NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
@@ -152,8 +131,8 @@ VolumeInfo Pool::InfoOf(const Volume& v) const {
 }
 
 Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bool preallocate) {
-  NESTOR_RETURN_IF_ERROR(ValidName(name));
-  NESTOR_RETURN_IF_ERROR(ValidSize(size));
+  NESTOR_RETURN_IF_ERROR(ValidateVolumeName(name));
+  NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   std::lock_guard<std::mutex> c(commit_mu_);
   VolumeInfo info;
@@ -162,7 +141,7 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
     if (volumes_.size() >= kMaxVolumes) return Status::Error(ENOSPC, "pool holds the maximum number of volumes");
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
-    if (reserve > 0 && alloc_.free_clusters() < reserved_unused_ + reserve) {
+    if (reserve > 0 && !RoomToReserveLocked(reserve)) {
       return Status::Error(ENOSPC, "pool has no room to preallocate " + std::to_string(size) + " bytes");
     }
     uint32_t id = volumes_.empty() ? 1 : volumes_.rbegin()->first + 1;
@@ -202,7 +181,7 @@ Status Pool::DeleteVolume(const std::string& name) {
 }
 
 Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
-  NESTOR_RETURN_IF_ERROR(ValidSize(size));
+  NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   std::lock_guard<std::mutex> c(commit_mu_);
   {
@@ -215,12 +194,13 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
     if (shrink && v->open_count.load() > 0) {
       return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
     }
-    if (shrink && v->map.mapped_end() * sb_.cluster_size > size && !force) {
+    // Some cluster holding data reaches past `size` (mapped_end * cluster > size, without the product).
+    if (shrink && v->map.mapped_end() > size / sb_.cluster_size && !force) {
       return Status::Error(ENOTEMPTY, "volume '" + name + "' holds data beyond " + std::to_string(size) +
                                           " bytes (use --force to discard it)");
     }
     uint64_t grow = v->reserved > 0 && keep > v->reserved ? keep - v->reserved : 0;
-    if (grow > 0 && alloc_.free_clusters() < reserved_unused_ + grow) {
+    if (grow > 0 && !RoomToReserveLocked(grow)) {
       return Status::Error(ENOSPC, "pool has no room to keep volume '" + name + "' preallocated");
     }
     if (shrink) NESTOR_RETURN_IF_ERROR(DiscardBeyondLocked(*v, size));
@@ -236,6 +216,13 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: resized volume {} to {} bytes", name, size);
   return Status::Ok();
+}
+
+Status Pool::UsableSize(const Volume& v) {
+  Status st = ValidateVolumeSize(v.size.load());
+  if (st.ok()) return st;
+  return Status::Error(EUCLEAN, "volume '" + v.name + "': " + st.message() +
+                                    " (stored by an older nestor): resize it to a valid size or delete it");
 }
 
 Status Pool::DiscardBeyondLocked(Volume& v, uint64_t size) {
@@ -254,12 +241,32 @@ Status Pool::DiscardBeyondLocked(Volume& v, uint64_t size) {
   }
   std::vector<Extent> freed;
   v.map.Unmap(keep, UINT64_MAX / 2, &freed);
+  FreeUnmappedLocked(v, freed);
+  return Status::Ok();
+}
+
+bool Pool::RoomToReserveLocked(uint64_t clusters) const {
+  uint64_t promised = 0;
+  if (__builtin_add_overflow(reserved_unused_, clusters, &promised)) return false;
+  return alloc_.free_clusters() >= promised;
+}
+
+uint64_t Pool::FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed) {
+  // One record per freed run (a u32 count each), never one for the whole
+  // range: the range of a shrink or a discard can span more than 2^32
+  // clusters, and the records must free exactly what the map freed. Each
+  // record is a note (journal.h); returns the last.
+  uint64_t note = 0;
   for (const Extent& e : freed) {
+    for (uint64_t done = 0; done < e.n;) {
+      uint64_t k = std::min<uint64_t>(e.n - done, UINT32_MAX);
+      note = NoteLocked(Record{RecordType::kUnmap, v.id, e.v + done, 0, k, {}});
+      done += k;
+    }
     pending_frees_.push_back(e);
     AdjustAllocated(v, -static_cast<int64_t>(e.n));
   }
-  if (!freed.empty()) AppendPendingLocked(Record{RecordType::kUnmap, v.id, keep, 0, UINT32_MAX, {}});
-  return Status::Ok();
+  return note;
 }
 
 Record ExportRecord(uint32_t id, const ExportSettings& s) {
@@ -351,6 +358,7 @@ CheckReport Pool::Check() const {
   Allocator seen(sb_.data_clusters);
   for (const auto& [id, v] : volumes_) {
     ++rep.volumes;
+    if (Status st = UsableSize(*v); !st.ok()) rep.problems.push_back(st.message());
     uint64_t limit = ClustersFor(v->size.load());
     uint64_t held = 0;
     v->map.ForEach([&](const Extent& e) {
@@ -361,7 +369,7 @@ CheckReport Pool::Check() const {
                                " points outside the pool");
         return;
       }
-      if (e.v + e.n > limit) {
+      if (e.v + e.n > limit || e.v + e.n < e.v) {
         rep.problems.push_back("volume " + v->name + ": extent at cluster " + std::to_string(e.v) +
                                " lies beyond the volume's size");
       }
@@ -401,6 +409,7 @@ Result<std::shared_ptr<io::BlockBackend>> Pool::OpenVolume(const std::string& na
     v = FindLocked(name);
   }
   if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+  NESTOR_RETURN_IF_ERROR(UsableSize(*v));
   return std::shared_ptr<io::BlockBackend>(std::make_shared<ThinBackend>(this, std::move(v)));
 }
 
@@ -442,19 +451,9 @@ uint64_t Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
   return NoteLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
 }
 
-uint64_t Pool::NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed) {
+uint64_t Pool::NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) {
   std::lock_guard<std::mutex> g(mu_);
-  uint64_t note = 0;
-  for (uint64_t done = 0; done < n;) {
-    uint64_t k = std::min<uint64_t>(n - done, UINT32_MAX);
-    note = NoteLocked(Record{RecordType::kUnmap, vol->id, v + done, 0, k, {}});
-    done += k;
-  }
-  for (const Extent& e : freed) {
-    pending_frees_.push_back(e);
-    AdjustAllocated(*vol, -static_cast<int64_t>(e.n));
-  }
-  return note;
+  return FreeUnmappedLocked(*vol, freed);
 }
 
 Status Pool::WriteJournal() {

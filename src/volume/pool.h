@@ -12,9 +12,11 @@
 // for ThinChannel) from reactors. Durability: a control method returns
 // after its change is committed; data-path mappings are committed in
 // batches, at FLUSH and on a timer (StartCommitter), never one per write.
-// Errors: Status/Result with errno codes: ENOENT unknown volume, EEXIST
-// name taken, ENOSPC pool full, EBUSY volume open, ENOTEMPTY shrinking
-// below written data, EUCLEAN corruption.
+// Errors: Status/Result with errno codes: EINVAL a name or size outside
+// the limits (limits.h; the message names the value and the limit), ENOENT
+// unknown volume, EEXIST name taken, ENOSPC pool full, EBUSY volume open,
+// ENOTEMPTY shrinking below written data, EUCLEAN corruption (also:
+// opening a volume whose stored size is outside the limits).
 #pragma once
 
 #include <algorithm>
@@ -33,6 +35,7 @@
 #include "volume/allocator.h"
 #include "volume/format.h"
 #include "volume/journal.h"
+#include "volume/limits.h"
 #include "volume/pool_device.h"
 #include "volume/volume.h"
 
@@ -192,9 +195,9 @@ class Pool {
   // Returns its note (journal.h): the request that caused it may be
   // acknowledged once safe_notes() reaches it.
   uint64_t NoteMapped(Volume* vol, uint64_t v, uint64_t p);
-  // Under vol->lock (exclusive): record an unmap and its freed clusters.
+  // Under vol->lock (exclusive): record an unmap of the runs the map freed.
   // Returns its last note (as NoteMapped).
-  uint64_t NoteUnmapped(Volume* vol, uint64_t v, uint64_t n, const std::vector<Extent>& freed);
+  uint64_t NoteUnmapped(Volume* vol, const std::vector<Extent>& freed);
   // Notes that survive a process crash: journaled or committed.
   uint64_t safe_notes() const {
     return std::max(journaled_.load(std::memory_order_acquire), hardened_.load(std::memory_order_acquire));
@@ -222,6 +225,15 @@ class Pool {
 
   // Shrink: unmaps past `size` and zeroes the rest of the last cluster.
   Status DiscardBeyondLocked(Volume& v, uint64_t size);
+  // Records the unmap of the runs `freed` (in u32-count pieces) and queues
+  // their clusters for reuse after the commit (mu_ held).
+  uint64_t FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed);
+  // Whether `clusters` more can be promised to a volume (mu_ held).
+  bool RoomToReserveLocked(uint64_t clusters) const;
+  // EUCLEAN naming the volume if its size is outside the limits
+  // (limits.h): only a pool written before the limits can hold one; it
+  // loads, and can be listed, resized and deleted, but not opened.
+  static Status UsableSize(const Volume& v);
   // Volume bookkeeping (mu_ held).
   std::shared_ptr<Volume> FindLocked(const std::string& name) const;
   uint64_t UnusedReservation(const Volume& v) const {
@@ -229,7 +241,7 @@ class Pool {
   }
   VolumeInfo InfoOf(const Volume& v) const;
   void AdjustAllocated(Volume& v, int64_t delta);
-  uint64_t ClustersFor(uint64_t bytes) const { return (bytes + sb_.cluster_size - 1) / sb_.cluster_size; }
+  uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
 
   std::unique_ptr<PoolDevice> dev_;
   Superblock sb_;

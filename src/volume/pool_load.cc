@@ -223,7 +223,9 @@ Status Pool::Apply(const Record& r) {
       return Status::Ok();
     case RecordType::kMap: {
       if (r.count == 0 || r.a + r.count > ClustersFor(v.size.load()) || r.a + r.count < r.a) {
-        return Corruption("extent beyond the end of volume " + v.name);
+        return Corruption("volume '" + v.name + "' (id " + std::to_string(v.id) + "): extent of " +
+                          std::to_string(r.count) + " cluster(s) at cluster " + std::to_string(r.a) +
+                          " lies beyond its size of " + std::to_string(v.size.load()) + " bytes");
       }
       uint64_t p, run;
       bool mapped = v.map.Lookup(r.a, &p, &run);

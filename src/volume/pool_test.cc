@@ -308,5 +308,124 @@ TEST(Pool, ExportSettingsPersistThroughLogAndCheckpoint) {
   EXPECT_TRUE((*again)->Check().clean());
 }
 
+// Issue #10: a size the extent map cannot cover (ClustersFor wrapped to 0)
+// was accepted; one write later the pool no longer opened ("corrupt"), and
+// with it every healthy volume. The size must be refused by create and
+// resize, and the pool must keep opening.
+TEST(Pool, OversizedVolumeIsRefusedAndThePoolKeepsOpening) {
+  auto f = MakePool(8 << 20, 7);
+  ASSERT_TRUE(f.pool->CreateVolume("ok", 1 << 20, false).ok());
+  const uint64_t huge = 18446744073709547520ull;  // UINT64_MAX - 4095, a multiple of 4 KiB
+  auto big = f.pool->CreateVolume("big", huge, false);
+  EXPECT_EQ(big.status().err(), EINVAL);
+  EXPECT_NE(big.status().message().find("exceeds the maximum volume size"), std::string::npos)
+      << big.status().ToString();
+  EXPECT_EQ(f.pool->ResizeVolume("ok", huge, false).err(), EINVAL);
+  EXPECT_EQ(f.pool->GetVolume("ok")->size, 1u << 20);
+  auto data = Pattern(4096, 6);
+  for (const char* name : {"ok", "big"}) {
+    if (!f.pool->GetVolume(name).ok()) continue;  // refused above (the fix)
+    std::shared_ptr<io::BlockBackend> b;
+    auto ch = Channel(f.pool.get(), name, &b);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 0, data.data(), 4096), 4096);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kFlush, 0, nullptr, 0), 0);
+  }
+  auto again = Pool::Open(VolatileCacheDevice::FromImage(f.dev->Crash(), 1));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE((*again)->Check().clean());
+  std::shared_ptr<io::BlockBackend> b;
+  auto ch = Channel(again->get(), "ok", &b);
+  std::vector<uint8_t> buf(4096);
+  ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, buf.data(), 4096), 4096);
+  EXPECT_EQ(buf, data);
+}
+
+// Writes one log entry of `records` right after a fresh format (seq 1 at
+// the start of the log ring): a pool as an older nestor could have left it.
+void WriteFirstLogEntry(VolatileCacheDevice* dev, const std::vector<Record>& records) {
+  std::vector<uint8_t> block(kBlock);
+  ASSERT_TRUE(dev->ReadAt(0, block.data(), kBlock).ok());
+  auto sb = DecodeSuperblock(block.data());
+  ASSERT_TRUE(sb.ok());
+  std::string payload;
+  for (const Record& r : records) AppendRecord(r, &payload);
+  std::string entry = EncodeLogEntry(1, static_cast<uint32_t>(records.size()), payload, PoolId(*sb));
+  ASSERT_TRUE(dev->WriteAt(sb->log_offset, entry.data(), entry.size()).ok());
+  ASSERT_TRUE(dev->Sync().ok());
+}
+
+// A pool written before the limits may hold an oversized volume, with data
+// even in its last cluster: it still opens, the check names the volume and
+// the limit, the volume cannot be opened until it is shrunk (or deleted),
+// and the other volumes are served meanwhile.
+TEST(Pool, StoredOversizedVolumeLoadsAndCanBeShrunk) {
+  auto dev = std::make_unique<VolatileCacheDevice>(8 << 20, 11);
+  ASSERT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
+  const uint64_t huge = 18446744073709547520ull;
+  const uint64_t last = huge / kCluster;  // its last (partial) cluster
+  WriteFirstLogEntry(dev.get(), {Record{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "ok"},
+                                 Record{RecordType::kVolumeCreate, 2, huge, 0, 0, "big"},
+                                 Record{RecordType::kMap, 2, 0, 0, 1, {}},
+                                 Record{RecordType::kMap, 2, last, 1, 1, {}},
+                                 Record{RecordType::kMap, 1, 0, 2, 1, {}}});
+  auto pool = Pool::Open(std::move(dev));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  Pool* p = pool->get();
+  CheckReport rep = p->Check();
+  ASSERT_EQ(rep.problems.size(), 1u);
+  EXPECT_NE(rep.problems[0].find("volume 'big'"), std::string::npos) << rep.problems[0];
+  EXPECT_NE(rep.problems[0].find("exceeds the maximum volume size"), std::string::npos) << rep.problems[0];
+  auto open = p->OpenVolume("big");
+  EXPECT_EQ(open.status().err(), EUCLEAN);
+  EXPECT_NE(open.status().message().find("'big'"), std::string::npos) << open.status().ToString();
+  {
+    std::shared_ptr<io::BlockBackend> b;
+    auto ch = Channel(p, "ok", &b);
+    auto data = Pattern(4096, 2);
+    ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kWrite, 0, data.data(), 4096), 4096);
+  }
+  EXPECT_EQ(p->ResizeVolume("big", 1 << 20, false).err(), ENOTEMPTY);  // its last cluster holds data
+  ASSERT_TRUE(p->ResizeVolume("big", 1 << 20, true).ok());
+  EXPECT_EQ(p->GetVolume("big")->allocated_bytes, kCluster);  // cluster 0 kept
+  EXPECT_TRUE(p->Check().clean());
+  auto* raw = static_cast<VolatileCacheDevice*>(p->device());
+  auto again = Pool::Open(VolatileCacheDevice::FromImage(raw->Crash(), 3));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE((*again)->Check().clean());
+  EXPECT_TRUE((*again)->OpenVolume("big").ok());
+}
+
+// A record that cannot be applied names the volume it belongs to.
+TEST(Pool, ExtentBeyondAVolumeNamesTheVolume) {
+  auto dev = std::make_unique<VolatileCacheDevice>(8 << 20, 12);
+  ASSERT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
+  WriteFirstLogEntry(dev.get(), {Record{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "db0"},
+                                 Record{RecordType::kMap, 1, 16, 0, 1, {}}});  // 1 MiB: clusters 0..15
+  auto pool = Pool::Open(std::move(dev));
+  ASSERT_FALSE(pool.ok());
+  EXPECT_EQ(pool.status().err(), EUCLEAN);
+  EXPECT_NE(pool.status().message().find("volume 'db0'"), std::string::npos) << pool.status().ToString();
+}
+
+// A checksummed superblock whose layout only adds up modulo 2^64 is
+// refused, not trusted (the allocator would size itself by data_clusters).
+TEST(Pool, SuperblockLayoutThatWrapsIsCorrupt) {
+  auto sb = PlanLayout(8 << 20, kCluster);
+  ASSERT_TRUE(sb.ok());
+  std::vector<uint8_t> block(kBlock);
+  EncodeSuperblock(*sb, block.data());
+  ASSERT_TRUE(DecodeSuperblock(block.data()).ok());
+  Superblock bad = *sb;
+  bad.data_clusters = (UINT64_MAX / kCluster) + 2;  // data_clusters * cluster wraps to a small number
+  EncodeSuperblock(bad, block.data());
+  EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
+  bad = *sb;
+  bad.ckpt_bytes = UINT64_MAX - kBlock + 1;  // kBlock + ckpt_bytes wraps to 0
+  bad.ckpt_offset[1] = 0;
+  bad.log_offset = bad.ckpt_bytes;
+  EncodeSuperblock(bad, block.data());
+  EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
+}
+
 }  // namespace
 }  // namespace nestor::volume

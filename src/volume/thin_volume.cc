@@ -312,7 +312,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     std::vector<Extent> freed;
     vol_->lock.Lock();
     vol_->map.Unmap(vcl, k, &freed);
-    if (!freed.empty()) op->note = pool_->NoteUnmapped(vol_.get(), vcl, k, freed);
+    if (!freed.empty()) op->note = pool_->NoteUnmapped(vol_.get(), freed);
     vol_->lock.Unlock();
     op->cursor += k * cs_;
     return true;

@@ -140,6 +140,10 @@ TEST_F(ControlPlane, ExportsAndSettingsComeBackAfterRestart) {
   EXPECT_EQ(rpc_->Err("volume_create", {{"name", "db"}, {"size", 4096}}), "EEXIST");
   EXPECT_EQ(rpc_->Err("volume_create", {{"name", "huge"}, {"size", 1ull << 40}, {"preallocate", true}}), "ENOSPC");
   EXPECT_EQ(rpc_->Err("volume_create", {{"name", "x"}}), "EINVAL");
+  // Issue #10: a size past the limit is refused here too (and the restart
+  // below shows the pool still opens).
+  EXPECT_EQ(rpc_->Err("volume_create", {{"name", "big"}, {"size", 18446744073709547520ull}}), "EINVAL");
+  EXPECT_EQ(rpc_->Err("volume_resize", {{"name", "cold"}, {"size", 18446744073709547520ull}}), "EINVAL");
   {
     auto dev = Connect("db");
     ASSERT_NE(dev, nullptr);

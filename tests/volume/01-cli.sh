@@ -113,6 +113,16 @@ run 4 volume create a --pool "$P" --size 4M
 err_has "already exists"
 run 2 volume create "bad/name" --pool "$P" --size 4M
 run 2 volume create c --pool "$P" --size 1000
+err_has "volume size 1000 is below the minimum of 4096 bytes"
+run 2 volume create c --pool "$P" --size 65535
+err_has "volume size 65535 is not a multiple of 4096 bytes"
+# Issue #10: the limits (docs/volumes.md, "Limits") name themselves.
+run 2 volume create big --pool "$P" --size 18446744073709547520
+err_has "size 18446744073709547520 exceeds the maximum volume size of 4611686018427387904 bytes"
+run 2 volume create big --pool "$P" --size 16777216T
+err_has "overflows 64 bits"
+run 2 volume create "$(printf 'n%.0s' $(seq 64))" --pool "$P" --size 4M
+err_has "the limit is 1 to 63"
 run 5 volume create big --pool "$P" --size 512M --preallocate
 run 0 volume create b --pool "$P" --size 64M --preallocate
 run 3 volume create c --pool "$TMP/missing.img" --size 4M
@@ -139,6 +149,8 @@ run 0 volume resize a --pool "$P" --size 512M
 run 0 volume resize b --pool "$P" --size 32M
 run 5 volume resize b --pool "$P" --size 1G
 run 2 volume resize b --pool "$P" --size 0
+run 2 volume resize a --pool "$P" --size 18446744073709547520
+err_has "exceeds the maximum volume size"
 run 3 volume resize nope --pool "$P" --size 4M
 run 0 volume list --pool "$P" --json
 json_is "[(v['name'], v['size'], v['reserved_bytes']) for v in j['volumes']]" \
