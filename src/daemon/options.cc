@@ -42,6 +42,8 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     v->queues = static_cast<uint16_t>(q);
   } else if (key == "readonly" && value.empty()) {
     v->read_only = true;
+  } else if (key == "force" && value.empty()) {
+    v->force = true;
   } else if (key == "delay_us") {
     int d = 0;
     if (!ParseInt(value, &d) || d < 0 || d > 10'000'000) return Status::Invalid("delay_us must be 0..10000000");
@@ -88,6 +90,7 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
     if (!st.ok()) return Status::Invalid("--volume " + text + ": " + st.message());
   }
   if (v.size == 0 && v.backend != "file") return Status::Invalid("--volume " + text + ": size= is required");
+  if (v.force && v.backend != "file") return Status::Invalid("--volume " + text + ": force needs backend=file");
   if (v.size % 512 != 0) return Status::Invalid("--volume " + text + ": size must be a multiple of 512");
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
     return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
@@ -100,10 +103,13 @@ Result<Options> ParseOptions(int argc, char** argv) {
   Options o;
   std::vector<std::string> volumes;
   std::string cpus, mode = "adaptive";
-  app.add_option("--socket-dir", o.socket_dir, "directory for the per-volume sockets DIR/NAME.sock")
+  app.add_option("--socket-dir", o.socket_dir,
+                 "directory for the per-volume sockets DIR/NAME.sock; one nestord per directory (locked)")
       ->required();
   app.add_option("--volume", volumes,
-                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]");
+                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
+                 "[,delay_us=N]. file:PATH is locked (shared if readonly) like a pool: a file another "
+                 "process holds, or one carrying a nestor pool signature, is refused unless force");
   app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
   app.add_flag("--export-all", o.export_all,
                "export every volume of the pool, not only the stored exports (and store them)");
