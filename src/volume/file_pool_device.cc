@@ -84,6 +84,15 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
   io::FileBackendOptions data_opts;
   data_opts.read_only = read_only;
   data_opts.lock = io::FileBackendOptions::Lock::kCallerHolds;  // fd_ holds it
+  // The data path reopens the path: it must be the file fd locked.
+  data_opts.check = [&st, &path](int data_fd) {
+    struct stat data_st {};
+    if (fstat(data_fd, &data_st) != 0) return Status::FromErrno("fstat " + path);
+    if (data_st.st_dev != st.st_dev || data_st.st_ino != st.st_ino) {
+      return Status::Error(EAGAIN, path + " was replaced while being opened");
+    }
+    return Status::Ok();
+  };
   auto data = io::OpenFileBackend(path, size, data_opts);
   if (!data.ok()) return data.status();
   return std::unique_ptr<PoolDevice>(new FilePoolDevice(std::move(fd), path, size, std::move(data.value())));
