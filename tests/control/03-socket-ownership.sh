@@ -10,7 +10,9 @@ NESTORD=$1 CTL=$2 NESTOR=$3
 T=$(mktemp -d)
 PID=
 cleanup() {
-	[ -z "$PID" ] || { kill -KILL "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+	# $PID is timeout's: SIGTERM reaches nestord through it (and -k 5 backs
+	# it up); a SIGKILLed timeout would leave nestord running.
+	[ -z "$PID" ] || { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 	rm -rf "$T"
 }
 trap cleanup EXIT
