@@ -3,11 +3,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <vector>
 
 #include "base/log.h"
@@ -46,24 +43,13 @@ const char* ErrnoName(int err) {
 
 RpcServer::~RpcServer() { Stop(); }
 
+Status RpcServer::Bind() {
+  if (listener_.listening()) return Status::Ok();
+  return listener_.Listen(path_, 16, 0600);  // owner only, from the first instant
+}
+
 Status RpcServer::Start() {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.size() >= sizeof(addr.sun_path)) return Status::Invalid("control socket path too long: " + path_);
-  std::strcpy(addr.sun_path, path_.c_str());
-  struct stat st {};
-  if (lstat(path_.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return Status::Invalid(path_ + " exists and is not a socket");
-    unlink(path_.c_str());
-  }
-  listen_fd_.Reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listen_fd_.valid()) return Status::FromErrno("socket");
-  mode_t old = umask(0077);  // owner only, from the first instant
-  int rc = bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  umask(old);
-  if (rc != 0) return Status::FromErrno("bind " + path_);
-  if (chmod(path_.c_str(), 0600) != 0) return Status::FromErrno("chmod " + path_);
-  if (listen(listen_fd_.get(), 16) != 0) return Status::FromErrno("listen " + path_);
+  NESTOR_RETURN_IF_ERROR(Bind());
   stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return Status::FromErrno("eventfd");
   thread_ = std::thread([this] { Run(); });
@@ -72,19 +58,20 @@ Status RpcServer::Start() {
 }
 
 void RpcServer::Stop() {
-  if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  ssize_t unused = write(stop_fd_.get(), &one, sizeof(one));
-  (void)unused;
-  thread_.join();
-  unlink(path_.c_str());
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    ssize_t unused = write(stop_fd_.get(), &one, sizeof(one));
+    (void)unused;
+    thread_.join();
+  }
+  listener_.Close();
 }
 
 void RpcServer::Run() {
   pthread_setname_np(pthread_self(), "control");
   std::vector<Client> clients;
   for (;;) {
-    std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listener_.fd(), POLLIN, 0}};
     for (auto& c : clients) pfds.push_back({c.fd.get(), POLLIN, 0});
     if (poll(pfds.data(), pfds.size(), -1) < 0) continue;
     if (pfds[0].revents) break;
@@ -121,7 +108,7 @@ void RpcServer::Run() {
     }
     std::erase_if(clients, [](const Client& c) { return !c.fd.valid(); });
     if (pfds[1].revents & POLLIN) {
-      UniqueFd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      UniqueFd fd(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
       if (fd.valid() && clients.size() < kMaxClients) {
         clients.push_back(Client{std::move(fd), {}});
       } else if (fd.valid()) {

@@ -19,6 +19,7 @@
 
 #include "base/fd.h"
 #include "base/status.h"
+#include "base/unix_listener.h"
 
 namespace nestor::control {
 
@@ -33,8 +34,13 @@ class RpcServer {
   explicit RpcServer(std::string path) : path_(std::move(path)) {}
   ~RpcServer();
   void Register(const std::string& name, Method m) { methods_[name] = std::move(m); }
-  // Binds (mode 0600, replacing a stale socket) and starts the thread.
-  Status Start();
+  // Binds the socket (mode 0600). Replaces only a stale socket: EBUSY if
+  // another process listens on the path, EEXIST if it is not a socket
+  // (left alone). Start calls it if not done yet.
+  [[nodiscard]] Status Bind();
+  // Binds if needed and starts the thread.
+  [[nodiscard]] Status Start();
+  // Stops the thread; removes the socket if it is still the one bound.
   void Stop();
   const std::string& path() const { return path_; }
 
@@ -48,7 +54,7 @@ class RpcServer {
 
   std::string path_;
   std::map<std::string, Method> methods_;
-  UniqueFd listen_fd_;
+  UnixListener listener_;
   UniqueFd stop_fd_;
   std::thread thread_;
 };

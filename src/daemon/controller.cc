@@ -1,5 +1,6 @@
 #include "daemon/controller.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
 #include "virtio/queue_stats.h"
+#include "volume/format.h"
 
 namespace nestor::daemon {
 namespace {
@@ -80,6 +82,37 @@ bool SessionsGone(vhost::BlkExport& e) {
   return false;
 }
 
+// A nestor pool is opened with --pool: served as a raw file, its first
+// write would break it. fd is the backend's (maybe O_DIRECT) descriptor.
+Status RefusePoolSignature(int fd, const VolumeSpec& v) {
+  UniqueFd r(open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!r.valid()) r.Reset(open(v.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!r.valid()) return Status::FromErrno("open " + v.path);
+  uint8_t head[8] = {};
+  ssize_t n = pread(r.get(), head, sizeof(head), 0);
+  if (n < 0) return Status::FromErrno("read " + v.path);
+  if (!volume::HasPoolSignature(head, static_cast<size_t>(n))) return Status::Ok();
+  if (v.force) {
+    NLOG_WARN("volume {}: {} carries a nestor pool signature; serving its raw bytes (forced)", v.name, v.path);
+    return Status::Ok();
+  }
+  return Status::Invalid(v.path + " is a nestor pool, not a raw volume file (serve it with --pool; "
+                         "add ,force to the --volume spec to serve its raw bytes anyway)");
+}
+
+Result<std::unique_ptr<io::BlockBackend>> OpenFileVolume(const VolumeSpec& v) {
+  io::FileBackendOptions fo;
+  fo.read_only = v.read_only;
+  fo.delay_us = v.delay_us;
+  fo.lock = v.force ? io::FileBackendOptions::Lock::kForce : io::FileBackendOptions::Lock::kTake;
+  fo.check = [&v](int fd) { return RefusePoolSignature(fd, v); };
+  auto b = io::OpenFileBackend(v.path, v.size, fo);
+  if (!b.ok() && b.status().err() == EBUSY) {
+    return Status::Error(EBUSY, b.status().message() + " (add ,force to the --volume spec to serve it anyway)");
+  }
+  return b;
+}
+
 }  // namespace
 
 Controller::Controller(const Options& o, std::vector<reactor::Reactor*> reactors)
@@ -107,7 +140,7 @@ Status Controller::Start() {
     if (v.delay_us > 0 && v.backend != "file") return Status::Invalid("volume " + v.name + ": delay_us needs backend=file");
     if (v.backend == "mem") b = io::OpenMemBackend(v.size);
     if (v.backend == "null") b = io::OpenNullBackend(v.size);
-    if (v.backend == "file") b = io::OpenFileBackend(v.path, v.size, v.read_only, v.delay_us);
+    if (v.backend == "file") b = OpenFileVolume(v);
     if (!b.ok()) return Status::Error(b.status().err(), "volume " + v.name + ": " + b.status().message());
     volume::ExportSettings s;
     s.queues = v.queues;
@@ -201,7 +234,7 @@ Status Controller::RemoveExport(const std::string& name, bool force) {
   }
   StopExport(e.get());
   bool persistent = e->persistent;
-  e.reset();  // unlinks the socket, releases the volume
+  e.reset();  // unlinks the socket (if still the one it bound), releases the volume
   NLOG_INFO("export {} deleted{}", name, force ? " (forced)" : "");
   if (persistent && pool_ != nullptr) return pool_->ClearExport(name);
   return Status::Ok();

@@ -8,7 +8,10 @@
 // is guarded by mu_. Nothing here runs on a reactor: queues start and stop
 // through their sessions, which message the reactors, so managing one
 // volume never stalls I/O on another. Errors: Status with errno (ENOENT,
-// EEXIST, EBUSY, ENOSPC, EOPNOTSUPP, ...), mapped to JSON-RPC by the server.
+// EEXIST, EBUSY, ENOSPC, EOPNOTSUPP, ...), mapped to JSON-RPC by the server;
+// an export whose socket path holds a live socket is EBUSY, one where a
+// file that is not a socket sits is EEXIST (the file is never removed).
+// --volume file: backends are locked like pools (io::FileBackendOptions).
 #pragma once
 
 #include <map>

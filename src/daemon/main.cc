@@ -2,6 +2,12 @@
 // managed at runtime over a JSON-RPC control socket (docs/rpc.md).
 // See docs/usage.md. Exit codes: 0 clean shutdown (SIGTERM/SIGINT),
 // 1 runtime failure at start-up, 2 bad command line.
+//
+// Ownership: one nestord per socket directory (a flock on the directory,
+// held for the daemon's life); a second one exits 1 before it creates or
+// removes anything. Sockets are replaced only when stale and removed only
+// if still the ones this process bound (base/unix_listener.h).
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -12,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/file_lock.h"
 #include "base/log.h"
 #include "control/rpc_server.h"
 #include "daemon/controller.h"
@@ -39,6 +46,20 @@ Result<std::vector<std::unique_ptr<reactor::Reactor>>> StartReactors(const Optio
   return reactors;
 }
 
+// Locks the socket directory (created if missing) for this daemon's life:
+// the returned descriptor holds the lock. Creates no file in it.
+Result<UniqueFd> LockSocketDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir);
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("socket directory " + dir);
+  Status st = LockFile(fd.get(), false, "socket directory " + dir);
+  if (st.err() == EBUSY) {
+    return Status::Error(EBUSY, st.message() + ": another nestord serves it (give each nestord its own --socket-dir)");
+  }
+  if (!st.ok()) return st;
+  return fd;
+}
+
 int Serve(const Options& o) {
   // Signals go to a signalfd read by this (main) thread only.
   sigset_t sigs;
@@ -51,7 +72,17 @@ int Serve(const Options& o) {
   UniqueFd sigfd(signalfd(-1, &sigs, SFD_CLOEXEC));
   reactor::InstallGuestFaultHandler();
 
-  mkdir(o.socket_dir.c_str(), 0755);
+  auto dir_lock = LockSocketDir(o.socket_dir);
+  if (!dir_lock.ok()) {
+    NLOG_ERROR("{}", dir_lock.status().message());
+    return 1;
+  }
+  // The control socket first: a clash there leaves nothing to undo.
+  control::RpcServer rpc(o.control_socket);
+  if (Status st = rpc.Bind(); !st.ok()) {
+    NLOG_ERROR("control socket: {}", st.message());
+    return 1;
+  }
   auto reactors = StartReactors(o);
   if (!reactors.ok()) {
     NLOG_ERROR("{}", reactors.status().message());
@@ -60,15 +91,16 @@ int Serve(const Options& o) {
   std::vector<reactor::Reactor*> raw;
   for (auto& r : *reactors) raw.push_back(r.get());
   auto ctl = std::make_unique<Controller>(o, raw);
-  control::RpcServer rpc(o.control_socket);
   ctl->RegisterMethods(&rpc);
   std::unique_ptr<MetricsServer> metrics;
   if (o.metrics_port != 0) metrics = std::make_unique<MetricsServer>(o.metrics_port, [&] { return ctl->PrometheusText(); });
-  for (Status st : {ctl->Start(), rpc.Start(), metrics ? metrics->Start() : Status::Ok()}) {
-    if (!st.ok()) {
-      NLOG_ERROR("{}", st.message());
-      return 1;
-    }
+  Status st = ctl->Start();
+  if (st.ok()) st = rpc.Start();
+  if (st.ok() && metrics) st = metrics->Start();
+  if (!st.ok()) {
+    NLOG_ERROR("{}", st.message());
+    rpc.Stop();  // no handler may run once ctl goes
+    return 1;
   }
   NLOG_INFO("nestord ready: {} reactor(s), mode {}, control {}", raw.size(), reactor::PollModeName(o.mode),
             o.control_socket);

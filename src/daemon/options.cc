@@ -35,6 +35,8 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     v->queues = static_cast<uint16_t>(q);
   } else if (key == "readonly" && value.empty()) {
     v->read_only = true;
+  } else if (key == "force" && value.empty()) {
+    v->force = true;
   } else if (key == "delay_us") {
     int d = 0;
     if (!ParseInt(value, &d) || d < 0 || d > 10'000'000) return Status::Invalid("delay_us must be 0..10000000");
@@ -87,6 +89,7 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
     Status sized = volume::ValidateExportSize(v.size);
     if (!sized.ok()) return Status::Invalid("--volume " + text + ": " + sized.message());
   }
+  if (v.force && v.backend != "file") return Status::Invalid("--volume " + text + ": force needs backend=file");
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
     return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
   }
@@ -98,10 +101,13 @@ Result<Options> ParseOptions(int argc, char** argv) {
   Options o;
   std::vector<std::string> volumes;
   std::string cpus, mode = "adaptive";
-  app.add_option("--socket-dir", o.socket_dir, "directory for the per-volume sockets DIR/NAME.sock")
+  app.add_option("--socket-dir", o.socket_dir,
+                 "directory for the per-volume sockets DIR/NAME.sock; one nestord per directory (locked)")
       ->required();
   app.add_option("--volume", volumes,
-                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=R0/R1/..][,delay_us=N]");
+                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
+                 "[,delay_us=N]. file:PATH is locked (shared if readonly) like a pool: a file another "
+                 "process holds, or one carrying a nestor pool signature, is refused unless force");
   app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
   app.add_flag("--export-all", o.export_all,
                "export every volume of the pool, not only the stored exports (and store them)");

@@ -20,6 +20,7 @@ struct VolumeSpec {
   std::string path;             // for file
   uint16_t queues = 1;
   bool read_only = false;
+  bool force = false;              // file: serve it although locked by another process or a pool
   std::vector<int> queue_reactor;  // per queue; empty: spread
   uint32_t delay_us = 0;           // fault injection (file backend): hold each request
   virtio::QosLimits qos;           // read_iops=, write_iops=, read_bps=, write_bps=
@@ -46,8 +47,8 @@ struct Options {
   std::string journal_dir = "/run/nestor";
 };
 
-// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,reactor=A/B/..][,delay_us=N]
-//          [,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]".
+// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=A/B/..]
+//          [,delay_us=N][,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]".
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
 Result<Options> ParseOptions(int argc, char** argv);
 

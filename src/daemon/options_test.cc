@@ -25,6 +25,16 @@ TEST(VolumeSpec, Errors) {
   EXPECT_FALSE(ParseVolumeSpec("v,size=1M,colour=red").ok());
   EXPECT_FALSE(ParseVolumeSpec("v,size=1M,queues=2,reactor=0").ok());
   EXPECT_TRUE(ParseVolumeSpec("v,size=1M,backend=null").ok());
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1M,force").ok());  // force is for file: only
+  EXPECT_FALSE(ParseVolumeSpec("v,backend=file:/x,force=1").ok());
+}
+
+TEST(VolumeSpec, Force) {
+  auto v = ParseVolumeSpec("v,backend=file:/tmp/pool.img,readonly,force");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_TRUE(v->force);
+  EXPECT_TRUE(v->read_only);
+  EXPECT_FALSE(ParseVolumeSpec("v,backend=file:/tmp/x.img")->force);
 }
 
 // The limits are the volume manager's (volume/limits.h), not our own.

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -90,11 +91,31 @@ class BlockBackend {
 // Factories. `size` is the volume size in bytes.
 Result<std::unique_ptr<BlockBackend>> OpenNullBackend(uint64_t size);
 Result<std::unique_ptr<BlockBackend>> OpenMemBackend(uint64_t size);
+// How OpenFileBackend opens and claims a file. Every opener of a backing
+// file or pool takes the same advisory lock (base/file_lock.h): exclusive,
+// shared when read-only, so nestord instances and the `nestor` tool
+// exclude each other.
+struct FileBackendOptions {
+  enum class Lock {
+    kTake,         // lock, or refuse a file another process holds (EBUSY)
+    kForce,        // lock if free, else serve it unlocked all the same (logged)
+    kCallerHolds,  // the caller holds the lock on its own descriptor (a pool)
+  };
+  bool read_only = false;
+  Lock lock = Lock::kTake;
+  // delay_us > 0 is fault injection for tests: every request is held that
+  // long before it starts (io_uring path only).
+  uint32_t delay_us = 0;
+  // Runs on the opened, locked descriptor before the file is extended or
+  // served; an error refuses the file (e.g. nestord's pool-signature check).
+  std::function<Status(int fd)> check;
+};
+
 // Opens (creating or extending a regular file to `size` if needed) with
 // O_DIRECT where the file system allows it. A block device must be at
-// least `size` bytes. delay_us > 0 is fault injection for tests: every
-// request is held that long before it starts (io_uring path only).
+// least `size` bytes. Errors name the path: EBUSY when another process
+// holds the file's lock (and who, when known).
 Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, uint64_t size,
-                                                      bool read_only, uint32_t delay_us = 0);
+                                                      const FileBackendOptions& opts);
 
 }  // namespace nestor::io

@@ -2,7 +2,8 @@
 // file system allows it; a real flush (fdatasync); discard and write-zeroes
 // through fallocate. Requests whose buffers do not meet O_DIRECT alignment
 // go through a per-request aligned bounce buffer, counted in IoStats (the
-// only allocation on the data path, and only for such requests).
+// only allocation on the data path, and only for such requests). The file
+// is flock'ed like a pool (io/backend.h, FileBackendOptions).
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -16,6 +17,7 @@
 #include <cstring>
 
 #include "base/fd.h"
+#include "base/file_lock.h"
 #include "base/log.h"
 #include "io/backend.h"
 #include "io/uring.h"
@@ -191,9 +193,10 @@ class FileChannel final : public IoChannel {
 
 class FileBackend final : public BlockBackend {
  public:
-  FileBackend(UniqueFd fd, std::string path, uint64_t size, uint32_t align, bool in_memory,
+  FileBackend(UniqueFd fd, UniqueFd lock_fd, std::string path, uint64_t size, uint32_t align, bool in_memory,
               uint32_t delay_us)
       : fd_(std::move(fd)),
+        lock_fd_(std::move(lock_fd)),
         path_(std::move(path)),
         size_(size),
         align_(align),
@@ -213,6 +216,7 @@ class FileBackend final : public BlockBackend {
 
  private:
   UniqueFd fd_;
+  UniqueFd lock_fd_;  // holds the file's flock (invalid: the caller holds it)
   std::string path_;
   uint64_t size_;
   uint32_t align_;
@@ -247,16 +251,36 @@ uint32_t DirectAlignment(int fd, bool is_block) {
 }  // namespace
 
 Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, uint64_t size,
-                                                      bool read_only, uint32_t delay_us) {
+                                                      const FileBackendOptions& opts) {
+  bool read_only = opts.read_only;
   int flags = (read_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC;
   UniqueFd fd(open(path.c_str(), flags | O_DIRECT, 0644));
   bool direct = fd.valid();
   if (!direct && errno == EINVAL) fd.Reset(open(path.c_str(), flags, 0644));
   if (!fd.valid()) return Status::FromErrno("open " + path);
+  UniqueFd lock_fd;
+  if (opts.lock != FileBackendOptions::Lock::kCallerHolds) {
+    // The lock lives on an open file of its own: io_uring may keep the data
+    // descriptor's file referenced past this process's exit (requests still
+    // being cancelled), and a nestord restarted at once must find it free.
+    lock_fd.Reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!lock_fd.valid()) return Status::FromErrno("open " + path);
+    struct stat data_st {}, lock_st {};
+    if (fstat(fd.get(), &data_st) != 0 || fstat(lock_fd.get(), &lock_st) != 0) {
+      return Status::FromErrno("fstat " + path);
+    }
+    if (data_st.st_dev != lock_st.st_dev || data_st.st_ino != lock_st.st_ino) {
+      return Status::Error(EAGAIN, path + " was replaced while being opened");
+    }
+    Status locked = LockFile(lock_fd.get(), read_only, path);
+    if (!locked.ok() && !(locked.err() == EBUSY && opts.lock == FileBackendOptions::Lock::kForce)) return locked;
+    if (!locked.ok()) NLOG_WARN("{}; serving it unlocked (forced)", locked.message());
+  }
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
   bool is_block = S_ISBLK(st.st_mode);
   if (!is_block && !S_ISREG(st.st_mode)) return Status::Invalid(path + ": not a file or block device");
+  if (opts.check) NESTOR_RETURN_IF_ERROR(opts.check(fd.get()));
   uint64_t have = static_cast<uint64_t>(st.st_size);
   if (is_block && ioctl(fd.get(), BLKGETSIZE64, &have) != 0) return Status::FromErrno("BLKGETSIZE64");
   if (size == 0) size = have;
@@ -269,7 +293,8 @@ Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, u
   }
   uint32_t align = direct ? DirectAlignment(fd.get(), is_block) : 0;
   bool in_memory = !is_block && OnMemoryFileSystem(fd.get());
-  auto backend = std::make_unique<FileBackend>(std::move(fd), path, size, align, in_memory, delay_us);
+  auto backend = std::make_unique<FileBackend>(std::move(fd), std::move(lock_fd), path, size, align, in_memory,
+                                               opts.delay_us);
   NLOG_INFO("backend {}: {} bytes", backend->Describe(), size);
   return std::unique_ptr<BlockBackend>(std::move(backend));
 }

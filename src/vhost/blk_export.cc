@@ -1,11 +1,7 @@
 #include "vhost/blk_export.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-#include <cstring>
 
 #include "base/log.h"
 #include "vhost/session.h"
@@ -23,7 +19,7 @@ BlkExport::BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors)
 
 BlkExport::~BlkExport() {
   Shutdown();
-  if (listen_fd_.valid()) unlink(cfg_.socket_path.c_str());
+  listener_.Close();  // unlinks the socket only if it is still ours
 }
 
 uint64_t BlkExport::features() const {
@@ -75,23 +71,7 @@ reactor::Reactor* BlkExport::ReactorFor(uint32_t queue) const {
 }
 
 Status BlkExport::Listen() {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (cfg_.socket_path.size() >= sizeof(addr.sun_path)) {
-    return Status::Invalid("socket path too long: " + cfg_.socket_path);
-  }
-  std::strcpy(addr.sun_path, cfg_.socket_path.c_str());
-  listen_fd_.Reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listen_fd_.valid()) return Status::FromErrno("socket");
-  struct stat st {};
-  if (lstat(cfg_.socket_path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return Status::Invalid(cfg_.socket_path + " exists and is not a socket");
-    unlink(cfg_.socket_path.c_str());  // stale socket from an earlier run
-  }
-  if (bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::FromErrno("bind " + cfg_.socket_path);
-  }
-  if (listen(listen_fd_.get(), 16) != 0) return Status::FromErrno("listen");
+  NESTOR_RETURN_IF_ERROR(listener_.Listen(cfg_.socket_path, 16));
   NLOG_INFO("volume {}: {} bytes, {} queue(s){}, backend {}, socket {}", cfg_.name,
             cfg_.backend->size_bytes(), cfg_.num_queues, cfg_.read_only ? ", read-only" : "",
             cfg_.backend->Describe(), cfg_.socket_path);
@@ -116,7 +96,7 @@ size_t BlkExport::active_sessions() {
 }
 
 void BlkExport::AcceptOne() {
-  UniqueFd conn(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd conn(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
   std::lock_guard<std::mutex> lock(mu_);
   ReapFinished();

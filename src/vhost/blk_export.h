@@ -5,7 +5,10 @@
 // Thread: created, listened on and accepted from by the daemon's control
 // thread; each accepted session runs on a thread of its own (so a slow or
 // hostile frontend stalls nobody else). Sessions only read the export.
-// Errors: Listen returns a Status; per-session errors end that session.
+// Errors: Listen returns a Status (EBUSY: another process listens on the
+// socket path; EEXIST: a file that is not a socket is there, and stays);
+// per-session errors end that session. The socket file is removed on
+// destruction only if it is still the one Listen bound.
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 
 #include "base/fd.h"
 #include "base/status.h"
+#include "base/unix_listener.h"
 #include "io/backend.h"
 #include "reactor/reactor.h"
 #include "virtio/blk_defs.h"
@@ -53,8 +57,8 @@ class BlkExport {
   BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors);
   ~BlkExport();
 
-  Status Listen();
-  int listen_fd() const { return listen_fd_.get(); }
+  [[nodiscard]] Status Listen();
+  int listen_fd() const { return listener_.fd(); }
   // Accepts one pending connection and starts its session thread.
   void AcceptOne();
   // Ends every session (clients see EOF) and waits for their threads.
@@ -83,7 +87,7 @@ class BlkExport {
 
   ExportConfig cfg_;
   std::vector<reactor::Reactor*> reactors_;
-  UniqueFd listen_fd_;
+  UnixListener listener_;
   std::mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
   std::list<Running> sessions_;
 };

@@ -3,12 +3,12 @@
 // io_uring file backend on the same file.
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fd.h"
+#include "base/file_lock.h"
 #include "volume/pool_device.h"
 
 namespace nestor::volume {
@@ -64,11 +64,9 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
   UniqueFd fd(open(path.c_str(), flags | O_DIRECT, 0600));
   if (!fd.valid() && errno == EINVAL) fd.Reset(open(path.c_str(), flags, 0600));
   if (!fd.valid()) return Status::FromErrno("open " + path);
-  // One owner at a time: nestord and the offline tool exclude each other.
-  if (flock(fd.get(), (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) return Status::Error(EBUSY, path + " is in use by another process (nestord?)");
-    return Status::FromErrno("flock " + path);
-  }
+  // One owner at a time: nestord (pool or raw file: backend) and the
+  // offline tool exclude each other.
+  NESTOR_RETURN_IF_ERROR(LockFile(fd.get(), read_only, path));
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
   uint64_t have = static_cast<uint64_t>(st.st_size);
@@ -83,7 +81,19 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
     if (!create || S_ISBLK(st.st_mode)) return Status::Invalid(path + " is smaller than " + std::to_string(size));
     if (ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return Status::FromErrno("ftruncate " + path);
   }
-  auto data = io::OpenFileBackend(path, size, read_only);
+  io::FileBackendOptions data_opts;
+  data_opts.read_only = read_only;
+  data_opts.lock = io::FileBackendOptions::Lock::kCallerHolds;  // fd_ holds it
+  // The data path reopens the path: it must be the file fd locked.
+  data_opts.check = [&st, &path](int data_fd) {
+    struct stat data_st {};
+    if (fstat(data_fd, &data_st) != 0) return Status::FromErrno("fstat " + path);
+    if (data_st.st_dev != st.st_dev || data_st.st_ino != st.st_ino) {
+      return Status::Error(EAGAIN, path + " was replaced while being opened");
+    }
+    return Status::Ok();
+  };
+  auto data = io::OpenFileBackend(path, size, data_opts);
   if (!data.ok()) return data.status();
   return std::unique_ptr<PoolDevice>(new FilePoolDevice(std::move(fd), path, size, std::move(data.value())));
 }

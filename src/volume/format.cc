@@ -124,6 +124,12 @@ void EncodeSuperblock(const Superblock& sb, uint8_t out[kBlock]) {
   StoreCrc(out, kBlock, 12);
 }
 
+bool HasPoolSignature(const uint8_t* head, size_t len) {
+  if (len < sizeof(uint64_t)) return false;
+  size_t off = 0;
+  return GetAt<uint64_t>(head, &off) == kSuperMagic;
+}
+
 Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
   Superblock sb;
   size_t off = 0;

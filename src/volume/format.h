@@ -51,6 +51,10 @@ struct Superblock {
 Result<Superblock> PlanLayout(uint64_t device_bytes, uint32_t cluster_size);
 void EncodeSuperblock(const Superblock& sb, uint8_t out[kBlock]);
 Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]);
+// True if the first bytes of a file or device (len >= 8) start with a pool
+// superblock's magic, checksum or not: such a file is a pool (or what is
+// left of one) and must not be served as a raw volume.
+bool HasPoolSignature(const uint8_t* head, size_t len);
 std::string UuidString(const uint8_t uuid[16]);
 uint64_t PoolId(const Superblock& sb);
 

@@ -38,7 +38,9 @@ inline constexpr size_t kMetaAlign = 4096;
 // Opens a file or block device. create: make the regular file `size` bytes
 // (sparse) if it does not exist or is smaller. size 0: the current size.
 // Takes an advisory lock (flock; shared when read_only) for the device's
-// lifetime: EBUSY if another process holds the pool (nestord serving it).
+// lifetime, the one every opener of a pool or backing file takes
+// (base/file_lock.h): EBUSY, naming the holder when known, if another
+// process holds it (nestord serving it as a pool or a file: volume).
 Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create,
                                                        uint64_t size, bool read_only = false);
 

@@ -2,6 +2,8 @@
 // directory, waits for its sockets, and always reaps it: the destructor
 // kills it, and PR_SET_PDEATHSIG kills it if the test process dies first.
 // Stop() sends SIGTERM and reports whether nestord exited cleanly (0).
+// A second instance may share a first one's directory (its own log file;
+// the directory stays the first one's to remove).
 //
 // Thread: the test's. Errors: Start returns false and fills *err.
 #pragma once
@@ -30,9 +32,12 @@ class NestordProcess {
     std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/nestord-test.XXXXXX";
     if (mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
   }
+  // Runs in an existing directory (not removed), logging to DIR/log_name.
+  NestordProcess(std::string dir, std::string log_name)
+      : dir_(std::move(dir)), log_name_(std::move(log_name)), owns_dir_(false) {}
   ~NestordProcess() {
     Kill();
-    if (!dir_.empty()) {
+    if (owns_dir_ && !dir_.empty()) {
       std::string cmd = "rm -rf '" + dir_ + "'";
       int unused = system(cmd.c_str());
       (void)unused;
@@ -61,7 +66,7 @@ class NestordProcess {
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int fd = open((dir_ + "/nestord.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int fd = open((dir_ + "/" + log_name_).c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
@@ -113,6 +118,18 @@ class NestordProcess {
     return false;
   }
 
+  // Waits up to timeout_ms for nestord to exit on its own: true with its
+  // exit code (128 + signal if killed) in *code, false if still running.
+  bool WaitExit(int timeout_ms, int* code) {
+    for (int waited = 0; Running(); waited += 10) {
+      if (waited >= timeout_ms) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (exit_status_ == -1) return false;  // never started
+    *code = WIFEXITED(exit_status_) ? WEXITSTATUS(exit_status_) : 128 + WTERMSIG(exit_status_);
+    return true;
+  }
+
   void Kill() {
     if (pid_ <= 0) return;
     kill(pid_, SIGKILL);
@@ -122,7 +139,7 @@ class NestordProcess {
   }
 
   std::string Log() const {
-    std::ifstream f(dir_ + "/nestord.log");
+    std::ifstream f(dir_ + "/" + log_name_);
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
@@ -130,6 +147,8 @@ class NestordProcess {
 
  private:
   std::string dir_;
+  std::string log_name_ = "nestord.log";
+  bool owns_dir_ = true;
   pid_t pid_ = -1;
   int exit_status_ = -1;
 };
