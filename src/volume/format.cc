@@ -269,7 +269,20 @@ Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out) {
   });
 }
 
-void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]) {
+namespace {
+constexpr uint32_t kSealMagic = 0x4c41454e;  // "NEAL"
+
+// The header CRC: the block with its crc field and the seal area zero (a
+// pool written before seals existed has zeros there, so its CRC matches).
+uint32_t CheckpointCrc(const uint8_t in[kBlock]) {
+  uint8_t copy[kBlock];
+  std::memcpy(copy, in, kBlock);
+  std::memset(copy + kCkptSealAt, 0, kSealBytes);
+  return CrcWithHole(copy, kBlock, 4);
+}
+}  // namespace
+
+void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock], const Superblock* sb) {
   std::memset(out, 0, kBlock);
   size_t off = 0;
   PutAt(out, &off, h.magic);
@@ -279,7 +292,43 @@ void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]) {
   PutAt(out, &off, h.payload_bytes);
   PutAt(out, &off, h.payload_crc);
   PutAt(out, &off, h.pool_id);
-  StoreCrc(out, kBlock, 4);
+  if (sb != nullptr) {
+    uint8_t block[kBlock];
+    EncodeSuperblock(*sb, block);
+    std::memcpy(out + kCkptSbCopyAt, block, kSbCopyBytes);
+  }
+  uint32_t crc = CheckpointCrc(out);
+  std::memcpy(out + 4, &crc, 4);
+}
+
+Result<Superblock> SuperblockFromCheckpoint(const uint8_t in[kBlock]) {
+  uint8_t block[kBlock] = {};
+  std::memcpy(block, in + kCkptSbCopyAt, kSbCopyBytes);
+  return DecodeSuperblock(block);
+}
+
+void EncodeSeal(const Seal& s, uint8_t out[kBlock]) {
+  uint8_t* p = out + kCkptSealAt;
+  std::memset(p, 0, kSealBytes);
+  size_t off = 0;
+  PutAt(p, &off, kSealMagic);
+  PutAt(p, &off, uint32_t{0});
+  PutAt(p, &off, s.seq);
+  PutAt(p, &off, s.log_head);
+  PutAt(p, &off, s.pool_id);
+  StoreCrc(p, kSealBytes, 4);
+}
+
+bool DecodeSeal(const uint8_t in[kBlock], Seal* out) {
+  const uint8_t* p = in + kCkptSealAt;
+  size_t off = 0;
+  uint32_t magic = GetAt<uint32_t>(p, &off);
+  uint32_t crc = GetAt<uint32_t>(p, &off);
+  if (magic != kSealMagic || CrcWithHole(p, kSealBytes, 4) != crc) return false;
+  out->seq = GetAt<uint64_t>(p, &off);
+  out->log_head = GetAt<uint64_t>(p, &off);
+  out->pool_id = GetAt<uint64_t>(p, &off);
+  return true;
 }
 
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
@@ -288,7 +337,7 @@ Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]) {
   h.magic = GetAt<uint32_t>(in, &off);
   uint32_t crc = GetAt<uint32_t>(in, &off);
   if (h.magic != kCkptMagic) return Corruption("no checkpoint magic");
-  if (CrcWithHole(in, kBlock, 4) != crc) return Corruption("checkpoint header checksum mismatch");
+  if (CheckpointCrc(in) != crc) return Corruption("checkpoint header checksum mismatch");
   h.seq = GetAt<uint64_t>(in, &off);
   h.log_head = GetAt<uint64_t>(in, &off);
   h.payload_bytes = GetAt<uint64_t>(in, &off);

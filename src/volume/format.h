@@ -98,8 +98,32 @@ struct CheckpointHeader {
   uint32_t payload_crc = 0;
   uint64_t pool_id = 0;  // ties the slot to this pool (uuid prefix)
 };
-void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock]);
+// The header block also carries, at kCkptSbCopyAt, a copy of the first
+// kSbCopyBytes of the encoded superblock (the rest of a superblock block is
+// zero), covered by the header's CRC: the superblock survives damage as
+// long as one slot header is intact. With sb == nullptr no copy is stored.
+inline constexpr size_t kCkptSbCopyAt = 1024;
+inline constexpr size_t kSbCopyBytes = 128;
+void EncodeCheckpointHeader(const CheckpointHeader& h, uint8_t out[kBlock], const Superblock* sb = nullptr);
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t in[kBlock]);
+// The superblock copy of a valid header block (DecodeSuperblock's errors).
+Result<Superblock> SuperblockFromCheckpoint(const uint8_t in[kBlock]);
+
+// The clean-shutdown seal, in the active slot's header block at
+// kCkptSealAt (outside the header's CRC, which treats it as zero): the
+// pool closed cleanly with its log ending at entry `seq`, so a log that
+// ends earlier is damaged, even at its last entry. Cleared when the pool
+// is opened for writing.
+inline constexpr size_t kCkptSealAt = 2048;
+inline constexpr size_t kSealBytes = 512;
+struct Seal {
+  uint64_t seq = 0;       // the last committed entry
+  uint64_t log_head = 0;  // where the next entry would have gone
+  uint64_t pool_id = 0;
+};
+void EncodeSeal(const Seal& s, uint8_t out[kBlock]);  // into a header block
+// The seal of a header block, if one is there and intact.
+bool DecodeSeal(const uint8_t in[kBlock], Seal* out);
 
 // ---- log entry: 32-byte header + records, padded to kBlock ----
 struct LogEntryHeader {

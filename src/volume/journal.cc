@@ -199,6 +199,13 @@ Status Journal::StartFile(int i, uint64_t first_note) {
   return Status::Ok();
 }
 
+void Journal::Remove() {
+  for (int i = 0; i < 2; ++i) {
+    if (!path_[i].empty()) unlink(path_[i].c_str());
+    fd_[i].Reset();
+  }
+}
+
 Status Journal::Reset(uint64_t next) {
   if (ftruncate(fd_[1 - active_].get(), 0) != 0) return Status::FromErrno("truncate journal");
   last_note_[1 - active_] = 0;

@@ -68,6 +68,9 @@ class Journal {
   // hold notes not yet committed.
   Status Append(uint64_t first, uint32_t count, const std::string& records, uint64_t hardened,
                 uint64_t base_seq);
+  // After a clean close (everything committed): the files go, so that
+  // pools that come and go leave nothing behind in the directory.
+  void Remove();
   const std::string& path(int i) const { return path_[i]; }
 
  private:

@@ -30,7 +30,7 @@ Status Pool::Format(PoolDevice* dev, uint32_t cluster_size, bool force) {
   CheckpointHeader h;
   h.pool_id = pool_id;
   h.payload_crc = Crc32c("", 0);
-  EncodeCheckpointHeader(h, block.data());
+  EncodeCheckpointHeader(h, block.data(), &*sb);
   NESTOR_RETURN_IF_ERROR(dev->WriteAt(sb->ckpt_offset[0], block.data(), kBlock));
   NESTOR_RETURN_IF_ERROR(dev->Sync());
   EncodeSuperblock(*sb, block.data());
@@ -73,17 +73,34 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOp
   AlignedBuffer block(kBlock);
   NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
   auto sb = DecodeSuperblock(block.data());
+  std::string sb_problem;
+  if (!sb.ok() && (sb.status().err() == EUCLEAN || sb.status().err() == ENODEV)) {
+    // The copy every checkpoint header carries (slot 0 always has one).
+    AlignedBuffer ckpt(kBlock);
+    NESTOR_RETURN_IF_ERROR(dev->ReadAt(kBlock, ckpt.data(), kBlock));
+    auto copy = DecodeCheckpointHeader(ckpt.data()).ok() ? SuperblockFromCheckpoint(ckpt.data()) : sb;
+    if (copy.ok() && PoolId(*copy) == DecodeCheckpointHeader(ckpt.data())->pool_id) {
+      sb_problem = "superblock damaged (" + sb.status().message() +
+                   "); the copy in checkpoint slot 0 was used (`nestor pool repair` rewrites it)";
+      NLOG_ERROR("{}: {}", dev->Describe(), sb_problem);
+      sb = copy;
+    }
+  }
   if (!sb.ok()) return sb.status();
   if (sb->device_bytes > dev->size_bytes()) {
     return Corruption(dev->Describe() + " is smaller than the pool it holds");
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(dev), *sb, opts));
+  if (!sb_problem.empty()) pool->problems_.push_back(sb_problem);
+  pool->sb_problem_ = sb_problem;
   NESTOR_RETURN_IF_ERROR(pool->Load());
   // Notes are numbered across the pool's life: continue after the last.
   pool->notes_ = pool->load_hardened_;
   pool->hardened_.store(pool->load_hardened_);
   pool->journal_buf_first_ = pool->notes_ + 1;
   pool->committed_seq_.store(pool->seq_);
+  // A read-write open clears the seal before anything can be committed.
+  if (!opts.read_only) NESTOR_RETURN_IF_ERROR(pool->WriteSeal(false));
   if (!opts.journal_dir.empty()) NESTOR_RETURN_IF_ERROR(pool->RecoverJournal());
   NLOG_INFO("pool {} ({}): {} volume(s), {} of {} clusters used, commit seq {}", pool->dev_->Describe(),
             UuidString(sb->uuid), pool->volumes_.size(), sb->data_clusters - pool->alloc_.free_clusters(),
@@ -103,8 +120,11 @@ Pool::~Pool() {
   if (!opts_.read_only && !failed_) {
     Status st = Commit();
     if (!st.ok()) NLOG_ERROR("pool {}: final commit: {}", dev_->Describe(), st.ToString());
-    // Everything is committed: the journal's files shrink to their headers.
-    if (st.ok() && journal_ != nullptr) (void)journal_->Reset(notes_ + 1);
+    // Everything is committed: the journal's files go, and the seal
+    // records where the log ends.
+    if (st.ok() && journal_ != nullptr) journal_->Remove();
+    if (st.ok()) st = WriteSeal(true);
+    if (!st.ok()) NLOG_ERROR("pool {}: clean-shutdown seal: {}", dev_->Describe(), st.ToString());
   }
   free(zeros_);
 }
@@ -355,6 +375,7 @@ CheckReport Pool::Check() const {
   std::lock_guard<std::mutex> g(mu_);
   CheckReport rep;
   rep.problems = problems_;
+  rep.notices = notices_;
   Allocator seen(sb_.data_clusters);
   for (const auto& [id, v] : volumes_) {
     ++rep.volumes;
@@ -454,6 +475,63 @@ uint64_t Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
 uint64_t Pool::NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) {
   std::lock_guard<std::mutex> g(mu_);
   return FreeUnmappedLocked(*vol, freed);
+}
+
+Result<uint64_t> Pool::HighestLogSeq() {
+  uint64_t best = 0;
+  const uint64_t chunk = 16ull << 20;
+  for (uint64_t start = 0; start < sb_.log_bytes; start += chunk) {
+    uint64_t len = std::min(chunk, sb_.log_bytes - start);
+    AlignedBuffer buf(len);
+    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + start, buf.data(), len));
+    for (uint64_t off = 0; off < len; off += kBlock) {
+      auto h = DecodeAnyLogEntryHeader(buf.data() + off, sb_.log_bytes - start - off, pool_id_);
+      if (h.ok()) best = std::max(best, h->seq);  // intact or not: any seq it might claim
+    }
+  }
+  return best;
+}
+
+Result<CheckReport> Pool::Repair(std::unique_ptr<PoolDevice> dev, PoolOptions opts) {
+  opts.check_mode = true;
+  opts.salvage = true;
+  opts.read_only = true;  // nothing is written while loading
+  auto opened = Open(std::move(dev), opts);
+  if (!opened.ok()) return opened.status();
+  Pool& p = **opened;
+  CheckReport before = p.Check();
+  // The new checkpoint must be newer than anything left in the log, so that
+  // no stale entry is ever replayed on top of it.
+  auto highest = p.HighestLogSeq();
+  if (!highest.ok()) return highest.status();
+  p.seq_ = std::max(p.seq_, *highest);
+  std::string snapshot;
+  p.SerializeState(&snapshot);
+  AppendRecord(Record{RecordType::kNoteMark, 0, p.notes_, 0, 0, {}}, &snapshot);
+  NESTOR_RETURN_IF_ERROR(p.WriteCheckpoint(snapshot));
+  NESTOR_RETURN_IF_ERROR(p.dev_->Sync());
+  if (!p.sb_problem_.empty()) {
+    AlignedBuffer block(kBlock);
+    EncodeSuperblock(p.sb_, block.data());
+    NESTOR_RETURN_IF_ERROR(p.dev_->WriteAt(0, block.data(), kBlock));
+    NESTOR_RETURN_IF_ERROR(p.dev_->Sync());
+  }
+  return before;
+}
+
+Status Pool::WriteSeal(bool sealed) {
+  if (active_block_.size() != kBlock) return Status::Ok();
+  Seal old;
+  bool was = DecodeSeal(active_block_.data(), &old);
+  if (!sealed && !was) return Status::Ok();
+  // Only the seal's sector changes (the header CRC ignores it), so a torn
+  // write cannot damage the checkpoint header.
+  std::memset(active_block_.data() + kCkptSealAt, 0, kSealBytes);
+  if (sealed) EncodeSeal(Seal{seq_, log_head_, pool_id_}, active_block_.data());
+  AlignedBuffer buf(kBlock);
+  std::memcpy(buf.data(), active_block_.data(), kBlock);
+  NESTOR_RETURN_IF_ERROR(dev_->WriteAt(sb_.ckpt_offset[active_slot_], buf.data(), kBlock));
+  return dev_->Sync();
 }
 
 Status Pool::WriteJournal() {

@@ -49,6 +49,7 @@ struct PoolOptions {
   bool read_only = false;
   uint32_t commit_interval_ms = 100;  // StartCommitter's timer
   bool check_mode = false;            // Open collects problems instead of failing
+  bool salvage = false;               // check_mode: replay on past a damaged log entry (Repair)
   // Process-crash journal (see journal.h): where its file lives, on a file
   // system that lasts exactly one boot (tmpfs, like /run). Empty: none
   // (completed writes survive a process crash only once committed).
@@ -90,6 +91,7 @@ std::string PoolStatsString(const PoolInfo& i);
 
 struct CheckReport {
   std::vector<std::string> problems;
+  std::vector<std::string> notices;  // normal after a crash, not damage
   uint64_t volumes = 0;
   uint64_t extents = 0;
   uint64_t used_clusters = 0;
@@ -139,6 +141,13 @@ class Pool {
   // volume, no cluster owned twice, free space consistent; plus what Open
   // found (in check_mode).
   CheckReport Check() const;
+  // Rebuilds damaged metadata from everything consistent in it: loads as
+  // check_mode does, also past a damaged log entry (and applies the
+  // journal), then writes that state as the newest checkpoint and, if it
+  // was damaged, the superblock from its copy. What could not be kept is in
+  // the report's problems. The caller saves the metadata area first (the
+  // `nestor pool repair` command does). The device is left closed.
+  static Result<CheckReport> Repair(std::unique_ptr<PoolDevice> dev, PoolOptions opts);
   // Makes every completed write and its mapping durable.
   Status Commit();
   // Background thread: commits for FLUSHes (group commit) and every
@@ -161,7 +170,13 @@ class Pool {
   Status Load();
   // Applies what the journal holds after the loaded state and commits it.
   Status RecoverJournal();
-  Status LoadCheckpoint(int slot, CheckpointHeader* h);
+  Status LoadCheckpoint(int slot, CheckpointHeader* h, std::vector<uint8_t>* block);
+  // Repair: the highest seq of any intact entry in the log ring.
+  Result<uint64_t> HighestLogSeq();
+  std::string sb_problem_;  // the superblock was damaged (its copy was used)
+  // The clean-shutdown seal (format.h): written at a clean close, cleared
+  // before the first commit of a read-write open.
+  Status WriteSeal(bool sealed);
   Status ReplayLog(const CheckpointHeader& h);
   // The log ended at `pos`, where entry `want` did not validate. A crash
   // leaves a torn tail (fine); intact entries of later commits behind it
@@ -169,9 +184,15 @@ class Pool {
   struct LaterEntries {
     uint64_t damaged_seq = 0;
     uint64_t count = 0, first_seq = 0, last_seq = 0;
+    uint64_t first_pos = 0;  // log offset of the entry first_seq
     bool later_commit = false;
   };
-  Status CheckLogEnd(uint64_t pos, uint64_t want);
+  // Salvage: *resume is set to where replay goes on (0 seq: it ends).
+  struct Resume {
+    uint64_t pos = 0, seq = 0;
+  };
+  Status CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume);
+  Status CheckSeal();  // after replay: a sealed pool's log must reach the seal
   Result<LaterEntries> FindLaterEntries(uint64_t pos, uint64_t want);
   Status FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out);
   Status Apply(const Record& r);
@@ -266,7 +287,9 @@ class Pool {
   std::vector<EpochCounters*> channels_;
   bool stop_ = false;
   std::condition_variable cv_;
-  std::vector<std::string> problems_;  // check_mode: found while loading
+  std::vector<std::string> problems_;  // found while loading (all of it in check_mode)
+  std::vector<std::string> notices_;   // normal events worth telling (a fallback after a crash)
+  std::vector<uint8_t> active_block_;  // the active slot's header block as on disk
 
   // Process-crash journal (journal.h); null: none. Lock order: commit_mu_,
   // journal_mu_, mu_.

@@ -149,10 +149,11 @@ Status Pool::WriteCheckpoint(const std::string& payload) {
   h.payload_bytes = payload.size();
   h.payload_crc = Crc32c(payload.data(), payload.size());
   h.pool_id = pool_id_;
-  EncodeCheckpointHeader(h, buf.data());
+  EncodeCheckpointHeader(h, buf.data(), &sb_);
   NESTOR_RETURN_IF_ERROR(dev_->WriteAt(sb_.ckpt_offset[slot], buf.data(), buf.size()));
   seq_ = h.seq;
   active_slot_ = slot;
+  active_block_.assign(buf.data(), buf.data() + kBlock);
   log_tail_ = log_head_;
   log_used_ = 0;
   checkpoints_.fetch_add(1, std::memory_order_relaxed);

@@ -16,9 +16,10 @@ void Pool::Problem(const std::string& what) {
   NLOG_WARN("pool check: {}", what);
 }
 
-Status Pool::LoadCheckpoint(int slot, CheckpointHeader* out) {
+Status Pool::LoadCheckpoint(int slot, CheckpointHeader* out, std::vector<uint8_t>* block) {
   AlignedBuffer hdr(kBlock);
   NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.ckpt_offset[slot], hdr.data(), kBlock));
+  block->assign(hdr.data(), hdr.data() + kBlock);
   auto h = DecodeCheckpointHeader(hdr.data());
   if (!h.ok()) return h.status();
   if (h->pool_id != pool_id_) return Corruption("checkpoint of another pool");
@@ -29,7 +30,8 @@ Status Pool::LoadCheckpoint(int slot, CheckpointHeader* out) {
 
 Status Pool::Load() {
   CheckpointHeader h[2];
-  Status st[2] = {LoadCheckpoint(0, &h[0]), LoadCheckpoint(1, &h[1])};
+  std::vector<uint8_t> blocks[2];
+  Status st[2] = {LoadCheckpoint(0, &h[0], &blocks[0]), LoadCheckpoint(1, &h[1], &blocks[1])};
   int order[2] = {0, 1};
   if (st[1].ok() && (!st[0].ok() || h[1].seq > h[0].seq)) std::swap(order[0], order[1]);
   Status last = st[order[0]];
@@ -50,11 +52,21 @@ Status Pool::Load() {
       Problem("checkpoint: " + as.message());
       return Status::Ok();
     }));
+    int other = 1 - slot;
+    bool other_written = std::any_of(blocks[other].begin(), blocks[other].end(), [](uint8_t b) { return b != 0; });
+    if ((slot != order[0] || !st[other].ok()) && other_written) {
+      const Status& why = st[other].ok() ? last : st[other];
+      notices_.push_back("checkpoint slot " + std::to_string(other) + " is not usable (" + why.message() +
+                         "): loaded slot " + std::to_string(slot) +
+                         " (normal after a crash while a checkpoint was written)");
+    }
     active_slot_ = slot;
+    active_block_ = blocks[slot];
     seq_ = h[slot].seq;
     log_tail_ = log_head_ = h[slot].log_head;
     log_used_ = 0;
-    return ReplayLog(h[slot]);
+    NESTOR_RETURN_IF_ERROR(ReplayLog(h[slot]));
+    return CheckSeal();
   }
   return last.ok() ? Corruption("no valid checkpoint") : last;
 }
@@ -81,11 +93,17 @@ Status Pool::ReplayLog(const CheckpointHeader& h) {
         eh = wrapped;
       }
     }
-    if (!eh.ok()) return CheckLogEnd(pos, want);
-    uint64_t bytes = PaddedLogEntryBytes(eh->payload_bytes);
-    AlignedBuffer entry(bytes);
-    NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
-    if (!VerifyLogEntry(*eh, entry.data()).ok()) return CheckLogEnd(pos, want);  // torn, or damaged
+    uint64_t bytes = eh.ok() ? PaddedLogEntryBytes(eh->payload_bytes) : 0;
+    AlignedBuffer entry(std::max<uint64_t>(bytes, kBlock));
+    if (eh.ok()) NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
+    if (!eh.ok() || !VerifyLogEntry(*eh, entry.data()).ok()) {  // the end: torn, or damaged
+      Resume resume;
+      NESTOR_RETURN_IF_ERROR(CheckLogEnd(pos, want, &resume));
+      if (resume.seq == 0) return Status::Ok();
+      pos = resume.pos;  // salvage: go on behind the damage
+      want = resume.seq;
+      continue;
+    }
     // Checksummed yet malformed (or inconsistent): a bug, not a crash.
     NESTOR_RETURN_IF_ERROR(ForEachRecord(entry.data() + kLogHeaderBytes, eh->payload_bytes, [&](const Record& r) {
       Status as = Apply(r);
@@ -138,7 +156,10 @@ Status Pool::FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out) {
     AlignedBuffer entry(bytes);
     NESTOR_RETURN_IF_ERROR(dev_->ReadAt(sb_.log_offset + pos, entry.data(), bytes));
     if (!VerifyLogEntry(*h, entry.data()).ok()) return Status::Ok();
-    if (out->count++ == 0) out->first_seq = seq;
+    if (out->count++ == 0) {
+      out->first_seq = seq;
+      out->first_pos = pos;
+    }
     out->last_seq = seq;
     out->later_commit |= h->seq > out->damaged_seq + h->commit_index;
     pos += bytes;
@@ -147,7 +168,18 @@ Status Pool::FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out) {
   }
 }
 
-Status Pool::CheckLogEnd(uint64_t pos, uint64_t want) {
+Status Pool::CheckSeal() {
+  Seal seal;
+  if (!DecodeSeal(active_block_.data(), &seal) || seal.pool_id != pool_id_ || seal.seq <= seq_) return Status::Ok();
+  std::string what = "the pool was closed cleanly after log entry " + std::to_string(seal.seq) +
+                     ", but the log ends after entry " + std::to_string(seq_) + ": entry " + std::to_string(seq_ + 1) +
+                     " at log offset " + std::to_string(log_head_) + " is damaged; committed metadata would be lost";
+  if (!opts_.check_mode) return Corruption(what);
+  Problem(what);
+  return Status::Ok();
+}
+
+Status Pool::CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume) {
   if (pos >= sb_.log_bytes) pos = 0;
   auto later = FindLaterEntries(pos, want);
   if (!later.ok()) return later.status();
@@ -160,6 +192,10 @@ Status Pool::CheckLogEnd(uint64_t pos, uint64_t want) {
                      std::to_string(later->first_seq) + ".." + std::to_string(later->last_seq) +
                      "): committed metadata would be lost";
   if (!opts_.check_mode) return Corruption(what);
+  if (opts_.salvage) {
+    what += "; its records are lost, replay went on at entry " + std::to_string(later->first_seq);
+    *resume = Resume{later->first_pos, later->first_seq};
+  }
   Problem(what);
   return Status::Ok();
 }

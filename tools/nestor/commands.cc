@@ -264,15 +264,18 @@ int PoolCheck(const std::string& path, bool json) {
     PrintJson(ordered_json{{"path", path},
                            {"clean", r.clean()},
                            {"problems", r.problems},
+                           {"notices", r.notices},
                            {"volumes", r.volumes},
                            {"extents", r.extents},
                            {"used_clusters", r.used_clusters},
                            {"free_clusters", r.free_clusters}});
   } else if (r.clean()) {
+    for (const std::string& n : r.notices) std::printf("%s: notice: %s\n", path.c_str(), n.c_str());
     std::printf("%s: clean (%lu volume(s), %lu extent(s), %lu used and %lu free clusters)\n", path.c_str(),
                 static_cast<unsigned long>(r.volumes), static_cast<unsigned long>(r.extents),
                 static_cast<unsigned long>(r.used_clusters), static_cast<unsigned long>(r.free_clusters));
   } else {
+    for (const std::string& n : r.notices) std::printf("%s: notice: %s\n", path.c_str(), n.c_str());
     for (const std::string& p : r.problems) std::printf("%s: problem: %s\n", path.c_str(), p.c_str());
     std::printf("%s: %zu problem(s) found\n", path.c_str(), r.problems.size());
   }
