@@ -15,6 +15,12 @@
 #   nestor.loop_iopoll=1        loop: write through an io_uring ring with
 #                               IORING_SETUP_IOPOLL (needs a poll queue:
 #                               nestor.poll_queues >= 1)
+#   nestor.loop_nosync=1        loop: no fdatasync after each generation
+#                               (the writes are never flushed)
+#   nestor.loop_check=1         loop: read each generation back before the
+#                               next one overwrites it (iopoll_io loop --check)
+#   nestor.loop_discard=1       loop: discard the range before each
+#                               generation (iopoll_io loop --discard)
 # Prints exactly one "NESTOR-VM-RESULT: PASS" or "NESTOR-VM-RESULT: FAIL <why>"
 # line on the console, then powers off.
 #
@@ -34,7 +40,10 @@
 #   errors, then verify the last generation (see iopoll_io.c). Its output is
 #   copied to the console as it happens ("nestor-vm: iopoll_io: loop: ...").
 #   With loop_iopoll=1 it first requires a poll queue (as iopoll does) and
-#   the writes are polled (iopoll_io loop --iopoll).
+#   the writes are polled (iopoll_io loop --iopoll). loop_nosync=1: no
+#   fdatasync (--no-sync); loop_check=1: every generation is read back and
+#   checked before it is overwritten (--check); loop_discard=1: the range
+#   is discarded before each generation (--discard).
 PATH=/bin:/sbin
 export PATH
 
@@ -73,6 +82,9 @@ HOLD=0
 LOOPSECS=10
 LOOPQD=1
 LOOPIOPOLL=0
+LOOPNOSYNC=0
+LOOPCHECK=0
+LOOPDISCARD=0
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -85,6 +97,9 @@ for w in $(cat /proc/cmdline); do
 	nestor.loop_secs=*) LOOPSECS=${w#*=} ;;
 	nestor.loop_qd=*) LOOPQD=${w#*=} ;;
 	nestor.loop_iopoll=*) LOOPIOPOLL=${w#*=} ;;
+	nestor.loop_nosync=*) LOOPNOSYNC=${w#*=} ;;
+	nestor.loop_check=*) LOOPCHECK=${w#*=} ;;
+	nestor.loop_discard=*) LOOPDISCARD=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
@@ -276,6 +291,9 @@ run_loop() {
 		require_poll_queue
 		pollarg=--iopoll
 	fi
+	[ "$LOOPNOSYNC" = 1 ] && pollarg="$pollarg --no-sync"
+	[ "$LOOPCHECK" = 1 ] && pollarg="$pollarg --check"
+	[ "$LOOPDISCARD" = 1 ] && pollarg="$pollarg --discard"
 	bounded_live "write loop" $H loop --dev /dev/vda $pollarg --bs 65536 --qd "$LOOPQD" --seconds "$LOOPSECS" $PAT ||
 		fail "write loop failed"
 	result PASS

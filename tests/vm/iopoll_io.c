@@ -20,10 +20,22 @@
  *                    silent fallback.
  *   iopoll_io loop   --seed S --offset O --length L --dev DEV
  *                    [--iopoll] [--bs N] [--qd N] [--seconds T] [--gens N]
+ *                    [--no-sync] [--check] [--discard]
  *                    generation g = 1, 2, ...: O_DIRECT writes of the
  *                    pattern with seed S+g over [O, O+L) in --bs requests,
  *                    --qd of them in flight (io_uring, interrupt-driven;
- *                    --qd 1: plain pwrite), then fdatasync. The range is
+ *                    --qd 1: plain pwrite), then fdatasync (--no-sync:
+ *                    none; nothing asks the device to make the writes
+ *                    durable, so no FLUSH reaches it). With --check, each
+ *                    generation g >= 2 first reads [O, O+L) back (O_DIRECT,
+ *                    --bs requests, one at a time) and counts the 4 KiB
+ *                    blocks that do not hold generation g-1, the one the
+ *                    device last acknowledged there: "loop: generation g:
+ *                    check of generation g-1, seed S: N of M blocks differ" (and
+ *                    the first one) is reported and counted. With
+ *                    --discard, each generation (after the check) first
+ *                    discards [O, O+L) (BLKDISCARD), so on a thin volume
+ *                    its writes allocate anew. The range is
  *                    cut into --qd stripes, each written in order by one
  *                    request at a time, so the requests in flight are never
  *                    adjacent and reach the device unmerged. With --iopoll
@@ -37,13 +49,15 @@
  *                    failed write or fdatasync is reported, counted and
  *                    skipped; one slower than 0.5 s (SLOW_S: stalled by a
  *                    backend restart, as QEMU reconnects after 1 s) is
- *                    reported. Stops after the generation during which T
+ *                    reported (as is a --check read or a discard slower
+ *                    than that; a failed discard counts as a write error).
+ *                    Stops after the generation during which T
  *                    seconds (default 10) passed, or after N generations.
  *                    Then O_DIRECT reads verify that [O, O+L) holds the last
  *                    generation. Prints "loop: started", one line per
  *                    generation and "loop: generations G last-seed X
- *                    write-errors E". Exit 0 only if E == 0 and the verify
- *                    passes.
+ *                    write-errors E check-failures C". Exit 0 only if
+ *                    E == 0, C == 0 and the verify passes.
  *   iopoll_io inflight [--kill PID [--queue Q] [--min N] [--seconds T]]
  *                    REGION
  *                    (host side) counts the requests a vhost-user
@@ -68,12 +82,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fs.h>
 #include <liburing.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,14 +151,30 @@ static int check_range(const unsigned char *buf, uint64_t off, size_t len, uint3
 				got[k] = (c >= 32 && c < 127) ? (char)c : '?';
 			}
 			got[HDR - 1] = 0;
+			int zero = 1;
+			for (unsigned k = 0; k < BLK && zero; k++)
+				zero = buf[i + k] == 0;
 			fprintf(stderr,
 				"iopoll_io: %s: mismatch in block %" PRIu64 " (byte offset %" PRIu64
-				"), first differing byte +%zu; block starts with \"%s\"\n",
-				what, b, off + i + j, j, got);
+				"), first differing byte +%zu; block starts with \"%s\"%s\n",
+				what, b, off + i + j, j, got, zero ? " (all zeros)" : "");
 			return 1;
 		}
 	}
 	return 0;
+}
+
+/* The number of 4 KiB blocks of buf (holding [off, off+len)) that differ
+ * from the pattern. */
+static unsigned count_bad(const unsigned char *buf, uint64_t off, size_t len, uint32_t seed)
+{
+	unsigned char exp[BLK];
+	unsigned n = 0;
+	for (size_t i = 0; i < len; i += BLK) {
+		fill_block(exp, (off + i) / BLK, seed);
+		n += memcmp(exp, buf + i, BLK) != 0;
+	}
+	return n;
 }
 
 struct opts {
@@ -154,6 +186,7 @@ struct opts {
 	const char *dev;
 	const char *file;
 	int iopoll;
+	int nosync, check, discard; /* loop --no-sync, --check, --discard */
 	unsigned bs, qd;
 	long kill_pid; /* inflight --kill */
 	long queue, min; /* inflight --queue (-1: all), --min */
@@ -166,7 +199,8 @@ static void usage(void)
 		"                 [--dev DEV] [--iopoll] [--bs N] [--qd N] [FILE]\n"
 		"       iopoll_io gen --seed S --offset O --bytes N\n"
 		"       iopoll_io loop --seed S --offset O --length L --dev DEV [--iopoll]\n"
-		"                 [--bs N] [--qd N] [--seconds T] [--gens N]\n"
+		"                 [--bs N] [--qd N] [--seconds T] [--gens N] [--no-sync] [--check]\n"
+		"                 [--discard]\n"
 		"       iopoll_io inflight [--kill PID [--queue Q] [--min N] [--seconds T]] REGION\n");
 	exit(2);
 }
@@ -204,6 +238,9 @@ static void parse(int argc, char **argv, struct opts *o)
 		const char *a = argv[i];
 		const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--iopoll")) { o->iopoll = 1; continue; }
+		if (!strcmp(a, "--no-sync")) { o->nosync = 1; continue; }
+		if (!strcmp(a, "--check")) { o->check = 1; continue; }
+		if (!strcmp(a, "--discard")) { o->discard = 1; continue; }
 		if (a[0] == '-' && a[1] == '-') {
 			if (!v)
 				usage();
@@ -508,18 +545,64 @@ static int do_loop(const struct opts *o)
 	if (use_ring && ring_init(&ring, o->qd, o->iopoll))
 		return 2;
 	printf("iopoll_io: loop: started, dev %s, %" PRIu64 " bytes at %" PRIu64 ", bs %u, qd %u%s, seed %08" PRIx32
-	       " + generation, for %.0f %s\n",
+	       " + generation, for %.0f %s%s%s%s\n",
 	       o->dev, o->length, o->offset, o->bs, o->qd,
 	       !use_ring ? " (pwrite)" : (ring.flags & IORING_SETUP_IOPOLL) ? " (io_uring IOPOLL)" : " (io_uring)",
-	       o->seed, o->gens ? (double)o->gens : o->seconds, o->gens ? "generations" : "s");
+	       o->seed, o->gens ? (double)o->gens : o->seconds, o->gens ? "generations" : "s",
+	       o->nosync ? ", no fdatasync" : ", fdatasync after each",
+	       o->check ? ", each generation checked before it is overwritten" : "",
+	       o->discard ? ", the range discarded before each generation" : "");
 	double t0 = now();
-	uint64_t errors = 0, gen = 0;
+	uint64_t errors = 0, gen = 0, check_failures = 0;
 	uint32_t seed = o->seed;
 	for (;;) {
 		gen++;
-		seed = o->seed + (uint32_t)gen;
-		double g0 = now(), slowest = 0;
+		double slowest = 0;
 		uint64_t gerr = 0;
+		if (o->check && gen > 1) {
+			/* seed: still generation gen-1's. */
+			uint64_t nbad = 0, nblk = o->length / BLK;
+			for (uint64_t off = o->offset; off < o->offset + o->length; off += o->bs) {
+				memset(buf, 0xa5, o->bs);
+				double r0 = now();
+				ssize_t r = pread(fd, buf, o->bs, (off_t)off);
+				if (now() - r0 > SLOW_S)
+					printf("iopoll_io: loop: generation %" PRIu64 ": read at %" PRIu64 " took %.2f s\n",
+					       gen, off, now() - r0);
+				if (r != (ssize_t)o->bs) {
+					fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": check read at %" PRIu64 ": %s\n",
+						gen, off, r < 0 ? strerror(errno) : "short");
+					nbad += o->bs / BLK;
+					continue;
+				}
+				unsigned n = count_bad(buf, off, o->bs, seed);
+				if (n && !nbad) {
+					char what[96];
+					snprintf(what, sizeof what, "loop: generation %" PRIu64 ": check of generation %" PRIu64,
+						 gen, gen - 1);
+					check_range(buf, off, o->bs, seed, what);
+				}
+				nbad += n;
+			}
+			if (nbad) {
+				fprintf(stderr,
+					"iopoll_io: loop: generation %" PRIu64 ": check of generation %" PRIu64
+					", seed %08" PRIx32 ": %" PRIu64 " of %" PRIu64 " blocks differ\n",
+					gen, gen - 1, seed, nbad, nblk);
+				check_failures++;
+			}
+		}
+		seed = o->seed + (uint32_t)gen;
+		double g0 = now();
+		if (o->discard) {
+			uint64_t range[2] = { o->offset, o->length };
+			if (ioctl(fd, BLKDISCARD, range) != 0) {
+				fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": discard: %s\n", gen, strerror(errno));
+				gerr++;
+			} else if (now() - g0 > SLOW_S) {
+				printf("iopoll_io: loop: generation %" PRIu64 ": discard took %.2f s\n", gen, now() - g0);
+			}
+		}
 		/* Slot i writes stripe i of the range, one request at a time: the
 		 * qd requests in flight are never adjacent, so the guest's block
 		 * layer cannot merge them into fewer device requests. */
@@ -615,11 +698,11 @@ static int do_loop(const struct opts *o)
 			}
 		}
 		double s0 = now();
-		if (fdatasync(fd) < 0) {
+		if (!o->nosync && fdatasync(fd) < 0) {
 			fprintf(stderr, "iopoll_io: loop: generation %" PRIu64 ": fdatasync: %s\n", gen, strerror(errno));
 			gerr++;
 		}
-		if (now() - s0 > SLOW_S)
+		if (!o->nosync && now() - s0 > SLOW_S)
 			printf("iopoll_io: loop: generation %" PRIu64 ": fdatasync took %.2f s\n", gen, now() - s0);
 		errors += gerr;
 		printf("iopoll_io: loop: generation %" PRIu64 " (seed %08" PRIx32 ") written in %.2f s, slowest write %.3f s, %" PRIu64
@@ -644,9 +727,9 @@ static int do_loop(const struct opts *o)
 		io_uring_queue_exit(&ring);
 	close(fd);
 	printf("iopoll_io: loop: generations %" PRIu64 " last-seed %#" PRIx32 " write-errors %" PRIu64
-	       " read-back %s (%.1f s)\n",
-	       gen, seed, errors, bad ? "MISMATCH" : "OK", now() - t0);
-	return (errors || bad) ? 1 : 0;
+	       " check-failures %" PRIu64 " read-back %s (%.1f s)\n",
+	       gen, seed, errors, check_failures, bad ? "MISMATCH" : "OK", now() - t0);
+	return (errors || check_failures || bad) ? 1 : 0;
 }
 
 /* ---- inflight: a vhost-user INFLIGHT_SHMFD region, read on the host ---- */

@@ -2,10 +2,14 @@
 # (07, 08), after lib-nestord.sh and lib-guests.sh. The test defines GUEST
 # (the guest directory), BIN (the nestord binary) and LOOP_SECS. Env:
 # LOOP_QD (default 8), DELAY_US (default 10000; empty: none), RESTART_QUEUE
-# (the queue a SIGKILL must catch requests on; default: any).
+# (the queue a SIGKILL must catch requests on; default: any), RESTART_MIN
+# (how many requests in flight a SIGKILL waits for; default 3),
+# RESTART_VERIFY (the file run-guest.sh --verify-file checks; default the
+# backing file $TMP/v0.img; empty: none).
 # nestord (1 reactor, adaptive; ARGS, the same for every start) serves the
 # 64 MiB file-backed volume v0 (2 queues, delay_us=DELAY_US: every request
-# spends that long inside nestord). One guest, g, runs the "loop" test over
+# spends that long inside nestord); a test may replace ARGS after sourcing
+# (e.g. a pool exporting a volume v0). One guest, g, runs the "loop" test over
 # 4 MiB, and QEMU reconnects to a restarted nestord after 1 s (chardev
 # reconnect=1).
 # The inflight region (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) is the memfd
@@ -18,7 +22,7 @@
 #   restart_cycle K HOW   restart K: 1 s later (failing if the guest's loop
 #                         has already ended) stop nestord, HOW = kill9:
 #                         SIGKILL (a crash) at an instant when the region
-#                         marks 3 requests in flight (on RESTART_QUEUE;
+#                         marks RESTART_MIN (3) requests in flight (on RESTART_QUEUE;
 #                         within 5 s, else at once) (the TCG guest is slow to
 #                         refill, so at a random instant nestord may hold
 #                         none); the region then says how many per queue the
@@ -31,7 +35,7 @@
 #   restart_check         after the restarts, waits for the guest and
 #                         asserts: it reports zero write errors and reads
 #                         back the last generation, and the backing file
-#                         holds it (run-guest.sh); each restart stalled guest
+#                         (RESTART_VERIFY) holds it (run-guest.sh); each restart stalled guest
 #                         requests (> 0.5 s: held by the stopped nestord or
 #                         issued while none ran), in as many distinct
 #                         generations as restarts; the nestord started after
@@ -43,6 +47,8 @@
 #                         logged no I/O or virtio errors.
 LOOP_QD=${LOOP_QD:-8}
 DELAY_US=${DELAY_US-10000}
+RESTART_MIN=${RESTART_MIN:-3}
+RESTART_VERIFY=${RESTART_VERIFY-$TMP/v0.img}
 ARGS=(--volume "v0,size=64M,backend=file:$TMP/v0.img,queues=2${DELAY_US:+,delay_us=$DELAY_US}"
 	--reactors 1 --poll-mode adaptive)
 RESTART_AT=()  # line of nestord.log where each started nestord's output begins
@@ -68,7 +74,7 @@ restart_begin() {
 	restart_launch
 	guest_start g --socket "$TMP/v0.sock" --reconnect 1 --test loop --loop-secs "$LOOP_SECS" \
 		--loop-qd "$LOOP_QD" --queues 2 --timeout 150 --length $((4 << 20)) --seed "$seed" \
-		--verify-file "$TMP/v0.img" "$@"
+		${RESTART_VERIFY:+--verify-file "$RESTART_VERIFY"} "$@"
 	guest_wait_console g 'iopoll_io: loop: generation 1 ' 90
 	RESTART_T0=$(date +%s.%N)
 }
@@ -95,7 +101,7 @@ _restart_stop() {
 		# Bash would report the wrapper's death ("Killed") on stderr.
 		{
 			"$GUEST/iopoll_io" inflight --kill "$pid" ${RESTART_QUEUE:+--queue "$RESTART_QUEUE"} \
-				--min 3 --seconds 5 "$reg" >"$TMP/inflight.$k" 2>"$TMP/inflight.err" || rc=1
+				--min "$RESTART_MIN" --seconds 5 "$reg" >"$TMP/inflight.$k" 2>"$TMP/inflight.err" || rc=1
 			nestord_killed
 		} 2>/dev/null
 		cat "$TMP/inflight.err" >&2
@@ -149,7 +155,7 @@ restart_check() {
 	grep -v 'generation [0-9]* (seed' "$TMP/g.summary" || true
 	[ $rc -eq 0 ] || { echo "FAIL: guest (write errors or wrong read-back after nestord restarts)" >&2; _nestord_log; exit 1; }
 	stalled=$(tr -d '\r' <"$TMP/g.console" |
-		grep -aoP 'loop: generation \K[0-9]+(?=: (write at [0-9]+|fdatasync) took)' | sort -u | wc -l)
+		grep -aoP 'loop: generation \K[0-9]+(?=: (write at [0-9]+|read at [0-9]+|fdatasync|discard) took)' | sort -u | wc -l)
 	echo "generations with requests stalled across a restart: $stalled (restarts: $n)"
 	[ "$stalled" -ge "$n" ] || { echo "FAIL: the restarts did not catch guest requests in flight" >&2; exit 1; }
 	# The log of the nestord started by restart i: lines (RESTART_AT[i], RESTART_AT[i+1]].

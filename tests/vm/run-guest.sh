@@ -12,6 +12,7 @@
 #          [--offset BYTES] [--length BYTES] [--seed N] [--verify-file PATH]
 #          [--log FILE] [--mem MiB] [--pidfile FILE] [--reconnect SEC]
 #          [--hold SEC] [--loop-secs SEC] [--loop-qd N] [--loop-iopoll 0|1]
+#          [--loop-nosync 0|1] [--loop-check 0|1] [--loop-discard 0|1]
 # Defaults: smp 1, timeout 90, offset 1 MiB, length 8 MiB, poll-queues 1 for
 # iopoll (0 for direct), guest dir $NESTOR_GUEST_DIR or
 # ~/.cache/nestor/guest (built/refreshed with build-guest.sh).
@@ -24,14 +25,17 @@
 # --loop-secs SEC, --loop-qd N: duration and writes in flight of the "loop"
 # test's write loop (defaults 10 s, 1). --loop-iopoll 1: the loop writes
 # through an IORING_SETUP_IOPOLL ring (polled completions); poll-queues
-# then defaults to 1.
+# then defaults to 1. --loop-nosync 1: no fdatasync after each generation
+# (the writes are never flushed). --loop-check 1: each generation is read
+# back and checked before the next one overwrites it. --loop-discard 1: the
+# range is discarded before each generation.
 # For "loop", --verify-file checks the last generation written (its seed,
 # SEED + G, is taken from the guest's "last-seed" line).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOCK= DRIVE= TEST= QUEUES= SMP=1 TMO=90 POLLQ= VERIFY= LOG= MEM=256
-PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1 LOOPIOPOLL=0
+PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1 LOOPIOPOLL=0 LOOPNOSYNC=0 LOOPCHECK=0 LOOPDISCARD=0
 GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
 OFFSET=$((1 << 20)) LENGTH=$((8 << 20)) SEED=0x6e657374
 
@@ -59,6 +63,9 @@ while [ $# -gt 0 ]; do
 	--loop-secs) LOOPSECS=$2 ;;
 	--loop-qd) LOOPQD=$2 ;;
 	--loop-iopoll) LOOPIOPOLL=$2 ;;
+	--loop-nosync) LOOPNOSYNC=$2 ;;
+	--loop-check) LOOPCHECK=$2 ;;
+	--loop-discard) LOOPDISCARD=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
@@ -101,6 +108,8 @@ APPEND+=" nestor.offset=$OFFSET nestor.length=$LENGTH nestor.seed=$SEED"
 APPEND+=" nestor.io_timeout=$((TMO * 2 / 3))"
 [ "$HOLD" = 0 ] || APPEND+=" nestor.hold=$HOLD"
 [ "$TEST" != loop ] || APPEND+=" nestor.loop_secs=$LOOPSECS nestor.loop_qd=$LOOPQD nestor.loop_iopoll=$LOOPIOPOLL"
+[ "$TEST" != loop ] || [ "$LOOPNOSYNC$LOOPCHECK$LOOPDISCARD" = 000 ] ||
+	APPEND+=" nestor.loop_nosync=$LOOPNOSYNC nestor.loop_check=$LOOPCHECK nestor.loop_discard=$LOOPDISCARD"
 PIDARG=()
 [ -z "$PIDFILE" ] || PIDARG=(-pidfile "$PIDFILE")
 
