@@ -121,7 +121,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
   std::string journal_dir = o.journal_dir;
   app.add_option("--journal-dir", journal_dir,
                  "pool: directory on a tmpfs for the journal that makes every completed write survive a crash of "
-                 "nestord without a sync per write (default /run/nestor; 'none': writes are durable only once "
+                 "nestord without a sync per write (default /run/nestor/journal; 'none': writes are durable only once "
                  "committed, every --commit-ms or at FLUSH)");
   app.add_option("--commit-ms", o.commit_ms,
                  "pool: commit new mappings at least every MS milliseconds (default 100; FLUSH commits at once)")

@@ -44,7 +44,7 @@ struct Options {
   uint32_t queue_stop_timeout_ms = 30'000;
   // Pool: where the process-crash journal lives (tmpfs; see
   // volume/journal.h). Empty: none.
-  std::string journal_dir = "/run/nestor";
+  std::string journal_dir = "/run/nestor/journal";
 };
 
 // Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=A/B/..]

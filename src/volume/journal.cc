@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -122,8 +123,12 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const uin
                                                std::string boot_id, bool read_only) {
   if (boot_id.empty()) boot_id = CurrentBootId();
   if (boot_id.empty()) return Status::Error(ENOTSUP, "cannot read this boot's id (/proc/sys/kernel/random/boot_id)");
-  if (!read_only && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::FromErrno("create journal directory " + dir + " (see --journal-dir)");
+  if (!read_only) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return Status::Error(ec.value(), "create journal directory " + dir + ": " + ec.message() + " (see --journal-dir)");
+    }
   }
   std::unique_ptr<Journal> j(new Journal());
   j->pool_id_ = pool_id;

@@ -7,7 +7,7 @@
 // mapping recorded in a file that also lives as long as the page cache,
 // written after its data write completed, can be trusted by the next
 // process *of the same boot*. The journal is such a file: it sits on a
-// tmpfs (/run/nestor by default) and every file is stamped with the boot
+// tmpfs (/run/nestor/journal by default) and every file is stamped with the boot
 // id (/proc/sys/kernel/random/boot_id); after a reboot (power loss, crash
 // of the kernel) it is ignored, so power-loss semantics stay those of the
 // pool's own commits (FLUSH is the durability point; docs/volumes.md).

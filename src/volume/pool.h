@@ -174,6 +174,7 @@ class Pool {
   // Repair: the highest seq of any intact entry in the log ring.
   Result<uint64_t> HighestLogSeq();
   std::string sb_problem_;  // the superblock was damaged (its copy was used)
+  bool log_damaged_ = false;  // check_mode: CheckLogEnd reported damage
   // The clean-shutdown seal (format.h): written at a clean close, cleared
   // before the first commit of a read-write open.
   Status WriteSeal(bool sealed);

@@ -170,7 +170,9 @@ Status Pool::FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out) {
 
 Status Pool::CheckSeal() {
   Seal seal;
-  if (!DecodeSeal(active_block_.data(), &seal) || seal.pool_id != pool_id_ || seal.seq <= seq_) return Status::Ok();
+  if (log_damaged_ || !DecodeSeal(active_block_.data(), &seal) || seal.pool_id != pool_id_ || seal.seq <= seq_) {
+    return Status::Ok();  // (damage behind the log's end is reported once)
+  }
   std::string what = "the pool was closed cleanly after log entry " + std::to_string(seal.seq) +
                      ", but the log ends after entry " + std::to_string(seq_) + ": entry " + std::to_string(seq_ + 1) +
                      " at log offset " + std::to_string(log_head_) + " is damaged; committed metadata would be lost";
@@ -192,6 +194,7 @@ Status Pool::CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume) {
                      std::to_string(later->first_seq) + ".." + std::to_string(later->last_seq) +
                      "): committed metadata would be lost";
   if (!opts_.check_mode) return Corruption(what);
+  log_damaged_ = true;
   if (opts_.salvage) {
     what += "; its records are lost, replay went on at entry " + std::to_string(later->first_seq);
     *resume = Resume{later->first_pos, later->first_seq};

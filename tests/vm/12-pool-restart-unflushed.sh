@@ -8,7 +8,7 @@
 # 64 MiB volume v0; nestord (1 reactor, adaptive) serves it (--pool
 # --export-all, 2 queues)
 # with --journal-dir JOURNAL (default: a directory in the test's temp dir;
-# the same boot, so the same semantics as /run/nestor) and --commit-ms
+# the same boot, so the same semantics as /run/nestor/journal) and --commit-ms
 # 60000 (the maximum: no timed commit happens while the test runs, so the
 # pool's own commits never carry the mappings of the guest's writes). The
 # guest (QEMU chardev reconnect=1) runs the "loop" test (lib-restart.sh):

@@ -15,6 +15,7 @@
 #include "base/exit_code.h"
 #include "base/fd.h"
 #include "nestor/signature.h"
+#include "volume/aligned_buffer.h"
 #include "volume/format.h"
 #include "volume/pool.h"
 
@@ -54,7 +55,7 @@ Status Prefixed(const std::string& path, const Status& st) {
 
 }  // namespace
 
-std::string g_journal_dir = "/run/nestor";
+std::string g_journal_dir = "/run/nestor/journal";
 
 namespace {
 
@@ -279,6 +280,75 @@ int PoolCheck(const std::string& path, bool json) {
     for (const std::string& p : r.problems) std::printf("%s: problem: %s\n", path.c_str(), p.c_str());
     std::printf("%s: %zu problem(s) found\n", path.c_str(), r.problems.size());
   }
+  return r.clean() ? kExitOk : kExitProblems;
+}
+
+namespace {
+
+// The superblock, or its copy in checkpoint slot 0 (as Pool::Open reads it).
+Result<volume::Superblock> ReadLayout(volume::PoolDevice* dev) {
+  volume::AlignedBuffer block(volume::kBlock);
+  NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), volume::kBlock));
+  auto sb = volume::DecodeSuperblock(block.data());
+  if (sb.ok()) return sb;
+  NESTOR_RETURN_IF_ERROR(dev->ReadAt(volume::kBlock, block.data(), volume::kBlock));
+  if (!volume::DecodeCheckpointHeader(block.data()).ok()) return sb.status();
+  auto copy = volume::SuperblockFromCheckpoint(block.data());
+  return copy.ok() ? copy : sb;
+}
+
+Status SaveMetadata(volume::PoolDevice* dev, uint64_t bytes, const std::string& to) {
+  UniqueFd out(open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out.valid()) return Status::FromErrno("create " + to);
+  const uint64_t chunk = 4ull << 20;
+  volume::AlignedBuffer buf(chunk);
+  for (uint64_t off = 0; off < bytes; off += chunk) {
+    uint64_t len = std::min(chunk, bytes - off);
+    NESTOR_RETURN_IF_ERROR(dev->ReadAt(off, buf.data(), len));
+    if (pwrite(out.get(), buf.data(), len, static_cast<off_t>(off)) != static_cast<ssize_t>(len)) {
+      return Status::FromErrno("write " + to);
+    }
+  }
+  if (fsync(out.get()) != 0) return Status::FromErrno("fsync " + to);
+  return Status::Ok();
+}
+
+}  // namespace
+
+int PoolRepair(const std::string& path, std::string backup) {
+  {
+    auto dev = volume::OpenFilePoolDevice(path, false, 0, false);
+    if (!dev.ok()) return Fail(Prefixed(path, dev.status()));
+    auto sb = ReadLayout(dev->get());
+    if (!sb.ok()) {
+      return Fail(Prefixed(path, Status::Error(sb.status().err(), "no intact superblock or copy of it: " +
+                                                                      sb.status().message() + "; cannot repair")));
+    }
+    if (backup.empty()) {
+      struct stat st {};
+      std::string stamp = std::to_string(time(nullptr));
+      bool file = stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+      std::string base = file ? path : "./" + path.substr(path.rfind('/') + 1);
+      backup = base + ".metadata-" + stamp + ".bak";
+    }
+    Status saved = SaveMetadata(dev->get(), sb->data_offset, backup);
+    if (!saved.ok()) return Fail(Prefixed(path, saved));
+    std::printf("%s: metadata area (%lu bytes) saved to %s\n", path.c_str(),
+                static_cast<unsigned long>(sb->data_offset), backup.c_str());
+    volume::PoolOptions opts;
+    opts.journal_dir = g_journal_dir;
+    auto before = Pool::Repair(std::move(dev.value()), opts);
+    if (!before.ok()) return Fail(Prefixed(path, before.status()));
+    for (const std::string& n : before->notices) std::printf("%s: notice: %s\n", path.c_str(), n.c_str());
+    for (const std::string& p : before->problems) std::printf("%s: lost or fixed: %s\n", path.c_str(), p.c_str());
+    std::printf("%s: %zu problem(s) dealt with; %lu volume(s) kept\n", path.c_str(), before->problems.size(),
+                static_cast<unsigned long>(before->volumes));
+  }
+  auto pool = OpenPool(path, true, true);
+  if (!pool.ok()) return Fail(Prefixed(path, pool.status()));
+  volume::CheckReport r = (*pool)->Check();
+  for (const std::string& p : r.problems) std::printf("%s: still a problem: %s\n", path.c_str(), p.c_str());
+  std::printf("%s: %s after repair\n", path.c_str(), r.clean() ? "clean" : "NOT clean");
   return r.clean() ? kExitOk : kExitProblems;
 }
 

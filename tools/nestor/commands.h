@@ -47,6 +47,9 @@ int Fail(const Status& st);
 int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bool force);
 int PoolInfo(const std::string& path, bool json);
 int PoolCheck(const std::string& path, bool json);
+// Saves the metadata area to `backup` (default next to PATH), rebuilds the
+// metadata (volume::Pool::Repair), prints what was lost and checks again.
+int PoolRepair(const std::string& path, std::string backup);
 
 int VolumeCreate(const std::string& pool, const std::string& name, uint64_t size, bool preallocate);
 int VolumeDelete(const std::string& pool, const std::string& name);

@@ -52,7 +52,7 @@ int Main(int argc, char** argv) {
   std::string journal_dir = g_journal_dir;
   app.add_option("--journal-dir", journal_dir,
                  "where nestord keeps its process-crash journals: opening a pool applies what a killed nestord "
-                 "left there (default /run/nestor; 'none': ignore)");
+                 "left there (default /run/nestor/journal; 'none': ignore)");
 
   std::string path, name, size_text, cluster_text = "64K";
   bool force = false, json = false, preallocate = false;
@@ -78,6 +78,16 @@ int Main(int argc, char** argv) {
       pool->add_subcommand("check", "verify a pool's metadata read-only; exit 0 if clean, 1 if problems found");
   pool_check->add_option("PATH", path, "the pool's file or block device")->required();
   pool_check->add_flag("--json", json, "machine-readable output");
+
+  std::string backup;
+  CLI::App* pool_repair = pool->add_subcommand(
+      "repair",
+      "rebuild damaged metadata from everything consistent in it: saves the metadata area to --backup first, "
+      "prints what could not be kept; exit 0 if the repaired pool checks clean");
+  pool_repair->add_option("PATH", path, "the pool's file or block device")->required();
+  pool_repair->add_option("--backup", backup,
+                          "where the metadata area is saved first (default: PATH.metadata-<time>.bak for a file, "
+                          "./<name>.metadata-<time>.bak for a device)");
 
   CLI::App* vol = app.add_subcommand("volume", "create, delete, resize and list volumes of a pool");
   vol->require_subcommand(1);
@@ -128,6 +138,7 @@ int Main(int argc, char** argv) {
   }
   if (*pool_info) return PoolInfo(path, json);
   if (*pool_check) return PoolCheck(path, json);
+  if (*pool_repair) return PoolRepair(path, backup);
   if (*vol_create) {
     if (!SizeArg("--size", size_text, &size)) return kExitUsage;
     return VolumeCreate(path, name, size, preallocate);
