@@ -60,6 +60,7 @@ Status Pool::RecoverJournal() {
     return st;
   }, &last));
   notes_ = last;
+  recorded_notes_.store(last);
   hardened_.store(load_hardened_);
   journal_buf_first_ = last + 1;
   if (opts_.read_only) return Status::Ok();  // nothing is journaled by a read-only pool
@@ -96,6 +97,7 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOp
   NESTOR_RETURN_IF_ERROR(pool->Load());
   // Notes are numbered across the pool's life: continue after the last.
   pool->notes_ = pool->load_hardened_;
+  pool->recorded_notes_.store(pool->notes_);
   pool->hardened_.store(pool->load_hardened_);
   pool->journal_buf_first_ = pool->notes_ + 1;
   pool->committed_seq_.store(pool->seq_);
@@ -460,6 +462,7 @@ void Pool::ReleaseCluster(Volume* vol, uint64_t p) {
 uint64_t Pool::NoteLocked(const Record& r) {
   AppendPendingLocked(r);
   ++notes_;
+  recorded_notes_.store(notes_, std::memory_order_release);
   if (journal_ != nullptr) {
     AppendRecord(r, &journal_buf_);
     ++journal_buf_count_;

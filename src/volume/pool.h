@@ -225,6 +225,10 @@ class Pool {
     return std::max(journaled_.load(std::memory_order_acquire), hardened_.load(std::memory_order_acquire));
   }
   bool journaling() const { return journal_ != nullptr; }
+  // Notes recorded so far. A request that wrote through a mapping made by
+  // another request may be acknowledged only once that mapping is safe:
+  // it waits for every note recorded before it finished.
+  uint64_t recorded_notes() const { return recorded_notes_.load(std::memory_order_acquire); }
   // Any thread (reactors, at the end of an iteration): hands the notes
   // recorded so far to the journal, one write for all of them. If that
   // fails, commits instead (blocking; logged). Then safe_notes() covers
@@ -302,6 +306,7 @@ class Pool {
   uint64_t journal_buf_first_ = 1;
   uint32_t journal_buf_count_ = 0;
   std::atomic<uint64_t> journaled_{0};  // notes in the journal
+  std::atomic<uint64_t> recorded_notes_{0};  // notes_, readable without mu_
   std::atomic<uint64_t> hardened_{0};   // notes included in a commit
   std::atomic<uint64_t> committed_seq_{0};  // seq_, readable without commit_mu_
   uint64_t load_hardened_ = 0;          // the last kNoteMark seen while loading

@@ -445,7 +445,12 @@ void ThinChannel::OnFlushDone(io::IoRequest* r, int res) {
 void ThinChannel::Finish(Op* op) {
   // A change the client will be told about must survive a process crash
   // first (journal.h): batch the journal write at the end of the reactor
-  // iteration; without a reactor (tools, tests) write it now.
+  // iteration; without a reactor (tools, tests) write it now. That covers
+  // the mappings a write went through, too: one another request made may
+  // not be journaled yet (another queue's first write into the cluster).
+  if (op->req->op != io::IoOp::kRead && op->req->op != io::IoOp::kFlush) {
+    op->note = std::max(op->note, pool_->recorded_notes());
+  }
   if (op->note > pool_->safe_notes() && pool_->journaling() && !op->orphaned) {
     if (ring_ != nullptr) {
       op->parked = true;  // Abandon must leave it to EndOfBatch

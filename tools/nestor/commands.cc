@@ -65,7 +65,10 @@ Result<std::unique_ptr<Pool>> OpenPool(const std::string& path, bool read_only, 
   volume::PoolOptions opts;
   opts.read_only = read_only;
   opts.check_mode = check_mode;
-  opts.journal_dir = g_journal_dir;
+  // The tool writes no data, so it needs a journal only to apply what a
+  // killed nestord left: none to apply if the directory does not exist.
+  struct stat st {};
+  if (!g_journal_dir.empty() && stat(g_journal_dir.c_str(), &st) == 0) opts.journal_dir = g_journal_dir;
   auto pool = Pool::Open(std::move(dev.value()), opts);
   if (!pool.ok()) return Prefixed(path, pool.status());
   return std::move(pool.value());
@@ -336,7 +339,8 @@ int PoolRepair(const std::string& path, std::string backup) {
     std::printf("%s: metadata area (%lu bytes) saved to %s\n", path.c_str(),
                 static_cast<unsigned long>(sb->data_offset), backup.c_str());
     volume::PoolOptions opts;
-    opts.journal_dir = g_journal_dir;
+    struct stat jst {};
+    if (!g_journal_dir.empty() && stat(g_journal_dir.c_str(), &jst) == 0) opts.journal_dir = g_journal_dir;
     auto before = Pool::Repair(std::move(dev.value()), opts);
     if (!before.ok()) return Fail(Prefixed(path, before.status()));
     for (const std::string& n : before->notices) std::printf("%s: notice: %s\n", path.c_str(), n.c_str());
