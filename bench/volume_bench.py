@@ -633,9 +633,15 @@ def write_markdown(doc, path):
 
 
 def spread(xs):
-    """(min, q1, median, q3, max)."""
+    """(min, q1, median, q3, max); quartiles as quartiles() (exclusive), but
+    inclusive below 4 values, where the exclusive ones fall outside min-max."""
+    if not xs:
+        return (0, 0, 0, 0, 0)
+    if 2 <= len(xs) < 4:
+        q = statistics.quantiles(xs, n=4, method="inclusive")
+        return (min(xs), q[0], statistics.median(xs), q[2], max(xs))
     q1, med, q3 = quartiles(xs)
-    return (min(xs), q1, med, q3, max(xs)) if xs else (0, 0, 0, 0, 0)
+    return (min(xs), q1, med, q3, max(xs))
 
 
 def journal_pairs(records, cluster, qd):
