@@ -24,10 +24,24 @@ median (and quartiles) of the per-rep ratios. A rep during which other
 tasks waited for a CPU (/proc/pressure/cpu above --max-pressure) is redone. Each cluster size (--cluster-sizes, default 64K,4K)
 gets its own pool and nestord.
 
+--journal-compare (make bench-volume-journal) measures only first writes, with
+the process-crash journal (src/volume/journal.h) on (nestord's default; the
+journal directory on tmpfs, under /dev/shm) against off (--journal-dir none,
+the behaviour before the journal), at QD1 and QD32: for every (rep, QD) the
+two modes run back to back, alternating which goes first, each on a fresh
+pool file on /dev/shm holding one never written volume, served by its own
+nestord (same flags but --journal-dir). Per run: the pool's allocations and
+commits (SIGUSR1) and the journal entries (one per journal pwrite) and notes
+read back from the journal files before nestord stops. The
+table shows medians, quartiles and min-max, and on/off as the median of the
+per-(rep, QD) paired ratios. --reps default 9 (quick: 2).
+
 Results: bench/results/volume-<timestamp>/results.{json,md} and
-bench/results/volume-latest/.
+bench/results/volume-latest/ (--journal-compare: volume-journal-<timestamp>
+and volume-journal-latest).
 
 usage: volume_bench.py --build BUILD_DIR [--quick] [--reps N] [--cluster-sizes 64K,4K]
+       volume_bench.py --build BUILD_DIR --journal-compare [--quick] [--reps N] [--cluster-sizes 64K,4K]
 """
 import argparse
 import datetime
@@ -38,6 +52,7 @@ import re
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -121,6 +136,26 @@ def human(n):
     return str(n)
 
 
+def journal_entries(paths):
+    """(entries, notes) in journal files (src/volume/journal.cc layout: a
+    128-byte file header, then entries of a 32-byte header: magic "NJRN",
+    CRC, first note u64, count u32, payload bytes u32, base seq u64; then the
+    payload)."""
+    entries = notes = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        off = 128
+        while off + 32 <= len(data):
+            magic, _crc, _first, count, nbytes = struct.unpack_from("<IIQII", data, off)
+            if magic != 0x4e524a4e:
+                break
+            entries += 1
+            notes += count
+            off += 32 + nbytes
+    return entries, notes
+
+
 class VolumeBench:
     def __init__(self, args):
         self.args = args
@@ -129,7 +164,10 @@ class VolumeBench:
         # Short, many, interleaved runs: this machine's throughput drifts by
         # tens of % over seconds, so only back-to-back pairs compare well.
         self.runtime = 1.0
-        self.reps = args.reps or (1 if self.quick else 15)
+        if args.journal_compare:
+            self.reps = args.reps or (2 if self.quick else 9)
+        else:
+            self.reps = args.reps or (1 if self.quick else 15)
         self.fw_reps = min(self.reps, 3)  # each needs its own fresh volume and sparse file
         self.size = (256 if self.quick else 1024) * 2**20        # steady-state volumes
         self.fw_size = (256 if self.quick else 512) * 2**20      # first-write volumes
@@ -180,18 +218,20 @@ class VolumeBench:
             subprocess.run(argv, check=True, capture_output=True)
 
     # -- server ----------------------------------------------------------
-    def start_server(self, tag, pool, raw_volumes):
+    def start_server(self, tag, pool, raw_volumes, extra=(), ready=None, record_argv=True):
         d = os.path.join(self.tmp, f"nestord-{tag}")
         os.makedirs(d, exist_ok=True)
         argv = [self.nestord, "--socket-dir", d, "--pool", pool, "--pool-queues", "1",
-                "--reactors", "1", "--poll-mode", "poll"]
+                "--reactors", "1", "--poll-mode", "poll"] + list(extra)
         if self.export_all:
             argv.append("--export-all")  # nestord that exports only stored exports by default
         for name, path, size in raw_volumes:
             argv += ["--volume", f"{name},size={size},backend=file:{path},queues=1"]
-        self.server_argvs.append(" ".join(os.path.basename(a) if a == self.nestord else a for a in argv))
+        if record_argv:
+            self.server_argvs.append(" ".join(os.path.basename(a) if a == self.nestord else a for a in argv))
         logpath = os.path.join(d, "log")
-        srv = rb.Server(argv, os.path.join(d, f"{raw_volumes[-1][0]}.sock"), self.server_cpu, logpath)
+        ready = ready or raw_volumes[-1][0]
+        srv = rb.Server(argv, os.path.join(d, f"{ready}.sock"), self.server_cpu, logpath)
         srv.dir = d
         srv.logpath = logpath
         return srv
@@ -361,7 +401,110 @@ class VolumeBench:
             for name, path, _ in raw_vols[1:]:
                 os.unlink(path)
 
+    # -- --journal-compare ------------------------------------------------
+    def pool_bytes(self, data, cluster):
+        # metadata: two checkpoint slots of 25 B per cluster, a log of 1/256
+        # of the device (4..256 MiB), alignment
+        b = data + 2 * (data // cluster) * 25 + data // 200 + (64 << 20)
+        return (b + (1 << 20) - 1) // (1 << 20) * (1 << 20)
+
+    def journal_run(self, cluster, qd, rep, mode, seq):
+        """One first-write run on a fresh pool and nestord; mode 'on'/'off'."""
+        tag = f"jc-{human(cluster)}-qd{qd}-r{rep}-{mode}-{seq}"
+        pool = os.path.join(self.shm, f"{tag}.img")
+        self.make_pool(pool, self.pool_bytes(self.fw_size, cluster), cluster, [("fresh", self.fw_size)])
+        if self.args.prefault_pool:
+            # tmpfs allocates (and zeroes) every page of the file now, so the
+            # first writes land in pages that exist: no page allocation in
+            # the measured path, only the volume layer and the journal.
+            fd = os.open(pool, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        jdir = os.path.join(self.shm, "journal")
+        os.makedirs(jdir, exist_ok=True)
+        extra = ["--journal-dir", jdir if mode == "on" else "none"]
+        first_of_kind = (cluster, mode) not in self.jc_argv_seen
+        self.jc_argv_seen.add((cluster, mode))
+        srv = self.start_server(tag, pool, [], extra=extra, ready="fresh", record_argv=first_of_kind)
+        try:
+            s0 = self.pool_stats(srv)
+            with Pressure() as one:
+                raw = rb.fio_json(self.fio_first(qd, self.sock(srv, "fresh")), timeout=600)
+            s1 = self.pool_stats(srv)
+            jfiles = [os.path.join(jdir, f) for f in os.listdir(jdir) if f.startswith("journal-")]
+            jbytes = sum(os.path.getsize(f) for f in jfiles)
+            jentries, jnotes = journal_entries(jfiles)
+        finally:
+            srv.stop()
+            os.unlink(pool)
+            for f in os.listdir(jdir):
+                os.unlink(os.path.join(jdir, f))
+            shutil.rmtree(srv.dir, ignore_errors=True)
+        res = summarize(raw, "randwrite")
+        job = raw["jobs"][0]
+        if job.get("error", 0):
+            raise RuntimeError(f"{tag}: fio error {job['error']}")
+        allocs = s1["allocations"] - s0["allocations"]
+        rec = {"kind": "journal", "cluster": cluster, "workload": f"randwrite-4k-qd{qd}-first",
+               "qd": qd, "target": f"journal-{mode}", "rep": rep, "seq": seq, "cpu_pressure_pct": one.pct,
+               "allocations": allocs, "commits": s1["commits"] - s0["commits"],
+               "parked_writes": s1["parked_writes"] - s0["parked_writes"],
+               "alloc_fraction": allocs / res["ios"] if res["ios"] else 0, "journal_bytes": jbytes, **res}
+        if mode == "on":
+            rec["journal_entries"] = jentries
+            rec["journal_notes"] = jnotes
+            rec["notes_per_entry"] = jnotes / jentries if jentries else None
+        return rec
+
+    def run_journal_compare(self):
+        self.jc_argv_seen = set()
+        seq = 0
+        for cluster in self.cluster_sizes:
+            log(f"cluster size {human(cluster)}: journal on vs off, fresh pool per run on {self.shm}")
+            for rep in range(self.reps):
+                for qd in (1, 32):
+                    # alternate which mode goes first, per rep and per QD
+                    order = ["on", "off"] if (rep + (qd == 32)) % 2 == 0 else ["off", "on"]
+                    for attempt in range(self.args.retries + 1):
+                        if self.args.wait_quiet:
+                            wait_quiet(self.args.wait_quiet)
+                        group = []
+                        with Pressure() as pressure:
+                            for mode in order:
+                                seq += 1
+                                group.append(self.journal_run(cluster, qd, rep, mode, seq))
+                        for r in group:
+                            r["attempt"] = attempt
+                            extra = ""
+                            if r.get("journal_entries") is not None:
+                                extra = f" journal entries {r['journal_entries']:.0f}"
+                            log(f"  {human(cluster):>3} qd{qd:<2} {r['target']:11} rep {rep}: {r['iops']:>9.0f} IOPS "
+                                f"mean {r['lat_mean_us']:7.2f} us p99 {r['lat_p99_us']:8.2f} us allocations "
+                                f"{r['allocations']} commits {r['commits']}{extra}"
+                                + (f" (cpu pressure {r['cpu_pressure_pct']:.1f} %)"
+                                   if r["cpu_pressure_pct"] is not None else ""))
+                        disturbed = pressure.pct is not None and pressure.pct > self.args.max_pressure
+                        if disturbed and attempt < self.args.retries:
+                            log(f"  pair disturbed (cpu pressure {pressure.pct:.1f} %): again")
+                            self.discarded += 1
+                            continue
+                        self.records.extend(group)
+                        break
+
     def run(self):
+        self.pool_tool = self.choose_pool_tool()
+        helptext = subprocess.run([self.nestord, "--help"], capture_output=True, text=True).stdout
+        self.export_all = "--export-all" in helptext
+        if self.args.journal_compare:
+            if "--journal-dir" not in helptext:
+                sys.exit("volume_bench: this nestord has no --journal-dir")
+            log(f"journal compare: pools and journal on {self.shm} (tmpfs); pools made with {self.pool_tool}; "
+                f"client (fio) on CPU {self.client_cpu}, nestord on CPU {self.server_cpu} (poll); "
+                f"{self.reps} rep(s)")
+            self.run_journal_compare()
+            return
         self.pool_tool = self.choose_pool_tool()
         helptext = subprocess.run([self.nestord, "--help"], capture_output=True, text=True).stdout
         self.export_all = "--export-all" in helptext
@@ -489,6 +632,113 @@ def write_markdown(doc, path):
         f.write("\n".join(lines) + "\n")
 
 
+def spread(xs):
+    """(min, q1, median, q3, max); quartiles as quartiles() (exclusive), but
+    inclusive below 4 values, where the exclusive ones fall outside min-max."""
+    if not xs:
+        return (0, 0, 0, 0, 0)
+    if 2 <= len(xs) < 4:
+        q = statistics.quantiles(xs, n=4, method="inclusive")
+        return (min(xs), q[0], statistics.median(xs), q[2], max(xs))
+    q1, med, q3 = quartiles(xs)
+    return (min(xs), q1, med, q3, max(xs))
+
+
+def journal_pairs(records, cluster, qd):
+    """{rep: {target: record}} of the --journal-compare runs."""
+    by = {}
+    for r in records:
+        if r["kind"] == "journal" and r["cluster"] == cluster and r["qd"] == qd:
+            by.setdefault(r["rep"], {})[r["target"]] = r
+    return {k: v for k, v in sorted(by.items()) if "journal-on" in v and "journal-off" in v}
+
+
+def journal_summary(records, cluster, qd):
+    pairs = journal_pairs(records, cluster, qd)
+    out = {"reps": len(pairs)}
+    for t in ("journal-on", "journal-off"):
+        rs = [v[t] for v in pairs.values()]
+        out[t] = {k: spread([r[k] for r in rs]) for k in ("iops", "lat_mean_us", "lat_p99_us")}
+        out[t]["alloc_fraction"] = median([r["alloc_fraction"] for r in rs])
+        out[t]["commits"] = median([r["commits"] for r in rs])
+        out[t]["parked"] = sum(r["parked_writes"] for r in rs)
+        ps = [r["cpu_pressure_pct"] for r in rs if r.get("cpu_pressure_pct") is not None]
+        out[t]["pressure"] = spread(ps) if ps else None
+    out["ratio"] = spread([v["journal-on"]["iops"] / v["journal-off"]["iops"] for v in pairs.values()
+                           if v["journal-off"]["iops"]])
+    out["lat_ratio"] = spread([v["journal-on"]["lat_mean_us"] / v["journal-off"]["lat_mean_us"]
+                               for v in pairs.values() if v["journal-off"]["lat_mean_us"]])
+    out["lat_diff"] = spread([v["journal-on"]["lat_mean_us"] - v["journal-off"]["lat_mean_us"]
+                              for v in pairs.values()])
+    on = [v["journal-on"] for v in pairs.values()]
+    npe = [r["notes_per_entry"] for r in on if r.get("notes_per_entry")]
+    out["notes_per_entry"] = spread(npe) if npe else None
+    out["entries"] = median([r["journal_entries"] for r in on if r.get("journal_entries") is not None])
+    out["allocations"] = median([r["allocations"] for r in on])
+    out["ios"] = median([r["ios"] for r in on])
+    return out
+
+
+def write_journal_markdown(doc, path):
+    recs, m = doc["records"], doc["machine"]
+    lines = [f"# First writes with the process-crash journal on vs off ({'quick' if m['quick'] else 'full'} run, "
+             f"{doc['started']})", "",
+             f"Machine: {m['cpu']}, {m['cpus']} CPUs, kernel {m['kernel']}; {m['fio']}; load average before "
+             f"{' '.join(m['loadavg_before'])}.",
+             f"fio (`--thread`, our engine, `nestor_poll=1`) on CPU {m['client_cpu']}; nestord "
+             f"(`--reactors 1 --poll-mode poll`) on CPU {m['server_cpu']}, one per run; every run a fresh pool "
+             f"file on tmpfs with one never written volume; randwrite 4k, {m['fw_size_mib']} MiB region, "
+             f"{m['fw_size_mib'] // 4} MiB written once (random map on); "
+             + ("pool files prefaulted (`--prefault-pool`: fallocate, so no tmpfs page is allocated by the "
+                "writes); " if m.get("prefault_pool") else "pool files sparse (each first write allocates "
+                "tmpfs pages, as in production on tmpfs); ")
+             + f"{m['reps']} rep(s) per (cluster, QD), "
+             "on and off back to back, alternating which goes first.",
+             f"A pair whose CPU pressure (/proc/pressure/cpu) exceeded {m['max_pressure_pct']} % was redone "
+             f"(at most {m['retries']} times): {m['discarded_reps']} pair(s) redone.",
+             f"Command: `{doc['command']}` ({doc['elapsed_s']} s); pools made with `{m['pool_tool']}`.", "",
+             f"Servers (`taskset -c {m['server_cpu']}`; the socket directory and pool differ per run):", ""]
+    lines += [f"    {a}" for a in doc["server_argv"]]
+    lines += ["", "IOPS and latency: median [min, q1-q3, max] over the reps; on/off: median of the per-rep "
+              "paired IOPS ratios [min, q1-q3, max]; on - off mean latency: median of the per-rep paired "
+              "differences [min, q1-q3, max] (at QD1, divided by the fraction of writes that allocated: the "
+              "journal's cost per allocating write).", "",
+              "| clusters | QD | reps | journal on IOPS | journal off IOPS | on/off IOPS | on mean / p99 us | "
+              "off mean / p99 us | on - off mean us | per allocating write us (QD1) | writes that allocated | "
+              "allocations per journal write | max CPU pressure % on / off |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def sp(t, fmt="{:,.0f}"):
+        mn, q1, med, q3, mx = t
+        return f"{fmt.format(med)} [{fmt.format(mn)}, {fmt.format(q1)}-{fmt.format(q3)}, {fmt.format(mx)}]"
+
+    for c in sorted({r["cluster"] for r in recs if r["kind"] == "journal"}, reverse=True):
+        for qd in (1, 32):
+            a = journal_summary(recs, c, qd)
+            if not a["reps"]:
+                continue
+            on, off = a["journal-on"], a["journal-off"]
+            npe = sp(a["notes_per_entry"], "{:.2f}") if a["notes_per_entry"] else "-"
+            pr = " / ".join("-" if x["pressure"] is None else f"{x['pressure'][4]:.1f}" for x in (on, off))
+            lines.append(f"| {human(c)} | {qd} | {a['reps']} | {sp(on['iops'])} | {sp(off['iops'])} | "
+                         f"{sp(a['ratio'], '{:.3f}')} | {on['lat_mean_us'][2]:.2f} / {on['lat_p99_us'][2]:.1f} | "
+                         f"{off['lat_mean_us'][2]:.2f} / {off['lat_p99_us'][2]:.1f} | "
+                         f"{sp(a['lat_diff'], '{:.2f}')} | "
+                         + (f"{a['lat_diff'][2] / on['alloc_fraction']:.2f} | "
+                            if qd == 1 and on["alloc_fraction"] else "- | ")
+                         + f"{100 * on['alloc_fraction']:.0f} % | {npe} | {pr} |")
+    lines += ["", "Per run (in the order run):", "",
+              "| # | clusters | QD | rep | journal | IOPS | mean us | p99 us | allocations | journal entries | "
+              "commits | CPU pressure % |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted((r for r in recs if r["kind"] == "journal"), key=lambda r: r["seq"]):
+        je = f"{r['journal_entries']:,.0f}" if r.get("journal_entries") is not None else "-"
+        lines.append(f"| {r['seq']} | {human(r['cluster'])} | {r['qd']} | {r['rep']} | {r['target'][8:]} | "
+                     f"{r['iops']:,.0f} | {r['lat_mean_us']:.2f} | {r['lat_p99_us']:.1f} | {r['allocations']:,} | "
+                     f"{je} | {r['commits']} | {fmt_pct(r['cpu_pressure_pct'])} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def machine_info(b):
     model = ""
     with open("/proc/cpuinfo") as f:
@@ -502,7 +752,8 @@ def machine_info(b):
             "reps": b.reps, "discarded_reps": b.discarded, "max_pressure_pct": b.args.max_pressure,
             "first_write_reps": b.fw_reps, "size_mib": b.size >> 20, "fw_size_mib": b.fw_size >> 20,
             "cluster_sizes": b.cluster_sizes, "pool_tool": b.pool_tool,
-            "loadavg_before": b.load_before}
+            "loadavg_before": b.load_before, "retries": b.args.retries,
+            "journal_compare": b.args.journal_compare, "prefault_pool": b.args.prefault_pool}
 
 
 def main():
@@ -518,6 +769,13 @@ def main():
                     help="wait up to this many seconds for 10 s of CPU pressure below 1 %% at the start, "
                     "before each first-write rep and before redoing a disturbed rep")
     ap.add_argument("--cluster-sizes", default="64K,4K", help="comma-separated, e.g. 64K,4K")
+    ap.add_argument("--prefault-pool", action="store_true",
+                    help="--journal-compare: fallocate each fresh pool file before the run, so first writes "
+                    "do not allocate tmpfs pages (isolates the volume layer and journal)")
+    ap.add_argument("--journal-compare", action="store_true",
+                    help="first writes only, QD1 and QD32, process-crash journal on (tmpfs) vs off "
+                    "(--journal-dir none), interleaved; --reps default 9 (quick 2); --retries redoes a "
+                    "disturbed on/off pair")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -534,14 +792,15 @@ def main():
         info_before = machine_info(b)
     finally:
         b.cleanup()
-    out = os.path.join(args.out, f"volume-{stamp}")
+    kind = "volume-journal" if args.journal_compare else "volume"
+    out = os.path.join(args.out, f"{kind}-{stamp}")
     os.makedirs(out, exist_ok=True)
     doc = {"machine": info_before, "command": " ".join(sys.argv), "server_argv": b.server_argvs,
         "started": stamp, "elapsed_s": round(time.time() - started, 1), "fills": b.fills, "records": b.records}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(doc, f, indent=1)
-    write_markdown(doc, os.path.join(out, "results.md"))
-    latest = os.path.join(args.out, "volume-latest")
+    (write_journal_markdown if args.journal_compare else write_markdown)(doc, os.path.join(out, "results.md"))
+    latest = os.path.join(args.out, f"{kind}-latest")
     shutil.rmtree(latest, ignore_errors=True)
     shutil.copytree(out, latest)
     log(f"results: {out} (and {latest}); {doc['elapsed_s']} s")
