@@ -184,11 +184,21 @@ run 8 volume list --pool "$TMP/bad-ckpt.img"
 run 8 volume create x --pool "$TMP/bad-ckpt.img" --size 4M
 cp --sparse=always "$P" "$TMP/bad-super.img"
 printf 'garbage!' | dd of="$TMP/bad-super.img" bs=1 seek=64 conv=notrunc status=none
-run 8 pool check "$TMP/bad-super.img" --json
+# A damaged superblock is read from its copy in checkpoint slot 0: the
+# pool opens (same state), check reports the damage (exit 1).
+run 1 pool check "$TMP/bad-super.img" --json
+json_is "j['clean']" False
+json_is "'superblock damaged' in j['problems'][0]" True
+json_is "j['volumes']" 1
+# With that copy damaged too, nothing is left to open it with.
+cp --sparse=always "$TMP/bad-super.img" "$TMP/bad-both.img"
+dd if=/dev/urandom of="$TMP/bad-both.img" bs=512 seek=8 count=1 conv=notrunc status=none
+run 8 pool check "$TMP/bad-both.img" --json
 json_is "j['clean']" False
 err_has "superblock"
 # A corrupt pool is still refused by create without --force.
 run 4 pool create "$TMP/bad-super.img"
+run 4 pool create "$TMP/bad-both.img"
 # The original is untouched by all of the above.
 run 0 pool check "$P"
 
