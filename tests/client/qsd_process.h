@@ -1,24 +1,21 @@
 // Test helper: runs Debian's qemu-storage-daemon (7.2) with one
 // vhost-user-blk export in a private temporary directory, under
-// `timeout 60`, and always reaps it.
+// `timeout 60`, and always reaps it. The process handling is
+// tests/common/child_process.h's.
 //
 // Thread: the test's. Errors: Start returns nullptr and fills *err.
 #pragma once
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../common/child_process.h"
 
 namespace nestor::client::testing {
 
@@ -27,14 +24,12 @@ class Qsd {
   // Creates the private temporary directory (removed by the destructor).
   static std::unique_ptr<Qsd> Create(std::string* err) {
     auto q = std::unique_ptr<Qsd>(new Qsd());
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/nestor-qsd.XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
+    q->dir_ = nestor::testing::TempDir("nestor-qsd");
+    if (!q->dir_.ok()) {
       *err = "mkdtemp failed";
       return nullptr;
     }
-    q->dir_ = tmpl;
-    q->sock_ = q->dir_ + "/sock";
+    q->sock_ = q->dir_.path() + "/sock";
     return q;
   }
   // Create + Start.
@@ -49,99 +44,39 @@ class Qsd {
   bool Start(std::string blockdev, int num_queues, std::string* err) {
     Stop();
     unlink(sock_.c_str());
-    for (size_t p; (p = blockdev.find("{DIR}")) != std::string::npos;) blockdev.replace(p, 5, dir_);
+    for (size_t p; (p = blockdev.find("{DIR}")) != std::string::npos;) blockdev.replace(p, 5, dir());
     std::string exp = "type=vhost-user-blk,id=e0,addr.type=unix,addr.path=" + sock_ +
                       ",node-name=n0,writable=on,num-queues=" + std::to_string(num_queues);
-    std::vector<std::string> args = {"timeout", "-k", "5", "60", "qemu-storage-daemon", "--blockdev", blockdev,
-                                     "--export", exp};
-    std::string log = dir_ + "/qsd.log";
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execvp(argv[0], argv.data());
-      _exit(127);
-    }
-    if (pid_ < 0) {
-      *err = "fork failed";
+    nestor::testing::ChildProcess::Options o;
+    o.argv = {"qemu-storage-daemon", "--blockdev", blockdev, "--export", exp};
+    o.log_path = dir() + "/qsd.log";
+    o.timeout_s = 60;
+    if (!proc_.Start(std::move(o), err)) return false;
+    if (!proc_.WaitForPaths({sock_}, 10000, /*sockets_only=*/true, err)) {
+      Stop();
       return false;
     }
-    for (int i = 0; i < 200; ++i) {
-      if (SocketExists()) return true;
-      if (!Running()) {
-        *err = "qemu-storage-daemon exited: " + Log();
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    *err = "qemu-storage-daemon socket never appeared: " + Log();
-    Stop();
-    return false;
-  }
-
-  ~Qsd() {
-    Stop();
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    if (!dir_.empty() && std::system(cmd.c_str()) != 0) {
-    }
-  }
-
-  const std::string& socket() const { return sock_; }
-  const std::string& dir() const { return dir_; }
-  std::string Log() const {
-    std::ifstream f(dir_ + "/qsd.log");
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  }
-  bool Running() {
-    if (pid_ < 0) return false;
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-  // Signals timeout and qemu-storage-daemon (timeout leads its own process
-  // group) and reaps them, escalating to SIGKILL after 5 s.
-  void Stop(int sig = SIGTERM) {
-    if (pid_ < 0) return;
-    kill(-pid_, sig);
-    kill(pid_, sig);
-    for (int i = 0; i < 100; ++i) {
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(-pid_, SIGKILL);
-    kill(pid_, SIGKILL);
-    int status;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
- private:
-  Qsd() = default;
-  // True once the socket file exists (qsd binds and listens right away; a
-  // probing connect would take its single client slot), plus a grace period.
-  bool SocketExists() const {
-    struct stat st;
-    if (stat(sock_.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+    // qsd binds and listens right away (a probing connect would take its
+    // single client slot): a grace period instead.
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     return true;
   }
-  std::string dir_, sock_;
-  pid_t pid_ = -1;
+
+  ~Qsd() { Stop(); }
+
+  const std::string& socket() const { return sock_; }
+  const std::string& dir() const { return dir_.path(); }
+  std::string Log() const { return nestor::testing::ReadWholeFile(dir() + "/qsd.log"); }
+  bool Running() { return proc_.Running(); }
+  // Signals timeout and qemu-storage-daemon (timeout leads its own process
+  // group) and reaps them, escalating to SIGKILL after 5 s.
+  void Stop(int sig = SIGTERM) { proc_.Stop(sig, 5000, /*whole_group=*/true); }
+
+ private:
+  Qsd() = default;
+  nestor::testing::TempDir dir_;
+  std::string sock_;
+  nestor::testing::ChildProcess proc_;  // declared after the directory: it goes first
 };
 
 }  // namespace nestor::client::testing

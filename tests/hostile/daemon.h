@@ -2,98 +2,64 @@
 // `timeout -k 5 120 nestord --socket-dir DIR ...` in a private temporary
 // directory, stdout+stderr captured to DIR/nestord.log. `timeout` bounds
 // the daemon even if the test process dies; Stop() sends SIGTERM (timeout
-// forwards it) and reports nestord's exit status.
+// forwards it) and reports nestord's exit status. The process handling is
+// tests/common/child_process.h's; this adds nestord's own pid (the child
+// of `timeout`) for Alive() and FdCount().
 //
 // Thread: the test's main thread (Alive/FdCount are safe from any thread).
 // Errors: Start returns false and fills *err.
 #pragma once
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "../common/child_process.h"
 
 namespace nestor::hostile {
 
+using nestor::testing::ChildProcess;
+
 class Daemon {
  public:
-  ~Daemon() {
-    Stop(nullptr);
-    if (!dir_.empty()) {
-      std::string cmd = "rm -rf '" + dir_ + "'";
-      int unused = system(cmd.c_str());
-      (void)unused;
-    }
-  }
+  ~Daemon() { Stop(nullptr); }
 
-  bool Start(const std::string& bin, const std::vector<std::string>& args,
-             const std::vector<std::string>& volumes, std::string* err) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/nestor-hostile.XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) {
+  bool Start(const std::string& bin, const std::vector<std::string>& args, const std::vector<std::string>& volumes,
+             std::string* err) {
+    dir_ = nestor::testing::TempDir("nestor-hostile");
+    if (!dir_.ok()) {
       *err = "mkdtemp failed";
       return false;
     }
-    dir_ = tmpl;
-    log_ = dir_ + "/nestord.log";
-    std::vector<std::string> argv_s = {"timeout", "-k", "5", "120", bin, "--socket-dir", dir_};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    pid_ = fork();
-    if (pid_ < 0) {
-      *err = "fork failed";
-      return false;
-    }
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      std::vector<char*> argv;
-      for (auto& a : argv_s) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execvp(argv[0], argv.data());
-      _exit(127);
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!TimeoutAlive()) {
-        *err = "nestord exited early:\n" + Log();
-        return false;
-      }
-      if (nestord_pid_ <= 0) nestord_pid_ = FindChild(pid_);
-      bool all = nestord_pid_ > 0;
-      for (const std::string& v : volumes) {
-        struct stat st {};
-        all = all && stat(Socket(v).c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-      }
-      if (all) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    *err = "nestord sockets did not appear within 10 s:\n" + Log();
-    return false;
+    ChildProcess::Options o;
+    o.argv = {bin, "--socket-dir", dir_.path()};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.log_path = dir_.path() + "/nestord.log";
+    o.name = "nestord";
+    o.timeout_s = 120;
+    if (!proc_.Start(std::move(o), err)) return false;
+    std::vector<std::string> paths;
+    for (const std::string& v : volumes) paths.push_back(Socket(v));
+    return proc_.WaitForPaths(paths, 10000, /*sockets_only=*/true, err, [this] {
+      if (nestord_pid_ <= 0) nestord_pid_ = FindChild(proc_.pid());
+      return nestord_pid_ > 0;
+    });
   }
 
   // Why nestord is gone ("" while it runs).
-  std::string death() const { return death_; }
+  std::string death() const { return proc_.status() == -1 ? "" : Describe(proc_.status()); }
 
-  std::string Socket(const std::string& volume) const { return dir_ + "/" + volume + ".sock"; }
+  std::string Socket(const std::string& volume) const { return dir_.path() + "/" + volume + ".sock"; }
   pid_t nestord_pid() const { return nestord_pid_; }
 
   // nestord (and the timeout wrapping it) still running.
   bool Alive() {
-    if (!TimeoutAlive()) return false;
+    if (!proc_.Running()) return false;
     return nestord_pid_ > 0 && kill(nestord_pid_, 0) == 0 && !IsZombie(nestord_pid_);
   }
 
@@ -114,68 +80,31 @@ class Daemon {
   // SIGTERM, wait up to 15 s (then SIGKILL). Returns true if nestord exited
   // with status 0; *how describes the exit.
   bool Stop(std::string* how) {
-    if (pid_ <= 0) {
-      if (how) *how = "already gone: " + death_;
+    if (!proc_.active()) {
+      if (how) *how = "already gone: " + death();
       return false;
     }
-    kill(pid_, SIGTERM);  // timeout forwards it to nestord
-    int status = 0;
-    bool exited = false;
-    for (int i = 0; i < 1500 && !exited; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!exited) {
-      kill(-pid_, SIGKILL);
-      kill(pid_, SIGKILL);
+    if (!proc_.Stop(SIGTERM, 15000)) {  // timeout forwards SIGTERM to nestord
       if (nestord_pid_ > 0) kill(nestord_pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
       if (how) *how = "did not exit within 15 s of SIGTERM (killed)";
-      pid_ = -1;
       return false;
     }
-    pid_ = -1;
-    if (how) *how = Describe(status);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (how) *how = Describe(proc_.status());
+    return proc_.ExitedZero();
   }
 
-  std::string Log() const {
-    std::ifstream f(log_);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
+  std::string Log() const { return nestor::testing::ReadWholeFile(dir_.path() + "/nestord.log"); }
   size_t LogSize() const { return Log().size(); }
 
  private:
-  bool TimeoutAlive() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      death_ = Describe(status);
-      return false;
-    }
-    return true;
-  }
   // `timeout` re-raises the signal that killed nestord (or exits 128+N).
   static std::string Describe(int status) {
-    if (WIFSIGNALED(status)) {
-      int sig = WTERMSIG(status);
-      return "nestord killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    if (WIFEXITED(status)) {
+      int code = WEXITSTATUS(status);
+      if (code > 128 && code < 160) return "nestord " + ChildProcess::KilledBy(code - 128);
+      if (code == 124) return "nestord ran past the 120 s timeout";
     }
-    if (!WIFEXITED(status)) return "unknown wait status";
-    int code = WEXITSTATUS(status);
-    if (code > 128 && code < 160) {
-      int sig = code - 128;
-      return "nestord killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
-    }
-    if (code == 124) return "nestord ran past the 120 s timeout";
-    return "nestord exited with status " + std::to_string(code);
+    return "nestord " + ChildProcess::Describe(status);
   }
   static bool IsZombie(pid_t pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
@@ -212,11 +141,9 @@ class Daemon {
     return found;
   }
 
-  std::string dir_;
-  std::string log_;
-  pid_t pid_ = -1;
+  nestor::testing::TempDir dir_;
+  ChildProcess proc_;  // declared after the directory: it goes first
   pid_t nestord_pid_ = -1;
-  std::string death_;
 };
 
 }  // namespace nestor::hostile
