@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/scm_rights.h"
 #include "vhost/wire.h"
 
 namespace nestor::client {
@@ -46,39 +47,10 @@ Status VhostConnection::Write(uint32_t request, uint32_t flags, const void* payl
   if (fds.size() > vhost::kMaxFds) return Status::Invalid("too many fds");
   vhost::MsgHeader hdr{request, vhost::kVersion | flags, static_cast<uint32_t>(size)};
   iovec iov[2] = {{&hdr, sizeof(hdr)}, {const_cast<void*>(payload), size}};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * vhost::kMaxFds)] = {};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = size ? 2 : 1;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
-  size_t total = sizeof(hdr) + size;
-  ssize_t n;
-  do {
-    n = sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return SockError("send");
-  if (static_cast<size_t>(n) != total) {
-    // The fds went with the first byte; finish the rest with plain writes.
-    std::vector<uint8_t> rest(total);
-    std::memcpy(rest.data(), &hdr, sizeof(hdr));
-    if (size) std::memcpy(rest.data() + sizeof(hdr), payload, size);
-    size_t off = static_cast<size_t>(n);
-    while (off < total) {
-      ssize_t m = send(fd_.get(), rest.data() + off, total - off, MSG_NOSIGNAL);
-      if (m < 0 && errno == EINTR) continue;
-      if (m <= 0) return SockError("send");
-      off += static_cast<size_t>(m);
-    }
-  }
-  return Status::Ok();
+  Status st = SendWithFds(fd_.get(), iov, size ? 2 : 1, fds);
+  if (st.ok()) return st;
+  errno = st.err();
+  return SockError("send");
 }
 
 Status VhostConnection::ReadFull(void* buf, size_t len) {
@@ -96,29 +68,16 @@ Status VhostConnection::ReadFull(void* buf, size_t len) {
 
 Status VhostConnection::ReadReply(uint32_t request, void* reply, size_t reply_size) {
   vhost::MsgHeader hdr{};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * vhost::kMaxFds)] = {};
-  iovec iov{&hdr, sizeof(hdr)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return Status::Error(ENOTCONN, "vhost-user backend closed the connection");
-  if (n < 0) return SockError("recv");
-  // We never expect fds in replies: close any that arrive.
-  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < nfds; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-      close(fd);
-    }
+  // We never expect fds in replies: any that arrive close with `fds`.
+  std::vector<UniqueFd> fds;
+  bool truncated = false;
+  auto got = RecvWithFds(fd_.get(), &hdr, sizeof(hdr), 0, vhost::kMaxFds, &fds, &truncated);
+  if (!got.ok()) {
+    errno = got.status().err();
+    return SockError("recv");
   }
+  size_t n = *got;
+  if (n == 0) return Status::Error(ENOTCONN, "vhost-user backend closed the connection");
   if (static_cast<size_t>(n) < sizeof(hdr)) NESTOR_RETURN_IF_ERROR(ReadFull(reinterpret_cast<uint8_t*>(&hdr) + n, sizeof(hdr) - n));
   if ((hdr.flags & vhost::kVersionMask) != vhost::kVersion || !(hdr.flags & vhost::kFlagReply))
     return Status::Error(EPROTO, fmt::format("vhost-user reply to {} has bad flags {:#x}", request, hdr.flags));

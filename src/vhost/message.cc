@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "base/scm_rights.h"
+
 namespace nestor::vhost {
 namespace {
 
@@ -30,30 +32,13 @@ Status ReadMessage(int sock, Message* msg) {
   msg->fds.clear();
   // Room for more fds than any message may carry, so an fd flood is seen
   // (and closed) rather than silently truncated.
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 64)];
-  iovec iov{&msg->hdr, sizeof(msg->hdr)};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-  } while (n < 0 && errno == EINTR);
+  bool truncated = false;
+  auto got = RecvWithFds(sock, &msg->hdr, sizeof(msg->hdr), MSG_WAITALL, 64, &msg->fds, &truncated);
+  if (!got.ok()) return got.status();
+  size_t n = *got;
   if (n == 0) return Status::Error(ECONNRESET, "peer closed the connection");
-  if (n < 0) return Status::FromErrno("recvmsg");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      msg->fds.emplace_back(fd);
-    }
-  }
-  if (static_cast<size_t>(n) != sizeof(msg->hdr)) return Status::Invalid("short message header");
-  if (mh.msg_flags & MSG_CTRUNC) return Status::Invalid("too many fds (control data truncated)");
+  if (n != sizeof(msg->hdr)) return Status::Invalid("short message header");
+  if (truncated) return Status::Invalid("too many fds (control data truncated)");
   if (msg->fds.size() > kMaxFds) return Status::Invalid("more than 8 fds in one message");
   if ((msg->hdr.flags & kVersionMask) != kVersion) return Status::Invalid("bad vhost-user version");
   if (msg->hdr.size > kMaxPayload) {
@@ -65,27 +50,7 @@ Status ReadMessage(int sock, Message* msg) {
 Status SendReply(int sock, uint32_t request, const void* payload, uint32_t size, int fd) {
   MsgHeader hdr{request, kVersion | kFlagReply, size};
   iovec iov[2] = {{&hdr, sizeof(hdr)}, {const_cast<void*>(payload), size}};
-  msghdr mh{};
-  mh.msg_iov = iov;
-  mh.msg_iovlen = size > 0 ? 2 : 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd >= 0) {
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  size_t want = sizeof(hdr) + size;
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Status::FromErrno("sendmsg reply");
-  if (static_cast<size_t>(n) != want) return Status::IoError("short reply write");
-  return Status::Ok();
+  return SendWithFds(sock, iov, size > 0 ? 2 : 1, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
 Status SendU64Reply(int sock, uint32_t request, uint64_t value) {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/scm_rights.h"
 #include "vhost/wire.h"
 #include "virtio/blk_defs.h"
 #include "virtio/ring_layout.h"
@@ -84,33 +85,8 @@ class RawConn {
   // backend is gone. Never raises SIGPIPE.
   bool SendBytes(const void* data, size_t len, const std::vector<int>& fds = {}) {
     if (fd_ < 0) return false;
-    const auto* p = static_cast<const uint8_t*>(data);
-    size_t off = 0;
-    bool first = true;
-    while (first || off < len) {
-      iovec iov{const_cast<uint8_t*>(p + off), len - off};
-      msghdr mh{};
-      mh.msg_iov = &iov;
-      mh.msg_iovlen = 1;
-      std::vector<char> control;
-      if (first && !fds.empty()) {
-        control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
-        mh.msg_control = control.data();
-        mh.msg_controllen = control.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-      }
-      ssize_t n = sendmsg(fd_, &mh, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return false;
-      off += static_cast<size_t>(n);
-      first = false;
-      if (len == 0) break;
-    }
-    return true;
+    iovec iov{const_cast<void*>(data), len};
+    return SendWithFds(fd_, &iov, 1, fds).ok();
   }
 
   // Header + payload (+ fds) as one message.
@@ -131,28 +107,16 @@ class RawConn {
   RecvResult Recv(Reply* r, int timeout_ms) {
     auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     *r = Reply{};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
-    iovec iov{&r->hdr, sizeof(r->hdr)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof(control);
     RecvResult w = WaitReadable(deadline);
     if (w != RecvResult::kOk) return w;
-    ssize_t n = recvmsg(fd_, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n <= 0) return n == 0 || errno != EAGAIN ? RecvResult::kClosed : RecvResult::kTimeout;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        close(fd);
-        ++r->nfds;
-      }
-    }
-    if (!ReadExact(reinterpret_cast<uint8_t*>(&r->hdr) + n, sizeof(r->hdr) - static_cast<size_t>(n), deadline))
+    std::vector<UniqueFd> fds;  // a reply's fds are counted and closed
+    bool truncated = false;
+    auto got = RecvWithFds(fd_, &r->hdr, sizeof(r->hdr), MSG_DONTWAIT, 16, &fds, &truncated);
+    r->nfds += static_cast<int>(fds.size());
+    if (!got.ok()) return got.status().err() == EAGAIN ? RecvResult::kTimeout : RecvResult::kClosed;
+    if (*got == 0) return RecvResult::kClosed;
+    size_t n = *got;
+    if (!ReadExact(reinterpret_cast<uint8_t*>(&r->hdr) + n, sizeof(r->hdr) - n, deadline))
       return RecvResult::kClosed;
     if (r->hdr.size > (1u << 20)) return RecvResult::kClosed;  // nonsense: treat as broken
     r->payload.resize(r->hdr.size);
