@@ -21,7 +21,14 @@ Json Error(const Json& id, int code, const std::string& msg, const char* errno_n
 struct Client {
   UniqueFd fd;
   std::string in;
+  std::chrono::steady_clock::time_point last;  // last complete request (or accept)
 };
+
+// Best effort, never blocking: the refused client may not be reading.
+void SendAndClose(UniqueFd fd, const std::string& line) {
+  ssize_t unused = send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)unused;
+}
 
 }  // namespace
 
@@ -73,7 +80,14 @@ void RpcServer::Run() {
   for (;;) {
     std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listener_.fd(), POLLIN, 0}};
     for (auto& c : clients) pfds.push_back({c.fd.get(), POLLIN, 0});
-    if (poll(pfds.data(), pfds.size(), -1) < 0) continue;
+    // Wake for the first idle deadline.
+    auto now = std::chrono::steady_clock::now();
+    int timeout = -1;
+    for (auto& c : clients) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.last + idle_ - now).count();
+      timeout = timeout < 0 ? static_cast<int>(std::max<int64_t>(left, 0)) : std::min(timeout, static_cast<int>(std::max<int64_t>(left, 0)));
+    }
+    if (poll(pfds.data(), pfds.size(), timeout) < 0) continue;
     if (pfds[0].revents) break;
     for (size_t i = 0; i < clients.size(); ++i) {
       if (!pfds[i + 2].revents) continue;
@@ -87,6 +101,8 @@ void RpcServer::Run() {
       c.in.append(buf, static_cast<size_t>(n));
       size_t nl;
       while (c.fd.valid() && (nl = c.in.find('\n')) != std::string::npos) {
+        if (nl > kMaxRequest) break;  // too long, even though complete: closed below
+        c.last = std::chrono::steady_clock::now();
         std::string reply = Handle(c.in.substr(0, nl)) + "\n";
         c.in.erase(0, nl + 1);
         // Replies are small; a client that does not read gets cut off
@@ -103,6 +119,14 @@ void RpcServer::Run() {
       }
       if (c.fd.valid() && c.in.size() > kMaxRequest) {
         NLOG_WARN("control: request over {} bytes, closing the connection", kMaxRequest);
+        SendAndClose(std::move(c.fd), Error(nullptr, -32600, "request over " + std::to_string(kMaxRequest) +
+                                                                 " bytes").dump() + "\n");
+      }
+    }
+    now = std::chrono::steady_clock::now();
+    for (Client& c : clients) {
+      if (c.fd.valid() && now - c.last >= idle_) {
+        NLOG_INFO("control: closing a connection idle for {} ms", idle_.count());
         c.fd.Reset(-1);
       }
     }
@@ -110,9 +134,11 @@ void RpcServer::Run() {
     if (pfds[1].revents & POLLIN) {
       UniqueFd fd(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
       if (fd.valid() && clients.size() < kMaxClients) {
-        clients.push_back(Client{std::move(fd), {}});
+        clients.push_back(Client{std::move(fd), {}, std::chrono::steady_clock::now()});
       } else if (fd.valid()) {
         NLOG_WARN("control: refusing a connection: {} already open", kMaxClients);
+        SendAndClose(std::move(fd), Error(nullptr, -32000, "too many connections (" +
+                                                                std::to_string(kMaxClients) + " open)").dump() + "\n");
       }
     }
   }

@@ -7,10 +7,13 @@
 // block for long: other RPC clients wait meanwhile. Errors: a handler
 // returns Status (errno) -> JSON-RPC error {code: -errno, data.errno};
 // malformed input gets the JSON-RPC codes; an oversized or broken
-// connection is closed. Limits: 16 connections, 1 MiB per request.
+// connection is closed. Limits: 16 connections (one more is sent a
+// JSON-RPC error "too many connections" and closed), 1 MiB per request, and
+// a connection idle (no complete request) for `idle` is closed.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -31,7 +34,10 @@ class RpcServer {
   static constexpr size_t kMaxRequest = 1 << 20;
   static constexpr size_t kMaxClients = 16;
 
-  explicit RpcServer(std::string path) : path_(std::move(path)) {}
+  static constexpr std::chrono::milliseconds kDefaultIdle{60'000};
+
+  explicit RpcServer(std::string path, std::chrono::milliseconds idle = kDefaultIdle)
+      : path_(std::move(path)), idle_(idle) {}
   ~RpcServer();
   void Register(const std::string& name, Method m) { methods_[name] = std::move(m); }
   // Binds the socket (mode 0600). Replaces only a stale socket: EBUSY if
@@ -53,6 +59,7 @@ class RpcServer {
   Json Dispatch(const Json& req);
 
   std::string path_;
+  std::chrono::milliseconds idle_;
   std::map<std::string, Method> methods_;
   UnixListener listener_;
   UniqueFd stop_fd_;
