@@ -45,6 +45,16 @@ struct StopWait {
     }
     cv.notify_all();
   }
+
+  // Posts q's stop to r; Finish runs when it is done. `orphan`: already
+  // given up on (Finish releases it).
+  static std::shared_ptr<StopWait> Post(virtio::BlkQueue* q, reactor::Reactor* r,
+                                        std::shared_ptr<void> orphan = nullptr) {
+    auto wait = std::make_shared<StopWait>();
+    wait->orphan = std::move(orphan);
+    r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
+    return wait;
+  }
 };
 
 // Messages that always carry a reply of their own (REPLY_ACK does not apply).
@@ -555,18 +565,14 @@ Status Session::TryStart(uint32_t index) {
 Status Session::Stop(uint32_t index) {
   Vring& v = vrings_[index];
   if (!v.queue) return Status::Ok();
-  auto wait = std::make_shared<StopWait>();
-  virtio::BlkQueue* q = v.queue.get();
   reactor::Reactor* r = v.reactor;
-  r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
+  auto wait = StopWait::Post(v.queue.get(), r);
   const auto limit = export_->config().stop_timeout;
   const auto deadline = std::chrono::steady_clock::now() + limit;
   std::unique_lock<std::mutex> lock(wait->mu);
   while (!wait->finished) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      g_stop_timeouts.fetch_add(1, std::memory_order_relaxed);
-      g_orphaned_queues.fetch_add(1, std::memory_order_relaxed);
       NLOG_ERROR("{}: queue {} did not stop within {} ms (in-flight I/O never completed); handing it and "
                  "the memory it may touch to reactor {} and ending the session",
                  name_, index, limit.count(), r->options().id);
@@ -594,6 +600,8 @@ std::shared_ptr<void> Session::Orphaned(Vring& v) {
     UniqueFd kick, call;
     std::unique_ptr<virtio::BlkQueue> queue;
   };
+  g_stop_timeouts.fetch_add(1, std::memory_order_relaxed);
+  g_orphaned_queues.fetch_add(1, std::memory_order_relaxed);
   auto p = std::make_shared<Parked>();
   p->mem = std::move(v.mem);
   p->inflight = std::move(v.inflight);
@@ -611,16 +619,9 @@ std::shared_ptr<void> Session::Orphaned(Vring& v) {
 void Session::Orphan(Vring& v) {
   // Queue a stop behind whatever the reactor has not run yet; its done
   // callback owns the parked queue and releases it.
-  g_stop_timeouts.fetch_add(1, std::memory_order_relaxed);
-  g_orphaned_queues.fetch_add(1, std::memory_order_relaxed);
-  auto wait = std::make_shared<StopWait>();
   virtio::BlkQueue* q = v.queue.get();
   reactor::Reactor* r = v.reactor;
-  {
-    std::lock_guard<std::mutex> lock(wait->mu);
-    wait->orphan = Orphaned(v);
-  }
-  r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
+  (void)StopWait::Post(q, r, Orphaned(v));
 }
 
 Status Session::StopAll(std::vector<uint32_t>* stopped) {

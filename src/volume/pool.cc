@@ -70,23 +70,26 @@ Status Pool::RecoverJournal() {
   return journal_->Reset(notes_ + 1);
 }
 
-Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts) {
+Result<Superblock> Pool::ReadSuperblock(PoolDevice* dev, std::string* damage) {
   AlignedBuffer block(kBlock);
   NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), kBlock));
   auto sb = DecodeSuperblock(block.data());
+  if (sb.ok() || (sb.status().err() != EUCLEAN && sb.status().err() != ENODEV)) return sb;
+  // The copy every checkpoint header carries (slot 0 always has one).
+  NESTOR_RETURN_IF_ERROR(dev->ReadAt(kBlock, block.data(), kBlock));
+  auto header = DecodeCheckpointHeader(block.data());
+  if (!header.ok()) return sb.status();
+  auto copy = SuperblockFromCheckpoint(block.data());
+  if (!copy.ok() || PoolId(*copy) != header->pool_id) return sb.status();
+  *damage = "superblock damaged (" + sb.status().message() +
+            "); the copy in checkpoint slot 0 was used (`nestor pool repair` rewrites it)";
+  NLOG_ERROR("{}: {}", dev->Describe(), *damage);
+  return copy;
+}
+
+Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts) {
   std::string sb_problem;
-  if (!sb.ok() && (sb.status().err() == EUCLEAN || sb.status().err() == ENODEV)) {
-    // The copy every checkpoint header carries (slot 0 always has one).
-    AlignedBuffer ckpt(kBlock);
-    NESTOR_RETURN_IF_ERROR(dev->ReadAt(kBlock, ckpt.data(), kBlock));
-    auto copy = DecodeCheckpointHeader(ckpt.data()).ok() ? SuperblockFromCheckpoint(ckpt.data()) : sb;
-    if (copy.ok() && PoolId(*copy) == DecodeCheckpointHeader(ckpt.data())->pool_id) {
-      sb_problem = "superblock damaged (" + sb.status().message() +
-                   "); the copy in checkpoint slot 0 was used (`nestor pool repair` rewrites it)";
-      NLOG_ERROR("{}: {}", dev->Describe(), sb_problem);
-      sb = copy;
-    }
-  }
+  auto sb = ReadSuperblock(dev.get(), &sb_problem);
   if (!sb.ok()) return sb.status();
   if (sb->device_bytes > dev->size_bytes()) {
     return Corruption(dev->Describe() + " is smaller than the pool it holds");
@@ -273,22 +276,20 @@ bool Pool::RoomToReserveLocked(uint64_t clusters) const {
   return alloc_.free_clusters() >= promised;
 }
 
-uint64_t Pool::FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed) {
+void Pool::FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed) {
   // One record per freed run (a u32 count each), never one for the whole
   // range: the range of a shrink or a discard can span more than 2^32
   // clusters, and the records must free exactly what the map freed. Each
-  // record is a note (journal.h); returns the last.
-  uint64_t note = 0;
+  // record is a note (journal.h).
   for (const Extent& e : freed) {
     for (uint64_t done = 0; done < e.n;) {
       uint64_t k = std::min<uint64_t>(e.n - done, UINT32_MAX);
-      note = NoteLocked(Record{RecordType::kUnmap, v.id, e.v + done, 0, k, {}});
+      NoteLocked(Record{RecordType::kUnmap, v.id, e.v + done, 0, k, {}});
       done += k;
     }
     pending_frees_.push_back(e);
     AdjustAllocated(v, -static_cast<int64_t>(e.n));
   }
-  return note;
 }
 
 Record ExportRecord(uint32_t id, const ExportSettings& s) {
@@ -459,7 +460,7 @@ void Pool::ReleaseCluster(Volume* vol, uint64_t p) {
   AdjustAllocated(*vol, -1);
 }
 
-uint64_t Pool::NoteLocked(const Record& r) {
+void Pool::NoteLocked(const Record& r) {
   AppendPendingLocked(r);
   ++notes_;
   recorded_notes_.store(notes_, std::memory_order_release);
@@ -467,17 +468,16 @@ uint64_t Pool::NoteLocked(const Record& r) {
     AppendRecord(r, &journal_buf_);
     ++journal_buf_count_;
   }
-  return notes_;
 }
 
-uint64_t Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
+void Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
   std::lock_guard<std::mutex> g(mu_);
-  return NoteLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
+  NoteLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
 }
 
-uint64_t Pool::NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) {
+void Pool::NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) {
   std::lock_guard<std::mutex> g(mu_);
-  return FreeUnmappedLocked(*vol, freed);
+  FreeUnmappedLocked(*vol, freed);
 }
 
 Result<uint64_t> Pool::HighestLogSeq() {
@@ -510,7 +510,6 @@ Result<CheckReport> Pool::Repair(std::unique_ptr<PoolDevice> dev, PoolOptions op
   p.seq_ = std::max(p.seq_, *highest);
   std::string snapshot;
   p.SerializeState(&snapshot);
-  AppendRecord(Record{RecordType::kNoteMark, 0, p.notes_, 0, 0, {}}, &snapshot);
   NESTOR_RETURN_IF_ERROR(p.WriteCheckpoint(snapshot));
   NESTOR_RETURN_IF_ERROR(p.dev_->Sync());
   if (!p.sb_problem_.empty()) {

@@ -122,6 +122,9 @@ class Pool {
   // signatures are the caller's to check: tools/nestor uses libblkid).
   static Status Format(PoolDevice* dev, uint32_t cluster_size, bool force);
   static Result<std::unique_ptr<Pool>> Open(std::unique_ptr<PoolDevice> dev, PoolOptions opts = {});
+  // The superblock, or, if it is damaged, its copy in checkpoint slot 0
+  // (then *damage says so, and it is logged). Open reads it this way.
+  static Result<Superblock> ReadSuperblock(PoolDevice* dev, std::string* damage);
   // Stops the committer and commits what is pending.
   ~Pool();
   Pool(const Pool&) = delete;
@@ -206,6 +209,7 @@ class Pool {
   void WaitForGracePeriod();
   void CommitterLoop();
   void AppendPendingLocked(const Record& r);
+  // The whole state as records, ending with its kNoteMark (mu_ held).
   void SerializeState(std::string* out);
 
   // ---- data path, called by ThinChannel ----
@@ -213,13 +217,12 @@ class Pool {
   Status AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p);
   // A cluster allocated but never mapped goes straight back.
   void ReleaseCluster(Volume* vol, uint64_t p);
-  // Under vol->lock (exclusive): record a mapping whose data is written.
-  // Returns its note (journal.h): the request that caused it may be
-  // acknowledged once safe_notes() reaches it.
-  uint64_t NoteMapped(Volume* vol, uint64_t v, uint64_t p);
-  // Under vol->lock (exclusive): record an unmap of the runs the map freed.
-  // Returns its last note (as NoteMapped).
-  uint64_t NoteUnmapped(Volume* vol, const std::vector<Extent>& freed);
+  // Under vol->lock (exclusive): record a mapping whose data is written,
+  // as a note (journal.h; see recorded_notes()).
+  void NoteMapped(Volume* vol, uint64_t v, uint64_t p);
+  // Under vol->lock (exclusive): record an unmap of the runs the map freed
+  // (notes too).
+  void NoteUnmapped(Volume* vol, const std::vector<Extent>& freed);
   // Notes that survive a process crash: journaled or committed.
   uint64_t safe_notes() const {
     return std::max(journaled_.load(std::memory_order_acquire), hardened_.load(std::memory_order_acquire));
@@ -234,7 +237,7 @@ class Pool {
   // fails, commits instead (blocking; logged). Then safe_notes() covers
   // every note recorded before the call, unless the commit failed too.
   Status WriteJournal();
-  uint64_t NoteLocked(const Record& r);  // mu_ held
+  void NoteLocked(const Record& r);  // mu_ held
   // FLUSH: commit, then complete w (inline when no committer runs).
   void RequestFlush(const FlushWaiter& w);
   int FlushInline();
@@ -253,7 +256,7 @@ class Pool {
   Status DiscardBeyondLocked(Volume& v, uint64_t size);
   // Records the unmap of the runs `freed` (in u32-count pieces) and queues
   // their clusters for reuse after the commit (mu_ held).
-  uint64_t FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed);
+  void FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed);
   // Whether `clusters` more can be promised to a volume (mu_ held).
   bool RoomToReserveLocked(uint64_t clusters) const;
   // EUCLEAN naming the volume if its size is outside the limits

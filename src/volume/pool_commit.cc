@@ -63,6 +63,8 @@ void Pool::SerializeState(std::string* out) {
       }
     });
   }
+  // The notes this state includes (journal.h).
+  AppendRecord(Record{RecordType::kNoteMark, 0, notes_, 0, 0, {}}, out);
 }
 
 Status Pool::Commit() {
@@ -104,19 +106,15 @@ Status Pool::CommitLocked() {
     last_map_.count_at = SIZE_MAX;
     through = notes_;
   }
-  // The state committed now includes every note so far (journal.h).
-  if (through != hardened_.load(std::memory_order_relaxed)) {
-    Record mark{RecordType::kNoteMark, 0, through, 0, 0, {}};
-    if (checkpoint) {
-      AppendRecord(mark, &snapshot);
-    } else {
-      if (chunks.empty()) {
-        chunks.emplace_back();
-        counts.push_back(0);
-      }
-      AppendRecord(mark, &chunks.back());
-      ++counts.back();
+  // The state committed now includes every note so far (journal.h); a
+  // checkpoint's snapshot says so itself.
+  if (!checkpoint && through != hardened_.load(std::memory_order_relaxed)) {
+    if (chunks.empty()) {
+      chunks.emplace_back();
+      counts.push_back(0);
     }
+    AppendRecord(Record{RecordType::kNoteMark, 0, through, 0, 0, {}}, &chunks.back());
+    ++counts.back();
   }
   Status st = dev_->Sync();
   if (st.ok()) st = checkpoint ? WriteCheckpoint(snapshot) : AppendLog(chunks, counts);

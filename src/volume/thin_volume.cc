@@ -22,7 +22,7 @@ struct ParkedOp {
   bool parked = false;
   bool space_wait = false;       // parked until a commit frees clusters
   bool orphaned = false;         // the client abandoned req (guest fault)
-  uint64_t note = 0;             // its last data-path change (Pool::NoteMapped)
+  uint64_t note = 0;             // set by Finish: the notes it waits for (journal.h)
   ParkedOp* next_free = nullptr;
 };
 using Op = ParkedOp;
@@ -147,7 +147,6 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
   op->parked = false;
   op->space_wait = false;
   op->orphaned = false;
-  op->note = 0;
   op->wake = io::IoRequest{};
   op->wake.parent = req;
   op->wake.owner = req->owner;
@@ -312,7 +311,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     std::vector<Extent> freed;
     vol_->lock.Lock();
     vol_->map.Unmap(vcl, k, &freed);
-    if (!freed.empty()) op->note = pool_->NoteUnmapped(vol_.get(), freed);
+    if (!freed.empty()) pool_->NoteUnmapped(vol_.get(), freed);
     vol_->lock.Unlock();
     op->cursor += k * cs_;
     return true;
@@ -396,7 +395,7 @@ void ThinChannel::EndAllocation(Child* c, bool ok) {
   vol_->lock.Lock();
   if (ok) {
     vol_->map.Map(c->vcluster, c->pcluster, 1);
-    c->parent_op->note = std::max(c->parent_op->note, pool_->NoteMapped(vol_.get(), c->vcluster, c->pcluster));
+    pool_->NoteMapped(vol_.get(), c->vcluster, c->pcluster);
   } else {
     pool_->ReleaseCluster(vol_.get(), c->pcluster);
   }
@@ -445,12 +444,13 @@ void ThinChannel::OnFlushDone(io::IoRequest* r, int res) {
 void ThinChannel::Finish(Op* op) {
   // A change the client will be told about must survive a process crash
   // first (journal.h): batch the journal write at the end of the reactor
-  // iteration; without a reactor (tools, tests) write it now. That covers
-  // the mappings a write went through, too: one another request made may
-  // not be journaled yet (another queue's first write into the cluster).
-  if (op->req->op != io::IoOp::kRead && op->req->op != io::IoOp::kFlush) {
-    op->note = std::max(op->note, pool_->recorded_notes());
-  }
+  // iteration; without a reactor (tools, tests) write it now. A modifying
+  // request waits for every note recorded before it finished: its own
+  // mapping changes, and the mappings it wrote through, which another
+  // request may have made and not journaled yet (another queue's first
+  // write into the cluster). Reads and FLUSH (a commit) wait for none.
+  bool modifies = op->req->op != io::IoOp::kRead && op->req->op != io::IoOp::kFlush;
+  op->note = modifies ? pool_->recorded_notes() : 0;
   if (op->note > pool_->safe_notes() && pool_->journaling() && !op->orphaned) {
     if (ring_ != nullptr) {
       op->parked = true;  // Abandon must leave it to EndOfBatch

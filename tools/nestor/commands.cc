@@ -59,16 +59,20 @@ std::string g_journal_dir = "/run/nestor/journal";
 
 namespace {
 
+// The tool writes no data, so it needs a journal only to apply what a
+// killed nestord left: none to apply if the directory does not exist.
+std::string JournalDirToApply() {
+  struct stat st {};
+  return !g_journal_dir.empty() && stat(g_journal_dir.c_str(), &st) == 0 ? g_journal_dir : "";
+}
+
 Result<std::unique_ptr<Pool>> OpenPool(const std::string& path, bool read_only, bool check_mode = false) {
   auto dev = volume::OpenFilePoolDevice(path, false, 0, read_only);
   if (!dev.ok()) return Prefixed(path, dev.status());
   volume::PoolOptions opts;
   opts.read_only = read_only;
   opts.check_mode = check_mode;
-  // The tool writes no data, so it needs a journal only to apply what a
-  // killed nestord left: none to apply if the directory does not exist.
-  struct stat st {};
-  if (!g_journal_dir.empty() && stat(g_journal_dir.c_str(), &st) == 0) opts.journal_dir = g_journal_dir;
+  opts.journal_dir = JournalDirToApply();
   auto pool = Pool::Open(std::move(dev.value()), opts);
   if (!pool.ok()) return Prefixed(path, pool.status());
   return std::move(pool.value());
@@ -288,18 +292,6 @@ int PoolCheck(const std::string& path, bool json) {
 
 namespace {
 
-// The superblock, or its copy in checkpoint slot 0 (as Pool::Open reads it).
-Result<volume::Superblock> ReadLayout(volume::PoolDevice* dev) {
-  volume::AlignedBuffer block(volume::kBlock);
-  NESTOR_RETURN_IF_ERROR(dev->ReadAt(0, block.data(), volume::kBlock));
-  auto sb = volume::DecodeSuperblock(block.data());
-  if (sb.ok()) return sb;
-  NESTOR_RETURN_IF_ERROR(dev->ReadAt(volume::kBlock, block.data(), volume::kBlock));
-  if (!volume::DecodeCheckpointHeader(block.data()).ok()) return sb.status();
-  auto copy = volume::SuperblockFromCheckpoint(block.data());
-  return copy.ok() ? copy : sb;
-}
-
 Status SaveMetadata(volume::PoolDevice* dev, uint64_t bytes, const std::string& to) {
   UniqueFd out(open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out.valid()) return Status::FromErrno("create " + to);
@@ -322,7 +314,8 @@ int PoolRepair(const std::string& path, std::string backup) {
   {
     auto dev = volume::OpenFilePoolDevice(path, false, 0, false);
     if (!dev.ok()) return Fail(Prefixed(path, dev.status()));
-    auto sb = ReadLayout(dev->get());
+    std::string damage;
+    auto sb = Pool::ReadSuperblock(dev->get(), &damage);
     if (!sb.ok()) {
       return Fail(Prefixed(path, Status::Error(sb.status().err(), "no intact superblock or copy of it: " +
                                                                       sb.status().message() + "; cannot repair")));
@@ -339,8 +332,7 @@ int PoolRepair(const std::string& path, std::string backup) {
     std::printf("%s: metadata area (%lu bytes) saved to %s\n", path.c_str(),
                 static_cast<unsigned long>(sb->data_offset), backup.c_str());
     volume::PoolOptions opts;
-    struct stat jst {};
-    if (!g_journal_dir.empty() && stat(g_journal_dir.c_str(), &jst) == 0) opts.journal_dir = g_journal_dir;
+    opts.journal_dir = JournalDirToApply();
     auto before = Pool::Repair(std::move(dev.value()), opts);
     if (!before.ok()) return Fail(Prefixed(path, before.status()));
     for (const std::string& n : before->notices) std::printf("%s: notice: %s\n", path.c_str(), n.c_str());
