@@ -14,7 +14,20 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench clean build-asan test-asan build-tsan test-tsan fuzz
+
+# Checked builds (clang; docs/testing.md). Each has its own build folder.
+#   make test-asan  ASan + UBSan build (with the fuzz targets): unit, daemon,
+#                   hostile, volume, control tests and the fuzz corpus replays.
+#   make test-tsan  TSan build with clang -Wthread-safety as an error: the
+#                   tests with several threads (reactors, volumes, control, QoS).
+#   make fuzz       every fuzz target for FUZZ_SECONDS each (ASan build).
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+FUZZ_SECONDS ?= 60
+ASAN_TESTS ?= ^(unit|daemon|hostile|volume|control|fuzz)[.]
+TSAN_TESTS ?= ^(unit[.](base|virtio|vhost|volume|control|daemon)|daemon[.]0[134]|control[.]01)
+CLANG_ENV = CC=clang CXX=clang++
 
 all: build
 
@@ -55,5 +68,27 @@ bench-volume: build
 bench-volume-journal: build
 	@/usr/bin/python3 bench/volume_bench.py --build $(BUILD) --journal-compare $(if $(QUICK),--quick)
 
+build-asan: deps
+	@$(CLANG_ENV) cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DNESTOR_SANITIZE=address -DNESTOR_FUZZ=ON -DNESTOR_WERROR=$(WERROR) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-asan: build-asan
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure --timeout 600 -j 1 -R '$(ASAN_TESTS)'
+
+build-tsan: deps
+	@$(CLANG_ENV) cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DNESTOR_SANITIZE=thread -DNESTOR_THREAD_SAFETY=ON -DNESTOR_WERROR=$(WERROR) >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+
+test-tsan: build-tsan
+	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure --timeout 600 -j 1 -R '$(TSAN_TESTS)'
+
+fuzz: build-asan
+	@fuzz/run-all.sh $(ASAN_BUILD) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

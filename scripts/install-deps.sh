@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
       libfmt-dev libcli11-dev nlohmann-json3-dev libabsl-dev libblkid-dev
-      qemu-system-x86 qemu-utils busybox-static fio cpio gzip e2fsprogs python3 curl)
+      qemu-system-x86 qemu-utils busybox-static fio cpio gzip e2fsprogs python3 curl
+      clang libclang-rt-14-dev llvm clang-format clang-tidy)
 # --bench: also what `make bench` needs (plots).
 [ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib)
 missing=()
