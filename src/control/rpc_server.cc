@@ -1,36 +1,32 @@
 #include "control/rpc_server.h"
 
-#include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
-
-#include <vector>
 
 #include "base/log.h"
 
 namespace nestor::control {
 namespace {
 
-Json Error(const Json& id, int code, const std::string& msg, const char* errno_name = nullptr) {
+Json Error(const Json& id, int code, const std::string& msg, Json data = nullptr) {
   Json e = {{"code", code}, {"message", msg}};
-  if (errno_name != nullptr) e["data"] = {{"errno", errno_name}};
+  if (!data.is_null()) e["data"] = std::move(data);
   return {{"jsonrpc", "2.0"}, {"id", id}, {"error", e}};
 }
 
-struct Client {
-  UniqueFd fd;
-  std::string in;
-  std::chrono::steady_clock::time_point last;  // last complete request (or accept)
-};
+bool ValidId(const Json& id) { return id.is_string() || id.is_number() || id.is_null(); }
 
-// Best effort, never blocking: the refused client may not be reading.
-void SendAndClose(UniqueFd fd, const std::string& line) {
-  ssize_t unused = send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  (void)unused;
+// The members a request may have; anything else is an invalid request.
+std::string UnknownMember(const Json& req) {
+  for (const auto& [k, v] : req.items()) {
+    if (k != "jsonrpc" && k != "id" && k != "method" && k != "params") return k;
+  }
+  return "";
 }
 
 }  // namespace
+
+Json RpcError(const Json& id, int code, const std::string& msg) { return Error(id, code, msg); }
 
 const char* ErrnoName(int err) {
   switch (err) {
@@ -43,6 +39,7 @@ const char* ErrnoName(int err) {
     case EINVAL: return "EINVAL";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case EROFS: return "EROFS";
+    case EPERM: return "EPERM";
     case EIO: return "EIO";
     default: return "EIO";
   }
@@ -52,7 +49,7 @@ RpcServer::~RpcServer() { Stop(); }
 
 Status RpcServer::Bind() {
   if (listener_.listening()) return Status::Ok();
-  return listener_.Listen(path_, 16, 0600);  // owner only, from the first instant
+  return listener_.Listen(path_, 64, 0600);  // owner only, from the first instant
 }
 
 Status RpcServer::Start() {
@@ -74,99 +71,64 @@ void RpcServer::Stop() {
   listener_.Close();
 }
 
-void RpcServer::Run() {
-  pthread_setname_np(pthread_self(), "control");
-  std::vector<Client> clients;
-  for (;;) {
-    std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listener_.fd(), POLLIN, 0}};
-    for (auto& c : clients) pfds.push_back({c.fd.get(), POLLIN, 0});
-    // Wake for the first idle deadline.
-    auto now = std::chrono::steady_clock::now();
-    int timeout = -1;
-    for (auto& c : clients) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.last + idle_ - now).count();
-      timeout = timeout < 0 ? static_cast<int>(std::max<int64_t>(left, 0)) : std::min(timeout, static_cast<int>(std::max<int64_t>(left, 0)));
-    }
-    if (poll(pfds.data(), pfds.size(), timeout) < 0) continue;
-    if (pfds[0].revents) break;
-    for (size_t i = 0; i < clients.size(); ++i) {
-      if (!pfds[i + 2].revents) continue;
-      Client& c = clients[i];
-      char buf[65536];
-      ssize_t n = read(c.fd.get(), buf, sizeof(buf));
-      if (n <= 0) {
-        c.fd.Reset(-1);
-        continue;
-      }
-      c.in.append(buf, static_cast<size_t>(n));
-      size_t nl;
-      while (c.fd.valid() && (nl = c.in.find('\n')) != std::string::npos) {
-        if (nl > kMaxRequest) break;  // too long, even though complete: closed below
-        c.last = std::chrono::steady_clock::now();
-        std::string reply = Handle(c.in.substr(0, nl)) + "\n";
-        c.in.erase(0, nl + 1);
-        // Replies are small; a client that does not read gets cut off
-        // after 5 s rather than stalling the control thread for ever.
-        size_t off = 0;
-        while (off < reply.size()) {
-          pollfd w{c.fd.get(), POLLOUT, 0};
-          if (poll(&w, 1, 5000) <= 0) break;
-          ssize_t k = send(c.fd.get(), reply.data() + off, reply.size() - off, MSG_NOSIGNAL);
-          if (k <= 0) break;
-          off += static_cast<size_t>(k);
-        }
-        if (off < reply.size()) c.fd.Reset(-1);
-      }
-      if (c.fd.valid() && c.in.size() > kMaxRequest) {
-        NLOG_WARN("control: request over {} bytes, closing the connection", kMaxRequest);
-        SendAndClose(std::move(c.fd), Error(nullptr, -32600, "request over " + std::to_string(kMaxRequest) +
-                                                                 " bytes").dump() + "\n");
-      }
-    }
-    now = std::chrono::steady_clock::now();
-    for (Client& c : clients) {
-      if (c.fd.valid() && now - c.last >= idle_) {
-        NLOG_INFO("control: closing a connection idle for {} ms", idle_.count());
-        c.fd.Reset(-1);
-      }
-    }
-    std::erase_if(clients, [](const Client& c) { return !c.fd.valid(); });
-    if (pfds[1].revents & POLLIN) {
-      UniqueFd fd(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (fd.valid() && clients.size() < kMaxClients) {
-        clients.push_back(Client{std::move(fd), {}, std::chrono::steady_clock::now()});
-      } else if (fd.valid()) {
-        NLOG_WARN("control: refusing a connection: {} already open", kMaxClients);
-        SendAndClose(std::move(fd), Error(nullptr, -32000, "too many connections (" +
-                                                                std::to_string(kMaxClients) + " open)").dump() + "\n");
-      }
-    }
-  }
-}
-
 std::string RpcServer::Handle(const std::string& line) {
   Json req = Json::parse(line, nullptr, false);
-  if (req.is_discarded()) return Error(nullptr, -32700, "parse error").dump();
-  return Dispatch(req).dump();
+  if (req.is_discarded()) return Error(nullptr, -32700, "parse error: the line is not JSON").dump();
+  if (!req.is_array()) {
+    std::optional<Json> reply = Dispatch(req);
+    return reply ? reply->dump() : "";
+  }
+  if (req.empty()) return Error(nullptr, -32600, "invalid request: empty batch").dump();
+  if (req.size() > limits_.max_batch) {
+    return Error(nullptr, -32600, "invalid request: batch of " + std::to_string(req.size()) +
+                                      " requests, at most " + std::to_string(limits_.max_batch)).dump();
+  }
+  Json replies = Json::array();
+  for (const Json& r : req) {
+    std::optional<Json> reply = Dispatch(r);
+    if (reply) replies.push_back(std::move(*reply));
+  }
+  return replies.empty() ? "" : replies.dump();
 }
 
-Json RpcServer::Dispatch(const Json& req) {
-  Json id = req.is_object() && req.contains("id") ? req["id"] : Json(nullptr);
-  if (!req.is_object() || req.value("jsonrpc", "") != "2.0" || !req.contains("method") ||
-      !req["method"].is_string()) {
+std::optional<Json> RpcServer::Dispatch(const Json& req) {
+  if (!req.is_object()) return Error(nullptr, -32600, "invalid request: not an object");
+  bool notification = !req.contains("id");
+  Json id = notification ? Json(nullptr) : req["id"];
+  if (!ValidId(id)) return Error(nullptr, -32600, "invalid request: id must be a string, a number or null");
+  if (req.value("jsonrpc", Json()) != "2.0" || !req.contains("method") || !req["method"].is_string()) {
     return Error(id, -32600, "invalid request: need {\"jsonrpc\":\"2.0\",\"method\":...,\"id\":...}");
   }
+  if (std::string k = UnknownMember(req); !k.empty()) {
+    return Error(id, -32600, "invalid request: unknown member '" + k + "'");
+  }
+  Json reply;
   auto it = methods_.find(req["method"].get<std::string>());
-  if (it == methods_.end()) return Error(id, -32601, "unknown method " + req["method"].get<std::string>());
-  Json params = req.contains("params") ? req["params"] : Json::object();
-  if (!params.is_object()) return Error(id, -32602, "params must be an object");
+  if (it == methods_.end()) {
+    reply = Error(id, -32601, "unknown method " + req["method"].get<std::string>());
+  } else {
+    reply = Call(id, it->second, req.contains("params") ? req["params"] : Json::object());
+  }
+  if (notification) return std::nullopt;  // JSON-RPC 2.0: never answered, even on error
+  return reply;
+}
+
+Json RpcServer::Call(const Json& id, const Entry& e, const Json& params) {
+  std::string field;
+  Status st = CheckParams(params, e.spec, &field);
+  if (!st.ok()) {
+    return Error(id, -32602, "invalid params: " + st.message(), {{"errno", "EINVAL"}, {"field", field}});
+  }
   Result<Json> r = Status::IoError("unreachable");
   try {
-    r = it->second(params);
-  } catch (const Json::exception& e) {  // a parameter of the wrong type
-    return Error(id, -32602, std::string("invalid params: ") + e.what());
+    r = e.method(params);
+  } catch (const Json::exception& ex) {  // a spec that misses a check: still the caller's params
+    return Error(id, -32602, std::string("invalid params: ") + ex.what(), {{"errno", "EINVAL"}});
   }
-  if (!r.ok()) return Error(id, -r.status().err(), r.status().message(), ErrnoName(r.status().err()));
+  if (!r.ok() && r.status().err() == EINVAL) {
+    return Error(id, -32602, "invalid params: " + r.status().message(), {{"errno", "EINVAL"}});
+  }
+  if (!r.ok()) return Error(id, -r.status().err(), r.status().message(), {{"errno", ErrnoName(r.status().err())}});
   return {{"jsonrpc", "2.0"}, {"id", id}, {"result", r.value()}};
 }
 

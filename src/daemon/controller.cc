@@ -262,22 +262,55 @@ Status Controller::NeedPool() const {
   return Status::Ok();
 }
 
+// The params of every method (docs/rpc.md): anything else is -32602.
+namespace {
+
+using control::kBool;
+using control::kObject;
+using control::kString;
+using control::kUint;
+using control::Param;
+using control::ParamSpec;
+
+Param Name() { return {.name = "name", .types = kString, .required = true}; }
+Param Force() { return {.name = "force", .types = kBool}; }
+Param Size() { return {.name = "size", .types = kUint, .required = true}; }
+
+ParamSpec QosFields() {
+  return {{.name = "read_iops", .types = kUint}, {.name = "write_iops", .types = kUint},
+          {.name = "read_bps", .types = kUint}, {.name = "write_bps", .types = kUint}};
+}
+
+ParamSpec ExportCreateSpec() {
+  return {Name(), {.name = "queues", .types = kUint, .min = 1, .max = 64}, {.name = "readonly", .types = kBool},
+          {.name = "qos", .types = kObject, .fields = QosFields()}};
+}
+
+ParamSpec QosSetSpec() {
+  ParamSpec spec = QosFields();
+  spec.insert(spec.begin(), Name());
+  return spec;
+}
+
+}  // namespace
+
 void Controller::RegisterMethods(control::RpcServer* rpc) {
   auto bind = [this](Result<Json> (Controller::*m)(const Json&)) {
     return [this, m](const Json& p) { return (this->*m)(p); };
   };
-  rpc->Register("pool_info", bind(&Controller::PoolInfo));
-  rpc->Register("volume_create", bind(&Controller::VolumeCreate));
-  rpc->Register("volume_delete", bind(&Controller::VolumeDelete));
-  rpc->Register("volume_resize", bind(&Controller::VolumeResize));
-  rpc->Register("volume_list", bind(&Controller::VolumeList));
-  rpc->Register("export_create", bind(&Controller::ExportCreate));
-  rpc->Register("export_delete", bind(&Controller::ExportDelete));
-  rpc->Register("export_list", bind(&Controller::ExportList));
-  rpc->Register("qos_set", bind(&Controller::QosSet));
-  rpc->Register("qos_get", bind(&Controller::QosGet));
-  rpc->Register("reactor_list", bind(&Controller::ReactorList));
-  rpc->Register("stats_get", bind(&Controller::StatsGet));
+  rpc->Register("pool_info", {}, bind(&Controller::PoolInfo));
+  rpc->Register("volume_create", {Name(), Size(), {.name = "preallocate", .types = kBool}},
+                bind(&Controller::VolumeCreate));
+  rpc->Register("volume_delete", {Name(), Force()}, bind(&Controller::VolumeDelete));
+  rpc->Register("volume_resize", {Name(), Size(), Force()}, bind(&Controller::VolumeResize));
+  rpc->Register("volume_list", {}, bind(&Controller::VolumeList));
+  rpc->Register("export_create", ExportCreateSpec(), bind(&Controller::ExportCreate));
+  rpc->Register("export_delete", {Name(), Force()}, bind(&Controller::ExportDelete));
+  rpc->Register("export_list", {}, bind(&Controller::ExportList));
+  rpc->Register("qos_set", QosSetSpec(), bind(&Controller::QosSet));
+  rpc->Register("qos_get", {Name()}, bind(&Controller::QosGet));
+  rpc->Register("reactor_list", {}, bind(&Controller::ReactorList));
+  rpc->Register("stats_get", {{.name = "name", .types = kString}}, bind(&Controller::StatsGet));
 }
 
 // ---- pool and volumes ----

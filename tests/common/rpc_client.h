@@ -20,15 +20,7 @@ class Rpc {
  public:
   using Json = nlohmann::json;
 
-  explicit Rpc(const std::string& path, int timeout_s = 30) {
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    timeval tv{timeout_s, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
+  explicit Rpc(const std::string& path, int timeout_s = 30) : path_(path), timeout_s_(timeout_s) { Open(); }
   ~Rpc() { close(fd_); }
   Rpc(const Rpc&) = delete;
   Rpc& operator=(const Rpc&) = delete;
@@ -38,7 +30,13 @@ class Rpc {
   Json Call(const std::string& method, const Json& params = Json::object()) {
     Json req = {{"jsonrpc", "2.0"}, {"id", ++id_}, {"method", method}, {"params", params}};
     std::string line = req.dump() + "\n";
-    if (send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) return nullptr;
+    // nestord closes a connection idle for a few seconds (docs/rpc.md):
+    // then the send fails (EPIPE, nothing was delivered) and we reconnect.
+    if (send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+      close(fd_);
+      Open();
+      if (send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) return nullptr;
+    }
     std::string in;
     char c;
     while (read(fd_, &c, 1) == 1 && c != '\n') in += c;
@@ -58,6 +56,18 @@ class Rpc {
   }
 
  private:
+  void Open() {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof(a.sun_path) - 1);
+    ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    timeval tv{timeout_s_, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+
+  std::string path_;
+  int timeout_s_;
   int fd_ = -1;
   bool ok_ = false;
   int id_ = 0;

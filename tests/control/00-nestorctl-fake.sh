@@ -50,8 +50,16 @@ run() {
 		fail "nestorctl $* exited $rc, want $want"$'\n'"stdout: $(cat "$TMP/out")"$'\n'"stderr: $(cat "$TMP/err")"
 		return 0
 	fi
-	if [ "$want" != 0 ] && ! grep -q '^nestorctl: ' "$TMP/err"; then
+	local a json=0
+	for a in "$@"; do [ "$a" = --json ] && json=1; done
+	if [ "$want" != 0 ] && [ $json = 0 ] && ! grep -q '^nestorctl: ' "$TMP/err"; then
 		fail "nestorctl $*: no 'nestorctl: <message>' on stderr: $(cat "$TMP/err")"
+	fi
+	# --json: the error is one JSON object on stderr, carrying the exit code.
+	if [ "$want" != 0 ] && [ $json = 1 ] &&
+		! "$PY" -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["exit"]==int(sys.argv[2]) and e["message"], e' \
+			"$TMP/err" "$want" 2>/dev/null; then
+		fail "nestorctl $*: stderr is not a JSON error with exit $want: $(cat "$TMP/err")"
 	fi
 	return 0
 }
@@ -99,8 +107,8 @@ r 2 volume create db0 --size 12X
 err_has "--size"
 no_req
 r 2 volume resize db0 --size -1
-r 2 export create db0 --queues 65
-r 2 export create db0 --queues 0
+r 2 --json volume create db0 --size 12X
+r 2 --json volume
 r 2 qos set db0
 r 2 qos set db0 --read-iops 1K
 r 2 call echo 'not json'
@@ -277,6 +285,11 @@ r 4 volume create taken --size 1G
 err_has "nestorctl: volume 'taken' exists"
 r 4 --json export create taken
 [ ! -s "$TMP/out" ] || fail "error printed on stdout: $(cat "$TMP/out")"
+# nestord's error object as sent (code, message, data.errno) plus exit.
+"$PY" -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["code"]==-17 and e["data"]["errno"]=="EEXIST" and e["exit"]==4, e' "$TMP/err" ||
+	fail "--json error lacks nestord's code/errno: $(cat "$TMP/err")"
+r 3 volume delete missing --json
+run 10 --json -s "$TMP/none.ctl" volume list
 r 5 volume create full --size 1G
 r 6 volume delete busy
 r 6 export delete busy

@@ -5,6 +5,7 @@
 // connected client while nestord stays healthy, the socket's permissions,
 // runtime QoS, and the Prometheus endpoint.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,6 +15,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -285,6 +288,100 @@ TEST_F(ControlPlane, QosChangesAtRuntimeAndStatsAndMetricsSeeTheTraffic) {
   EXPECT_NE(resp.find("nestor_reactor_busy_seconds_total{reactor=\"1\"}"), std::string::npos);
   EXPECT_NE(resp.find("nestor_pool_free_bytes "), std::string::npos);
   dev->FreeBuffer(b);
+}
+
+// Issue #11: wrong types and unknown keys used to be accepted silently and
+// reported as success. Each is now -32602 naming the field, and changes
+// nothing.
+TEST_F(ControlPlane, BadParamsAreRefusedNamingTheFieldAndChangeNothing) {
+  struct Case {
+    const char* method;
+    Json params;
+    const char* field;
+  } cases[] = {
+      {"volume_create", {{"name", "v"}, {"size", 1 << 20}, {"preallocate", 1}}, "preallocate"},
+      {"volume_create", {{"name", "v"}, {"size", "1M"}}, "size"},
+      {"volume_create", {{"name", "v"}, {"size", 1 << 20}, {"thin", true}}, "thin"},
+      {"volume_create", {{"name", "v"}, {"size", 1000}}, ""},  // a limit, from the pool
+      {"export_create", {{"name", "base"}, {"readonly", "yes"}}, "readonly"},
+      {"export_create", {{"name", "base"}, {"read_only", true}}, "read_only"},
+      {"export_create", {{"name", "base"}, {"qos", {{"readiops", 10}}}}, "qos.readiops"},
+      {"export_create", {{"name", "base"}, {"queues", 65}}, "queues"},
+      {"qos_set", {{"name", "base"}, {"readiops", 10}}, "readiops"},
+      {"volume_list", {{"all", true}}, "all"},
+  };
+  rpc_->Ok("volume_create", {{"name", "base"}, {"size", 1 << 20}});
+  for (const Case& c : cases) {
+    Json r = rpc_->Call(c.method, c.params);
+    ASSERT_TRUE(r.contains("error")) << c.method << " " << c.params.dump() << " -> " << r.dump();
+    EXPECT_EQ(r["error"]["code"], -32602) << r.dump();
+    EXPECT_EQ(r["error"]["data"]["errno"], "EINVAL") << r.dump();
+    if (*c.field != '\0') {
+      EXPECT_EQ(r["error"]["data"]["field"], c.field) << r.dump();
+    }
+  }
+  EXPECT_EQ(rpc_->Ok("volume_list").size(), 1u);  // no "v"
+  EXPECT_EQ(rpc_->Ok("export_list").size(), 0u);  // "base" not exported by any of them
+  // A notification runs and gets no reply: the next reply is for the next id.
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, (d_.dir() + "/control.ctl").c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  std::string two = R"({"jsonrpc":"2.0","method":"export_create","params":{"name":"base"}})" "\n"
+                    R"({"jsonrpc":"2.0","id":42,"method":"export_list"})" "\n";
+  ASSERT_EQ(send(fd, two.data(), two.size(), MSG_NOSIGNAL), static_cast<ssize_t>(two.size()));
+  std::string line;
+  char ch;
+  while (read(fd, &ch, 1) == 1 && ch != '\n') line += ch;
+  close(fd);
+  Json r = Json::parse(line, nullptr, false);
+  EXPECT_EQ(r["id"], 42) << line;
+  ASSERT_EQ(r["result"].size(), 1u) << line;  // the notification did export it
+}
+
+// Issue #11: 100 hostile connections at once (flooding, half-sent, silent)
+// while nestorctl keeps working within 1 s per call.
+TEST_F(ControlPlane, NestorctlWorksNextToAHundredHostileConnections) {
+  const char* ctl = std::getenv("NESTORCTL");
+  ASSERT_NE(ctl, nullptr) << "NESTORCTL unset";
+  std::string path = d_.dir() + "/control.ctl";
+  std::vector<int> fds;
+  for (int i = 0; i < 100; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    fds.push_back(fd);
+  }
+  std::string burst;
+  for (int i = 0; i < 100; ++i) burst += R"({"jsonrpc":"2.0","id":1,"method":"stats_get"})" "\n";
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {  // 40 flood and never read; 30 send half a line; 30 stay silent
+    while (!stop.load()) {
+      for (int i = 0; i < 40; ++i) (void)!send(fds[i], burst.data(), burst.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  for (int i = 40; i < 70; ++i) (void)!send(fds[i], "{\"jsonrpc\":", 11, MSG_NOSIGNAL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string cmd = std::string("timeout 10 ") + ctl + " -s " + path + " volume list >/dev/null";
+  double worst_ms = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    int rc = std::system(cmd.c_str());
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    worst_ms = std::max(worst_ms, ms);
+    EXPECT_EQ(rc, 0) << "call " << i;
+  }
+  stop = true;
+  flood.join();
+  for (int fd : fds) close(fd);
+  std::printf("nestorctl next to 100 hostile connections: slowest of 10 calls %.0f ms\n", worst_ms);
+  EXPECT_LT(worst_ms, 1000);
+  rpc_->Ok("pool_info");  // nestord healthy
 }
 
 }  // namespace

@@ -54,10 +54,23 @@ const char kSynopsis[] =
     "  nestorctl call METHOD [JSON-PARAMS]      # any method, raw JSON result\n"
     "SIZE: bytes, or with a K/M/G/T suffix (binary units), e.g. 20G.\n";
 
-int Usage(const std::string& message) {
-  std::fprintf(stderr, "nestorctl: %s\n", message.c_str());
-  return kExitUsage;
+// --json: errors go to stderr as one JSON object too (docs/rpc.md).
+bool g_json_errors = false;
+
+// Prints an error (plain, or JSON with --json) and returns `exit`. `error`
+// is nestord's JSON-RPC error object when it sent one.
+int Fail(int exit, const std::string& message, const ordered_json& error = nullptr) {
+  if (!g_json_errors) {
+    std::fprintf(stderr, "nestorctl: %s\n", message.c_str());
+    return exit;
+  }
+  ordered_json e = error.is_object() ? error : ordered_json{{"message", message}};
+  e["exit"] = exit;
+  std::fprintf(stderr, "%s\n", ordered_json{{"error", e}}.dump(-1, ' ', false, ordered_json::error_handler_t::replace).c_str());
+  return exit;
 }
+
+int Usage(const std::string& message) { return Fail(kExitUsage, message); }
 
 // ParseSize for an option value; false after printing the error.
 bool SizeArg(const char* option, const std::string& text, uint64_t* out) {
@@ -163,16 +176,17 @@ int Main(int argc, char** argv) {
   app.footer(std::string(kSynopsis) + "\n" + kExitCodeHelp + "\nThe socket is -s/--socket, else " +
              "$NESTOR_CONTROL_SOCKET, else " + kDefaultSocket + ".");
 
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--json") g_json_errors = true;  // before parsing: its errors too
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "nestorctl: %s\n(see nestorctl --help)\n", e.what());
-    return kExitUsage;
+    return Usage(std::string(e.what()) + (g_json_errors ? "" : "\n(see nestorctl --help)"));
   }
 
   if (!(timeout_s >= 0.001 && timeout_s <= 3600)) return Usage("--timeout: give 0.001 to 3600 seconds");
-  if (exp_create->count("--queues") != 0 && (queues < 1 || queues > 64)) return Usage("--queues: give 1 to 64");
 
   Call c;
   auto confirm = [](std::function<void(const ordered_json&)> f) {
@@ -211,7 +225,7 @@ int Main(int argc, char** argv) {
            std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(),
                        q.c_str(), q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
          })};
-    if (queues > 0) c.params["queues"] = queues;
+    if (exp_create->count("--queues") != 0) c.params["queues"] = queues;  // nestord checks the range
     if (readonly) c.params["readonly"] = true;
   } else if (*exp_delete) {
     c = {"export_delete", {{"name", name}},
@@ -270,20 +284,15 @@ int Main(int argc, char** argv) {
   }
   int timeout_ms = static_cast<int>(std::ceil(timeout_s * 1000));
   RpcOutcome out = RpcCall(socket, c.method, c.params, timeout_ms);
-  if (out.exit != kExitOk) {
-    std::fprintf(stderr, "nestorctl: %s\n", out.message.c_str());
-    return out.exit;
-  }
+  if (out.exit != kExitOk) return Fail(out.exit, out.message, out.error);
   if (json) {
     PrintJson(out.result);
   } else if (!c.print(out.result)) {
-    std::fprintf(stderr, "nestorctl: malformed reply from nestord to %s: unexpected result %s\n", c.method.c_str(),
-                 out.result.dump(-1, ' ', false, ordered_json::error_handler_t::replace).substr(0, 200).c_str());
-    return kExitUnreachable;
+    return Fail(kExitUnreachable, "malformed reply from nestord to " + c.method + ": unexpected result " +
+                                      out.result.dump(-1, ' ', false, ordered_json::error_handler_t::replace).substr(0, 200));
   }
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    std::fprintf(stderr, "nestorctl: writing the output failed\n");
-    return kExitOther;
+    return Fail(kExitOther, "writing the output failed");
   }
   return kExitOk;
 }

@@ -226,6 +226,7 @@ RpcOutcome RpcCall(const std::string& socket_path, const std::string& method, co
     if (!error->is_object()) return Unreachable(bad + "\"error\" is not an object");
     RpcOutcome o;
     o.exit = ExitCodeForError(*error);
+    o.error = *error;
     auto msg = error->find("message");
     if (msg != error->end() && msg->is_string() && !msg->get<std::string>().empty()) {
       o.message = msg->get<std::string>();

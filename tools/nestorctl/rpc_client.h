@@ -36,6 +36,7 @@ struct RpcOutcome {
   int exit = kExitOk;
   std::string message;
   ordered_json result;
+  ordered_json error;  // nestord's JSON-RPC error object, when it sent one
 };
 
 // The exit code for a JSON-RPC error object: data.errno's name when it is
