@@ -31,13 +31,22 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "---- nestord log ----" >&2; tail -n 30 "$T/log" >&2 || true; exit 1; }
+fail() {
+	echo "FAIL ($(date +%T.%N)): $*" >&2
+	echo "---- $T ----" >&2; ls -l "$T" >&2 || true
+	echo "---- last nestor-io ----" >&2; cat "$T/nio" >&2 || true
+	echo "---- nestord log ----" >&2; tail -n 45 "$T/log" >&2 || true
+	exit 1
+}
 PORT=$((20000 + ($$ + 7) % 20000))
 start() {
 	timeout -k 5 100 "$NESTORD" --socket-dir "$T" --pool "$T/pool.img" --metrics-port "$PORT" >>"$T/log" 2>&1 &
 	PID=$!
-	for _ in $(seq 100); do [ -S "$T/control.ctl" ] && return 0; sleep 0.05; done
-	fail "nestord did not create its control socket"
+	for _ in $(seq 100); do [ -S "$T/control.ctl" ] && break; sleep 0.05; done
+	[ -S "$T/control.ctl" ] || fail "nestord did not create its control socket"
+	# The control socket is bound before the exports are: its first answer
+	# comes once every stored export listens.
+	"$CTL" --timeout 20 export list >/dev/null || fail "nestord does not answer"
 }
 stop() {
 	kill -TERM "$PID"
@@ -73,7 +82,7 @@ nio() {
 }
 stat_is() {  # stat_is PATH "uid:gid mode"
 	local got
-	got=$(stat -c '%u:%g %a' "$1")
+	got=$(stat -c '%u:%g %a' "$1" 2>&1) || true
 	[ "$got" = "$2" ] || fail "$1 is '$got', want '$2'"
 }
 json() {  # json PYTHON-EXPRESSION-ON-r  (r: the last --json output)
@@ -170,7 +179,8 @@ mkdir -m 755 "$T/q"
 timeout -k 5 60 "$NESTORD" --socket-dir "$T/q" \
 	--volume q,size=16M,socket-group=nogroup,socket-mode=0660,allow-uid=65534 >>"$T/log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do [ -S "$T/q/q.sock" ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -S "$T/q/control.ctl" ] && break; sleep 0.05; done
+"$CTL" -s "$T/q/control.ctl" --timeout 20 export list >/dev/null || fail "--volume: nestord does not answer"
 stat_is "$T/q/q.sock" "0:65534 660"
 nio nobody "$T/q/q.sock" || fail "--volume: 65534 refused: $(cat "$T/nio")"
 if nio root "$T/q/q.sock"; then fail "--volume: root admitted although not listed"; fi
