@@ -7,7 +7,7 @@
 #      does verified I/O (nestor-io);
 #   c) allow-uid without 65534: the connection is closed before any
 #      vhost-user message and refused_connections counts it (stats_get,
-#      Prometheus, the log names uid and export; root is not implicitly
+#      Prometheus, the stats log lines; a log line names uid and export; root is not implicitly
 #      admitted either); allow-uid listing it, or allow-gid 65534: admitted;
 #   d) after a restart of nestord every setting is back (stored in the pool);
 #   e) names are resolved at create time, bad names and modes are refused
@@ -171,6 +171,11 @@ if nio nobody "$T/c.sock"; then fail "after restart: c admitted 65534"; fi
 [ "$(refused c)" = 1 ] || fail "after restart: c refused_connections $(refused c), want 1"
 expect_rc 0 "$CTL" --json export list
 json 'next(e for e in r if e["name"]=="c")["allow_uids"]==[1000]'
+# SIGUSR1's stats lines carry the counter ($PID is timeout's; nestord is its child).
+NPID=$(ps -o pid= --ppid "$PID" | tr -d ' ')
+kill -USR1 "$NPID"
+for _ in $(seq 100); do grep -q "stats volume c: " "$T/log" && break; sleep 0.05; done
+grep -q "stats volume c: sessions 0 refused_connections 1 " "$T/log" || fail "no refused_connections in the stats lines"
 stop
 "$NESTOR" pool check "$T/pool.img" >/dev/null || fail "pool check"
 
