@@ -144,6 +144,11 @@ grep -q "socket_mode" "$T/err" || fail "bad mode: $(cat "$T/err")"
 expect_rc 2 "$CTL" call export_create '{"name":"e","allow_uids":"1000"}'
 grep -q "allow_uids" "$T/err" || fail "bad allow_uids: $(cat "$T/err")"
 [ ! -e "$T/e.sock" ] || fail "a refused export_create left $T/e.sock"
+# Owner by name, mode as an integer (384 = 0600): the owner attaches.
+expect_rc 0 "$CTL" call export_create '{"name":"e","socket_owner":"nobody","socket_mode":384}'
+stat_is "$T/e.sock" "65534:0 600"
+nio nobody "$T/e.sock" || fail "e: owner 65534 refused: $(cat "$T/nio")"
+expect_rc 0 "$CTL" export delete e
 
 # export_list shows the settings.
 expect_rc 0 "$CTL" --json export list
