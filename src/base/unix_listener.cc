@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "base/log.h"
@@ -18,6 +19,20 @@ bool Address(const std::string& path, sockaddr_un* addr) {
   if (path.empty() || path.size() >= sizeof(addr->sun_path)) return false;
   std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
   return true;
+}
+
+// The process's umask, read without changing it (umask(2) can only set
+// it, and the umask is shared by every thread). 022 if /proc is missing.
+mode_t CurrentUmask() {
+  FILE* f = fopen("/proc/self/status", "re");
+  if (f == nullptr) return 022;
+  char line[256];
+  unsigned mask = 022;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "Umask: %o", &mask) == 1) break;
+  }
+  fclose(f);
+  return static_cast<mode_t>(mask & 0777);
 }
 
 }  // namespace
@@ -47,18 +62,29 @@ Status ClaimSocketPath(const std::string& path) {
 }
 
 Status UnixListener::Listen(const std::string& path, int backlog, mode_t mode) {
+  SocketPerms perms;
+  if (mode != 0) perms.mode = mode & 0777;
+  return Listen(path, backlog, perms);
+}
+
+Status UnixListener::Listen(const std::string& path, int backlog, const SocketPerms& perms) {
   Close();
   sockaddr_un addr;
   if (!Address(path, &addr)) return Status::Invalid("socket path empty or too long: " + path);
+  if (perms.mode != SocketPerms::kUnset && perms.mode > 0777) {
+    return Status::Invalid("socket mode must be 0 to 0777: " + path);
+  }
   NESTOR_RETURN_IF_ERROR(ClaimSocketPath(path));
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::FromErrno("socket");
-  mode_t old = mode != 0 ? umask(~mode & 0777) : 0;
-  int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  int bind_errno = errno;
-  if (mode != 0) umask(old);
-  if (rc != 0) {
-    errno = bind_errno;
+  // bind creates the file with the socket inode's mode & ~umask: owner
+  // bits only until it has its owner and group (the process-wide umask
+  // stays untouched, so other threads creating files are not affected).
+  bool restrict = perms.mode != SocketPerms::kUnset || perms.owner != SocketPerms::kUnset ||
+                  perms.group != SocketPerms::kUnset;
+  mode_t initial = perms.mode != SocketPerms::kUnset ? (perms.mode & 0700) : 0700;
+  if (restrict && fchmod(fd.get(), initial) != 0) return Status::FromErrno("fchmod socket for " + path);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Status::FromErrno("bind " + path);  // EADDRINUSE: somebody else won the path meanwhile
   }
   path_ = path;
@@ -69,16 +95,21 @@ Status UnixListener::Listen(const std::string& path, int backlog, mode_t mode) {
     dev_ = st.st_dev;
     ino_ = st.st_ino;
   }
-  if (mode != 0 && chmod(path.c_str(), mode) != 0) {
-    Status err = Status::FromErrno("chmod " + path);
+  auto fail = [&](const std::string& what) {
+    Status err = Status::FromErrno(what + " " + path);
     Close();
     return err;
+  };
+  if ((perms.owner != SocketPerms::kUnset || perms.group != SocketPerms::kUnset) &&
+      lchown(path.c_str(), perms.owner, perms.group) != 0) {  // kUnset is chown's "leave it"
+    return fail("chown");
   }
-  if (listen(fd_.get(), backlog) != 0) {
-    Status err = Status::FromErrno("listen " + path);
-    Close();
-    return err;
+  mode_t final_mode = perms.mode;
+  if (perms.mode == SocketPerms::kUnset && restrict) {
+    final_mode = 0777 & ~CurrentUmask();
   }
+  if (restrict && chmod(path.c_str(), final_mode) != 0) return fail("chmod");
+  if (listen(fd_.get(), backlog) != 0) return fail("listen");
   return Status::Ok();
 }
 

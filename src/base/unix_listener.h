@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "base/fd.h"
@@ -27,6 +28,15 @@ namespace nestor {
 // other file is EEXIST (and stays).
 [[nodiscard]] Status ClaimSocketPath(const std::string& path);
 
+// Who owns the socket file and who may connect to it. Unset fields keep
+// what bind gives: the process's uid and gid, mode 0777 & ~umask.
+struct SocketPerms {
+  static constexpr uint32_t kUnset = UINT32_MAX;
+  uint32_t owner = kUnset;  // uid
+  uint32_t group = kUnset;  // gid
+  uint32_t mode = kUnset;   // permission bits, 0..0777
+};
+
 class UnixListener {
  public:
   UnixListener() = default;
@@ -38,6 +48,12 @@ class UnixListener {
   // permission bits from the moment it exists (umask during bind; the
   // umask is process-wide, so call this before other threads create files).
   [[nodiscard]] Status Listen(const std::string& path, int backlog, mode_t mode = 0);
+  // The same with an owner, group and mode. The socket is bound with at
+  // most its owner's bits of the mode (fchmod before bind, no umask
+  // change), then chowned and given its full mode, all before listen():
+  // until then connect() is refused, and the file is never more open than
+  // configured. Errors name the path and the failing call.
+  [[nodiscard]] Status Listen(const std::string& path, int backlog, const SocketPerms& perms);
   int fd() const { return fd_.get(); }
   bool listening() const { return fd_.valid(); }
   const std::string& path() const { return path_; }

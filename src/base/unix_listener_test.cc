@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -97,6 +98,47 @@ TEST(UnixListener, NeverRemovesAFile) {
   WriteFile(d.Path("b.sock"), "mine now");
   l.Close();
   EXPECT_EQ(ReadFile(d.Path("b.sock")), "mine now");
+}
+
+
+// Issue #11: owner, group and mode are the socket's before it listens;
+// the mode is exact whatever the umask (the umask itself is untouched).
+TEST(UnixListener, AppliesOwnerGroupAndMode) {
+  TempDir d;
+  mode_t old = umask(027);
+  UnixListener l;
+  SocketPerms p;
+  p.mode = 0666;
+  ASSERT_TRUE(l.Listen(d.Path("a.sock"), 4, p).ok());
+  struct stat st {};
+  ASSERT_EQ(lstat(d.Path("a.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0666u);
+  EXPECT_EQ(st.st_uid, geteuid());
+  l.Close();
+  // Group only: the mode is the umask's default.
+  p = SocketPerms{};
+  p.group = getegid();
+  ASSERT_TRUE(l.Listen(d.Path("b.sock"), 4, p).ok());
+  ASSERT_EQ(lstat(d.Path("b.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_EQ(st.st_gid, getegid());
+  l.Close();
+  EXPECT_EQ(umask(old), 027u);
+  if (geteuid() == 0) {  // chown to another user needs root
+    p = SocketPerms{};
+    p.owner = 65534;
+    p.group = 65534;
+    p.mode = 0600;
+    ASSERT_TRUE(l.Listen(d.Path("c.sock"), 4, p).ok());
+    ASSERT_EQ(lstat(d.Path("c.sock").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 65534u);
+    EXPECT_EQ(st.st_gid, 65534u);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+  }
+  p = SocketPerms{};
+  p.mode = 01777;
+  EXPECT_EQ(l.Listen(d.Path("d.sock"), 4, p).err(), EINVAL);
+  EXPECT_FALSE(Exists(d.Path("d.sock")));
 }
 
 }  // namespace

@@ -7,9 +7,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "base/log.h"
+#include "daemon/access.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
 #include "virtio/queue_stats.h"
@@ -60,6 +62,53 @@ Status ApplyQos(const Json& p, virtio::QosLimits* l) {
     *f = p[k].get<uint64_t>();
   }
   return Status::Ok();
+}
+
+// A user or group given as a name or a non-negative integer id.
+Result<uint32_t> IdParam(const Json& v, const std::string& field, bool user) {
+  if (v.is_string()) {
+    std::string text = v.get<std::string>();
+    return user ? ResolveUser(text, field) : ResolveGroup(text, field);
+  }
+  if (v.is_number_unsigned() && v.get<uint64_t>() < UINT32_MAX) return static_cast<uint32_t>(v.get<uint64_t>());
+  return Status::Invalid(field + " must be a " + (user ? "user" : "group") + " name or a " +
+                         (user ? "uid" : "gid") + " (0 to 4294967294)");
+}
+
+// socket_owner, socket_group, socket_mode, allow_uids, allow_gids (all
+// optional; names resolved now, the numbers are what the pool stores).
+Status ApplyAccess(const Json& p, volume::ExportAccess* a) {
+  for (const char* k : {"socket_owner", "socket_group"}) {
+    if (!p.contains(k)) continue;
+    auto id = IdParam(p[k], k, k == std::string_view("socket_owner"));
+    if (!id.ok()) return id.status();
+    (k == std::string_view("socket_owner") ? a->socket_uid : a->socket_gid) = *id;
+  }
+  if (p.contains("socket_mode")) {
+    const Json& m = p["socket_mode"];
+    if (m.is_string()) {
+      auto mode = ParseSocketMode(m.get<std::string>(), "socket_mode");
+      if (!mode.ok()) return mode.status();
+      a->socket_mode = *mode;
+    } else if (m.is_number_unsigned() && m.get<uint64_t>() <= 0777) {
+      a->socket_mode = static_cast<uint32_t>(m.get<uint64_t>());  // the value: 432 is 0660
+    } else {
+      return Status::Invalid("socket_mode must be an octal string from \"0\" to \"0777\" (e.g. \"0660\") or "
+                             "an integer from 0 to 511");
+    }
+  }
+  for (const char* k : {"allow_uids", "allow_gids"}) {
+    if (!p.contains(k)) continue;
+    bool users = k == std::string_view("allow_uids");
+    if (!p[k].is_array()) return Status::Invalid(std::string(k) + " must be an array of names or ids");
+    std::vector<uint32_t>& out = users ? a->allow_uids : a->allow_gids;
+    for (const Json& x : p[k]) {
+      auto id = IdParam(x, k, users);
+      if (!id.ok()) return id.status();
+      if (std::find(out.begin(), out.end(), *id) == out.end()) out.push_back(*id);
+    }
+  }
+  return volume::ValidateExportAccess(*a);
 }
 
 Json SnapshotJson(const virtio::StatsSnapshot& s) {
@@ -145,6 +194,7 @@ Status Controller::Start() {
     volume::ExportSettings s;
     s.queues = v.queues;
     s.read_only = v.read_only;
+    s.access = v.access;
     SetLimits(&s, v.qos);
     NESTOR_RETURN_IF_ERROR(AddExport(v.name, std::shared_ptr<io::BlockBackend>(std::move(b.value())), s, false,
                                      v.queue_reactor));
@@ -180,6 +230,9 @@ Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockB
   ec.read_only = s.read_only;
   ec.num_queues = s.queues;
   ec.queue_reactor = std::move(queue_reactor);
+  ec.socket_perms = {s.access.socket_uid, s.access.socket_gid, s.access.socket_mode};
+  ec.allow_uids = s.access.allow_uids;
+  ec.allow_gids = s.access.allow_gids;
   ec.stop_timeout = std::chrono::milliseconds(opts_.queue_stop_timeout_ms);
   ec.backend = std::move(backend);
   ec.qos = std::make_shared<virtio::VolumeQos>();
@@ -393,7 +446,10 @@ Json Controller::ExportJson(const std::string& name, const vhost::BlkExport& e, 
   const vhost::ExportConfig& c = e.config();
   return {{"name", name}, {"socket", c.socket_path}, {"queues", c.num_queues}, {"readonly", c.read_only},
           {"persistent", persistent}, {"sessions", const_cast<vhost::BlkExport&>(e).active_sessions()},
-          {"size", c.backend->size_bytes()}, {"qos", QosJson(e.qos().Get())}};
+          {"size", c.backend->size_bytes()}, {"qos", QosJson(e.qos().Get())},
+          {"socket_owner", e.socket_uid()}, {"socket_group", e.socket_gid()},
+          {"socket_mode", fmt::format("{:04o}", e.socket_mode())}, {"allow_uids", c.allow_uids},
+          {"allow_gids", c.allow_gids}};
 }
 
 Result<Json> Controller::ExportCreate(const Json& p) {
@@ -413,6 +469,7 @@ Result<Json> Controller::ExportCreate(const Json& p) {
     NESTOR_RETURN_IF_ERROR(ApplyQos(p["qos"], &l));
   }
   SetLimits(&s, l);
+  NESTOR_RETURN_IF_ERROR(ApplyAccess(p, &s.access));
   auto backend = pool_->OpenVolume(*name);
   if (!backend.ok()) return backend.status();
   NESTOR_RETURN_IF_ERROR(AddExport(*name, backend.value(), s, true));
@@ -512,6 +569,7 @@ Result<Json> Controller::StatsGet(const Json& p) {
     Json v = SnapshotJson(e->stats().Snapshot());
     v["name"] = name;
     v["sessions"] = e->active_sessions();
+    v["refused_connections"] = e->refused_connections();
     Json queues = Json::array();
     std::string prefix = name + "#";
     virtio::ForEachQueueStats([&](const virtio::QueueStats& q) {
@@ -535,8 +593,8 @@ void Controller::LogStats() const {
   for (reactor::Reactor* r : reactors_) NLOG_INFO("stats {}", r->CountersString());
   virtio::ForEachQueueStats([](const virtio::QueueStats& q) { NLOG_INFO("stats {}", virtio::QueueStatsString(q)); });
   for (const auto& [name, e] : Exports()) {
-    NLOG_INFO("stats volume {}: sessions {} {}", name, e->active_sessions(),
-              virtio::StatsSnapshotString(e->stats().Snapshot()));
+    NLOG_INFO("stats volume {}: sessions {} refused_connections {} {}", name, e->active_sessions(),
+              e->refused_connections(), virtio::StatsSnapshotString(e->stats().Snapshot()));
   }
   if (pool_ != nullptr) NLOG_INFO("stats {}", volume::PoolStatsString(pool_->Info()));
   NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
@@ -567,6 +625,11 @@ std::string Controller::PrometheusText() const {
   per_volume("nestor_volume_write_bytes_total", "counter", "Bytes written.", [](auto& s) { return s.write_bytes; });
   per_volume("nestor_volume_errors_total", "counter", "Requests completed with an error.", [](auto& s) { return s.errors; });
   per_volume("nestor_volume_throttled_total", "counter", "Requests that waited for QoS.", [](auto& s) { return s.throttled; });
+  metric("nestor_volume_refused_connections_total", "counter",
+         "Connections closed at accept: peer not in allow_uids/allow_gids.");
+  for (const auto& [name, e] : exports) {
+    out += fmt::format("nestor_volume_refused_connections_total{{volume=\"{}\"}} {}\n", name, e->refused_connections());
+  }
   metric("nestor_volume_latency_seconds", "summary", "Request latency (ring pop to completion).");
   for (const Row& r : rows) {
     for (auto [q, v] : {std::pair{"0.5", r.s.p50_ns}, {"0.99", r.s.p99_ns}, {"0.999", r.s.p999_ns}}) {

@@ -1,9 +1,11 @@
 #include "daemon/options.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 
 #include "base/size.h"
+#include "daemon/access.h"
 #include "volume/limits.h"
 
 namespace nestor::daemon {
@@ -14,8 +16,43 @@ bool ParseInt(std::string_view s, int* out) {
   return ec == std::errc() && p == s.data() + s.size() && !s.empty();
 }
 
+// A ':'-separated list of users or groups (names or ids), deduplicated.
+Status ParseIdList(std::string_view value, std::string_view field, bool users, std::vector<uint32_t>* out) {
+  if (value.empty()) return Status::Invalid(std::string(field) + ": give ids or names separated by ':'");
+  while (true) {
+    size_t colon = value.find(':');
+    std::string_view one = value.substr(0, colon);
+    auto id = users ? ResolveUser(one, field) : ResolveGroup(one, field);
+    if (!id.ok()) return id.status();
+    if (std::find(out->begin(), out->end(), *id) == out->end()) out->push_back(*id);
+    if (colon == std::string_view::npos) return Status::Ok();
+    value = value.substr(colon + 1);
+  }
+}
+
 Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view value) {
   std::string item(key);
+  std::replace(item.begin(), item.end(), '_', '-');  // socket_group= is socket-group=
+  if (item == "socket-owner" || item == "socket-group") {
+    bool owner = item == "socket-owner";
+    std::string field = owner ? "socket-owner" : "socket-group";
+    auto id = owner ? ResolveUser(value, field) : ResolveGroup(value, field);
+    if (!id.ok()) return id.status();
+    (owner ? v->access.socket_uid : v->access.socket_gid) = *id;
+    return Status::Ok();
+  }
+  if (item == "socket-mode") {
+    auto m = ParseSocketMode(value, "socket-mode");
+    if (!m.ok()) return m.status();
+    v->access.socket_mode = *m;
+    return Status::Ok();
+  }
+  if (item == "allow-uid" || item == "allow-uids" || item == "allow-gid" || item == "allow-gids") {
+    bool uids = item.starts_with("allow-uid");
+    return ParseIdList(value, uids ? "allow-uid" : "allow-gid", uids,
+                       uids ? &v->access.allow_uids : &v->access.allow_gids);
+  }
+  item = std::string(key);
   if (key == "size") {
     auto s = ParseSize(value);
     if (!s.ok()) return s.status();
@@ -93,6 +130,8 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
     return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
   }
+  Status access = volume::ValidateExportAccess(v.access);
+  if (!access.ok()) return Status::Invalid("--volume " + text + ": " + access.message());
   return v;
 }
 
@@ -106,7 +145,8 @@ Result<Options> ParseOptions(int argc, char** argv) {
       ->required();
   app.add_option("--volume", volumes,
                  "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
-                 "[,delay_us=N]. file:PATH is locked (shared if readonly) like a pool: a file another "
+                 "[,delay_us=N][,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..]"
+                 "[,allow-gid=G:G..]. file:PATH is locked (shared if readonly) like a pool: a file another "
                  "process holds, or one carrying a nestor pool signature, is refused unless force");
   app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
   app.add_flag("--export-all", o.export_all,

@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "reactor/reactor.h"
 #include "virtio/qos.h"
+#include "volume/export_access.h"
 
 namespace nestor::daemon {
 
@@ -24,6 +25,9 @@ struct VolumeSpec {
   std::vector<int> queue_reactor;  // per queue; empty: spread
   uint32_t delay_us = 0;           // fault injection (file backend): hold each request
   virtio::QosLimits qos;           // read_iops=, write_iops=, read_bps=, write_bps=
+  // socket-owner=, socket-group=, socket-mode=, allow-uid=A:B, allow-gid=A:B
+  // (names resolved while parsing).
+  volume::ExportAccess access;
 };
 
 struct Options {
@@ -48,7 +52,9 @@ struct Options {
 };
 
 // Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=A/B/..]
-//          [,delay_us=N][,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]".
+//          [,delay_us=N][,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]
+//          [,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..][,allow-gid=G:G..]".
+// The access keys also take underscores (socket_group=, allow_uid=, ...).
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
 Result<Options> ParseOptions(int argc, char** argv);
 

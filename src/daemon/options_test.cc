@@ -52,4 +52,44 @@ TEST(VolumeSpec, SharesTheVolumeLimits) {
   EXPECT_FALSE(ParseVolumeSpec("v,size=16777216T").ok());              // overflows 64 bits
 }
 
+
+// Issue #11: who may attach. Names are resolved while parsing; errors name
+// the key.
+TEST(VolumeSpec, SocketAccess) {
+  auto v = ParseVolumeSpec("v,size=1M,socket-owner=0,socket-group=65534,socket-mode=0660,allow-uid=1000:1001:1000");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->access.socket_uid, 0u);
+  EXPECT_EQ(v->access.socket_gid, 65534u);
+  EXPECT_EQ(v->access.socket_mode, 0660u);
+  EXPECT_EQ(v->access.allow_uids, (std::vector<uint32_t>{1000, 1001}));  // deduplicated
+  EXPECT_TRUE(v->access.allow_gids.empty());
+  // Underscores too, names, modes without the leading 0.
+  v = ParseVolumeSpec("v,size=1M,socket_group=root,socket_mode=600,allow_gid=root:7,socket_owner=root");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->access.socket_gid, 0u);
+  EXPECT_EQ(v->access.socket_uid, 0u);
+  EXPECT_EQ(v->access.socket_mode, 0600u);
+  EXPECT_EQ(v->access.allow_gids, (std::vector<uint32_t>{0, 7}));
+  // Defaults: unset, as before.
+  v = ParseVolumeSpec("v,size=1M");
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->access.IsDefault());
+
+  auto err = [](const std::string& spec) {
+    auto r = ParseVolumeSpec(spec);
+    EXPECT_FALSE(r.ok()) << spec;
+    return r.ok() ? std::string() : r.status().message();
+  };
+  EXPECT_NE(err("v,size=1M,socket-group=no-such-group-nestor").find("socket-group: no group 'no-such-group-nestor'"),
+            std::string::npos);
+  EXPECT_NE(err("v,size=1M,socket-owner=no-such-user-nestor").find("socket-owner: no user"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,socket-mode=0888").find("socket-mode:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,socket-mode=01777").find("socket-mode:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,socket-mode=").find("socket-mode:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,allow-uid=").find("allow-uid:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,allow-uid=1:").find("allow-uid:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,allow-gid=4294967295").find("allow-gid:"), std::string::npos);
+  EXPECT_NE(err("v,size=1M,allow-uid=1:2:3:4:5,allow-gid=6:7:8:9").find("the limit is 8"), std::string::npos);
+}
+
 }  // namespace nestor::daemon

@@ -1,7 +1,13 @@
 #include "vhost/blk_export.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "base/log.h"
 #include "vhost/session.h"
@@ -71,7 +77,13 @@ reactor::Reactor* BlkExport::ReactorFor(uint32_t queue) const {
 }
 
 Status BlkExport::Listen() {
-  NESTOR_RETURN_IF_ERROR(listener_.Listen(cfg_.socket_path, 16));
+  NESTOR_RETURN_IF_ERROR(listener_.Listen(cfg_.socket_path, 16, cfg_.socket_perms));
+  struct stat st {};
+  if (stat(cfg_.socket_path.c_str(), &st) == 0) {
+    socket_uid_ = st.st_uid;
+    socket_gid_ = st.st_gid;
+    socket_mode_ = st.st_mode & 07777;
+  }
   NLOG_INFO("volume {}: {} bytes, {} queue(s){}, backend {}, socket {}", cfg_.name,
             cfg_.backend->size_bytes(), cfg_.num_queues, cfg_.read_only ? ", read-only" : "",
             cfg_.backend->Describe(), cfg_.socket_path);
@@ -95,9 +107,44 @@ size_t BlkExport::active_sessions() {
   return sessions_.size();
 }
 
+namespace {
+bool Listed(const std::vector<uint32_t>& ids, uint32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+}  // namespace
+
+bool BlkExport::AdmitPeer(int conn) {
+  if (cfg_.allow_uids.empty() && cfg_.allow_gids.empty()) return true;
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  bool known = getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);
+  if (known && (Listed(cfg_.allow_uids, cred.uid) || Listed(cfg_.allow_gids, cred.gid))) return true;
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  // At most one line a second per export: a client retrying in a loop
+  // must not flood the log.
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) {
+    ++refusals_unlogged_;
+    return false;
+  }
+  std::string more = refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more refused since the last message)",
+                                                                 refusals_unlogged_);
+  if (known) {
+    NLOG_WARN("volume {}: refused a connection from uid {} gid {} pid {}: not in allow_uids/allow_gids{}",
+              cfg_.name, cred.uid, cred.gid, cred.pid, more);
+  } else {
+    NLOG_WARN("volume {}: refused a connection: its credentials are unknown (SO_PEERCRED: {}){}", cfg_.name,
+              std::strerror(errno), more);
+  }
+  last_refusal_log_ = now;
+  refusals_unlogged_ = 0;
+  return false;
+}
+
 void BlkExport::AcceptOne() {
   UniqueFd conn(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
+  if (!AdmitPeer(conn.get())) return;  // closed before any message is read
   std::lock_guard<std::mutex> lock(mu_);
   ReapFinished();
   if (sessions_.size() >= cfg_.max_sessions) {

@@ -5,6 +5,7 @@
 // Thread: created, listened on and accepted from by the daemon's control
 // thread; each accepted session runs on a thread of its own (so a slow or
 // hostile frontend stalls nobody else). Sessions only read the export.
+// AcceptOne (and with it the refusal log) runs on one acceptor thread.
 // Errors: Listen returns a Status (EBUSY: another process listens on the
 // socket path; EEXIST: a file that is not a socket is there, and stays);
 // per-session errors end that session. The socket file is removed on
@@ -47,6 +48,13 @@ struct ExportConfig {
   // or for a reactor to run its message, before it gives the queue up to
   // the reactor and ends (nestord --queue-stop-timeout-ms).
   std::chrono::milliseconds stop_timeout{30'000};
+  // Who may attach: the socket file's owner, group and mode (applied
+  // before the socket listens), and the peers admitted at accept
+  // (SO_PEERCRED: uid in allow_uids or gid in allow_gids; both empty:
+  // every peer that can connect). A refused peer is closed before any
+  // vhost-user message is read, logged (rate-limited) and counted.
+  SocketPerms socket_perms;
+  std::vector<uint32_t> allow_uids, allow_gids;
   // Shared by every queue of every session (created by BlkExport if null).
   std::shared_ptr<virtio::VolumeQos> qos;
   std::shared_ptr<virtio::VolumeStats> stats;
@@ -73,6 +81,12 @@ class BlkExport {
   virtio::VolumeQos& qos() const { return *cfg_.qos; }
   virtio::VolumeStats& stats() const { return *cfg_.stats; }
   size_t active_sessions();
+  // Connections closed at accept because their peer is not admitted.
+  uint64_t refused_connections() const { return refused_.load(std::memory_order_relaxed); }
+  // The socket file as Listen left it (owner, group, permission bits).
+  uint32_t socket_uid() const { return socket_uid_; }
+  uint32_t socket_gid() const { return socket_gid_; }
+  uint32_t socket_mode() const { return socket_mode_; }
 
   static constexpr uint32_t kSegMax = 126;
   static constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per request
@@ -84,12 +98,19 @@ class BlkExport {
     std::atomic<bool> finished{false};
   };
   void ReapFinished();
+  // True if the peer of conn may attach; else logs (rate-limited) and counts.
+  bool AdmitPeer(int conn);
 
   ExportConfig cfg_;
   std::vector<reactor::Reactor*> reactors_;
   UnixListener listener_;
   std::mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
   std::list<Running> sessions_;
+  std::atomic<uint64_t> refused_{0};
+  // Refusal log rate limit (the acceptor thread only).
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  uint64_t refusals_unlogged_ = 0;
+  uint32_t socket_uid_ = 0, socket_gid_ = 0, socket_mode_ = 0;  // set by Listen
 };
 
 }  // namespace nestor::vhost

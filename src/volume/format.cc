@@ -197,6 +197,20 @@ void AppendRecord(const Record& r, std::string* out) {
       Put(out, r.a);
       for (uint64_t q : r.qos) Put(out, q);
       break;
+    case RecordType::kExportSetAccess: {
+      // 52 bytes + 4 per id: at most 84 with kMaxAllowIds ids (docs/on-disk-format.md).
+      const ExportAccess& x = r.access;
+      Put(out, static_cast<uint32_t>(r.a));
+      for (uint64_t q : r.qos) Put(out, q);
+      Put(out, x.socket_uid);
+      Put(out, x.socket_gid);
+      Put(out, static_cast<uint16_t>(x.socket_mode == ExportAccess::kUnset ? 0xFFFF : x.socket_mode & 0777));
+      size_t nu = std::min<size_t>(x.allow_uids.size(), 15), ng = std::min<size_t>(x.allow_gids.size(), 15);
+      Put(out, static_cast<uint8_t>(nu | ng << 4));
+      for (size_t i = 0; i < nu; ++i) Put(out, x.allow_uids[i]);
+      for (size_t i = 0; i < ng; ++i) Put(out, x.allow_gids[i]);
+      break;
+    }
     case RecordType::kMap:
       Put(out, r.a);
       Put(out, r.b);
@@ -237,6 +251,21 @@ Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(
         r.a = GetAt<uint64_t>(buf, &off);
         for (uint64_t& q : r.qos) q = GetAt<uint64_t>(buf, &off);
         break;
+      case RecordType::kExportSetAccess: {
+        if (!need(47)) return Corruption("truncated export record");
+        r.a = GetAt<uint32_t>(buf, &off);
+        for (uint64_t& q : r.qos) q = GetAt<uint64_t>(buf, &off);
+        r.access.socket_uid = GetAt<uint32_t>(buf, &off);
+        r.access.socket_gid = GetAt<uint32_t>(buf, &off);
+        uint16_t mode = GetAt<uint16_t>(buf, &off);
+        r.access.socket_mode = mode == 0xFFFF ? ExportAccess::kUnset : mode;
+        uint8_t counts = GetAt<uint8_t>(buf, &off);
+        size_t nu = counts & 15, ng = counts >> 4;
+        if (!need(4 * (nu + ng))) return Corruption("truncated export record");
+        for (size_t i = 0; i < nu; ++i) r.access.allow_uids.push_back(GetAt<uint32_t>(buf, &off));
+        for (size_t i = 0; i < ng; ++i) r.access.allow_gids.push_back(GetAt<uint32_t>(buf, &off));
+        break;
+      }
       case RecordType::kVolumeResize:
       case RecordType::kVolumeReserve:
       case RecordType::kNoteMark:

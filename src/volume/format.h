@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "volume/export_access.h"
 
 namespace nestor::volume {
 
@@ -69,6 +70,10 @@ enum class RecordType : uint8_t {
   kExportSet = 7,     // id, queues | readonly << 16, qos[4] (the volume is exported)
   kExportClear = 8,   // id (no longer exported)
   kNoteMark = 9,      // volume 0, notes: data-path records this state includes (journal.h)
+  // An ExportSet with access settings (socket owner, group, mode, admitted
+  // peers): written instead of kExportSet only when they are not the
+  // defaults, so pools that do not use them stay readable by older nestor.
+  kExportSetAccess = 10,  // id, queues | readonly << 16 (u32), qos[4], access
 };
 
 struct Record {
@@ -79,6 +84,7 @@ struct Record {
   uint64_t count = 0;  // clusters (map/unmap)
   std::string name;    // create
   uint64_t qos[4] = {};  // export: read_iops, write_iops, read_bps, write_bps
+  ExportAccess access{};  // kExportSetAccess
 };
 
 void AppendRecord(const Record& r, std::string* out);

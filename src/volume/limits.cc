@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "volume/export_access.h"
+
 namespace nestor::volume {
 namespace {
 
@@ -62,5 +64,22 @@ Status ValidateVolumeName(std::string_view name) {
 Status ValidateVolumeSize(uint64_t size) { return SizeInRange(size, kVolumeAlign, kMinVolumeBytes, "volume"); }
 
 Status ValidateExportSize(uint64_t size) { return SizeInRange(size, kExportAlign, kExportAlign, "volume"); }
+
+Status ValidateExportAccess(const ExportAccess& a) {
+  if (a.socket_mode != ExportAccess::kUnset && a.socket_mode > 0777) {
+    return Status::Invalid(fmt::format("socket_mode {:#o} is not a permission mode (0 to 0777)", a.socket_mode));
+  }
+  for (uint32_t id : a.allow_uids) {
+    if (id == ExportAccess::kUnset) return Status::Invalid("allow_uids: 4294967295 is not a uid");
+  }
+  for (uint32_t id : a.allow_gids) {
+    if (id == ExportAccess::kUnset) return Status::Invalid("allow_gids: 4294967295 is not a gid");
+  }
+  if (a.allow_uids.size() + a.allow_gids.size() > ExportAccess::kMaxAllowIds) {
+    return Status::Invalid(fmt::format("allow_uids and allow_gids hold {} ids together: the limit is {}",
+                                       a.allow_uids.size() + a.allow_gids.size(), ExportAccess::kMaxAllowIds));
+  }
+  return Status::Ok();
+}
 
 }  // namespace nestor::volume

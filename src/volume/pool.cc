@@ -298,12 +298,17 @@ Record ExportRecord(uint32_t id, const ExportSettings& s) {
   r.qos[1] = s.write_iops;
   r.qos[2] = s.read_bps;
   r.qos[3] = s.write_bps;
+  if (!s.access.IsDefault()) {  // else the record older nestor reads
+    r.type = RecordType::kExportSetAccess;
+    r.access = s.access;
+  }
   return r;
 }
 
 Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   if (s.queues < 1 || s.queues > 64) return Status::Invalid("queues must be 1..64");
+  NESTOR_RETURN_IF_ERROR(ValidateExportAccess(s.access));
   std::lock_guard<std::mutex> c(commit_mu_);
   {
     std::lock_guard<std::mutex> g(mu_);

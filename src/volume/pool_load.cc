@@ -239,6 +239,7 @@ Status Pool::Apply(const Record& r) {
       v.size.store(r.a);
       return Status::Ok();
     case RecordType::kExportSet:
+    case RecordType::kExportSetAccess:
       v.exported = true;
       v.export_settings.queues = static_cast<uint16_t>(r.a & 0xFFFF);
       v.export_settings.read_only = (r.a >> 16) & 1;
@@ -246,8 +247,12 @@ Status Pool::Apply(const Record& r) {
       v.export_settings.write_iops = r.qos[1];
       v.export_settings.read_bps = r.qos[2];
       v.export_settings.write_bps = r.qos[3];
+      v.export_settings.access = r.access;  // kExportSet: the defaults
       if (v.export_settings.queues < 1 || v.export_settings.queues > 64) {
         return Corruption("export of volume " + v.name + " has a bad queue count");
+      }
+      if (!ValidateExportAccess(r.access).ok()) {
+        return Corruption("export of volume " + v.name + " has bad access settings");
       }
       return Status::Ok();
     case RecordType::kExportClear:

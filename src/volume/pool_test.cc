@@ -427,5 +427,121 @@ TEST(Pool, SuperblockLayoutThatWrapsIsCorrupt) {
   EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
 }
 
+
+// Issue #11: export access settings. A pool written before them holds
+// ExportSet records (type 7, 45 bytes): they load with the default access;
+// the new record (type 10) is written only when the access is not the
+// default, round-trips every field, and fits a checkpoint's room for it.
+TEST(ExportRecords, OldExportSetDecodesWithDefaultAccess) {
+  // Byte for byte what nestor wrote before issue #11: type 7, volume 3,
+  // queues 2 | readonly << 16, then the four QoS limits.
+  std::string old;
+  auto put = [&](auto v) { old.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(uint8_t{7});
+  put(uint32_t{3});
+  put(uint64_t{2} | uint64_t{1} << 16);
+  for (uint64_t q : {1u, 2u, 3u, 4u}) put(uint64_t{q});
+  ASSERT_EQ(old.size(), 45u);
+  std::vector<Record> recs;
+  ASSERT_TRUE(DecodeRecords(reinterpret_cast<const uint8_t*>(old.data()), old.size(), &recs).ok());
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].type, RecordType::kExportSet);
+  EXPECT_EQ(recs[0].a, 2u | 1u << 16);
+  EXPECT_EQ(recs[0].qos[3], 4u);
+  EXPECT_TRUE(recs[0].access.IsDefault());
+  // And default settings are still written that way (older nestor reads them).
+  ExportSettings s;
+  s.queues = 2;
+  s.read_only = true;
+  s.read_iops = 1, s.write_iops = 2, s.read_bps = 3, s.write_bps = 4;
+  std::string now;
+  AppendRecord(ExportRecord(3, s), &now);
+  EXPECT_EQ(now, old);
+}
+
+TEST(ExportRecords, AccessRecordRoundTripsAndFitsItsRoom) {
+  ExportSettings s;
+  s.queues = 64;
+  s.write_iops = 77;
+  s.access.socket_uid = 0;
+  s.access.socket_gid = 64055;
+  s.access.socket_mode = 0660;
+  s.access.allow_uids = {1000, 1001, 0, 65534};
+  s.access.allow_gids = {4294967294u, 5, 6, 7};
+  Record r = ExportRecord(9, s);
+  EXPECT_EQ(r.type, RecordType::kExportSetAccess);
+  std::string buf;
+  AppendRecord(r, &buf);
+  // The checkpoint keeps 85 bytes per volume for its export record (a
+  // VolumeCreate's worst case, format.cc PlanLayout).
+  EXPECT_LE(buf.size(), size_t{1 + 4 + 8 + 8 + 1 + kMaxNameLen});
+  std::vector<Record> recs;
+  ASSERT_TRUE(DecodeRecords(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), &recs).ok());
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].type, RecordType::kExportSetAccess);
+  EXPECT_EQ(recs[0].volume, 9u);
+  EXPECT_EQ(recs[0].a, 64u);
+  EXPECT_EQ(recs[0].qos[1], 77u);
+  EXPECT_EQ(recs[0].access, s.access);
+  // Unset fields survive as unset; every truncation is corruption.
+  ExportSettings only_mode;
+  only_mode.access.socket_mode = 0;
+  buf.clear();
+  AppendRecord(ExportRecord(1, only_mode), &buf);
+  recs.clear();
+  ASSERT_TRUE(DecodeRecords(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), &recs).ok());
+  EXPECT_EQ(recs[0].access, only_mode.access);
+  EXPECT_EQ(recs[0].access.socket_uid, ExportAccess::kUnset);
+  buf.clear();
+  AppendRecord(r, &buf);
+  for (size_t n = 1; n < buf.size(); ++n) {
+    recs.clear();
+    EXPECT_EQ(DecodeRecords(reinterpret_cast<const uint8_t*>(buf.data()), n, &recs).err(), EUCLEAN) << n;
+  }
+}
+
+TEST(ExportRecords, PoolKeepsAccessThroughLogCheckpointAndOldRecords) {
+  auto f = MakePool(8 << 20);
+  ASSERT_TRUE(f.pool->CreateVolume("a", 1 << 20, false).ok());
+  ExportSettings s;
+  s.access.socket_gid = 65534;
+  s.access.socket_mode = 0660;
+  s.access.allow_uids = {65534};
+  ASSERT_TRUE(f.pool->SetExport("a", s).ok());
+  ExportSettings bad = s;
+  bad.access.socket_mode = 01777;
+  EXPECT_EQ(f.pool->SetExport("a", bad).err(), EINVAL);
+  bad = s;
+  bad.access.allow_gids = {1, 2, 3, 4, 5, 6, 7, 8};  // 9 ids in all
+  EXPECT_EQ(f.pool->SetExport("a", bad).err(), EINVAL);
+  auto reopened = Pool::Open(VolatileCacheDevice::FromImage(f.dev->Crash(), 1));  // from the log
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ((*reopened)->GetVolume("a")->export_settings, s);
+  for (int i = 0; i < 400; ++i) {  // pass half the log: a checkpoint
+    ExportSettings t = s;
+    t.queues = static_cast<uint16_t>(1 + i % 8);
+    ASSERT_TRUE((*reopened)->SetExport("a", t).ok());
+  }
+  ASSERT_TRUE((*reopened)->SetExport("a", s).ok());
+  EXPECT_GE((*reopened)->Info().checkpoints, 1u);
+  auto* dev = static_cast<VolatileCacheDevice*>((*reopened)->device());
+  auto again = Pool::Open(VolatileCacheDevice::FromImage(dev->Crash(), 2));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->GetVolume("a")->export_settings, s);
+  EXPECT_TRUE((*again)->Check().clean());
+
+  // A log written by an older nestor: ExportSet (type 7) only.
+  auto old = std::make_unique<VolatileCacheDevice>(8 << 20, 12);
+  ASSERT_TRUE(Pool::Format(old.get(), kCluster, false).ok());
+  Record e{RecordType::kExportSet, 1, 2, 0, 0, {}};
+  WriteFirstLogEntry(old.get(), {Record{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "db0"}, e});
+  auto pool = Pool::Open(std::move(old));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  auto v = (*pool)->GetVolume("db0");
+  ASSERT_TRUE(v->exported);
+  EXPECT_EQ(v->export_settings.queues, 2);
+  EXPECT_TRUE(v->export_settings.access.IsDefault());
+}
+
 }  // namespace
 }  // namespace nestor::volume

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "volume/export_access.h"
 #include "volume/extent_map.h"
 
 namespace nestor::volume {
@@ -58,6 +59,7 @@ struct ExportSettings {
   uint16_t queues = 1;
   bool read_only = false;
   uint64_t read_iops = 0, write_iops = 0, read_bps = 0, write_bps = 0;  // 0: unlimited
+  ExportAccess access{};  // socket owner/group/mode, admitted peers
   bool operator==(const ExportSettings&) const = default;
 };
 

@@ -167,6 +167,8 @@ out_is "export create" <<<"export db0 created: /run/nestor/db0.sock (1 queue)"
 r 0 export create db0 --queues 2 --readonly
 req_is export_create '{"name":"db0","queues":2,"readonly":true}'
 out_is "export create --queues 2 --readonly" <<<"export db0 created: /run/nestor/db0.sock (2 queues, read-only)"
+r 0 export create db0 --socket-group kvm --socket-mode 0660 --socket-owner 0 --allow-uid libvirt-qemu,1000 --allow-uid 7 --allow-gid 5
+req_is export_create '{"allow_gids":[5],"allow_uids":["libvirt-qemu",1000,7],"name":"db0","socket_group":"kvm","socket_mode":"0660","socket_owner":0}'
 
 r 0 export delete db0
 req_is export_delete '{"name":"db0"}'
@@ -177,9 +179,9 @@ req_is export_delete '{"force":true,"name":"db0"}'
 r 0 export list
 req_is export_list -
 out_is "export list" <<'EOF'
-NAME  QUEUES  RO   SESSIONS  QOS                     SOCKET
-db0        2  no          1  wiops=5000,wbps=100.0M  /run/nestor/db0.sock
-logs       1  yes         0  -                       /run/nestor/logs.sock
+NAME  QUEUES  RO   SESSIONS  QOS                     ACCESS                              SOCKET
+db0        2  no          1  wiops=5000,wbps=100.0M  0:64055 0660 uids=1000,1001 gids=5  /run/nestor/db0.sock
+logs       1  yes         0  -                       -                                   /run/nestor/logs.sock
 EOF
 
 r 0 qos set db0 --write-iops 5000

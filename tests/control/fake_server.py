@@ -77,9 +77,11 @@ def result_for(method, p):
     if method == "export_create":
         return export(name, p.get("queues", 1), p.get("readonly", False))
     if method == "export_list":
-        return [export("db0", 2, False, 1, {"read_iops": 0, "write_iops": 5000, "read_bps": 0,
-                                              "write_bps": 104857600}),
-                export("logs", 1, True, 0)]
+        db0 = export("db0", 2, False, 1, {"read_iops": 0, "write_iops": 5000, "read_bps": 0,
+                                           "write_bps": 104857600})
+        db0.update({"socket_owner": 0, "socket_group": 64055, "socket_mode": "0660",
+                    "allow_uids": [1000, 1001], "allow_gids": [5]})
+        return [db0, export("logs", 1, True, 0)]
     if method == "qos_set":
         q = dict(QOS0)
         q.update({k: v for k, v in p.items() if k in QOS0})

@@ -88,6 +88,26 @@ std::string QosCompact(const ordered_json& qos) {
   return s.empty() ? "-" : s;
 }
 
+// Owner, group, mode and admitted peers, compact: "0:64055 0660" then
+// " uids=1000,1001 gids=5" when restricted; "-" if nestord sent none.
+std::string AccessCompact(const ordered_json& e) {
+  auto uid = U64(e, "socket_owner");
+  auto gid = U64(e, "socket_group");
+  const ordered_json& mode = Field(e, "socket_mode");
+  if (!uid || !gid || !mode.is_string()) return "-";
+  std::string s = std::to_string(*uid) + ":" + std::to_string(*gid) + " " + mode.get<std::string>();
+  for (const char* k : {"allow_uids", "allow_gids"}) {
+    const ordered_json& ids = Field(e, k);
+    if (!ids.is_array() || ids.empty()) continue;
+    s += std::string(" ") + (k[6] == 'u' ? "uids=" : "gids=");
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i > 0) s += ",";
+      s += ids[i].is_number_unsigned() ? std::to_string(ids[i].get<uint64_t>()) : "?";
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 std::string SizeField(const ordered_json& o, const char* key) {
@@ -176,10 +196,10 @@ bool PrintVolumeList(const ordered_json& r) {
 
 bool PrintExportList(const ordered_json& r) {
   if (!r.is_array()) return false;
-  Table t({"NAME", "QUEUES", "RO", "SESSIONS", "QOS", "SOCKET"}, "lrlrll");
+  Table t({"NAME", "QUEUES", "RO", "SESSIONS", "QOS", "ACCESS", "SOCKET"}, "lrlrlll");
   for (const auto& e : r) {
     t.Add({StrField(e, "name"), IntField(e, "queues"), YesNo(e, "readonly"), IntField(e, "sessions"),
-           QosCompact(Field(e, "qos")), StrField(e, "socket")});
+           QosCompact(Field(e, "qos")), AccessCompact(e), StrField(e, "socket")});
   }
   std::fputs(t.Render().c_str(), stdout);
   return true;
@@ -216,7 +236,11 @@ bool PrintStats(const ordered_json& r) {
                 IntField(v, "discard_ops").c_str(), IntField(v, "write_zeroes_ops").c_str());
     std::printf("  bytes        read %s  write %s\n", SizeField(v, "read_bytes").c_str(),
                 SizeField(v, "write_bytes").c_str());
-    std::printf("  errors       %s  throttled %s\n", IntField(v, "errors").c_str(), IntField(v, "throttled").c_str());
+    std::printf("  errors       %s  throttled %s", IntField(v, "errors").c_str(), IntField(v, "throttled").c_str());
+    if (Field(v, "refused_connections").is_number()) {
+      std::printf("  refused_connections %s", IntField(v, "refused_connections").c_str());
+    }
+    std::printf("\n");
     const ordered_json& lat = Field(v, "latency_ns");
     std::printf("  latency µs   mean %s  p50 %s  p99 %s  p99.9 %s\n", MicrosField(lat, "mean").c_str(),
                 MicrosField(lat, "p50").c_str(), MicrosField(lat, "p99").c_str(), MicrosField(lat, "p999").c_str());

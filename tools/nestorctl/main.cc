@@ -7,6 +7,8 @@
 //   nestorctl volume resize NAME --size SIZE [--force]       volume_resize
 //   nestorctl volume list                                    volume_list
 //   nestorctl export create NAME [--queues N] [--readonly]   export_create
+//             [--socket-owner U] [--socket-group G] [--socket-mode MODE]
+//             [--allow-uid U,...] [--allow-gid G,...]
 //   nestorctl export delete NAME [--force]                   export_delete
 //   nestorctl export list                                    export_list
 //   nestorctl qos set NAME [--read-iops N] [--write-iops N]
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "base/size.h"
 #include "nestorctl/format.h"
@@ -44,7 +47,8 @@ const char kSynopsis[] =
     "  nestorctl volume delete NAME [--force]\n"
     "  nestorctl volume resize NAME --size SIZE [--force]\n"
     "  nestorctl volume list\n"
-    "  nestorctl export create NAME [--queues N] [--readonly]\n"
+    "  nestorctl export create NAME [--queues N] [--readonly] [--socket-owner U] [--socket-group G]\n"
+    "                           [--socket-mode MODE] [--allow-uid U,...] [--allow-gid G,...]\n"
     "  nestorctl export delete NAME [--force]\n"
     "  nestorctl export list\n"
     "  nestorctl qos set NAME [--read-iops N] [--write-iops N] [--read-bps SIZE] [--write-bps SIZE]\n"
@@ -93,6 +97,15 @@ bool CountArg(const char* option, const std::string& text, uint64_t* out) {
   return true;
 }
 
+// A user or group for the RPC: an id (all digits) as a number, else the
+// name as a string (nestord resolves it).
+ordered_json IdJson(const std::string& text) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc() && p == text.data() + text.size() && !text.empty()) return v;
+  return text;
+}
+
 // What one subcommand sends, and how its result reads for a human.
 struct Call {
   std::string method;
@@ -117,6 +130,8 @@ int Main(int argc, char** argv) {
 
   std::string name, size_text, method, params_text;
   std::string read_iops, write_iops, read_bps, write_bps;
+  std::string socket_owner, socket_group, socket_mode;
+  std::vector<std::string> allow_uids, allow_gids;
   bool force = false, preallocate = false, readonly = false;
   int queues = 0;
 
@@ -145,6 +160,19 @@ int Main(int argc, char** argv) {
   exp_create->add_option("NAME", name, "volume name")->required();
   exp_create->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
   exp_create->add_flag("--readonly", readonly, "refuse writes");
+  exp_create->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")
+      ->type_name("U");
+  exp_create->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")
+      ->type_name("G");
+  exp_create->add_option("--socket-mode", socket_mode, "permission bits of the socket file, octal, e.g. 0660")
+      ->type_name("MODE");
+  exp_create->add_option("--allow-uid", allow_uids,
+                         "admit only these peers (with --allow-gid: either list): user names or uids")
+      ->type_name("U,...")
+      ->delimiter(',');
+  exp_create->add_option("--allow-gid", allow_gids, "admit peers whose group (gid) is one of these")
+      ->type_name("G,...")
+      ->delimiter(',');
   CLI::App* exp_delete = exp->add_subcommand("delete", "stop exporting a volume (its data stays)");
   exp_delete->add_option("NAME", name, "volume name")->required();
   exp_delete->add_flag("--force", force, "delete even while a client is connected (it is disconnected)");
@@ -227,6 +255,17 @@ int Main(int argc, char** argv) {
          })};
     if (exp_create->count("--queues") != 0) c.params["queues"] = queues;  // nestord checks the range
     if (readonly) c.params["readonly"] = true;
+    if (exp_create->count("--socket-owner") != 0) c.params["socket_owner"] = IdJson(socket_owner);
+    if (exp_create->count("--socket-group") != 0) c.params["socket_group"] = IdJson(socket_group);
+    if (exp_create->count("--socket-mode") != 0) c.params["socket_mode"] = socket_mode;
+    if (!allow_uids.empty()) {
+      c.params["allow_uids"] = ordered_json::array();
+      for (const std::string& u : allow_uids) c.params["allow_uids"].push_back(IdJson(u));
+    }
+    if (!allow_gids.empty()) {
+      c.params["allow_gids"] = ordered_json::array();
+      for (const std::string& g : allow_gids) c.params["allow_gids"].push_back(IdJson(g));
+    }
   } else if (*exp_delete) {
     c = {"export_delete", {{"name", name}},
          confirm([&](const ordered_json&) { std::printf("export %s deleted\n", name.c_str()); })};
