@@ -14,7 +14,7 @@ bool HasType(const Json& v, unsigned types) {
   if ((types & kUint) && IsUint(v)) return true;
   if ((types & kBool) && v.is_boolean()) return true;
   if ((types & kObject) && v.is_object()) return true;
-  if ((types & kUintList) && v.is_array()) return true;
+  if ((types & kList) && v.is_array()) return true;
   return false;
 }
 
@@ -76,8 +76,8 @@ Status CheckValue(const Param& p, const Json& v, const std::string& name, std::s
     }
     for (size_t i = 0; i < v.size(); ++i) {
       std::string item = fmt::format("{}[{}]", name, i);
-      if (!IsUint(v[i])) return Fail(field, item, item + " must be a non-negative integer");
-      NESTOR_RETURN_IF_ERROR(CheckRange(p, v[i].get<uint64_t>(), item, field));
+      if (!HasType(v[i], p.item_types)) return Fail(field, item, item + " must be " + DescribeTypes(p.item_types));
+      if (IsUint(v[i])) NESTOR_RETURN_IF_ERROR(CheckRange(p, v[i].get<uint64_t>(), item, field));
     }
   }
   return Status::Ok();
@@ -95,7 +95,7 @@ std::string DescribeTypes(unsigned types) {
   add(kUint, "a non-negative integer");
   add(kBool, "a boolean (true or false)");
   add(kObject, "an object");
-  add(kUintList, "an array of non-negative integers");
+  add(kList, "an array");
   return out;
 }
 

@@ -26,7 +26,7 @@ enum ParamType : unsigned {
   kUint = 2,     // a non-negative integer, within [min, max]
   kBool = 4,
   kObject = 8,   // checked against `fields`
-  kUintList = 16,  // an array of non-negative integers, each within [min, max]
+  kList = 16,    // an array of at most max_items items, each of item_types (uints within [min, max])
 };
 
 struct Param {
@@ -36,7 +36,8 @@ struct Param {
   uint64_t min = 0;
   uint64_t max = std::numeric_limits<uint64_t>::max();
   std::vector<Param> fields = {};  // kObject: its keys (any other key is refused)
-  size_t max_items = 1024;    // kUintList: at most this many
+  unsigned item_types = kUint;  // kList: what each item may be
+  size_t max_items = 1024;     // kList: at most this many
 };
 
 using ParamSpec = std::vector<Param>;

@@ -12,7 +12,8 @@ ParamSpec Spec() {
           {.name = "queues", .types = kUint, .min = 1, .max = 64},
           {.name = "readonly", .types = kBool},
           {.name = "owner", .types = kString | kUint},
-          {.name = "uids", .types = kUintList, .max = 99, .max_items = 2},
+          {.name = "uids", .types = kList, .max = 99, .max_items = 2},
+          {.name = "users", .types = kList, .item_types = kString | kUint},
           {.name = "qos", .types = kObject, .fields = {{.name = "read_iops", .types = kUint}}}};
 }
 
@@ -28,13 +29,14 @@ TEST(Params, AcceptsWhatTheSpecSays) {
   EXPECT_EQ(Check(R"({"name":"a","queues":64,"readonly":false,"owner":"qemu","uids":[1,2],"qos":{"read_iops":5}})"),
             "ok");
   EXPECT_EQ(Check(R"({"name":"a","owner":107})"), "ok");
+  EXPECT_EQ(Check(R"({"name":"a","users":["qemu",107]})"), "ok");
 }
 
 // Issue #11: each of these used to be accepted and reported as success.
 TEST(Params, RefusesWrongTypesAndUnknownKeysNamingTheField) {
   EXPECT_EQ(Check(R"({"name":"a","readonly":"yes"})"), "readonly: readonly must be a boolean (true or false)");
   EXPECT_EQ(Check(R"({"name":"a","read_only":true})"),
-            "read_only: unknown parameter 'read_only' (expected: name, queues, readonly, owner, uids, qos)");
+            "read_only: unknown parameter 'read_only' (expected: name, queues, readonly, owner, uids, users, qos)");
   EXPECT_EQ(Check(R"({"name":"a","qos":{"readiops":1}})"),
             "qos.readiops: unknown parameter 'qos.readiops' (expected: read_iops)");
   EXPECT_EQ(Check(R"({"name":"a","qos":{"read_iops":-1}})"), "qos.read_iops: qos.read_iops must be a non-negative integer");
@@ -45,6 +47,8 @@ TEST(Params, RefusesWrongTypesAndUnknownKeysNamingTheField) {
   EXPECT_EQ(Check(R"({"name":"a","uids":[1,100]})"), "uids[1]: uids[1] must be 0..99 (got 100)");
   EXPECT_EQ(Check(R"({"name":"a","uids":[1,2,3]})"), "uids: uids has 3 items, at most 2");
   EXPECT_EQ(Check(R"({"name":"a","uids":["x"]})"), "uids[0]: uids[0] must be a non-negative integer");
+  EXPECT_EQ(Check(R"({"name":"a","users":[true]})"), "users[0]: users[0] must be a string or a non-negative integer");
+  EXPECT_EQ(Check(R"({"name":"a","users":"qemu"})"), "users: users must be an array");
   EXPECT_EQ(Check(R"([1])"), ": params must be an object");
 }
 

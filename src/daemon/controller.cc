@@ -319,6 +319,7 @@ Status Controller::NeedPool() const {
 namespace {
 
 using control::kBool;
+using control::kList;
 using control::kObject;
 using control::kString;
 using control::kUint;
@@ -335,8 +336,15 @@ ParamSpec QosFields() {
 }
 
 ParamSpec ExportCreateSpec() {
-  return {Name(), {.name = "queues", .types = kUint, .min = 1, .max = 64}, {.name = "readonly", .types = kBool},
-          {.name = "qos", .types = kObject, .fields = QosFields()}};
+  return {Name(),
+          {.name = "queues", .types = kUint, .min = 1, .max = 64},
+          {.name = "readonly", .types = kBool},
+          {.name = "qos", .types = kObject, .fields = QosFields()},
+          {.name = "socket_owner", .types = kString | kUint, .max = UINT32_MAX},
+          {.name = "socket_group", .types = kString | kUint, .max = UINT32_MAX},
+          {.name = "socket_mode", .types = kString | kUint, .max = 0777},
+          {.name = "allow_uids", .types = kList, .max = UINT32_MAX, .item_types = kString | kUint, .max_items = 8},
+          {.name = "allow_gids", .types = kList, .max = UINT32_MAX, .item_types = kString | kUint, .max_items = 8}};
 }
 
 ParamSpec QosSetSpec() {

@@ -109,10 +109,13 @@ TEST_F(MessageTest, ReplyHasReplyFlagOnly) {
     uint64_t v;
   } __attribute__((packed)) r;
   ASSERT_EQ(recv(sv_[1], &r, sizeof(r), MSG_WAITALL), static_cast<ssize_t>(sizeof(r)));
-  EXPECT_EQ(r.h.request, kGetFeatures);
-  EXPECT_EQ(r.h.flags, 0x5u);  // QEMU checks this exactly: version 1 | REPLY
-  EXPECT_EQ(r.h.size, 8u);
-  EXPECT_EQ(r.v, 0x1234u);
+  // Copies: the fields of a packed struct may be misaligned for a reference.
+  const uint32_t request = r.h.request, flags = r.h.flags, size = r.h.size;
+  const uint64_t v = r.v;
+  EXPECT_EQ(request, kGetFeatures);
+  EXPECT_EQ(flags, 0x5u);  // QEMU checks this exactly: version 1 | REPLY
+  EXPECT_EQ(size, 8u);
+  EXPECT_EQ(v, 0x1234u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "base/log.h"
+#include "base/sanitizers.h"
 
 namespace nestor::vhost {
 
@@ -608,6 +609,9 @@ std::shared_ptr<void> Session::Orphaned(Vring& v) {
   p->kick = std::move(v.kick);
   p->call = std::move(v.call);
   p->queue = std::move(v.queue);
+  // Freed when its stop finally finishes; if the I/O never ends, never
+  // (not even at exit): memory a request may still write stays mapped.
+  IntentionalLeak(p.get());
   v.kick_set = false;
   // The session may not change (or unmap) what the queue still reads.
   if (mem_ == p->mem) mem_ = std::make_shared<MemTable>();

@@ -131,6 +131,7 @@ class ProcessCrash : public ::testing::Test {
 TEST_F(ProcessCrash, EveryCompletedWriteSurvivesAtEveryCrashPoint) {
   uint64_t base = std::random_device{}();
   int iterations = 60;
+  if (const char* n = std::getenv("NESTOR_PROCESS_CRASH_ITERATIONS")) iterations = std::atoi(n);
   if (const char* s = std::getenv("NESTOR_SEED")) {
     base = std::strtoull(s, nullptr, 10);
     iterations = 1;

@@ -24,6 +24,7 @@
 #include "../common/rpc_client.h"
 #include "../daemon/nestord_process.h"
 #include "base/clock.h"
+#include "base/sanitizers.h"
 #include "nestor/client.hpp"
 #include "volume/pool.h"
 
@@ -251,14 +252,20 @@ TEST_F(ControlPlane, QosChangesAtRuntimeAndStatsAndMetricsSeeTheTraffic) {
   (void)rate(0.2);  // the bucket settles
   double limited = rate(1.5);
   std::cout << "QD1 writes: unlimited " << unlimited << " IOPS, limited to 400: " << limited << " IOPS\n";
-  EXPECT_GT(unlimited, 800);
   // The limit holds (never above it). At QD1 every scheduling delay of the
   // reactor beyond the 0.5 ms burst window is lost for good, so a loaded
   // machine delivers less; the 5 % accuracy test (QD8) is daemon.03.
+  // Sanitizer builds run too slowly for the lower bounds: only the limit.
   EXPECT_LE(limited, 400 * 1.05);
-  EXPECT_GE(limited, 400 * 0.7);
+  if (!kSanitized) {
+    EXPECT_GT(unlimited, 800);
+    EXPECT_GE(limited, 400 * 0.7);
+  }
   rpc_->Ok("qos_set", {{"name", "q"}, {"write_iops", 0}});
-  EXPECT_GT(rate(0.3), 800);
+  double again = rate(0.3);
+  if (!kSanitized) {
+    EXPECT_GT(again, 800);
+  }
   Json s = rpc_->Ok("stats_get", {{"name", "q"}});
   const Json& v = s["volumes"][0];
   EXPECT_GT(v["write_ops"].get<uint64_t>(), 600u);

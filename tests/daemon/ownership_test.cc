@@ -293,6 +293,9 @@ TEST(Ownership, PoolServedByAnotherDaemonIsRefusedAsARawFile) {
   std::string err;
   ASSERT_TRUE(a.Start({"--pool", pool}, {"control.ctl"}, &err)) << err;
   ASSERT_TRUE(WaitConnectable(a.Socket("control.ctl")));
+  // The control socket is bound before the pool is opened: an answer means
+  // nestord is past its start-up writes.
+  ASSERT_TRUE(Rpc(a.Socket("control.ctl")).Call("pool_info").contains("result"));
   std::string bytes = ReadAll(pool);
   {
     NestordProcess b;
