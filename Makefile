@@ -14,7 +14,7 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test bench clean build-asan test-asan build-tsan test-tsan fuzz
+.PHONY: all deps build run test bench clean build-asan test-asan build-tsan test-tsan fuzz format format-check tidy
 
 # Checked builds (clang; docs/testing.md). Each has its own build folder.
 #   make test-asan  ASan + UBSan build (with the fuzz targets): unit, daemon,
@@ -93,6 +93,19 @@ test-tsan: build-tsan
 
 fuzz: build-asan
 	@fuzz/run-all.sh $(ASAN_BUILD) $(FUZZ_SECONDS)
+
+# Style guard (.clang-format, .clang-tidy; docs/testing.md).
+FORMAT_FILES = $(shell git ls-files '*.cc' '*.h' '*.c' '*.hpp')
+format: deps
+	@clang-format -i $(FORMAT_FILES)
+
+format-check: deps
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: clean"
+
+# clang-tidy with .clang-tidy's checks over the normal build's compile
+# database (minutes: not in CI).
+tidy: build
+	@run-clang-tidy -quiet -p $(BUILD) '^$(CURDIR)/(src|tools)/.*[.]cc$$' && echo "tidy: clean"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -34,7 +34,9 @@
 namespace nestor::volume {
 namespace {
 
+using testing::StartIo;
 using testing::SyncIo;
+using testing::SyncRequest;
 using testing::VolatileCacheDevice;
 namespace fs = std::filesystem;
 
@@ -220,10 +222,12 @@ TEST_F(ProcessCrash, OverwriteOfAnUnjournaledClusterWaitsForItsJournal) {
   std::vector<uint8_t> first(4096), second(4096);
   Fill(first.data(), 1, 0);
   Fill(second.data(), 2, 0);
-  int r = SyncIo(ch1.get(), io::IoOp::kWrite, 0, first.data(), 4096);
-  ASSERT_EQ(r, INT_MIN) << "the allocating write must wait for its reactor's end of batch";
-  r = SyncIo(ch2.get(), io::IoOp::kWrite, 0, second.data(), 4096);
-  if (r == INT_MIN) ch2->EndOfBatch();  // its reactor's iteration ends
+  SyncRequest w1, w2;  // live until completed (ASan: a request on SyncIo's frame was completed after it returned)
+  iovec v1, v2;
+  StartIo(ch1.get(), &w1, &v1, io::IoOp::kWrite, 0, first.data(), 4096);
+  ASSERT_EQ(w1.result, INT_MIN) << "the allocating write must wait for its reactor's end of batch";
+  StartIo(ch2.get(), &w2, &v2, io::IoOp::kWrite, 0, second.data(), 4096);
+  if (w2.result == INT_MIN) ch2->EndOfBatch();  // its reactor's iteration ends
   // Whatever channel 2 was told, a crash now must not contradict it.
   auto image = raw->current_image();
   auto journal = SnapshotDir(jdir);
@@ -231,6 +235,8 @@ TEST_F(ProcessCrash, OverwriteOfAnUnjournaledClusterWaitsForItsJournal) {
   m.gen[0][0] = 2;
   Verify(image, journal, m, "", "overwrite acknowledged before the mapping was journaled");
   ch1->EndOfBatch();
+  EXPECT_EQ(w1.result, 4096);
+  EXPECT_EQ(w2.result, 4096);
 }
 
 }  // namespace
