@@ -31,11 +31,16 @@ PIPE = 3
 UVA = 0x7F0000000000
 NEXT, WRITE, INDIRECT = 1, 2, 4
 QN = 16  # queue size
-RINGS = ((0x1000, 0x1100, 0x1200), (0x2000, 0x2100, 0x2200))  # desc, avail, used per queue
+# The image stays small (fuzzer mutations should mostly hit the messages):
+# [0, 0x280) an inflight region (2 queues of 16), then per queue its desc
+# table, avail and used rings, then request headers and status bytes. Data
+# buffers lie past the image (the memfd's zeros).
+RINGS = ((0x280, 0x380, 0x3C0), (0x480, 0x580, 0x5C0))  # desc, avail, used per queue
+HDRS = 0x680
 
 
 class Image:
-    def __init__(self, size=0x3000):
+    def __init__(self, size=0x740):
         self.b = bytearray(size)
 
     def put(self, off, data):
@@ -52,9 +57,9 @@ class Image:
 
     def request(self, q, head, type_, sector, data_len=0, slot=0):
         """header -> [data] -> status at per-queue, per-slot offsets"""
-        hdr = 0x1400 + 0x1000 * q + 32 * slot
+        hdr = HDRS + 0x60 * q + 32 * slot
         status = hdr + 16
-        data = 0x1600 + 0x1000 * q + 0x200 * slot
+        data = 0x2000 + 0x1000 * q + 0x400 * slot
         self.put(hdr, struct.pack("<IIQ", type_, 0, sector))
         self.desc(q, head, hdr, 16, NEXT, head + 1)
         nxt = head + 1
