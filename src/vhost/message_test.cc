@@ -112,7 +112,8 @@ TEST_F(MessageTest, ReplyHasReplyFlagOnly) {
   EXPECT_EQ(r.h.request, kGetFeatures);
   EXPECT_EQ(r.h.flags, 0x5u);  // QEMU checks this exactly: version 1 | REPLY
   EXPECT_EQ(r.h.size, 8u);
-  EXPECT_EQ(r.v, 0x1234u);
+  uint64_t v = r.v;  // a copy: EXPECT_EQ binds a reference, r.v is unaligned
+  EXPECT_EQ(v, 0x1234u);
 }
 
 }  // namespace
