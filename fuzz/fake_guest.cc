@@ -1,5 +1,7 @@
 #include "fake_guest.h"
 
+#include <sys/eventfd.h>
+
 #include <algorithm>
 
 namespace nestor::fuzz {
@@ -19,6 +21,13 @@ reactor::Reactor* FakeReactor() {
   // Never started: the fuzzer's thread is the reactor thread.
   static reactor::Reactor* r = new reactor::Reactor(reactor::ReactorOptions{});
   return r;
+}
+
+// The queue's call eventfd (per process; the fuzzer never reads it: its
+// counter cannot overflow in any run's lifetime).
+int CallFd() {
+  static int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return fd;
 }
 
 // Polls until the queue takes nothing (bounded: the driver's avail.idx may
@@ -83,6 +92,7 @@ QueueRun DriveQueue(virtio::BlkQueueConfig cfg, const RingHeader& h) {
   QueueRun run;
   bool& broken = run.broken;
   cfg.backend = Backend();
+  cfg.call_fd = CallFd();
   cfg.on_broken = [&broken](const std::string&) { broken = true; };
   std::memcpy(cfg.serial, "fuzz-serial-0123456789", virtio::kBlkIdBytes);
   virtio::AvailRing* avail = cfg.vring.avail;

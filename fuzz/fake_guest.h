@@ -6,7 +6,7 @@
 // started on a Reactor object that is never started (no thread, no
 // io_uring), and Poll/Flush/PrepareToSleep/ResumePolling are called
 // directly, so every run is deterministic. The backend is a small memory
-// volume (inline completions). Errors: a broken harness invariant (a queue
+// volume (inline completions); the call fd an eventfd nobody reads. Errors: a broken harness invariant (a queue
 // that does not stop, a popped head that was never completed) traps, so
 // libFuzzer reports it as a crash.
 //
