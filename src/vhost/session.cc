@@ -503,6 +503,12 @@ Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
   if (s.desc == nullptr || s.avail == nullptr || s.used == nullptr) {
     return Status::Invalid("ring not inside one mapped memory region");
   }
+  // Aligned frontend addresses are misaligned pointers here if a region's
+  // userspace_addr or mmap_offset is not aligned like its pages.
+  if ((reinterpret_cast<uintptr_t>(s.desc) & 15) || (reinterpret_cast<uintptr_t>(s.avail) & 1) ||
+      (reinterpret_cast<uintptr_t>(s.used) & 3)) {
+    return Status::Invalid("ring misaligned in the frontend's memory region");
+  }
   // The control thread never reads guest memory (a shrunken memfd would
   // SIGBUS it): the used index starts at the base the frontend gave us.
   s.last_avail = v.base;
