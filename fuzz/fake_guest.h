@@ -53,7 +53,7 @@ class ByteReader {
   const uint8_t* pos() const { return p_; }
   void Read(void* out, size_t n) {
     size_t k = n < left_ ? n : left_;
-    std::memcpy(out, p_, k);
+    if (k > 0) std::memcpy(out, p_, k);  // p_ may be null for an empty input
     std::memset(static_cast<uint8_t*>(out) + k, 0, n - k);
     p_ += k;
     left_ -= k;
