@@ -451,9 +451,12 @@ Status Session::HandleSetInflightFd(Message& m) {
   if (!m.PayloadIs<InflightDesc>()) return Status::Invalid("SET_INFLIGHT_FD payload size");
   if (m.fds.size() != 1) return Status::Invalid("SET_INFLIGHT_FD needs exactly one fd");
   auto d = m.As<InflightDesc>();
+  // Each queue's part is InflightQueueBytes(queue_size) (64-byte aligned),
+  // as libvhost-user and QEMU lay the region out; a larger mmap_size only
+  // leaves room at the end (mmap_size / num_queues could misalign parts).
+  uint64_t stride = virtio::InflightQueueBytes(d.queue_size);
   if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
-      d.queue_size > kMaxQueueSize || d.mmap_size / d.num_queues <
-          virtio::InflightQueueBytes(d.queue_size)) {
+      d.queue_size > kMaxQueueSize || d.mmap_size / d.num_queues < stride) {
     return Status::Invalid("SET_INFLIGHT_FD with bad geometry");
   }
   struct stat st {};
@@ -473,7 +476,7 @@ Status Session::HandleSetInflightFd(Message& m) {
   inflight_->base = p;
   inflight_->len = map_len;
   inflight_base_ = p;
-  inflight_stride_ = d.mmap_size / d.num_queues;
+  inflight_stride_ = stride;
   inflight_queues_ = d.num_queues;
   inflight_queue_size_ = d.queue_size;
   NLOG_INFO("{}: inflight region received ({} queues x {} entries)", name_, d.num_queues, d.queue_size);
@@ -500,6 +503,12 @@ Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
   s.used = static_cast<virtio::UsedRing*>(map.TranslateUserAddr(a.used_user_addr, virtio::UsedRingBytes(n)));
   if (s.desc == nullptr || s.avail == nullptr || s.used == nullptr) {
     return Status::Invalid("ring not inside one mapped memory region");
+  }
+  // Aligned frontend addresses are misaligned pointers here if a region's
+  // userspace_addr or mmap_offset is not aligned like its pages.
+  if ((reinterpret_cast<uintptr_t>(s.desc) & 15) || (reinterpret_cast<uintptr_t>(s.avail) & 1) ||
+      (reinterpret_cast<uintptr_t>(s.used) & 3)) {
+    return Status::Invalid("ring misaligned in the frontend's memory region");
   }
   // The control thread never reads guest memory (a shrunken memfd would
   // SIGBUS it): the used index starts at the base the frontend gave us.
