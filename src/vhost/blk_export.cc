@@ -90,7 +90,7 @@ void BlkExport::ReapFinished() {
 }
 
 size_t BlkExport::active_sessions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ReapFinished();
   return sessions_.size();
 }
@@ -98,7 +98,7 @@ size_t BlkExport::active_sessions() {
 void BlkExport::AcceptOne() {
   UniqueFd conn(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ReapFinished();
   if (sessions_.size() >= cfg_.max_sessions) {
     NLOG_WARN("volume {}: refusing connection: {} sessions already", cfg_.name, sessions_.size());
@@ -114,7 +114,7 @@ void BlkExport::AcceptOne() {
 }
 
 void BlkExport::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (Running& r : sessions_) r.session->Shutdown();
   for (Running& r : sessions_) r.thread.join();
   sessions_.clear();

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/unix_listener.h"
 #include "io/backend.h"
@@ -83,13 +84,13 @@ class BlkExport {
     std::thread thread;
     std::atomic<bool> finished{false};
   };
-  void ReapFinished();
+  void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ExportConfig cfg_;
   std::vector<reactor::Reactor*> reactors_;
   UnixListener listener_;
-  std::mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
-  std::list<Running> sessions_;
+  Mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
+  std::list<Running> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nestor::vhost
