@@ -363,7 +363,7 @@ class RawRing {
  private:
   GuestMem* mem_;
   uint32_t n_;
-  size_t ring_off_;
+  [[maybe_unused]] size_t ring_off_;  // (clang: -Wunused-private-field)
   size_t data_off_;
   size_t data_end_;
   size_t next_data_;
