@@ -189,7 +189,9 @@ TEST(VolumeQos, ConcurrentAdmissionsRespectTheLimit) {
   EXPECT_LE(admitted.load(), limit + VolumeQos::kBurstNs / (1e9 * 8192 / 400e6) + 1 + 3);
   // On a loaded 2-CPU machine threads may be descheduled: the lower bound is
   // loose. Under TSan (several times slower) the rate is not reached: skip it.
-  if (!kThreadSanitizer) EXPECT_GE(admitted.load(), limit * 0.5);
+  if (!kThreadSanitizer) {
+    EXPECT_GE(admitted.load(), limit * 0.5);
+  }
 }
 
 TEST(VolumeQos, SetWhileAdmittingIsSafe) {
