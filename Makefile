@@ -26,7 +26,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 ASAN_TESTS ?= ^(unit|daemon|hostile|volume|control|fuzz)[.]
-TSAN_TESTS ?= ^(unit[.](base|virtio|vhost|volume|control|daemon)|daemon[.]0[134]|control[.]01)
+TSAN_TESTS ?= ^(unit[.](base|virtio|vhost|volume|control|daemon|client)|daemon[.]0[1-46]-[a-z-]+|control[.]01-[a-z-]+|hostile[.]01-suite)$$
 CLANG_ENV = CC=clang CXX=clang++
 
 all: build
@@ -88,8 +88,8 @@ build-tsan: deps
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
 
 test-tsan: build-tsan
-	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(SANITIZED_ENV) \
-	  ctest --output-on-failure --timeout 600 -j 1 -R '$(TSAN_TESTS)'
+	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tsan.supp \
+	  $(SANITIZED_ENV) GTEST_FILTER='-LogDamage.Every*' ctest --output-on-failure --timeout 600 -j 1 -R '$(TSAN_TESTS)'
 
 fuzz: build-asan
 	@fuzz/run-all.sh $(ASAN_BUILD) $(FUZZ_SECONDS)

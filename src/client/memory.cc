@@ -41,7 +41,7 @@ SharedRegion::~SharedRegion() {
 }
 
 void BufferAllocator::Init(uint8_t* base, size_t size) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   base_ = base;
   free_.clear();
   used_.clear();
@@ -53,7 +53,7 @@ void* BufferAllocator::Alloc(size_t len, size_t align) {
   if (len == 0 || align == 0 || (align & (align - 1)) != 0 || align > 4096) return nullptr;
   if (align < kGranule) align = kGranule;
   len = (len + kGranule - 1) / kGranule * kGranule;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto b = reinterpret_cast<uintptr_t>(base_);
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     size_t off = it->first, flen = it->second;
@@ -71,7 +71,7 @@ void* BufferAllocator::Alloc(size_t len, size_t align) {
 
 bool BufferAllocator::Free(void* p) {
   if (!p) return true;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto off = static_cast<size_t>(static_cast<uint8_t*>(p) - base_);
   auto u = used_.find(off);
   if (static_cast<uint8_t*>(p) < base_ || u == used_.end()) return false;
@@ -94,7 +94,7 @@ bool BufferAllocator::Free(void* p) {
 }
 
 size_t BufferAllocator::free_bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   size_t n = 0;
   for (auto& [off, len] : free_) n += len;
   return n;

@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace nestor::client {
@@ -56,10 +57,10 @@ class BufferAllocator {
 
  private:
   static constexpr size_t kGranule = 64;
-  mutable std::mutex mu_;
-  uint8_t* base_ = nullptr;                // GUARDED_BY(mu_)
-  std::map<size_t, size_t> free_;          // offset -> length; GUARDED_BY(mu_)
-  std::map<size_t, size_t> used_;          // offset -> length; GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  uint8_t* base_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<size_t, size_t> free_ ABSL_GUARDED_BY(mu_);  // offset -> length
+  std::map<size_t, size_t> used_ ABSL_GUARDED_BY(mu_);  // offset -> length
 };
 
 }  // namespace nestor::client

@@ -221,7 +221,7 @@ Status Controller::Start() {
 Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend,
                              const volume::ExportSettings& s, bool persistent, std::vector<int> queue_reactor) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     if (exports_.count(name)) return Status::Error(EEXIST, "volume '" + name + "' is already exported");
   }
   vhost::ExportConfig ec;
@@ -260,7 +260,7 @@ Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockB
       if (pfds[1].revents & POLLIN) exp->AcceptOne();
     }
   });
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   exports_[name] = std::move(e);
   return Status::Ok();
 }
@@ -276,7 +276,7 @@ void Controller::StopExport(Export* e) {
 Status Controller::RemoveExport(const std::string& name, bool force) {
   std::unique_ptr<Export> e;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = exports_.find(name);
     if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + name + "' is not exported");
     if (!force && !SessionsGone(*it->second->exp)) {
@@ -296,7 +296,7 @@ Status Controller::RemoveExport(const std::string& name, bool force) {
 void Controller::Shutdown() {
   std::map<std::string, std::unique_ptr<Export>> all;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     all.swap(exports_);
   }
   for (auto& [name, e] : all) StopExport(e.get());
@@ -304,7 +304,7 @@ void Controller::Shutdown() {
 }
 
 std::vector<std::pair<std::string, vhost::BlkExport*>> Controller::Exports() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   std::vector<std::pair<std::string, vhost::BlkExport*>> out;
   for (const auto& [name, e] : exports_) out.emplace_back(name, e->exp.get());
   return out;
@@ -379,7 +379,7 @@ void Controller::RegisterMethods(control::RpcServer* rpc) {
 Json Controller::VolumeJson(const volume::VolumeInfo& v) const {
   bool exported;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     exported = exports_.count(v.name) > 0;
   }
   return {{"name", v.name}, {"id", v.id}, {"size", v.size}, {"allocated_bytes", v.allocated_bytes},
@@ -416,7 +416,7 @@ Result<Json> Controller::VolumeDelete(const Json& p) {
   if (!pool_->GetVolume(*name).ok()) return Status::Error(ENOENT, "no volume '" + *name + "'");
   bool exported;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     exported = exports_.count(*name) > 0;
   }
   if (exported) {
@@ -486,7 +486,7 @@ Result<Json> Controller::ExportCreate(const Json& p) {
     (void)RemoveExport(*name, true);
     return st;
   }
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   return ExportJson(*name, *exports_.at(*name)->exp, true);
 }
 
@@ -499,7 +499,7 @@ Result<Json> Controller::ExportDelete(const Json& p) {
 
 Result<Json> Controller::ExportList(const Json&) {
   Json out = Json::array();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   for (const auto& [name, e] : exports_) out.push_back(ExportJson(name, *e->exp, e->persistent));
   return out;
 }
@@ -512,7 +512,7 @@ Result<Json> Controller::QosSet(const Json& p) {
   virtio::QosLimits l;
   bool persistent;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = exports_.find(*name);
     if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + *name + "' is not exported");
     l = it->second->exp->qos().Get();
@@ -535,7 +535,7 @@ Result<Json> Controller::QosSet(const Json& p) {
 Result<Json> Controller::QosGet(const Json& p) {
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   auto it = exports_.find(*name);
   if (it == exports_.end()) return Status::Error(ENOENT, "volume '" + *name + "' is not exported");
   return QosJson(it->second->exp->qos().Get());

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "control/rpc_server.h"
 #include "daemon/options.h"
@@ -81,8 +82,8 @@ class Controller {
   Options opts_;
   std::vector<reactor::Reactor*> reactors_;
   std::unique_ptr<volume::Pool> pool_;
-  mutable std::mutex mu_;  // exports_ (the map; each Export's own state is its own)
-  std::map<std::string, std::unique_ptr<Export>> exports_;
+  mutable Mutex mu_;  // exports_ (the map; each Export's own state is its own)
+  std::map<std::string, std::unique_ptr<Export>> exports_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nestor::daemon

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/sanitizers.h"
 
 namespace nestor::io {
 
@@ -63,6 +64,9 @@ io_uring_sqe* IoUring::GetAuxSqe() {
 }
 
 void IoUring::PostTo(IoUring* target, IoRequest* req, int res) {
+  // The kernel orders what this thread wrote to *req before the target
+  // reaps it; TSan cannot see that (Reap acquires).
+  TsanRelease(req);
   io_uring_sqe* sqe = GetAuxSqe();
   io_uring_prep_msg_ring(sqe, target->ring_.ring_fd, static_cast<unsigned>(res),
                          reinterpret_cast<uint64_t>(req), 0);
@@ -98,6 +102,7 @@ int IoUring::Reap() {
     for (unsigned i = 0; i < n; ++i) {
       IoRequest* req = batch[i].req;
       if (req == nullptr) continue;  // an auxiliary SQE (GetAuxSqe)
+      TsanAcquire(req);  // a PostTo from another ring (see there)
       --in_flight_;
       tls_completing = req;  // a fault in the callback is charged to req's owner
       if (req->hook != nullptr) {

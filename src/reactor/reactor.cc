@@ -93,7 +93,7 @@ bool Reactor::Stop(std::chrono::milliseconds limit) {
 
 void Reactor::Post(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     messages_.push_back(std::move(fn));
   }
   has_messages_.store(true, std::memory_order_release);
@@ -119,7 +119,7 @@ void Reactor::RunMessages() {
   has_messages_.store(false, std::memory_order_relaxed);
   std::deque<std::function<void()>> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     batch.swap(messages_);
   }
   for (auto& fn : batch) fn();

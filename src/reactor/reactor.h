@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "io/uring.h"
 #include "reactor/poller.h"
@@ -119,8 +120,8 @@ class Reactor {
   Counters counters_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> has_messages_{false};
-  std::mutex mu_;  // guards messages_ (control path only, never per I/O)
-  std::deque<std::function<void()>> messages_;
+  Mutex mu_;  // guards messages_ (control path only, never per I/O)
+  std::deque<std::function<void()>> messages_ ABSL_GUARDED_BY(mu_);
   Status start_status_;
 };
 

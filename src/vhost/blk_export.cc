@@ -102,7 +102,7 @@ void BlkExport::ReapFinished() {
 }
 
 size_t BlkExport::active_sessions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ReapFinished();
   return sessions_.size();
 }
@@ -145,7 +145,7 @@ void BlkExport::AcceptOne() {
   UniqueFd conn(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
   if (!AdmitPeer(conn.get())) return;  // closed before any message is read
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ReapFinished();
   if (sessions_.size() >= cfg_.max_sessions) {
     NLOG_WARN("volume {}: refusing connection: {} sessions already", cfg_.name, sessions_.size());
@@ -161,7 +161,7 @@ void BlkExport::AcceptOne() {
 }
 
 void BlkExport::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (Running& r : sessions_) r.session->Shutdown();
   for (Running& r : sessions_) r.thread.join();
   sessions_.clear();

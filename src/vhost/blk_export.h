@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/unix_listener.h"
 #include "io/backend.h"
@@ -97,15 +98,15 @@ class BlkExport {
     std::thread thread;
     std::atomic<bool> finished{false};
   };
-  void ReapFinished();
+  void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True if the peer of conn may attach; else logs (rate-limited) and counts.
   bool AdmitPeer(int conn);
 
   ExportConfig cfg_;
   std::vector<reactor::Reactor*> reactors_;
   UnixListener listener_;
-  std::mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
-  std::list<Running> sessions_;
+  Mutex mu_;  // guards sessions_ (accept vs shutdown; control path only)
+  std::list<Running> sessions_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> refused_{0};
   // Refusal log rate limit (the acceptor thread only).
   std::chrono::steady_clock::time_point last_refusal_log_{};

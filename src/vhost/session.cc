@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string_view>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/sanitizers.h"
 
 namespace nestor::vhost {
@@ -27,16 +27,16 @@ std::atomic<uint64_t> g_orphaned_queues{0};
 // it gives up, it parks the queue and everything it points into in
 // `orphan`, which the reactor then destroys once the stop finally finishes.
 struct StopWait {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool finished = false;
-  uint16_t next = 0;
-  std::shared_ptr<void> orphan;
+  Mutex mu;
+  CondVar cv;
+  bool finished ABSL_GUARDED_BY(mu) = false;
+  uint16_t next ABSL_GUARDED_BY(mu) = 0;
+  std::shared_ptr<void> orphan ABSL_GUARDED_BY(mu);
 
   // Reactor thread, from inside the queue's own stop: the queue may not be
   // destroyed here, so its release is posted as a message.
   void Finish(uint16_t next_avail, reactor::Reactor* r) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     finished = true;
     next = next_avail;
     if (orphan != nullptr) {
@@ -44,7 +44,7 @@ struct StopWait {
       NLOG_WARN("reactor {}: an orphaned queue finally stopped; its memory is released", r->options().id);
       r->Post([o = std::move(orphan)] {});
     }
-    cv.notify_all();
+    cv.SignalAll();
   }
 
   // Posts q's stop to r; Finish runs when it is done. `orphan`: already
@@ -52,7 +52,10 @@ struct StopWait {
   static std::shared_ptr<StopWait> Post(virtio::BlkQueue* q, reactor::Reactor* r,
                                         std::shared_ptr<void> orphan = nullptr) {
     auto wait = std::make_shared<StopWait>();
-    wait->orphan = std::move(orphan);
+    {
+      MutexLock lock(&wait->mu);  // (nobody else has it yet)
+      wait->orphan = std::move(orphan);
+    }
     r->Post([q, wait, r] { q->RequestStop([wait, r](uint16_t next) { wait->Finish(next, r); }); });
     return wait;
   }
@@ -579,7 +582,7 @@ Status Session::Stop(uint32_t index) {
   auto wait = StopWait::Post(v.queue.get(), r);
   const auto limit = export_->config().stop_timeout;
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  std::unique_lock<std::mutex> lock(wait->mu);
+  MutexLock lock(&wait->mu);
   while (!wait->finished) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
@@ -589,7 +592,7 @@ Status Session::Stop(uint32_t index) {
       wait->orphan = Orphaned(v);
       return Status::Error(ETIMEDOUT, "queue " + std::to_string(index) + " did not stop in time");
     }
-    if (wait->cv.wait_until(lock, std::min(deadline, now + std::chrono::seconds(5))) == std::cv_status::timeout &&
+    if (!wait->cv.WaitUntil(&wait->mu, std::min(deadline, now + std::chrono::seconds(5))) &&
         !wait->finished && std::chrono::steady_clock::now() < deadline) {
       NLOG_WARN("{}: queue {} still waiting for in-flight I/O to finish", name_, index);
     }

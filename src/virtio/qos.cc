@@ -53,7 +53,7 @@ bool VolumeQos::TryAdmit(bool write, uint64_t bytes, uint64_t now_ns) {
 }
 
 void VolumeQos::Set(const QosLimits& l) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t rates[kLimits] = {l.read_iops, l.write_iops, l.read_bps, l.write_bps};
   const uint64_t old[kLimits] = {current_.read_iops, current_.write_iops, current_.read_bps,
                                  current_.write_bps};
@@ -67,7 +67,7 @@ void VolumeQos::Set(const QosLimits& l) {
 }
 
 QosLimits VolumeQos::Get() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return current_;
 }
 

@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "base/mutex.h"
+
 namespace nestor::virtio {
 
 struct QosLimits {
@@ -66,8 +68,8 @@ class VolumeQos {
 
   alignas(64) std::atomic<bool> active_{false};
   Limit limits_[kLimits];
-  mutable std::mutex mu_;  // Set/Get (control path only)
-  QosLimits current_;
+  mutable Mutex mu_;  // Set/Get (control path only)
+  QosLimits current_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nestor::virtio

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/sanitizers.h"
 #include "virtio/queue_stats.h"
 #include "virtio/volume_stats.h"
 
@@ -186,8 +187,11 @@ TEST(VolumeQos, ConcurrentAdmissionsRespectTheLimit) {
   double seconds = (end - start) / 1e9;
   double limit = 400e6 / 8192 * seconds;  // the tighter limit
   EXPECT_LE(admitted.load(), limit + VolumeQos::kBurstNs / (1e9 * 8192 / 400e6) + 1 + 3);
-  // On a loaded 2-CPU machine threads may be descheduled: the lower bound is loose.
-  EXPECT_GE(admitted.load(), limit * 0.5);
+  // On a loaded 2-CPU machine threads may be descheduled: the lower bound is
+  // loose. Under TSan (several times slower) the rate is not reached: skip it.
+  if (!kThreadSanitizer) {
+    EXPECT_GE(admitted.load(), limit * 0.5);
+  }
 }
 
 TEST(VolumeQos, SetWhileAdmittingIsSafe) {

@@ -2,36 +2,41 @@
 
 #include <fmt/format.h>
 
-#include <mutex>
 #include <set>
+
+#include "base/mutex.h"
 
 namespace nestor::virtio {
 namespace {
 
-std::mutex& Mu() {
-  static std::mutex mu;
-  return mu;
-}
-std::set<const QueueStats*>& Registry() {
-  static std::set<const QueueStats*> reg;
+// Every live queue's counters (Prometheus, SIGUSR1).
+struct Registry {
+  Mutex mu;
+  std::set<const QueueStats*> queues ABSL_GUARDED_BY(mu);
+};
+Registry& Reg() {
+  static Registry reg;
   return reg;
 }
 
 }  // namespace
 
 void RegisterQueueStats(const QueueStats* s) {
-  std::lock_guard<std::mutex> lock(Mu());
-  Registry().insert(s);
+  Registry& r = Reg();
+  MutexLock lock(&r.mu);
+  r.queues.insert(s);
 }
 
 void UnregisterQueueStats(const QueueStats* s) {
-  std::lock_guard<std::mutex> lock(Mu());
-  Registry().erase(s);
+  Registry& r = Reg();
+  MutexLock lock(&r.mu);
+  r.queues.erase(s);
 }
 
 void ForEachQueueStats(const std::function<void(const QueueStats&)>& fn) {
-  std::lock_guard<std::mutex> lock(Mu());
-  for (const QueueStats* s : Registry()) fn(*s);
+  Registry& r = Reg();
+  MutexLock lock(&r.mu);
+  for (const QueueStats* s : r.queues) fn(*s);
 }
 
 std::string QueueStatsString(const QueueStats& s) {

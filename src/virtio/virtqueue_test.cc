@@ -48,9 +48,12 @@ struct FreeDeleter {
 };
 using HostBuf = std::unique_ptr<uint8_t, FreeDeleter>;
 
+// One spare page past the end: two regions are never adjacent in host
+// memory (TSan's allocator places them back to back), so a walk that ran
+// from one into the other would be caught.
 HostBuf Alloc(size_t n) {
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(4096, n));
-  std::memset(p, 0, n);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(4096, n + 4096));
+  std::memset(p, 0, n + 4096);
   return HostBuf(p);
 }
 

@@ -22,17 +22,17 @@ void VolumeStats::Add(const QueueStats& q, StatsSnapshot* s) {
 }
 
 void VolumeStats::AddQueue(const QueueStats* q) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   live_.insert(q);
 }
 
 void VolumeStats::RemoveQueue(const QueueStats* q) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (live_.erase(q)) Add(*q, &retired_);
 }
 
 StatsSnapshot VolumeStats::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   StatsSnapshot s = retired_;
   for (const QueueStats* q : live_) {
     Add(*q, &s);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/histogram.h"
+#include "base/mutex.h"
 
 namespace nestor::virtio {
 
@@ -43,9 +44,9 @@ class VolumeStats {
 
  private:
   static void Add(const QueueStats& q, StatsSnapshot* s);
-  mutable std::mutex mu_;
-  std::set<const QueueStats*> live_;
-  StatsSnapshot retired_;  // counters of removed queues (percentiles unused)
+  mutable Mutex mu_;
+  std::set<const QueueStats*> live_ ABSL_GUARDED_BY(mu_);
+  StatsSnapshot retired_ ABSL_GUARDED_BY(mu_);  // counters of removed queues (percentiles unused)
 };
 
 // One line for logs: "ops r/w/f/d/z ... p50 ... p99 ...".

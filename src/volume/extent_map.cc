@@ -18,7 +18,7 @@ bool ExtentMap::Lookup(uint64_t v, uint64_t* p, uint64_t* run) const {
   return false;
 }
 
-void ExtentMap::Map(uint64_t v, uint64_t p, uint64_t n) {
+void ExtentMap::DoMap(uint64_t v, uint64_t p, uint64_t n) {
   if (n == 0) return;
   mapped_ += n;
   auto next = map_.lower_bound(v);
@@ -45,7 +45,7 @@ void ExtentMap::Map(uint64_t v, uint64_t p, uint64_t n) {
   map_.emplace(v, Run{p, n});
 }
 
-void ExtentMap::Unmap(uint64_t v, uint64_t n, std::vector<Extent>* freed) {
+void ExtentMap::DoUnmap(uint64_t v, uint64_t n, std::vector<Extent>* freed) {
   if (n == 0) return;
   uint64_t end = v + n < v ? UINT64_MAX : v + n;
   uint64_t cursor = v;

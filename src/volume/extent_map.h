@@ -10,6 +10,7 @@
 
 #include <absl/container/btree_map.h>
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -28,12 +29,20 @@ class ExtentMap {
   // (UINT64_MAX if none).
   bool Lookup(uint64_t v, uint64_t* p, uint64_t* run) const;
   // Maps [v, v+n) to [p, p+n); the virtual range must be a hole.
-  void Map(uint64_t v, uint64_t p, uint64_t n);
+  void Map(uint64_t v, uint64_t p, uint64_t n) {
+    DoMap(v, p, n);
+    extents_.store(map_.size(), std::memory_order_relaxed);
+  }
   // Unmaps whatever is mapped in [v, v+n), appending the physical runs it
   // released to *freed.
-  void Unmap(uint64_t v, uint64_t n, std::vector<Extent>* freed);
+  void Unmap(uint64_t v, uint64_t n, std::vector<Extent>* freed) {
+    DoUnmap(v, n, freed);
+    extents_.store(map_.size(), std::memory_order_relaxed);
+  }
 
-  size_t extent_count() const { return map_.size(); }
+  // Unlike the rest, safe to call while another thread changes the map
+  // (volume_list and stats read it without the volume's lock).
+  size_t extent_count() const { return extents_.load(std::memory_order_relaxed); }
   uint64_t mapped_clusters() const { return mapped_; }
   // One past the highest mapped virtual cluster (0 if empty).
   uint64_t mapped_end() const;
@@ -47,8 +56,12 @@ class ExtentMap {
     uint64_t p;
     uint64_t n;
   };
+  void DoMap(uint64_t v, uint64_t p, uint64_t n);
+  void DoUnmap(uint64_t v, uint64_t n, std::vector<Extent>* freed);
+
   absl::btree_map<uint64_t, Run> map_;
   uint64_t mapped_ = 0;
+  std::atomic<size_t> extents_{0};  // map_.size()
 };
 
 }  // namespace nestor::volume

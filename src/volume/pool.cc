@@ -50,24 +50,29 @@ Status Pool::RecoverJournal() {
   if (!j.ok()) return j.status();
   if (*j == nullptr) return Status::Ok();  // read-only, and no journal was ever written
   uint64_t last = load_hardened_;
-  NESTOR_RETURN_IF_ERROR((*j)->Replay(load_hardened_, seq_, [&](const Record& r) -> Status {
-    Status st = Apply(r);
-    if (!st.ok() && opts_.check_mode) {
-      Problem("journal: " + st.message());
-      return Status::Ok();
-    }
-    if (st.ok()) AppendPendingLocked(r);
-    return st;
-  }, &last));
-  notes_ = last;
-  recorded_notes_.store(last);
-  hardened_.store(load_hardened_);
-  journal_buf_first_ = last + 1;
+  {
+    MutexLock c(&commit_mu_);
+    MutexLock g(&mu_);
+    NESTOR_RETURN_IF_ERROR((*j)->Replay(load_hardened_, seq_, [&](const Record& r) -> Status {
+      mu_.AssertHeld();  // Replay calls back synchronously, in this scope
+      Status st = Apply(r);
+      if (!st.ok() && opts_.check_mode) {
+        Problem("journal: " + st.message());
+        return Status::Ok();
+      }
+      if (st.ok()) AppendPendingLocked(r);
+      return st;
+    }, &last));
+    notes_ = last;
+    recorded_notes_.store(last);
+    hardened_.store(load_hardened_);
+    journal_buf_first_ = last + 1;
+  }
   if (opts_.read_only) return Status::Ok();  // nothing is journaled by a read-only pool
   journal_ = std::move(*j);
   // What the journal held becomes committed state; the journal starts over.
   NESTOR_RETURN_IF_ERROR(Commit());
-  return journal_->Reset(notes_ + 1);
+  return journal_->Reset(last + 1);
 }
 
 Result<Superblock> Pool::ReadSuperblock(PoolDevice* dev, std::string* damage) {
@@ -95,18 +100,29 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOp
     return Corruption(dev->Describe() + " is smaller than the pool it holds");
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(dev), *sb, opts));
-  if (!sb_problem.empty()) pool->problems_.push_back(sb_problem);
-  pool->sb_problem_ = sb_problem;
-  NESTOR_RETURN_IF_ERROR(pool->Load());
-  // Notes are numbered across the pool's life: continue after the last.
-  pool->notes_ = pool->load_hardened_;
-  pool->recorded_notes_.store(pool->notes_);
-  pool->hardened_.store(pool->load_hardened_);
-  pool->journal_buf_first_ = pool->notes_ + 1;
-  pool->committed_seq_.store(pool->seq_);
+  {
+    // Nobody else can reach the pool yet: the locks are for the analysis.
+    MutexLock c(&pool->commit_mu_);
+    MutexLock g(&pool->mu_);
+    if (!sb_problem.empty()) pool->problems_.push_back(sb_problem);
+    pool->sb_problem_ = sb_problem;
+    NESTOR_RETURN_IF_ERROR(pool->Load());
+    // Notes are numbered across the pool's life: continue after the last.
+    pool->notes_ = pool->load_hardened_;
+    pool->recorded_notes_.store(pool->notes_);
+    pool->hardened_.store(pool->load_hardened_);
+    pool->journal_buf_first_ = pool->notes_ + 1;
+    pool->committed_seq_.store(pool->seq_);
+    pool->committed_log_used_.store(pool->log_used_);
+  }
   // A read-write open clears the seal before anything can be committed.
-  if (!opts.read_only) NESTOR_RETURN_IF_ERROR(pool->WriteSeal(false));
+  if (!opts.read_only) {
+    MutexLock c(&pool->commit_mu_);
+    NESTOR_RETURN_IF_ERROR(pool->WriteSeal(false));
+  }
   if (!opts.journal_dir.empty()) NESTOR_RETURN_IF_ERROR(pool->RecoverJournal());
+  MutexLock c(&pool->commit_mu_);
+  MutexLock g(&pool->mu_);
   NLOG_INFO("pool {} ({}): {} volume(s), {} of {} clusters used, commit seq {}", pool->dev_->Describe(),
             UuidString(sb->uuid), pool->volumes_.size(), sb->data_clusters - pool->alloc_.free_clusters(),
             sb->data_clusters, pool->seq_);
@@ -116,10 +132,10 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<PoolDevice> dev, PoolOp
 Pool::~Pool() {
   if (committer_.joinable()) {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       stop_ = true;
     }
-    cv_.notify_one();
+    cv_.Signal();
     committer_.join();
   }
   if (!opts_.read_only && !failed_) {
@@ -128,7 +144,10 @@ Pool::~Pool() {
     // Everything is committed: the journal's files go, and the seal
     // records where the log ends.
     if (st.ok() && journal_ != nullptr) journal_->Remove();
-    if (st.ok()) st = WriteSeal(true);
+    if (st.ok()) {
+      MutexLock c(&commit_mu_);
+      st = WriteSeal(true);
+    }
     if (!st.ok()) NLOG_ERROR("pool {}: clean-shutdown seal: {}", dev_->Describe(), st.ToString());
   }
   free(zeros_);
@@ -148,7 +167,7 @@ VolumeInfo Pool::InfoOf(const Volume& v) const {
   i.size = v.size.load();
   i.allocated_bytes = v.allocated * sb_.cluster_size;
   i.reserved_bytes = v.reserved * sb_.cluster_size;
-  i.extents = v.map.extent_count();
+  i.extents = v.extent_count();
   i.open = v.open_count.load() > 0;
   i.exported = v.exported;
   i.export_settings = v.export_settings;
@@ -159,10 +178,10 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
   NESTOR_RETURN_IF_ERROR(ValidateVolumeName(name));
   NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   VolumeInfo info;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
     if (volumes_.size() >= kMaxVolumes) return Status::Error(ENOSPC, "pool holds the maximum number of volumes");
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
@@ -187,13 +206,14 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
 
 Status Pool::DeleteVolume(const std::string& name) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
     std::vector<Extent> freed;
+    v->lock.AssertHeld();  // not open: no channel reaches its map
     v->map.Unmap(0, UINT64_MAX / 2, &freed);
     for (const Extent& e : freed) pending_frees_.push_back(e);
     reserved_unused_ -= UnusedReservation(*v);
@@ -208,9 +228,9 @@ Status Pool::DeleteVolume(const std::string& name) {
 Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
   NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     // Every check first: a refused resize changes nothing.
@@ -220,6 +240,7 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
       return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
     }
     // Some cluster holding data reaches past `size` (mapped_end * cluster > size, without the product).
+    v->lock.AssertHeld();  // its map is read only to shrink, and then it is not open
     if (shrink && v->map.mapped_end() > size / sb_.cluster_size && !force) {
       return Status::Error(ENOTEMPTY, "volume '" + name + "' holds data beyond " + std::to_string(size) +
                                           " bytes (use --force to discard it)");
@@ -253,6 +274,7 @@ Status Pool::UsableSize(const Volume& v) {
 Status Pool::DiscardBeyondLocked(Volume& v, uint64_t size) {
   // Whole clusters past the end are unmapped; the part of the last cluster
   // past the end is zeroed, so that a later grow reads zeros there.
+  v.lock.AssertHeld();  // not open: no channel reaches its map
   uint64_t keep = ClustersFor(size);
   uint64_t within = size % sb_.cluster_size;  // a multiple of 4 KiB (sizes are)
   uint64_t p = 0, run = 0;
@@ -309,9 +331,9 @@ Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   if (s.queues < 1 || s.queues > 64) return Status::Invalid("queues must be 1..64");
   NESTOR_RETURN_IF_ERROR(ValidateExportAccess(s.access));
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     if (v->exported && v->export_settings == s) return Status::Ok();
@@ -324,9 +346,9 @@ Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
 
 Status Pool::ClearExport(const std::string& name) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     if (!v->exported) return Status::Ok();
@@ -337,21 +359,21 @@ Status Pool::ClearExport(const std::string& name) {
 }
 
 std::vector<VolumeInfo> Pool::ListVolumes() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, v] : volumes_) out.push_back(InfoOf(*v));
   return out;
 }
 
 Result<VolumeInfo> Pool::GetVolume(const std::string& name) const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   auto v = FindLocked(name);
   if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
   return InfoOf(*v);
 }
 
 PoolInfo Pool::Info() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   PoolInfo i;
   i.sb = sb_;
   i.device = dev_->Describe();
@@ -359,9 +381,10 @@ PoolInfo Pool::Info() const {
   i.free_clusters = alloc_.free_clusters();
   i.used_clusters = sb_.data_clusters - i.free_clusters;
   i.reserved_unused_clusters = reserved_unused_;
-  for (const auto& [id, v] : volumes_) i.extents += v->map.extent_count();
-  i.commit_seq = seq_;
-  i.log_used_bytes = log_used_;
+  for (const auto& [id, v] : volumes_) i.extents += v->extent_count();
+  // (seq_ and log_used_ are commit_mu_'s: a commit may be running)
+  i.commit_seq = committed_seq_.load(std::memory_order_acquire);
+  i.log_used_bytes = committed_log_used_.load(std::memory_order_acquire);
   i.checkpoints = checkpoints_.load();
   i.log_entries = log_entries_.load();
   i.commits = commits_.load();
@@ -380,12 +403,14 @@ std::string PoolStatsString(const PoolInfo& i) {
 }
 
 CheckReport Pool::Check() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   CheckReport rep;
   rep.problems = problems_;
   rep.notices = notices_;
   Allocator seen(sb_.data_clusters);
-  for (const auto& [id, v] : volumes_) {
+  for (const auto& entry : volumes_) {
+    const auto& v = entry.second;  // not a structured binding: clang 14 cannot capture one
+    v->lock.AssertHeld();  // a quiet pool (see pool.h)
     ++rep.volumes;
     if (Status st = UsableSize(*v); !st.ok()) rep.problems.push_back(st.message());
     uint64_t limit = ClustersFor(v->size.load());
@@ -435,7 +460,7 @@ CheckReport Pool::Check() const {
 Result<std::shared_ptr<io::BlockBackend>> Pool::OpenVolume(const std::string& name) {
   std::shared_ptr<Volume> v;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     v = FindLocked(name);
   }
   if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
@@ -449,7 +474,7 @@ Status Pool::AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) {
   // A mapping made now could never be committed: fail the write as the
   // device error it is, not as a full pool.
   if (failed_.load()) return Status::IoError("pool metadata failed: no new allocations");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   uint64_t others = reserved_unused_ - UnusedReservation(*vol);
   if (alloc_.free_clusters() <= others || !alloc_.Allocate(hint, p)) {
     enospc_.fetch_add(1, std::memory_order_relaxed);
@@ -461,7 +486,7 @@ Status Pool::AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) {
 }
 
 void Pool::ReleaseCluster(Volume* vol, uint64_t p) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   alloc_.Free(p, 1);
   AdjustAllocated(*vol, -1);
 }
@@ -477,12 +502,12 @@ void Pool::NoteLocked(const Record& r) {
 }
 
 void Pool::NoteMapped(Volume* vol, uint64_t v, uint64_t p) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   NoteLocked(Record{RecordType::kMap, vol->id, v, p, 1, {}});
 }
 
 void Pool::NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   FreeUnmappedLocked(*vol, freed);
 }
 
@@ -513,9 +538,13 @@ Result<CheckReport> Pool::Repair(std::unique_ptr<PoolDevice> dev, PoolOptions op
   // no stale entry is ever replayed on top of it.
   auto highest = p.HighestLogSeq();
   if (!highest.ok()) return highest.status();
+  MutexLock c(&p.commit_mu_);
   p.seq_ = std::max(p.seq_, *highest);
   std::string snapshot;
-  p.SerializeState(&snapshot);
+  {
+    MutexLock g(&p.mu_);
+    p.SerializeState(&snapshot);
+  }
   NESTOR_RETURN_IF_ERROR(p.WriteCheckpoint(snapshot));
   NESTOR_RETURN_IF_ERROR(p.dev_->Sync());
   if (!p.sb_problem_.empty()) {
@@ -544,12 +573,12 @@ Status Pool::WriteSeal(bool sealed) {
 
 Status Pool::WriteJournal() {
   {
-    std::lock_guard<std::mutex> j(journal_mu_);
+    MutexLock j(&journal_mu_);
     std::string records;
     uint64_t first;
     uint32_t count;
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       if (journal_buf_count_ == 0) return Status::Ok();
       records.swap(journal_buf_);
       first = journal_buf_first_;

@@ -8,8 +8,8 @@
 // and the online control plane all call it.
 //
 // Thread: control methods (Create/Delete/Resize/List/Info/Check/Commit)
-// from any thread, serialized by commit_mu_. Data-path methods (private,
-// for ThinChannel) from reactors. Durability: a control method returns
+// from any thread, serialized by commit_mu_. Data-path methods (the
+// section for ThinChannel, each annotated with its locking) from reactors. Durability: a control method returns
 // after its change is committed; data-path mappings are committed in
 // batches, at FLUSH and on a timer (StartCommitter), never one per write.
 // Errors: Status/Result with errno codes: EINVAL a name or size outside
@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "io/backend.h"
 #include "volume/allocator.h"
@@ -137,13 +137,14 @@ class Pool {
   // exported; committed before returning. nestord re-exports at start.
   Status SetExport(const std::string& name, const ExportSettings& s);
   Status ClearExport(const std::string& name);
-  std::vector<VolumeInfo> ListVolumes() const;
-  Result<VolumeInfo> GetVolume(const std::string& name) const;
-  PoolInfo Info() const;
+  std::vector<VolumeInfo> ListVolumes() const ABSL_LOCKS_EXCLUDED(mu_);
+  Result<VolumeInfo> GetVolume(const std::string& name) const ABSL_LOCKS_EXCLUDED(mu_);
+  PoolInfo Info() const ABSL_LOCKS_EXCLUDED(mu_);
   // Cross-checks the loaded state: every extent inside the pool and its
   // volume, no cluster owned twice, free space consistent; plus what Open
-  // found (in check_mode).
-  CheckReport Check() const;
+  // found (in check_mode). It reads the volumes' maps without their locks:
+  // on a quiet pool only (the tool, tests), no data path running.
+  CheckReport Check() const ABSL_LOCKS_EXCLUDED(mu_);
   // Rebuilds damaged metadata from everything consistent in it: loads as
   // check_mode does, also past a damaged log entry (and applies the
   // journal), then writes that state as the newest checkpoint and, if it
@@ -152,77 +153,34 @@ class Pool {
   // `nestor pool repair` command does). The device is left closed.
   static Result<CheckReport> Repair(std::unique_ptr<PoolDevice> dev, PoolOptions opts);
   // Makes every completed write and its mapping durable.
-  Status Commit();
+  Status Commit() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   // Background thread: commits for FLUSHes (group commit) and every
   // commit_interval_ms while mappings are pending.
   void StartCommitter();
 
   // The data path of a volume (see thin_volume.h). The volume cannot be
   // deleted while the backend lives.
-  Result<std::shared_ptr<io::BlockBackend>> OpenVolume(const std::string& name);
+  Result<std::shared_ptr<io::BlockBackend>> OpenVolume(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Superblock& superblock() const { return sb_; }
   PoolDevice* device() { return dev_.get(); }
 
- private:
-  friend class ThinChannel;
-  friend class ThinBackend;
-  Pool(std::unique_ptr<PoolDevice> dev, const Superblock& sb, PoolOptions opts);
-
-  // ---- loading (pool_load.cc) ----
-  Status Load();
-  // Applies what the journal holds after the loaded state and commits it.
-  Status RecoverJournal();
-  Status LoadCheckpoint(int slot, CheckpointHeader* h, std::vector<uint8_t>* block);
-  // Repair: the highest seq of any intact entry in the log ring.
-  Result<uint64_t> HighestLogSeq();
-  std::string sb_problem_;  // the superblock was damaged (its copy was used)
-  bool log_damaged_ = false;  // check_mode: CheckLogEnd reported damage
-  // The clean-shutdown seal (format.h): written at a clean close, cleared
-  // before the first commit of a read-write open.
-  Status WriteSeal(bool sealed);
-  Status ReplayLog(const CheckpointHeader& h);
-  // The log ended at `pos`, where entry `want` did not validate. A crash
-  // leaves a torn tail (fine); intact entries of later commits behind it
-  // mean a committed entry was damaged: EUCLEAN (check_mode: a problem).
-  struct LaterEntries {
-    uint64_t damaged_seq = 0;
-    uint64_t count = 0, first_seq = 0, last_seq = 0;
-    uint64_t first_pos = 0;  // log offset of the entry first_seq
-    bool later_commit = false;
-  };
-  // Salvage: *resume is set to where replay goes on (0 seq: it ends).
-  struct Resume {
-    uint64_t pos = 0, seq = 0;
-  };
-  Status CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume);
-  Status CheckSeal();  // after replay: a sealed pool's log must reach the seal
-  Result<LaterEntries> FindLaterEntries(uint64_t pos, uint64_t want);
-  Status FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out);
-  Status Apply(const Record& r);
-  void Problem(const std::string& what);
-
-  // ---- commit (pool_commit.cc) ----
-  Status CommitLocked();
-  Status WriteCheckpoint(const std::string& payload);
-  Status AppendLog(const std::vector<std::string>& chunks, const std::vector<uint32_t>& counts);
-  void WaitForGracePeriod();
-  void CommitterLoop();
-  void AppendPendingLocked(const Record& r);
-  // The whole state as records, ending with its kNoteMark (mu_ held).
-  void SerializeState(std::string* out);
-
-  // ---- data path, called by ThinChannel ----
-  // A free cluster for `vol` (ENOSPC if none it may use). Pool mutex.
-  Status AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p);
+  // ---- data path: for ThinBackend and ThinChannel (thin_volume.cc) ----
+  // Reactors call these. Each names the locks it needs (vol->lock held on
+  // entry) or takes (the mutexes of the pool, never held on entry).
+  //
+  // A free cluster for `vol` (ENOSPC if none it may use).
+  Status AllocateCluster(Volume* vol, uint64_t hint, uint64_t* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol->lock)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // A cluster allocated but never mapped goes straight back.
-  void ReleaseCluster(Volume* vol, uint64_t p);
-  // Under vol->lock (exclusive): record a mapping whose data is written,
-  // as a note (journal.h; see recorded_notes()).
-  void NoteMapped(Volume* vol, uint64_t v, uint64_t p);
-  // Under vol->lock (exclusive): record an unmap of the runs the map freed
-  // (notes too).
-  void NoteUnmapped(Volume* vol, const std::vector<Extent>& freed);
+  void ReleaseCluster(Volume* vol, uint64_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol->lock) ABSL_LOCKS_EXCLUDED(mu_);
+  // Records a mapping whose data is written, as a note (journal.h; see
+  // recorded_notes()).
+  void NoteMapped(Volume* vol, uint64_t v, uint64_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol->lock)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Records an unmap of the runs the map freed (notes too).
+  void NoteUnmapped(Volume* vol, const std::vector<Extent>& freed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol->lock)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Notes that survive a process crash: journaled or committed.
   uint64_t safe_notes() const {
     return std::max(journaled_.load(std::memory_order_acquire), hardened_.load(std::memory_order_acquire));
@@ -236,40 +194,98 @@ class Pool {
   // recorded so far to the journal, one write for all of them. If that
   // fails, commits instead (blocking; logged). Then safe_notes() covers
   // every note recorded before the call, unless the commit failed too.
-  Status WriteJournal();
-  void NoteLocked(const Record& r);  // mu_ held
-  // FLUSH: commit, then complete w (inline when no committer runs).
-  void RequestFlush(const FlushWaiter& w);
-  int FlushInline();
-  bool FreesPending() const {
-    std::lock_guard<std::mutex> g(mu_);
+  Status WriteJournal() ABSL_LOCKS_EXCLUDED(commit_mu_, journal_mu_, mu_);
+  // FLUSH: commit, then complete w on its ring (needs the committer).
+  void RequestFlush(const FlushWaiter& w) ABSL_LOCKS_EXCLUDED(mu_);
+  // FLUSH without the committer: commits inline; 0 or -errno.
+  int FlushInline() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Freed clusters wait for a commit: an allocation that failed may retry.
+  bool FreesPending() const ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock g(&mu_);
     return !pending_frees_.empty();
   }
-  EpochCounters* RegisterChannel();
-  void UnregisterChannel(EpochCounters* c);
+  void CountParkedWrite() { parked_.fetch_add(1, std::memory_order_relaxed); }
+  // A channel's in-flight counters, for the grace period.
+  EpochCounters* RegisterChannel() ABSL_LOCKS_EXCLUDED(mu_);
+  void UnregisterChannel(EpochCounters* c) ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t epoch_bucket() const { return epoch_.load(std::memory_order_seq_cst) & 1; }
   const uint8_t* zeros() const { return zeros_; }
   size_t zeros_bytes() const { return zeros_bytes_; }
   bool committer_running() const { return committer_.joinable(); }
 
-  // Shrink: unmaps past `size` and zeroes the rest of the last cluster.
-  Status DiscardBeyondLocked(Volume& v, uint64_t size);
+ private:
+  Pool(std::unique_ptr<PoolDevice> dev, const Superblock& sb, PoolOptions opts);
+
+  // ---- loading (pool_load.cc) ----
+  // Open holds commit_mu_ and mu_ while it loads (nobody else can reach the
+  // pool yet; the locks are for the analysis, uncontended).
+  Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_, mu_);
+  // Applies what the journal holds after the loaded state and commits it.
+  Status RecoverJournal() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  Status LoadCheckpoint(int slot, CheckpointHeader* h, std::vector<uint8_t>* block);
+  // Repair: the highest seq of any intact entry in the log ring.
+  Result<uint64_t> HighestLogSeq();
+  std::string sb_problem_;  // the superblock was damaged (its copy was used)
+  bool log_damaged_ = false;  // check_mode: CheckLogEnd reported damage
+  // The clean-shutdown seal (format.h): written at a clean close, cleared
+  // before the first commit of a read-write open.
+  Status WriteSeal(bool sealed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  Status ReplayLog(const CheckpointHeader& h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_, mu_);
+  // The log ended at `pos`, where entry `want` did not validate. A crash
+  // leaves a torn tail (fine); intact entries of later commits behind it
+  // mean a committed entry was damaged: EUCLEAN (check_mode: a problem).
+  struct LaterEntries {
+    uint64_t damaged_seq = 0;
+    uint64_t count = 0, first_seq = 0, last_seq = 0;
+    uint64_t first_pos = 0;  // log offset of the entry first_seq
+    bool later_commit = false;
+  };
+  // Salvage: *resume is set to where replay goes on (0 seq: it ends).
+  struct Resume {
+    uint64_t pos = 0, seq = 0;
+  };
+  Status CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After replay: a sealed pool's log must reach the seal.
+  Status CheckSeal() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_, mu_);
+  Result<LaterEntries> FindLaterEntries(uint64_t pos, uint64_t want);
+  Status FollowChain(uint64_t pos, uint64_t seq, LaterEntries* out);
+  Status Apply(const Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Problem(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- commit (pool_commit.cc) ----
+  Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  Status WriteCheckpoint(const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  Status AppendLog(const std::vector<std::string>& chunks, const std::vector<uint32_t>& counts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  void WaitForGracePeriod() ABSL_LOCKS_EXCLUDED(mu_);
+  void CommitterLoop() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  void AppendPendingLocked(const Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The whole state as records, ending with its kNoteMark. Every volume's
+  // map must not change meanwhile (its lock held, or the pool quiet).
+  void SerializeState(std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteLocked(const Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void LockVolumes(const std::vector<std::shared_ptr<Volume>>& vols);
+  static void UnlockVolumes(const std::vector<std::shared_ptr<Volume>>& vols);
+
+  // Shrink: unmaps past `size` and zeroes the rest of the last cluster
+  // (the volume is not open).
+  Status DiscardBeyondLocked(Volume& v, uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the unmap of the runs `freed` (in u32-count pieces) and queues
-  // their clusters for reuse after the commit (mu_ held).
-  void FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed);
-  // Whether `clusters` more can be promised to a volume (mu_ held).
-  bool RoomToReserveLocked(uint64_t clusters) const;
+  // their clusters for reuse after the commit.
+  void FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `clusters` more can be promised to a volume.
+  bool RoomToReserveLocked(uint64_t clusters) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // EUCLEAN naming the volume if its size is outside the limits
   // (limits.h): only a pool written before the limits can hold one; it
   // loads, and can be listed, resized and deleted, but not opened.
   static Status UsableSize(const Volume& v);
-  // Volume bookkeeping (mu_ held).
-  std::shared_ptr<Volume> FindLocked(const std::string& name) const;
+  // Volume bookkeeping.
+  std::shared_ptr<Volume> FindLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t UnusedReservation(const Volume& v) const {
     return v.reserved > v.allocated ? v.reserved - v.allocated : 0;
   }
-  VolumeInfo InfoOf(const Volume& v) const;
-  void AdjustAllocated(Volume& v, int64_t delta);
+  VolumeInfo InfoOf(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AdjustAllocated(Volume& v, int64_t delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
 
   std::unique_ptr<PoolDevice> dev_;
@@ -279,47 +295,53 @@ class Pool {
   uint8_t* zeros_ = nullptr;
   size_t zeros_bytes_ = 0;
 
-  mutable std::mutex mu_;  // the fields below up to commit_mu_
-  std::map<uint32_t, std::shared_ptr<Volume>> volumes_;
-  Allocator alloc_;
-  uint64_t reserved_unused_ = 0;
-  std::vector<std::string> pending_;   // record chunks, each one log entry
-  std::vector<uint32_t> pending_counts_;
+  // Lock order: commit_mu_, a volume's lock (Volume::lock), mu_; and
+  // commit_mu_, journal_mu_, mu_. The data path holds a volume's lock when
+  // it takes mu_; only the checkpoint holds commit_mu_ when it takes
+  // volume locks.
+  mutable Mutex mu_ ABSL_ACQUIRED_AFTER(journal_mu_);
+  // The fields of Volume that Pool keeps (allocated, reserved, exported,
+  // export_settings, size changes) are mu_'s too; Volume cannot name it.
+  std::map<uint32_t, std::shared_ptr<Volume>> volumes_ ABSL_GUARDED_BY(mu_);
+  Allocator alloc_ ABSL_GUARDED_BY(mu_);
+  uint64_t reserved_unused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> pending_ ABSL_GUARDED_BY(mu_);  // record chunks, each one log entry
+  std::vector<uint32_t> pending_counts_ ABSL_GUARDED_BY(mu_);
   struct LastMap {
     uint32_t volume = 0;
     uint64_t v_end = 0, p_end = 0;
     size_t count_at = SIZE_MAX;  // byte offset of the count in the last chunk
-  } last_map_;
-  std::vector<Extent> pending_frees_;  // freed, reusable after commit + grace
-  std::vector<FlushWaiter> flush_waiters_;
-  std::vector<EpochCounters*> channels_;
-  bool stop_ = false;
-  std::condition_variable cv_;
-  std::vector<std::string> problems_;  // found while loading (all of it in check_mode)
-  std::vector<std::string> notices_;   // normal events worth telling (a fallback after a crash)
-  std::vector<uint8_t> active_block_;  // the active slot's header block as on disk
+  } last_map_ ABSL_GUARDED_BY(mu_);
+  std::vector<Extent> pending_frees_ ABSL_GUARDED_BY(mu_);  // freed, reusable after commit + grace
+  std::vector<FlushWaiter> flush_waiters_ ABSL_GUARDED_BY(mu_);
+  std::vector<EpochCounters*> channels_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar cv_;  // with mu_: stop_ or flush_waiters_ changed
+  std::vector<std::string> problems_ ABSL_GUARDED_BY(mu_);  // found while loading (all of it in check_mode)
+  std::vector<std::string> notices_ ABSL_GUARDED_BY(mu_);   // normal events worth telling (a fallback after a crash)
 
-  // Process-crash journal (journal.h); null: none. Lock order: commit_mu_,
-  // journal_mu_, mu_.
+  // Process-crash journal (journal.h); null: none. Set by Open.
   std::unique_ptr<Journal> journal_;
-  std::mutex journal_mu_;        // journal_ writes, one at a time
-  uint64_t journal_gap_ = 0;     // journal_mu_: notes through this missed the journal
-  uint64_t notes_ = 0;           // mu_: data-path changes recorded so far
-  std::string journal_buf_;      // mu_: their records not yet in the journal
-  uint64_t journal_buf_first_ = 1;
-  uint32_t journal_buf_count_ = 0;
+  Mutex journal_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);  // journal_ writes, one at a time
+  uint64_t journal_gap_ ABSL_GUARDED_BY(journal_mu_) = 0;  // notes through this missed the journal
+  uint64_t notes_ ABSL_GUARDED_BY(mu_) = 0;          // data-path changes recorded so far
+  std::string journal_buf_ ABSL_GUARDED_BY(mu_);     // their records not yet in the journal
+  uint64_t journal_buf_first_ ABSL_GUARDED_BY(mu_) = 1;
+  uint32_t journal_buf_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> journaled_{0};  // notes in the journal
   std::atomic<uint64_t> recorded_notes_{0};  // notes_, readable without mu_
   std::atomic<uint64_t> hardened_{0};   // notes included in a commit
   std::atomic<uint64_t> committed_seq_{0};  // seq_, readable without commit_mu_
+  std::atomic<uint64_t> committed_log_used_{0};  // log_used_, readable without commit_mu_
   uint64_t load_hardened_ = 0;          // the last kNoteMark seen while loading
 
-  std::mutex commit_mu_;  // one commit (or control change) at a time
-  uint64_t seq_ = 0;      // last committed sequence
-  int active_slot_ = 0;
-  uint64_t log_tail_ = 0;  // where the active checkpoint's replay starts
-  uint64_t log_head_ = 0;  // where the next entry goes
-  uint64_t log_used_ = 0;  // bytes from tail to head (with wrap waste)
+  Mutex commit_mu_;  // one commit (or control change) at a time
+  uint64_t seq_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last committed sequence
+  int active_slot_ ABSL_GUARDED_BY(commit_mu_) = 0;
+  std::vector<uint8_t> active_block_ ABSL_GUARDED_BY(commit_mu_);  // the active slot's header block as on disk
+  uint64_t log_tail_ ABSL_GUARDED_BY(commit_mu_) = 0;  // where the active checkpoint's replay starts
+  uint64_t log_head_ ABSL_GUARDED_BY(commit_mu_) = 0;  // where the next entry goes
+  uint64_t log_used_ ABSL_GUARDED_BY(commit_mu_) = 0;  // bytes from tail to head (with wrap waste)
   std::atomic<uint64_t> checkpoints_{0}, log_entries_{0}, commits_{0};
   std::atomic<uint64_t> allocations_{0}, parked_{0}, enospc_{0};
   std::atomic<bool> failed_{false};  // a metadata write failed: no more commits (nor allocations)

@@ -51,8 +51,10 @@ void Pool::AppendPendingLocked(const Record& r) {
 }
 
 void Pool::SerializeState(std::string* out) {
-  for (const auto& [vid, v] : volumes_) {
-    const uint32_t id = vid;  // clang 14 cannot capture a structured binding
+  for (const auto& entry : volumes_) {
+    const uint32_t id = entry.first;  // not a structured binding: clang 14 cannot capture one
+    const auto& v = entry.second;
+    v->lock.AssertHeld();  // held by CommitLocked (LockVolumes), or Repair's pool is quiet
     Record c{RecordType::kVolumeCreate, id, v->size.load(), v->reserved, 0, v->name};
     AppendRecord(c, out);
     if (v->exported) AppendRecord(ExportRecord(id, v->export_settings), out);
@@ -68,8 +70,18 @@ void Pool::SerializeState(std::string* out) {
   AppendRecord(Record{RecordType::kNoteMark, 0, notes_, 0, 0, {}}, out);
 }
 
+// Every volume's lock, in a loop the analysis cannot follow (SerializeState
+// asserts them).
+void Pool::LockVolumes(const std::vector<std::shared_ptr<Volume>>& vols) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (auto& v : vols) v->lock.Lock();
+}
+
+void Pool::UnlockVolumes(const std::vector<std::shared_ptr<Volume>>& vols) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (auto& v : vols) v->lock.Unlock();
+}
+
 Status Pool::Commit() {
-  std::lock_guard<std::mutex> c(commit_mu_);
+  MutexLock c(&commit_mu_);
   return CommitLocked();
 }
 
@@ -83,29 +95,30 @@ Status Pool::CommitLocked() {
   bool checkpoint = false;
   uint64_t through = 0;
   {
-    std::unique_lock<std::mutex> l(mu_);
+    mu_.Lock();
     uint64_t bytes = 0;
     for (const auto& ch : pending_) bytes += PaddedLogEntryBytes(ch.size());
     checkpoint = log_used_ + bytes + kMaxLogEntryBytes > sb_.log_bytes / 2;
     if (checkpoint) {
       // The snapshot and the hand-over of pending records must be one
       // instant: lock every volume (no mapping changes), then the pool.
-      l.unlock();
+      mu_.Unlock();
       std::vector<std::shared_ptr<Volume>> vols;
       {
-        std::lock_guard<std::mutex> g(mu_);
+        MutexLock g(&mu_);
         for (auto& [id, v] : volumes_) vols.push_back(v);
       }
-      for (auto& v : vols) v->lock.Lock();
-      l.lock();
+      LockVolumes(vols);
+      mu_.Lock();
       SerializeState(&snapshot);
-      for (auto& v : vols) v->lock.Unlock();
+      UnlockVolumes(vols);
     }
     chunks.swap(pending_);
     counts.swap(pending_counts_);
     frees.swap(pending_frees_);
     last_map_.count_at = SIZE_MAX;
     through = notes_;
+    mu_.Unlock();
   }
   // The state committed now includes every note so far (journal.h); a
   // checkpoint's snapshot says so itself.
@@ -128,9 +141,10 @@ Status Pool::CommitLocked() {
   commits_.fetch_add(1, std::memory_order_relaxed);
   hardened_.store(through, std::memory_order_release);
   committed_seq_.store(seq_, std::memory_order_release);
+  committed_log_used_.store(log_used_, std::memory_order_release);
   if (!frees.empty()) {
     WaitForGracePeriod();
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     for (const Extent& e : frees) alloc_.Free(e.p, e.n);
   }
   return Status::Ok();
@@ -185,7 +199,7 @@ void Pool::WaitForGracePeriod() {
   for (;;) {
     uint64_t active = 0;
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       for (EpochCounters* c : channels_) active += c->active[old].load(std::memory_order_seq_cst);
     }
     if (active == 0) return;
@@ -195,14 +209,14 @@ void Pool::WaitForGracePeriod() {
 
 EpochCounters* Pool::RegisterChannel() {
   auto* c = new EpochCounters();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   channels_.push_back(c);
   return c;
 }
 
 void Pool::UnregisterChannel(EpochCounters* c) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     std::erase(channels_, c);
   }
   delete c;
@@ -215,10 +229,10 @@ int Pool::FlushInline() {
 
 void Pool::RequestFlush(const FlushWaiter& w) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     flush_waiters_.push_back(w);
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void Pool::StartCommitter() {
@@ -238,8 +252,11 @@ void Pool::CommitterLoop() {
     std::vector<FlushWaiter> waiters;
     bool pending;
     {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_for(l, interval, [&] { return stop_ || !flush_waiters_.empty(); });
+      MutexLock l(&mu_);
+      const auto deadline = std::chrono::steady_clock::now() + interval;
+      while (!stop_ && flush_waiters_.empty()) {
+        if (!cv_.WaitUntil(&mu_, deadline)) break;
+      }
       waiters.swap(flush_waiters_);
       pending = !pending_.empty() || !pending_frees_.empty();
       if (stop_ && waiters.empty()) break;

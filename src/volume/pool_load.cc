@@ -47,6 +47,7 @@ Status Pool::Load() {
       continue;
     }
     NESTOR_RETURN_IF_ERROR(ForEachRecord(payload.data(), h[slot].payload_bytes, [&](const Record& r) {
+      mu_.AssertHeld();  // called back synchronously, in this scope
       Status as = Apply(r);
       if (as.ok() || !opts_.check_mode) return as;
       Problem("checkpoint: " + as.message());
@@ -106,6 +107,7 @@ Status Pool::ReplayLog(const CheckpointHeader& h) {
     }
     // Checksummed yet malformed (or inconsistent): a bug, not a crash.
     NESTOR_RETURN_IF_ERROR(ForEachRecord(entry.data() + kLogHeaderBytes, eh->payload_bytes, [&](const Record& r) {
+      mu_.AssertHeld();  // called back synchronously, in this scope
       Status as = Apply(r);
       if (as.ok() || !opts_.check_mode) return as;
       Problem("log entry " + std::to_string(want) + ": " + as.message());
@@ -229,9 +231,13 @@ Status Pool::Apply(const Record& r) {
   }
   if (it == volumes_.end()) return Corruption("record for unknown volume id " + std::to_string(r.volume));
   Volume& v = *it->second;
+  v.lock.AssertHeld();  // loading: no other thread reaches the pool
   switch (r.type) {
     case RecordType::kVolumeDelete:
-      v.map.ForEach([&](const Extent& e) { alloc_.Free(e.p, e.n); });
+      v.map.ForEach([&](const Extent& e) {
+        mu_.AssertHeld();  // called back synchronously, in this scope
+        alloc_.Free(e.p, e.n);
+      });
       reserved_unused_ -= UnusedReservation(v);
       volumes_.erase(it);
       return Status::Ok();

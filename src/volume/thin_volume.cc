@@ -69,7 +69,7 @@ class ThinChannel final : public io::IoChannel {
   bool WritePiece(Op* op);
   bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len);
   bool ZeroPiece(Op* op);
-  uint64_t AllocationHint(uint64_t vcl) const;
+  uint64_t AllocationHint(uint64_t vcl) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol_->lock);
   bool WaitForSpace(Op* op);
   void Issue(Child* c);
   void Finish(Op* op);
@@ -87,7 +87,7 @@ class ThinChannel final : public io::IoChannel {
     return {off / cs_, off % cs_, op->req->length - op->cursor};
   }
   uint64_t Phys(uint64_t p, uint64_t within) const {
-    return pool_->sb_.data_offset + p * cs_ + within;
+    return pool_->superblock().data_offset + p * cs_ + within;
   }
 
   static void OnChildDone(io::IoRequest* r, int res);
@@ -125,7 +125,7 @@ ThinChannel::ThinChannel(Pool* pool, std::shared_ptr<Volume> vol, io::IoUring* r
       data_(std::move(data)),
       epoch_(pool->RegisterChannel()),
       slot_(g_next_slot.fetch_add(1)),
-      cs_(pool->sb_.cluster_size) {}
+      cs_(pool->superblock().cluster_size) {}
 
 ThinChannel::~ThinChannel() {
   if (live_ops_ != 0) NLOG_WARN("volume {}: channel closed with {} request(s) pending", vol_->name, live_ops_);
@@ -273,7 +273,7 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
     // fill could land over our bytes.
     it->second.waiters.push_back(op);
     op->parked = true;
-    pool_->parked_.fetch_add(1, std::memory_order_relaxed);
+    pool_->CountParkedWrite();
     vol_->lock.Unlock();
     if (ring_ != nullptr) ring_->ExpectPosted();
     return false;
@@ -552,14 +552,14 @@ ThinBackend::~ThinBackend() { vol_->open_count.fetch_sub(1); }
 
 uint64_t ThinBackend::size_bytes() const { return vol_->size.load(std::memory_order_relaxed); }
 
-uint32_t ThinBackend::block_size() const { return pool_->dev_->data()->block_size(); }
+uint32_t ThinBackend::block_size() const { return pool_->device()->data()->block_size(); }
 
 std::string ThinBackend::Describe() const {
-  return "volume " + vol_->name + " in pool " + pool_->dev_->Describe();
+  return "volume " + vol_->name + " in pool " + pool_->device()->Describe();
 }
 
 Result<std::unique_ptr<io::IoChannel>> ThinBackend::OpenChannel(io::IoUring* ring) {
-  auto data = pool_->dev_->data()->OpenChannel(ring);
+  auto data = pool_->device()->data()->OpenChannel(ring);
   if (!data.ok()) return data.status();
   return std::unique_ptr<io::IoChannel>(new ThinChannel(pool_, vol_, ring, std::move(data.value())));
 }

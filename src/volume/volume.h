@@ -12,6 +12,7 @@
 // holding it (a fault would leave it locked). Errors: none here.
 #pragma once
 
+#include <absl/base/thread_annotations.h>
 #include <absl/container/flat_hash_map.h>
 
 #include <atomic>
@@ -25,17 +26,25 @@
 
 namespace nestor::volume {
 
-class ShardedRwLock {
+// One capability for the thread-safety analysis (base/mutex.h): LockShared
+// holds it shared, Lock exclusive; the shards are std::mutex underneath, so
+// TSan sees every acquire and release.
+class ABSL_LOCKABLE ShardedRwLock {
  public:
   static constexpr int kShards = 8;
-  void LockShared(unsigned slot) { shards_[slot % kShards].mu.lock(); }
-  void UnlockShared(unsigned slot) { shards_[slot % kShards].mu.unlock(); }
-  void Lock() {
+  void LockShared(unsigned slot) ABSL_SHARED_LOCK_FUNCTION() { shards_[slot % kShards].mu.lock(); }
+  void UnlockShared(unsigned slot) ABSL_UNLOCK_FUNCTION() { shards_[slot % kShards].mu.unlock(); }
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     for (auto& s : shards_) s.mu.lock();
   }
-  void Unlock() {
+  void Unlock() ABSL_UNLOCK_FUNCTION() {
     for (auto& s : shards_) s.mu.unlock();
   }
+  // For the analysis only (no check at run time): the caller holds every
+  // shard by a path it cannot follow (the checkpoint locks each volume in a
+  // loop), or no other thread can reach the volume's map: it is being
+  // loaded, or it is not open (no backend: Pool::mu_ and commit_mu_ held).
+  void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() {}
 
  private:
   struct alignas(64) Shard {
@@ -73,10 +82,13 @@ struct Volume {
   bool exported = false;           // Pool::mu_
   ExportSettings export_settings;  // Pool::mu_
 
-  ShardedRwLock lock;
-  ExtentMap map;                                        // guarded by lock
-  absl::flat_hash_map<uint64_t, InitEntry> initializing;  // by vcluster; lock
-  uint64_t alloc_hint = 0;                              // lock (exclusive)
+  ShardedRwLock lock;  // after Pool::commit_mu_, before Pool::mu_ (pool.h)
+  ExtentMap map ABSL_GUARDED_BY(lock);
+  absl::flat_hash_map<uint64_t, InitEntry> initializing ABSL_GUARDED_BY(lock);  // by vcluster
+  uint64_t alloc_hint ABSL_GUARDED_BY(lock) = 0;                                // written exclusive
+
+  // Without the lock (an atomic inside the map).
+  size_t extent_count() const { return ABSL_TS_UNCHECKED_READ(map).extent_count(); }
 };
 
 }  // namespace nestor::volume

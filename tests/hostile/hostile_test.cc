@@ -415,8 +415,12 @@ class Hostile : public ::testing::Test {
     if (g_bg) {
       g_bg->stop.store(true);
       g_bg->thread.join();
-      std::lock_guard<std::mutex> lock(g_bg->mu);
-      for (const std::string& e : g_bg->errors) ADD_FAILURE() << "background client: " << e;
+      {
+        // Scoped: the lock must be released before g_bg (and its mutex) is
+        // deleted (TSan: heap-use-after-free in pthread_mutex_unlock).
+        std::lock_guard<std::mutex> lock(g_bg->mu);
+        for (const std::string& e : g_bg->errors) ADD_FAILURE() << "background client: " << e;
+      }
       delete g_bg;
       g_bg = nullptr;
     }

@@ -71,7 +71,7 @@ std::unique_ptr<VolatileCacheDevice> VolatileCacheDevice::FromImage(std::vector<
 VolatileCacheDevice::~VolatileCacheDevice() = default;
 
 std::string VolatileCacheDevice::Describe() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return "volatile-cache(size=" + std::to_string(size_) +
          ", pending_writes=" + std::to_string(pending_.size()) +
          ", pending_bytes=" + std::to_string(pending_bytes_) + ")";
@@ -79,14 +79,14 @@ std::string VolatileCacheDevice::Describe() const {
 
 Status VolatileCacheDevice::ReadAt(uint64_t off, void* buf, size_t len) {
   if (!InRange(off, len)) return Status::Invalid("volatile-cache: read out of range");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (len > 0) std::memcpy(buf, current_.data() + off, len);
   return Status::Ok();
 }
 
 Status VolatileCacheDevice::WriteAt(uint64_t off, const void* buf, size_t len) {
   if (!InRange(off, len)) return Status::Invalid("volatile-cache: write out of range");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!AdmitWriteLocked()) return Status::IoError("volatile-cache: injected write failure");
   const auto* p = static_cast<const uint8_t*>(buf);
   ApplyWriteLocked(PendingWrite{off, len, std::vector<uint8_t>(p, p + len)});
@@ -94,7 +94,7 @@ Status VolatileCacheDevice::WriteAt(uint64_t off, const void* buf, size_t len) {
 }
 
 Status VolatileCacheDevice::Sync() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return SyncLocked();
 }
 
@@ -149,7 +149,7 @@ void VolatileCacheDevice::Apply(std::vector<uint8_t>& image, const PendingWrite&
 int VolatileCacheDevice::Execute(const io::IoRequest& req) {
   using io::IoOp;
   if (req.op == IoOp::kFlush) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return SyncLocked().ok() ? 0 : -EIO;
   }
   if (!InRange(req.offset, req.length)) return -EINVAL;
@@ -159,7 +159,7 @@ int VolatileCacheDevice::Execute(const io::IoRequest& req) {
     if (req.iovcnt < 0 || total != req.length) return -EINVAL;
   }
   const int data_result = static_cast<int>(req.length);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   switch (req.op) {
     case IoOp::kRead: {
       const uint8_t* p = current_.data() + req.offset;
@@ -192,7 +192,7 @@ int VolatileCacheDevice::Execute(const io::IoRequest& req) {
 }
 
 std::vector<uint8_t> VolatileCacheDevice::Crash() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<uint8_t> image = durable_;
   const uint64_t keep = options_.keep_weight;
   const uint64_t drop = options_.drop_weight;
@@ -235,65 +235,65 @@ std::vector<uint8_t> VolatileCacheDevice::Crash() {
 }
 
 std::vector<uint8_t> VolatileCacheDevice::durable_image() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return durable_;
 }
 
 std::vector<uint8_t> VolatileCacheDevice::current_image() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return current_;
 }
 
 void VolatileCacheDevice::FailWritesAfter(uint64_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   fail_writes_ = true;
   writes_allowed_ = n;
 }
 
 void VolatileCacheDevice::FailSync(bool fail) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   fail_sync_ = fail;
 }
 
 void VolatileCacheDevice::ClearFaults() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   fail_writes_ = false;
   writes_allowed_ = 0;
   fail_sync_ = false;
 }
 
 void VolatileCacheDevice::set_crash_options(const CrashOptions& options) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   options_ = options;
 }
 
 uint64_t VolatileCacheDevice::writes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return writes_;
 }
 
 uint64_t VolatileCacheDevice::syncs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return syncs_;
 }
 
 uint64_t VolatileCacheDevice::failed_writes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failed_writes_;
 }
 
 uint64_t VolatileCacheDevice::failed_syncs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failed_syncs_;
 }
 
 uint64_t VolatileCacheDevice::pending_writes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return pending_.size();
 }
 
 uint64_t VolatileCacheDevice::pending_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return pending_bytes_;
 }
 

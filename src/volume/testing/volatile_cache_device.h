@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "io/backend.h"
 #include "volume/pool_device.h"
@@ -116,10 +117,10 @@ class VolatileCacheDevice final : public PoolDevice {
 
   bool InRange(uint64_t off, uint64_t len) const { return off <= size_ && len <= size_ - off; }
   // Holding mu_: whether the next write may proceed (counts a failure).
-  bool AdmitWriteLocked();
+  bool AdmitWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Holding mu_: applies a write to the current view and caches it.
-  void ApplyWriteLocked(PendingWrite w);
-  Status SyncLocked();
+  void ApplyWriteLocked(PendingWrite w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A data-channel request, start to finish; returns its completion result.
   int Execute(const io::IoRequest& req);
   static void Apply(std::vector<uint8_t>& image, const PendingWrite& w, uint64_t off,
@@ -128,20 +129,20 @@ class VolatileCacheDevice final : public PoolDevice {
   const uint64_t size_;
   std::unique_ptr<Backend> backend_;
 
-  mutable std::mutex mu_;
-  std::vector<uint8_t> durable_;  // guarded by mu_
-  std::vector<uint8_t> current_;  // guarded by mu_: durable_ + pending_ in order
-  std::vector<PendingWrite> pending_;
-  uint64_t pending_bytes_ = 0;
-  std::mt19937_64 rng_;
-  CrashOptions options_;
-  bool fail_writes_ = false;
-  uint64_t writes_allowed_ = 0;  // before failing, when fail_writes_
-  bool fail_sync_ = false;
-  uint64_t writes_ = 0;
-  uint64_t syncs_ = 0;
-  uint64_t failed_writes_ = 0;
-  uint64_t failed_syncs_ = 0;
+  mutable Mutex mu_;  // every field below
+  std::vector<uint8_t> durable_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint8_t> current_ ABSL_GUARDED_BY(mu_);  // durable_ + pending_ in order
+  std::vector<PendingWrite> pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  CrashOptions options_ ABSL_GUARDED_BY(mu_);
+  bool fail_writes_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t writes_allowed_ ABSL_GUARDED_BY(mu_) = 0;  // before failing, when fail_writes_
+  bool fail_sync_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t failed_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t failed_syncs_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace nestor::volume::testing
