@@ -518,6 +518,9 @@ void Run(const uint8_t* data, size_t size) {
   } else {
     auto pool = Pool::Open(std::move(dev), opts);
     if (pool.ok()) {
+      if (getenv("NESTOR_FUZZ_LOG") != nullptr) {
+        for (const VolumeInfo& v : (*pool)->ListVolumes()) fprintf(stderr, "volume %u %s\n", v.id, v.name.c_str());
+      }
       (void)(*pool)->Check();
       (void)(*pool)->ListVolumes();
       if ((flags & 8) && !opts.read_only) Exercise(pool->get());
@@ -542,6 +545,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_seed->journal_dir = dir;
   g_seed->image = BuildImage();
   Survey(g_seed);
+  if (getenv("NESTOR_FUZZ_LOG") != nullptr) {
+    fprintf(stderr, "seed: active slot %d, seq %llu, log end %llu, notes %llu, log at %llu, slots at %llu %llu\n",
+            g_seed->active, static_cast<unsigned long long>(g_seed->seq),
+            static_cast<unsigned long long>(g_seed->log_end), static_cast<unsigned long long>(g_seed->notes),
+            static_cast<unsigned long long>(g_seed->sb.log_offset),
+            static_cast<unsigned long long>(g_seed->sb.ckpt_offset[0]),
+            static_cast<unsigned long long>(g_seed->sb.ckpt_offset[1]));
+  }
   atexit([] {
     RemoveJournal();
     rmdir(g_seed->journal_dir.c_str());
