@@ -152,7 +152,9 @@ std::string RpcServer::Handle(const std::string& line) {
 
 Json RpcServer::Dispatch(const Json& req) {
   Json id = req.is_object() && req.contains("id") ? req["id"] : Json(nullptr);
-  if (!req.is_object() || req.value("jsonrpc", "") != "2.0" || !req.contains("method") ||
+  // find, not value(): value() throws when "jsonrpc" is there but not a string.
+  auto version = req.is_object() ? req.find("jsonrpc") : req.end();
+  if (!req.is_object() || version == req.end() || *version != "2.0" || !req.contains("method") ||
       !req["method"].is_string()) {
     return Error(id, -32600, "invalid request: need {\"jsonrpc\":\"2.0\",\"method\":...,\"id\":...}");
   }

@@ -41,6 +41,19 @@ TEST(RpcServer, DispatchesAndMapsErrors) {
   EXPECT_EQ(r["error"]["code"], -32602);
 }
 
+// A "jsonrpc" member that is not a string is an invalid request, not an
+// exception out of Handle (which ended nestord: found by fuzz/rpc.cc).
+TEST(RpcServer, NonStringVersionIsAnInvalidRequest) {
+  RpcServer s("/nonexistent");
+  s.Register("echo", [](const Json& p) -> Result<Json> { return p; });
+  for (const char* line : {R"({"jsonrpc":2,"id":1,"method":"echo"})", R"({"jsonrpc":null,"id":1,"method":"echo"})",
+                           R"({"jsonrpc":["2.0"],"id":1,"method":"echo"})"}) {
+    auto r = Json::parse(s.Handle(line));
+    EXPECT_EQ(r["error"]["code"], -32600) << line;
+    EXPECT_EQ(r["id"], 1) << line;
+  }
+}
+
 UniqueFd Connect(const std::string& path) {
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un a{};
