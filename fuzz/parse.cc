@@ -1,10 +1,11 @@
 // Fuzz target parse: nestord's text parsers: sizes and CPU lists
 // (base/size.*), the --volume spec and the whole command line
-// (daemon/options.*), volume names and sizes (volume/limits.*) and poll
-// modes (reactor/reactor.h). Each must return a Status for any input (no
+// (daemon/options.*), volume names and sizes (volume/limits.*), poll
+// modes (reactor/reactor.h), and nestor-vm's command line with its
+// validation and QEMU command (tools/nestor-vm, a library). Each must return a Status for any input (no
 // crash, no exit()), and what it accepts must hold the documented limits.
 //
-// Input: selector:u8, text. selector % 5 picks the parser:
+// Input: selector:u8, text. selector % 6 picks the parser:
 //   0 ParseSize (and HumanSize of the result)
 //   1 ParseCpuList
 //   2 ParseVolumeSpec
@@ -13,6 +14,9 @@
 //     goes to a null stream
 //   4 ValidateVolumeName, ParsePollMode, and ParseSize +
 //     ValidateVolumeSize / ValidateExportSize on the same text
+//   5 nestor-vm: the text split into argv as for 3, after "nestor-vm";
+//     what parses is validated against a fixed host (8 CPUs, 2 MiB
+//     hugepages, no KVM) and, if valid, turned into QEMU's argv
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +28,8 @@
 
 #include "base/size.h"
 #include "daemon/options.h"
+#include "nestor-vm/options.h"
+#include "nestor-vm/qemu_command.h"
 #include "reactor/reactor.h"
 #include "volume/limits.h"
 
@@ -63,8 +69,9 @@ void VolumeSpec(const std::string& text) {
   if (v.ok()) CheckSpec(*v, text);
 }
 
-void CommandLine(const std::string& text) {
-  std::vector<std::string> args{"nestord"};
+// argv for a parser: argv0, then the text split on NUL or '\n' (at most 64).
+std::vector<std::string> SplitArgs(const char* argv0, const std::string& text) {
+  std::vector<std::string> args{argv0};
   std::string cur;
   for (char ch : text) {
     if (ch == '\0' || ch == '\n') {
@@ -76,16 +83,28 @@ void CommandLine(const std::string& text) {
     }
   }
   if (args.size() <= 64) args.push_back(cur);
+  return args;
+}
+
+// Runs parse(argc, argv) with CLI11's usage and error text (std::cout,
+// std::cerr) going nowhere.
+template <typename Parse>
+auto Quietly(std::vector<std::string>& args, Parse parse) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // CLI11 prints usage and errors to std::cout / std::cerr.
   std::ostringstream sink;
   auto* out = std::cout.rdbuf(sink.rdbuf());
   auto* err = std::cerr.rdbuf(sink.rdbuf());
-  auto o = daemon::ParseOptions(static_cast<int>(args.size()), argv.data());
+  auto r = parse(static_cast<int>(args.size()), argv.data());
   std::cout.rdbuf(out);
   std::cerr.rdbuf(err);
+  return r;
+}
+
+void CommandLine(const std::string& text) {
+  std::vector<std::string> args = SplitArgs("nestord", text);
+  auto o = Quietly(args, daemon::ParseOptions);
   if (!o.ok()) return;
   if (o->volumes.empty() && o->pool.empty()) Broken("neither --volume nor --pool, accepted", text);
   if (o->reactors < 1 || o->reactors > 256) Broken("reactor count out of range accepted", text);
@@ -111,18 +130,31 @@ void Limits(const std::string& text) {
   (void)volume::ValidateExportSize(*s);
 }
 
+void VmCommandLine(const std::string& text) {
+  std::vector<std::string> args = SplitArgs("nestor-vm", text);
+  auto o = Quietly(args, vm::ParseArgs);
+  if (!o.ok()) return;
+  vm::HostInfo host;
+  host.allowed_cpus = {0, 1, 2, 3, 4, 5, 6, 7};
+  host.hugepage_pools = {{2u << 20, 512}};
+  std::vector<std::string> warnings;
+  if (!vm::Validate(&*o, host, &warnings).ok()) return;
+  (void)vm::FormatCommand(vm::BuildQemuArgv(*o));
+}
+
 }  // namespace
 }  // namespace nestor
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0: nestor::Size(text); break;
     case 1: nestor::CpuList(text); break;
     case 2: nestor::VolumeSpec(text); break;
     case 3: nestor::CommandLine(text); break;
     case 4: nestor::Limits(text); break;
+    case 5: nestor::VmCommandLine(text); break;
   }
   return 0;
 }
