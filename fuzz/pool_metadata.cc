@@ -35,8 +35,9 @@
 //                  seal), record stream (must re-encode to the same bytes),
 //                  log entry header + CRC.
 // flags: bit 0 open read-only, bit 1 check mode (read-only), bit 2 Repair
-// instead of Open, bit 3 after a successful read-write open: Check and a
-// few control operations that commit (create, resize, delete).
+// instead of Open, bit 3 after a successful read-write open: I/O on every
+// volume (reads, first writes, a discard, a flush), then Check and a few
+// control operations that commit (create, resize, delete).
 #include <unistd.h>
 
 #include <cstdint>
@@ -100,11 +101,10 @@ struct Reader {
 };
 
 // A copy-on-write view of the seed image: reads see the image with this
-// run's writes on top, in 4 KiB blocks. No data path (the harness opens
-// no volume).
+// run's writes on top, in 4 KiB blocks. Its data channels complete inline.
 class OverlayDevice final : public PoolDevice {
  public:
-  explicit OverlayDevice(const std::vector<uint8_t>* base) : base_(base) {}
+  explicit OverlayDevice(const std::vector<uint8_t>* base) : base_(base), data_(this) {}
   uint64_t size_bytes() const override { return base_->size(); }
   std::string Describe() const override { return "fuzz-image"; }
   Status ReadAt(uint64_t off, void* buf, size_t len) override {
@@ -131,9 +131,48 @@ class OverlayDevice final : public PoolDevice {
     return Status::Ok();
   }
   Status Sync() override { return Status::Ok(); }
-  io::BlockBackend* data() override { return nullptr; }
+  io::BlockBackend* data() override { return &data_; }
 
  private:
+  class Channel final : public io::IoChannel {
+   public:
+    explicit Channel(OverlayDevice* dev) : dev_(dev) {}
+    void Submit(io::IoRequest* req) override { req->done(req, Execute(*req)); }
+    const io::IoStats& stats() const override { return stats_; }
+
+   private:
+    int Execute(const io::IoRequest& req) {
+      if (req.op == io::IoOp::kFlush) return 0;
+      uint64_t off = req.offset;
+      if (req.op == io::IoOp::kDiscard || req.op == io::IoOp::kWriteZeroes) {
+        std::vector<uint8_t> zeros(req.length);
+        return dev_->WriteAt(off, zeros.data(), zeros.size()).ok() ? 0 : -EINVAL;
+      }
+      for (int i = 0; i < req.iovcnt; ++i) {
+        const iovec& v = req.iov[i];
+        Status st = req.op == io::IoOp::kRead ? dev_->ReadAt(off, v.iov_base, v.iov_len)
+                                              : dev_->WriteAt(off, v.iov_base, v.iov_len);
+        if (!st.ok()) return -EINVAL;
+        off += v.iov_len;
+      }
+      return static_cast<int>(req.length);
+    }
+    OverlayDevice* dev_;
+    io::IoStats stats_;
+  };
+  class Data final : public io::BlockBackend {
+   public:
+    explicit Data(OverlayDevice* dev) : dev_(dev) {}
+    uint64_t size_bytes() const override { return dev_->size_bytes(); }
+    std::string Describe() const override { return "fuzz-image data"; }
+    Result<std::unique_ptr<io::IoChannel>> OpenChannel(io::IoUring*) override {
+      return std::unique_ptr<io::IoChannel>(new Channel(dev_));
+    }
+
+   private:
+    OverlayDevice* dev_;
+  };
+
   uint8_t* Block(uint64_t b) {
     auto [it, fresh] = blocks_.try_emplace(b);
     if (fresh) it->second.assign(base_->begin() + b * kBlock, base_->begin() + (b + 1) * kBlock);
@@ -141,6 +180,7 @@ class OverlayDevice final : public PoolDevice {
   }
   const std::vector<uint8_t>* base_;
   std::unordered_map<uint64_t, std::vector<uint8_t>> blocks_;
+  Data data_;
 };
 
 // Seed building only: hands the pool a device it does not own.
@@ -480,8 +520,31 @@ void Decode(Reader in) {
   }
 }
 
+// I/O on every volume of the loaded state: reads of its first and last
+// clusters (mapped or holes), first writes (allocations), a discard, a
+// flush (a commit). Results are whatever they are; nothing may crash.
+void VolumeIo(Pool* pool) {
+  std::vector<uint8_t> buf(2 * kCluster, 0x5a);
+  for (const VolumeInfo& info : pool->ListVolumes()) {
+    auto b = pool->OpenVolume(info.name);
+    if (!b.ok()) continue;
+    auto ch = (*b)->OpenChannel(nullptr);
+    if (!ch.ok()) continue;
+    uint64_t size = (*b)->size_bytes();
+    uint64_t last = size >= buf.size() ? size - buf.size() : 0;
+    uint64_t len = std::min<uint64_t>(buf.size(), size);
+    for (uint64_t off : {uint64_t{0}, last}) {
+      (void)testing::SyncIo(ch->get(), io::IoOp::kRead, off, buf.data(), len);
+      (void)testing::SyncIo(ch->get(), io::IoOp::kWrite, off, buf.data(), std::min<uint64_t>(len, 512));
+    }
+    if (size >= 2 * kCluster) (void)testing::SyncIo(ch->get(), io::IoOp::kDiscard, kCluster, nullptr, kCluster);
+    (void)testing::SyncIo(ch->get(), io::IoOp::kFlush, 0, nullptr, 0);
+  }
+}
+
 // A few control operations on an opened pool: each commits.
 void Exercise(Pool* pool) {
+  VolumeIo(pool);
   (void)pool->Check();
   (void)pool->Info();
   auto vols = pool->ListVolumes();
