@@ -346,7 +346,9 @@ void FixCheckpoint(PoolDevice* dev, int slot, bool fix_sb_copy) {
   uint64_t payload = Load<uint64_t>(b.data() + 24);
   if (payload <= sb.ckpt_bytes - kBlock) {
     std::vector<uint8_t> p(payload);
-    if (dev->ReadAt(sb.ckpt_offset[slot] + kBlock, p.data(), payload).ok()) StoreLe(b.data() + 32, Crc32c(p.data(), payload));
+    if (dev->ReadAt(sb.ckpt_offset[slot] + kBlock, p.data(), payload).ok()) {
+      StoreLe(b.data() + 32, Crc32c(p.data(), payload));
+    }
   }
   std::vector<uint8_t> c = b;
   std::memset(c.data() + kCkptSealAt, 0, kSealBytes);
