@@ -385,7 +385,7 @@ CheckReport Pool::Check() const {
     if (Status st = UsableSize(*v); !st.ok()) rep.problems.push_back(st.message());
     uint64_t limit = ClustersFor(v->size.load());
     uint64_t held = 0;
-    v->map.ForEach([&, &v = v](const Extent& e) {
+    v->map.ForEach([&](const Extent& e) {
       ++rep.extents;
       held += e.n;
       if (e.p + e.n > sb_.data_clusters || e.p + e.n < e.p) {

@@ -55,7 +55,7 @@ void Pool::SerializeState(std::string* out) {
     Record c{RecordType::kVolumeCreate, id, v->size.load(), v->reserved, 0, v->name};
     AppendRecord(c, out);
     if (v->exported) AppendRecord(ExportRecord(id, v->export_settings), out);
-    v->map.ForEach([&, id = id](const Extent& e) {
+    v->map.ForEach([&](const Extent& e) {
       for (uint64_t done = 0; done < e.n;) {
         uint64_t n = std::min<uint64_t>(e.n - done, UINT32_MAX);
         AppendRecord(Record{RecordType::kMap, id, e.v + done, e.p + done, n, {}}, out);
