@@ -385,20 +385,21 @@ CheckReport Pool::Check() const {
     if (Status st = UsableSize(*v); !st.ok()) rep.problems.push_back(st.message());
     uint64_t limit = ClustersFor(v->size.load());
     uint64_t held = 0;
+    const std::string& name = v->name;  // clang 14 cannot capture a structured binding
     v->map.ForEach([&](const Extent& e) {
       ++rep.extents;
       held += e.n;
       if (e.p + e.n > sb_.data_clusters || e.p + e.n < e.p) {
-        rep.problems.push_back("volume " + v->name + ": extent at cluster " + std::to_string(e.v) +
+        rep.problems.push_back("volume " + name + ": extent at cluster " + std::to_string(e.v) +
                                " points outside the pool");
         return;
       }
       if (e.v + e.n > limit || e.v + e.n < e.v) {
-        rep.problems.push_back("volume " + v->name + ": extent at cluster " + std::to_string(e.v) +
+        rep.problems.push_back("volume " + name + ": extent at cluster " + std::to_string(e.v) +
                                " lies beyond the volume's size");
       }
       if (!seen.MarkUsed(e.p, e.n)) {
-        rep.problems.push_back("volume " + v->name + ": a cluster in " + std::to_string(e.p) + "+" +
+        rep.problems.push_back("volume " + name + ": a cluster in " + std::to_string(e.p) + "+" +
                                std::to_string(e.n) + " is owned twice");
       }
     });
