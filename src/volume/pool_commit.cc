@@ -51,7 +51,8 @@ void Pool::AppendPendingLocked(const Record& r) {
 }
 
 void Pool::SerializeState(std::string* out) {
-  for (const auto& [id, v] : volumes_) {
+  for (const auto& [vid, v] : volumes_) {
+    const uint32_t id = vid;  // clang 14 cannot capture a structured binding
     Record c{RecordType::kVolumeCreate, id, v->size.load(), v->reserved, 0, v->name};
     AppendRecord(c, out);
     if (v->exported) AppendRecord(ExportRecord(id, v->export_settings), out);

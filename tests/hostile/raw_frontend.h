@@ -283,7 +283,6 @@ class RawRing {
   RawRing(GuestMem* mem, uint32_t n, size_t ring_off = 0, size_t area_end = 0)
       : mem_(mem),
         n_(n),
-        ring_off_(ring_off),
         data_off_(ring_off + kRingArea),
         data_end_(area_end ? area_end : mem->bytes()) {
     uint8_t* b = mem->base() + ring_off;
@@ -363,7 +362,6 @@ class RawRing {
  private:
   GuestMem* mem_;
   uint32_t n_;
-  size_t ring_off_;
   size_t data_off_;
   size_t data_end_;
   size_t next_data_;

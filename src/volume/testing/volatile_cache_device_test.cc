@@ -346,10 +346,10 @@ TEST(VolatileCacheDevice, Counters) {
 TEST(VolatileCacheDevice, ConcurrentChannels) {
   VolatileCacheDevice dev(kSize, 1);
   constexpr int kThreads = 4;
-  const uint64_t region = kSize / kThreads;
+  constexpr uint64_t region = kSize / kThreads;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&dev, t, region] {
+    threads.emplace_back([&dev, t] {
       auto ch = OpenChannel(dev);
       for (int round = 0; round < 50; ++round) {
         for (uint64_t off = t * region; off < (t + 1) * region; off += 4096) {
