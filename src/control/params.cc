@@ -10,6 +10,7 @@ using Json = nlohmann::json;
 bool IsUint(const Json& v) { return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0); }
 
 bool HasType(const Json& v, unsigned types) {
+  if (types & kAny) return true;
   if ((types & kString) && v.is_string()) return true;
   if ((types & kUint) && IsUint(v)) return true;
   if ((types & kBool) && v.is_boolean()) return true;
@@ -68,6 +69,7 @@ Status CheckObject(const Json& obj, const ParamSpec& spec, const std::string& pr
 
 Status CheckValue(const Param& p, const Json& v, const std::string& name, std::string* field) {
   if (!HasType(v, p.types)) return Fail(field, name, fmt::format("{} must be {}", name, DescribeTypes(p.types)));
+  if (p.types & kAny) return Status::Ok();
   if (IsUint(v) && (p.types & kUint)) return CheckRange(p, v.get<uint64_t>(), name, field);
   if (v.is_object()) return CheckObject(v, p.fields, name, field);
   if (v.is_array()) {
@@ -96,6 +98,7 @@ std::string DescribeTypes(unsigned types) {
   add(kBool, "a boolean (true or false)");
   add(kObject, "an object");
   add(kList, "an array");
+  add(kAny, "any value");
   return out;
 }
 

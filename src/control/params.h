@@ -27,6 +27,7 @@ enum ParamType : unsigned {
   kBool = 4,
   kObject = 8,   // checked against `fields`
   kList = 16,    // an array of at most max_items items, each of item_types (uints within [min, max])
+  kAny = 32,     // any JSON value, unchecked (tests only: no method of nestord takes one)
 };
 
 struct Param {

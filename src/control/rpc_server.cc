@@ -24,6 +24,32 @@ std::string UnknownMember(const Json& req) {
   return "";
 }
 
+// How deep a request's arrays and objects may nest. Copying, comparing and
+// dumping a JSON value recurse once per level, so a 1 MiB line of '['
+// would overflow the control thread's stack; no method takes more than 3.
+constexpr int kMaxDepth = 64;
+
+// Whether the JSON text nests deeper than kMaxDepth (brackets inside
+// strings do not count). Cheap: one pass, no allocation.
+bool TooDeep(const std::string& line) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : line) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 Json RpcError(const Json& id, int code, const std::string& msg) { return Error(id, code, msg); }
@@ -72,6 +98,10 @@ void RpcServer::Stop() {
 }
 
 std::string RpcServer::Handle(const std::string& line) {
+  if (TooDeep(line)) {
+    std::string why = "invalid request: nested deeper than " + std::to_string(kMaxDepth) + " levels";
+    return Error(nullptr, -32600, why).dump();
+  }
   Json req = Json::parse(line, nullptr, false);
   if (req.is_discarded()) return Error(nullptr, -32700, "parse error: the line is not JSON").dump();
   if (!req.is_array()) {

@@ -101,6 +101,40 @@ TEST(RpcServer, BatchesAreAnsweredAsArrays) {
   EXPECT_EQ(r["error"]["code"], -32600);  // over max_batch
 }
 
+// A "jsonrpc" member that is not a string is an invalid request, not an
+// exception out of Handle (which ended nestord: found by fuzz/rpc.cc).
+TEST(RpcServer, NonStringVersionIsAnInvalidRequest) {
+  RpcServer s("/nonexistent");
+  s.Register("echo", {}, [](const Json& p) -> Result<Json> { return p; });
+  for (const char* line : {R"({"jsonrpc":2,"id":1,"method":"echo"})", R"({"jsonrpc":null,"id":1,"method":"echo"})",
+                           R"({"jsonrpc":["2.0"],"id":1,"method":"echo"})"}) {
+    auto r = Json::parse(s.Handle(line));
+    EXPECT_EQ(r["error"]["code"], -32600) << line;
+    EXPECT_EQ(r["id"], 1) << line;
+  }
+}
+
+// Deep nesting is refused before parsing: copying or dumping a value
+// recurses once per level, and a 1 MiB line of '[' overflowed the control
+// thread's stack (found by fuzzing; the id is echoed, so it is copied).
+TEST(RpcServer, DeepNestingIsAnInvalidRequest) {
+  RpcServer s("/nonexistent");
+  s.Register("echo", {{.name = "a", .types = kAny}, {.name = "s", .types = kString}},
+             [](const Json& p) -> Result<Json> { return p; });
+  const size_t n = 400'000;
+  std::string deep_id = R"({"jsonrpc":"2.0","method":"echo","id":)" + std::string(n, '[') + std::string(n, ']') + "}";
+  auto r = Json::parse(s.Handle(deep_id));
+  EXPECT_EQ(r["error"]["code"], -32600);
+  EXPECT_TRUE(r["id"].is_null());
+  std::string deep_params = R"({"jsonrpc":"2.0","method":"echo","id":1,"params":{"a":)" + std::string(n, '{') + "}}";
+  EXPECT_EQ(Json::parse(s.Handle(deep_params))["error"]["code"], -32600);
+  // 64 levels are fine, and brackets inside strings do not count.
+  std::string ok = R"({"jsonrpc":"2.0","method":"echo","id":1,"params":{"a":)" + std::string(62, '[') +
+                   std::string(62, ']') + R"(,"s":")" + std::string(1000, '[') + R"("}})";
+  r = Json::parse(s.Handle(ok));
+  EXPECT_EQ(r["result"]["s"].get<std::string>().size(), 1000u);
+}
+
 UniqueFd Connect(const std::string& path) {
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un a{};
