@@ -92,11 +92,19 @@ void StopController() {
 }
 
 // One line through Handle; the reply must be one line of JSON.
+// The reply: an object, an array of objects (a batch), or nothing (only
+// notifications: null).
 Json Call(const std::string& line) {
   std::string reply = g->rpc->Handle(line);
+  if (reply.empty()) return nullptr;
   if (reply.find('\n') != std::string::npos) Die("reply spans lines: " + reply);
   Json r = Json::parse(reply, nullptr, false);
-  if (r.is_discarded() || !r.is_object()) Die("reply is not a JSON object: " + reply);
+  if (r.is_discarded() || !(r.is_object() || r.is_array())) Die("reply is not a JSON object or array: " + reply);
+  if (r.is_array()) {
+    for (const Json& e : r) {
+      if (!e.is_object()) Die("batch reply holds a non-object: " + reply);
+    }
+  }
   return r;
 }
 
