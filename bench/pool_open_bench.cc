@@ -104,9 +104,7 @@ double CpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Writes `len` bytes at `off` through a plain (buffered) descriptor.
 void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
@@ -146,9 +144,9 @@ struct Measured {
   int64_t rss_delta = 0, peak_delta = 0;
   double replay_open_s = -1;  // open with half a log ring to replay
   uint64_t replay_log_bytes = 0;
-  double commit_s = -1;       // Commit writing a full checkpoint
+  double commit_s = -1;  // Commit writing a full checkpoint
   uint64_t commit_payload = 0;
-  double reopen_s = -1;       // open of the checkpoint that Commit wrote
+  double reopen_s = -1;  // open of the checkpoint that Commit wrote
 };
 
 // Opens the pool at `path` and checks it holds the state we wrote.
@@ -159,7 +157,8 @@ std::unique_ptr<Pool> OpenPool(const std::string& path, uint64_t want_extents) {
   if (!pool.ok()) Die("Pool::Open " + path, pool.status());
   PoolInfo info = (*pool)->Info();
   if (info.extents != want_extents || info.volumes != 1 || info.used_clusters != want_extents) {
-    std::fprintf(stderr, "pool_open_bench: loaded %" PRIu64 " extents, %" PRIu64 " volumes, %" PRIu64
+    std::fprintf(stderr,
+                 "pool_open_bench: loaded %" PRIu64 " extents, %" PRIu64 " volumes, %" PRIu64
                  " used clusters; expected %" PRIu64 ", 1, %" PRIu64 "\n",
                  info.extents, info.volumes, info.used_clusters, want_extents, want_extents);
     Die("unexpected pool state", Status::Invalid("mismatch"));
@@ -412,22 +411,23 @@ int Main(int argc, char** argv) {
     unlink(g_cleanup_path);
     g_cleanup_path[0] = '\0';
     all.push_back(m);
-    std::printf(
-        "{\"extents\": %" PRIu64 ", \"cluster_size\": %u, \"device_bytes\": %" PRIu64
-        ", \"checkpoint_payload_bytes\": %" PRIu64 ", \"disk_bytes_per_extent\": %.2f, \"open_s\": %.3f"
-        ", \"open_cpu_s\": %.3f, \"open_runs_s\": %s, \"rss_delta_bytes\": %" PRId64
-        ", \"rss_bytes_per_extent\": %.1f"
-        ", \"peak_delta_bytes\": %" PRId64 ", \"peak_bytes_per_extent\": %.1f, \"replay_log_bytes\": %" PRIu64
-        ", \"open_with_log_s\": %.3f, \"commit_checkpoint_s\": %.3f, \"commit_payload_bytes\": %" PRIu64
-        ", \"reopen_s\": %.3f}\n",
-        m.extents, kCluster, m.device_bytes, m.payload_bytes, double(m.payload_bytes) / double(m.extents),
-        m.open_s, m.open_cpu_s, JsonList(m.open_runs).c_str(), m.rss_delta,
-        double(m.rss_delta) / double(m.extents), m.peak_delta, double(m.peak_delta) / double(m.extents),
-        m.replay_log_bytes, m.replay_open_s, m.commit_s, m.commit_payload, m.reopen_s);
+    std::printf("{\"extents\": %" PRIu64 ", \"cluster_size\": %u, \"device_bytes\": %" PRIu64
+                ", \"checkpoint_payload_bytes\": %" PRIu64
+                ", \"disk_bytes_per_extent\": %.2f, \"open_s\": %.3f"
+                ", \"open_cpu_s\": %.3f, \"open_runs_s\": %s, \"rss_delta_bytes\": %" PRId64
+                ", \"rss_bytes_per_extent\": %.1f"
+                ", \"peak_delta_bytes\": %" PRId64 ", \"peak_bytes_per_extent\": %.1f, \"replay_log_bytes\": %" PRIu64
+                ", \"open_with_log_s\": %.3f, \"commit_checkpoint_s\": %.3f, \"commit_payload_bytes\": %" PRIu64
+                ", \"reopen_s\": %.3f}\n",
+                m.extents, kCluster, m.device_bytes, m.payload_bytes, double(m.payload_bytes) / double(m.extents),
+                m.open_s, m.open_cpu_s, JsonList(m.open_runs).c_str(), m.rss_delta,
+                double(m.rss_delta) / double(m.extents), m.peak_delta, double(m.peak_delta) / double(m.extents),
+                m.replay_log_bytes, m.replay_open_s, m.commit_s, m.commit_payload, m.reopen_s);
     std::fflush(stdout);
   }
-  std::printf("\n| extents | checkpoint | disk B/extent | open s (cpu s) | RSS B/extent | peak B/extent "
-              "| log replayed | open + log replay s | commit (checkpoint) s | reopen s |\n");
+  std::printf(
+      "\n| extents | checkpoint | disk B/extent | open s (cpu s) | RSS B/extent | peak B/extent "
+      "| log replayed | open + log replay s | commit (checkpoint) s | reopen s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Measured& m : all) {
     std::printf("| %" PRIu64 " | %s | %.1f | %.2f (%.2f) | %.1f | %.1f | %s | %.2f | %.2f | %.2f |\n", m.extents,

@@ -202,10 +202,10 @@ class BorrowedDevice final : public PoolDevice {
 struct Seed {
   std::vector<uint8_t> image;
   Superblock sb;
-  int active = 0;          // the active checkpoint slot
-  uint64_t seq = 0;        // the last committed entry
-  uint64_t log_end = 0;    // where the next log entry would go
-  uint64_t notes = 0;      // the last NoteMark
+  int active = 0;        // the active checkpoint slot
+  uint64_t seq = 0;      // the last committed entry
+  uint64_t log_end = 0;  // where the next log entry would go
+  uint64_t notes = 0;    // the last NoteMark
   std::string journal_dir;
 };
 Seed* g_seed = nullptr;
@@ -493,9 +493,7 @@ void Decode(Reader in) {
   std::vector<uint8_t> buf(std::max<uint64_t>(PaddedLogEntryBytes(in.n), kBlock), 0);
   std::memcpy(buf.data(), in.p, in.n);
   switch (which) {
-    case 0:
-      (void)DecodeSuperblock(buf.data());
-      break;
+    case 0: (void)DecodeSuperblock(buf.data()); break;
     case 1: {
       (void)DecodeCheckpointHeader(buf.data());
       (void)SuperblockFromCheckpoint(buf.data());

@@ -42,9 +42,9 @@ namespace {
 
 using control::Json;
 
-constexpr const char* kMethods[] = {"pool_info",     "volume_create", "volume_delete", "volume_resize",
-                                    "volume_list",   "export_create", "export_delete", "export_list",
-                                    "qos_set",       "qos_get",       "reactor_list",  "stats_get"};
+constexpr const char* kMethods[] = {"pool_info",   "volume_create", "volume_delete", "volume_resize",
+                                    "volume_list", "export_create", "export_delete", "export_list",
+                                    "qos_set",     "qos_get",       "reactor_list",  "stats_get"};
 constexpr size_t kMaxLines = 64;
 constexpr int kRebuildEvery = 500;
 
@@ -138,8 +138,7 @@ std::string Expand(const std::string& line, size_t id) {
   if (!line.empty() && (line[0] == '{' || line[0] == '[')) return line;
   const char* method = kMethods[(line.empty() ? 0 : static_cast<uint8_t>(line[0])) % std::size(kMethods)];
   std::string params = line.size() > 1 ? line.substr(1) : "{}";
-  return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":")" + method + R"(","params":)" + params +
-         "}";
+  return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":")" + method + R"(","params":)" + params + "}";
 }
 
 void Run(const uint8_t* data, size_t size) {

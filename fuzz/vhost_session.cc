@@ -96,10 +96,8 @@ UniqueFd MakeFd(uint8_t spec, const uint8_t* image, size_t image_len) {
       if (n > 0 && pwrite(fd.get(), image, n, 0) != static_cast<ssize_t>(n)) __builtin_trap();
       return fd;
     }
-    case 1:
-      return UniqueFd(eventfd((spec >> 2) & 1, EFD_CLOEXEC | ((spec & 8) ? EFD_NONBLOCK : 0)));
-    case 2:
-      return UniqueFd(open("/dev/null", O_RDWR | O_CLOEXEC));
+    case 1: return UniqueFd(eventfd((spec >> 2) & 1, EFD_CLOEXEC | ((spec & 8) ? EFD_NONBLOCK : 0)));
+    case 2: return UniqueFd(open("/dev/null", O_RDWR | O_CLOEXEC));
     default: {
       int p[2];
       if (pipe2(p, O_CLOEXEC) != 0) __builtin_trap();

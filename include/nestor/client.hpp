@@ -43,13 +43,13 @@ constexpr uint32_t kReqUnmap = 1;  // write-zeroes: the device may unmap
 
 struct Request {
   Op op = Op::kRead;
-  uint32_t flags = 0;             // kReq*
-  uint64_t offset = 0;            // bytes, multiple of 512
-  uint64_t len = 0;               // bytes: buf length, or the discard/write-zeroes range
-  void* buf = nullptr;            // read/write/get-id data (get-id: >= 20 bytes), used when iovcnt == 0
-  const iovec* iov = nullptr;     // alternative scatter-gather list, each piece inside the region
+  uint32_t flags = 0;          // kReq*
+  uint64_t offset = 0;         // bytes, multiple of 512
+  uint64_t len = 0;            // bytes: buf length, or the discard/write-zeroes range
+  void* buf = nullptr;         // read/write/get-id data (get-id: >= 20 bytes), used when iovcnt == 0
+  const iovec* iov = nullptr;  // alternative scatter-gather list, each piece inside the region
   uint32_t iovcnt = 0;
-  void* user_data = nullptr;      // returned in the Completion
+  void* user_data = nullptr;  // returned in the Completion
 };
 
 struct Completion {
@@ -59,45 +59,45 @@ struct Completion {
 
 struct Options {
   std::string socket_path;
-  uint32_t num_queues = 1;              // <= what the backend offers
-  uint32_t queue_size = 128;            // power of two, 2..32768
-  bool polled = true;                   // true: busy-poll the used ring; false: sleep on the call eventfd
-  size_t buffer_bytes = 64ull << 20;    // I/O buffer arena inside the shared region
-  int timeout_ms = 10000;               // control messages, synchronous helpers, Close()
-  bool event_idx = true;                // negotiate VIRTIO_RING_F_EVENT_IDX when offered
-  bool indirect = true;                 // negotiate VIRTIO_RING_F_INDIRECT_DESC when offered
-  bool call_fd_when_polled = true;      // give polled queues a call eventfd anyway (qsd 7.2 needs one)
-  bool populate = true;                 // pre-fault the shared region
+  uint32_t num_queues = 1;            // <= what the backend offers
+  uint32_t queue_size = 128;          // power of two, 2..32768
+  bool polled = true;                 // true: busy-poll the used ring; false: sleep on the call eventfd
+  size_t buffer_bytes = 64ull << 20;  // I/O buffer arena inside the shared region
+  int timeout_ms = 10000;             // control messages, synchronous helpers, Close()
+  bool event_idx = true;              // negotiate VIRTIO_RING_F_EVENT_IDX when offered
+  bool indirect = true;               // negotiate VIRTIO_RING_F_INDIRECT_DESC when offered
+  bool call_fd_when_polled = true;    // give polled queues a call eventfd anyway (qsd 7.2 needs one)
+  bool populate = true;               // pre-fault the shared region
 };
 
 struct DeviceInfo {
   uint64_t capacity_bytes = 0;
-  uint32_t block_size = 512;            // logical block size (BLK_SIZE) or 512
-  uint32_t size_max = 0;                // max bytes per segment, 0 = no limit
-  uint32_t seg_max = 0;                 // max data segments per request (after our own ring limit)
-  uint32_t max_queues = 1;              // offered by the backend
+  uint32_t block_size = 512;  // logical block size (BLK_SIZE) or 512
+  uint32_t size_max = 0;      // max bytes per segment, 0 = no limit
+  uint32_t seg_max = 0;       // max data segments per request (after our own ring limit)
+  uint32_t max_queues = 1;    // offered by the backend
   bool read_only = false;
   bool flush = false;
   bool discard = false;
   bool write_zeroes = false;
   bool event_idx = false;
-  bool indirect = false;                // one ring slot per request (up to 14 data segments)
+  bool indirect = false;  // one ring slot per request (up to 14 data segments)
   uint32_t max_discard_sectors = 0;
   uint32_t max_discard_seg = 0;
   uint32_t discard_sector_alignment = 0;
   uint32_t max_write_zeroes_sectors = 0;
   uint32_t max_write_zeroes_seg = 0;
   bool write_zeroes_may_unmap = false;
-  uint64_t features = 0;                // negotiated virtio feature bits
-  uint64_t protocol_features = 0;       // negotiated vhost-user protocol feature bits
+  uint64_t features = 0;           // negotiated virtio feature bits
+  uint64_t protocol_features = 0;  // negotiated vhost-user protocol feature bits
 };
 
 class Queue {
  public:
   virtual ~Queue() = default;
   virtual uint32_t index() const = 0;
-  virtual uint32_t size() const = 0;       // ring entries
-  virtual uint32_t inflight() const = 0;   // submitted, not yet reaped
+  virtual uint32_t size() const = 0;      // ring entries
+  virtual uint32_t inflight() const = 0;  // submitted, not yet reaped
 
   // Asynchronous path. Submit queues up to reqs.size() requests, publishes
   // them with one avail.idx update and kicks at most once. Returns the

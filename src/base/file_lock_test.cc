@@ -56,8 +56,7 @@ TEST(FileLock, NamesTheHoldingProcess) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   Status st = LockFile(fd, true, path);
   EXPECT_EQ(st.err(), EBUSY);
-  EXPECT_NE(st.message().find(path + " is in use by pid " + std::to_string(child)), std::string::npos)
-      << st.ToString();
+  EXPECT_NE(st.message().find(path + " is in use by pid " + std::to_string(child)), std::string::npos) << st.ToString();
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   EXPECT_TRUE(LockFile(fd, true, path).ok());  // the lock went with its holder

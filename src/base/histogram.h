@@ -23,7 +23,7 @@ class HistogramData;
 class Histogram {
  public:
   static constexpr int kSubBits = 4;
-  static constexpr int kSub = 1 << kSubBits;                 // 16
+  static constexpr int kSub = 1 << kSubBits;                   // 16
   static constexpr int kBuckets = (64 - kSubBits + 1) * kSub;  // 976
 
   static int BucketOf(uint64_t v) {

@@ -33,8 +33,8 @@ void LogLine(LogLevel level, std::string_view msg) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm tmv{};
   gmtime_r(&ts.tv_sec, &tmv);
-  std::string line = fmt::format("{:02}:{:02}:{:02}.{:06} {:5} {}\n", tmv.tm_hour, tmv.tm_min,
-                                 tmv.tm_sec, ts.tv_nsec / 1000, kNames[static_cast<int>(level)], msg);
+  std::string line = fmt::format("{:02}:{:02}:{:02}.{:06} {:5} {}\n", tmv.tm_hour, tmv.tm_min, tmv.tm_sec,
+                                 ts.tv_nsec / 1000, kNames[static_cast<int>(level)], msg);
   ssize_t unused = write(STDERR_FILENO, line.data(), line.size());
   (void)unused;
 }

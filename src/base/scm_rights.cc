@@ -45,8 +45,8 @@ Status SendWithFds(int sock, const iovec* iov, int iovcnt, std::span<const int> 
   return Status::Ok();
 }
 
-Result<size_t> RecvWithFds(int sock, void* buf, size_t len, int flags, size_t max_fds,
-                           std::vector<UniqueFd>* fds, bool* truncated) {
+Result<size_t> RecvWithFds(int sock, void* buf, size_t len, int flags, size_t max_fds, std::vector<UniqueFd>* fds,
+                           bool* truncated) {
   std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds), 0);
   iovec iov{buf, len};
   msghdr mh{};

@@ -13,14 +13,20 @@ namespace {
 // 0 if it is not one.
 uint64_t UnitOf(std::string_view suffix) {
   if (suffix.empty() || suffix == "B") return 1;
-  if (suffix.size() == 3 && suffix.ends_with("iB")) suffix.remove_suffix(2);
-  else if (suffix.size() == 2 && suffix.ends_with("B")) suffix.remove_suffix(1);
+  if (suffix.size() == 3 && suffix.ends_with("iB"))
+    suffix.remove_suffix(2);
+  else if (suffix.size() == 2 && suffix.ends_with("B"))
+    suffix.remove_suffix(1);
   if (suffix.size() != 1) return 0;
   switch (suffix[0]) {
-    case 'K': case 'k': return uint64_t{1} << 10;
-    case 'M': case 'm': return uint64_t{1} << 20;
-    case 'G': case 'g': return uint64_t{1} << 30;
-    case 'T': case 't': return uint64_t{1} << 40;
+    case 'K':
+    case 'k': return uint64_t{1} << 10;
+    case 'M':
+    case 'm': return uint64_t{1} << 20;
+    case 'G':
+    case 'g': return uint64_t{1} << 30;
+    case 'T':
+    case 't': return uint64_t{1} << 40;
     default: return 0;
   }
 }
@@ -57,9 +63,8 @@ Result<std::vector<int>> ParseCpuList(std::string_view text) {
       auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
       return ec == std::errc() && p == s.data() + s.size() && !s.empty() && *out >= 0 && *out < 4096;
     };
-    bool good = dash == std::string_view::npos
-                    ? parse(item, &lo) && (hi = lo, true)
-                    : parse(item.substr(0, dash), &lo) && parse(item.substr(dash + 1), &hi);
+    bool good = dash == std::string_view::npos ? parse(item, &lo) && (hi = lo, true)
+                                               : parse(item.substr(0, dash), &lo) && parse(item.substr(dash + 1), &hi);
     if (!good || hi < lo) return Status::Invalid("bad CPU list item '" + std::string(item) + "'");
     for (int c = lo; c <= hi; ++c) cpus.push_back(c);
   }

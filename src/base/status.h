@@ -36,8 +36,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}           // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {}    // NOLINT: must be an error
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT: must be an error
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
     static const Status kOk;
@@ -52,10 +52,10 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
-#define NESTOR_RETURN_IF_ERROR(expr)        \
-  do {                                      \
-    ::nestor::Status _st = (expr);          \
-    if (!_st.ok()) return _st;              \
+#define NESTOR_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::nestor::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 }  // namespace nestor

@@ -80,8 +80,8 @@ Status UnixListener::Listen(const std::string& path, int backlog, const SocketPe
   // bind creates the file with the socket inode's mode & ~umask: owner
   // bits only until it has its owner and group (the process-wide umask
   // stays untouched, so other threads creating files are not affected).
-  bool restrict = perms.mode != SocketPerms::kUnset || perms.owner != SocketPerms::kUnset ||
-                  perms.group != SocketPerms::kUnset;
+  bool restrict =
+      perms.mode != SocketPerms::kUnset || perms.owner != SocketPerms::kUnset || perms.group != SocketPerms::kUnset;
   mode_t initial = perms.mode != SocketPerms::kUnset ? (perms.mode & 0700) : 0700;
   if (restrict && fchmod(fd.get(), initial) != 0) return Status::FromErrno("fchmod socket for " + path);
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
@@ -105,7 +105,7 @@ Status UnixListener::Listen(const std::string& path, int backlog, const SocketPe
     return fail("chown");
   }
   mode_t final_mode = perms.mode;
-  if (perms.mode == SocketPerms::kUnset && restrict) {
+  if (perms.mode == SocketPerms::kUnset&& restrict) {
     final_mode = 0777 & ~CurrentUmask();
   }
   if (restrict && chmod(path.c_str(), final_mode) != 0) return fail("chmod");

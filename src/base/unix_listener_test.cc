@@ -10,7 +10,6 @@
 #include <cstring>
 #include <fstream>
 
-
 namespace nestor {
 namespace {
 
@@ -99,7 +98,6 @@ TEST(UnixListener, NeverRemovesAFile) {
   l.Close();
   EXPECT_EQ(ReadFile(d.Path("b.sock")), "mine now");
 }
-
 
 // Issue #11: owner, group and mode are the socket's before it listens;
 // the mode is exact whatever the umask (the umask itself is untouched).

@@ -98,7 +98,9 @@ nestor_queue* nestor_get_queue(nestor_dev* d, uint32_t index) {
 
 int nestor_connected(nestor_dev* d) { return d && d->dev->connected() ? 0 : -ENOTCONN; }
 
-void* nestor_buf_alloc(nestor_dev* d, size_t len, size_t align) { return d ? d->dev->AllocBuffer(len, align) : nullptr; }
+void* nestor_buf_alloc(nestor_dev* d, size_t len, size_t align) {
+  return d ? d->dev->AllocBuffer(len, align) : nullptr;
+}
 void nestor_buf_free(nestor_dev* d, void* buf) {
   if (d) d->dev->FreeBuffer(buf);
 }
@@ -146,7 +148,9 @@ int nestor_queue_wait(nestor_queue* q, struct nestor_completion* out, int min, i
 
 uint32_t nestor_queue_inflight(nestor_queue* q) { return q ? Q(q)->inflight() : 0; }
 
-int nestor_read(nestor_queue* q, uint64_t off, void* buf, size_t len) { return q ? Fail(Q(q)->Read(off, buf, len)) : -EINVAL; }
+int nestor_read(nestor_queue* q, uint64_t off, void* buf, size_t len) {
+  return q ? Fail(Q(q)->Read(off, buf, len)) : -EINVAL;
+}
 int nestor_write(nestor_queue* q, uint64_t off, const void* buf, size_t len) {
   return q ? Fail(Q(q)->Write(off, buf, len)) : -EINVAL;
 }

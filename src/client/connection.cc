@@ -19,7 +19,8 @@ namespace {
 Status SockError(const char* what) {
   int e = errno;
   if (e == EAGAIN || e == EWOULDBLOCK) return Status::Error(ETIMEDOUT, fmt::format("vhost-user {}: timed out", what));
-  if (e == EPIPE || e == ECONNRESET) return Status::Error(ENOTCONN, fmt::format("vhost-user {}: backend disconnected", what));
+  if (e == EPIPE || e == ECONNRESET)
+    return Status::Error(ENOTCONN, fmt::format("vhost-user {}: backend disconnected", what));
   return Status::FromErrno(fmt::format("vhost-user {}", what));
 }
 
@@ -78,7 +79,8 @@ Status VhostConnection::ReadReply(uint32_t request, void* reply, size_t reply_si
   }
   size_t n = *got;
   if (n == 0) return Status::Error(ENOTCONN, "vhost-user backend closed the connection");
-  if (static_cast<size_t>(n) < sizeof(hdr)) NESTOR_RETURN_IF_ERROR(ReadFull(reinterpret_cast<uint8_t*>(&hdr) + n, sizeof(hdr) - n));
+  if (static_cast<size_t>(n) < sizeof(hdr))
+    NESTOR_RETURN_IF_ERROR(ReadFull(reinterpret_cast<uint8_t*>(&hdr) + n, sizeof(hdr) - n));
   if ((hdr.flags & vhost::kVersionMask) != vhost::kVersion || !(hdr.flags & vhost::kFlagReply))
     return Status::Error(EPROTO, fmt::format("vhost-user reply to {} has bad flags {:#x}", request, hdr.flags));
   if (hdr.request != request)
@@ -88,7 +90,8 @@ Status VhostConnection::ReadReply(uint32_t request, void* reply, size_t reply_si
   uint8_t buf[vhost::kMaxPayload];
   NESTOR_RETURN_IF_ERROR(ReadFull(buf, hdr.size));
   if (hdr.size != reply_size)
-    return Status::Error(EPROTO, fmt::format("vhost-user reply to {}: {} bytes, expected {}", request, hdr.size, reply_size));
+    return Status::Error(EPROTO,
+                         fmt::format("vhost-user reply to {}: {} bytes, expected {}", request, hdr.size, reply_size));
   std::memcpy(reply, buf, reply_size);
   return Status::Ok();
 }

@@ -17,13 +17,13 @@ using virtio::Bit;
 
 constexpr size_t AlignPage(size_t n) { return (n + 4095) & ~size_t{4095}; }
 
-constexpr uint64_t kWantedBlkFeatures =
-    Bit(virtio::kBlkFSizeMax) | Bit(virtio::kBlkFSegMax) | Bit(virtio::kBlkFGeometry) | Bit(virtio::kBlkFRo) |
-    Bit(virtio::kBlkFBlkSize) | Bit(virtio::kBlkFFlush) | Bit(virtio::kBlkFTopology) | Bit(virtio::kBlkFMq) |
-    Bit(virtio::kBlkFDiscard) | Bit(virtio::kBlkFWriteZeroes);
+constexpr uint64_t kWantedBlkFeatures = Bit(virtio::kBlkFSizeMax) | Bit(virtio::kBlkFSegMax) |
+                                        Bit(virtio::kBlkFGeometry) | Bit(virtio::kBlkFRo) | Bit(virtio::kBlkFBlkSize) |
+                                        Bit(virtio::kBlkFFlush) | Bit(virtio::kBlkFTopology) | Bit(virtio::kBlkFMq) |
+                                        Bit(virtio::kBlkFDiscard) | Bit(virtio::kBlkFWriteZeroes);
 
-constexpr uint64_t kWantedProtocol = Bit(vhost::kProtoMq) | Bit(vhost::kProtoReplyAck) | Bit(vhost::kProtoConfig) |
-                                     Bit(vhost::kProtoConfigureMemSlots);
+constexpr uint64_t kWantedProtocol =
+    Bit(vhost::kProtoMq) | Bit(vhost::kProtoReplyAck) | Bit(vhost::kProtoConfig) | Bit(vhost::kProtoConfigureMemSlots);
 
 // Config bytes we ask for: everything up to write_zeroes_may_unmap and its
 // padding (60 bytes), which every backend since virtio 1.1 knows.
@@ -55,7 +55,7 @@ class DeviceImpl final : public Device {
 
   Options opts_;
   VhostConnection conn_;
-  DeviceShared shared_;                               // outlives queues_
+  DeviceShared shared_;  // outlives queues_
   std::vector<std::unique_ptr<QueueImpl>> queues_;
   uint64_t features_ = 0;
   uint64_t protocol_ = 0;
@@ -114,8 +114,8 @@ Status DeviceImpl::ReadConfig() {
     uint8_t bytes[sizeof(virtio::BlkConfig)];
   } req{}, rep{};
   req.h = {0, kConfigBytes, 0};
-  NESTOR_RETURN_IF_ERROR(conn_.Call(vhost::kGetConfig, &req, sizeof(req.h) + kConfigBytes, &rep,
-                                    sizeof(rep.h) + kConfigBytes));
+  NESTOR_RETURN_IF_ERROR(
+      conn_.Call(vhost::kGetConfig, &req, sizeof(req.h) + kConfigBytes, &rep, sizeof(rep.h) + kConfigBytes));
   if (rep.h.offset != 0 || rep.h.size != kConfigBytes)
     return Status::Error(EPROTO, fmt::format("GET_CONFIG reply offset {} size {}", rep.h.offset, rep.h.size));
   virtio::BlkConfig c{};
@@ -133,7 +133,8 @@ Status DeviceImpl::ReadConfig() {
       NLOG_WARN("libnestor: ignoring bad blk_size {}", c.blk_size);
   }
   info.size_max = has(virtio::kBlkFSizeMax) ? c.size_max : 0;
-  if (info.size_max != 0 && info.size_max < 512) return Status::Error(EPROTO, fmt::format("size_max {} too small", info.size_max));
+  if (info.size_max != 0 && info.size_max < 512)
+    return Status::Error(EPROTO, fmt::format("size_max {} too small", info.size_max));
   info.seg_max = opts_.queue_size - 2;
   if (has(virtio::kBlkFSegMax) && c.seg_max > 0 && c.seg_max < info.seg_max) info.seg_max = c.seg_max;
   info.read_only = has(virtio::kBlkFRo);

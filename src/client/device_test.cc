@@ -51,8 +51,8 @@ class FakeBackend {
  public:
   std::function<std::optional<Fault>(uint32_t request)> fault;
   std::vector<uint32_t> seen;  // request codes, in order (read after Join)
-  uint64_t features = Bit(virtio::kFeatureVersion1) | Bit(vhost::kFeatureProtocolFeatures) |
-                      Bit(virtio::kBlkFFlush) | Bit(virtio::kBlkFMq) | Bit(virtio::kFeatureEventIdx);
+  uint64_t features = Bit(virtio::kFeatureVersion1) | Bit(vhost::kFeatureProtocolFeatures) | Bit(virtio::kBlkFFlush) |
+                      Bit(virtio::kBlkFMq) | Bit(virtio::kFeatureEventIdx);
   uint64_t protocol = Bit(vhost::kProtoReplyAck) | Bit(vhost::kProtoConfig) | Bit(vhost::kProtoMq);
 
   FakeBackend() {
@@ -181,8 +181,8 @@ TEST(DeviceHandshake, FollowsTheFrontendSequence) {
   (*d)->Close();
   b.Join();
   using namespace vhost;
-  std::vector<uint32_t> want = {kSetOwner, kGetFeatures, kGetProtocolFeatures, kSetProtocolFeatures, kGetQueueNum,
-                                kSetFeatures, kGetConfig, kSetMemTable};
+  std::vector<uint32_t> want = {kSetOwner,    kGetFeatures, kGetProtocolFeatures, kSetProtocolFeatures,
+                                kGetQueueNum, kSetFeatures, kGetConfig,           kSetMemTable};
   for (uint32_t q = 0; q < 2; ++q) {
     for (uint32_t r : {kSetVringNum, kSetVringBase, kSetVringAddr, kSetVringKick, kSetVringCall, kSetVringEnable})
       want.push_back(r);
@@ -239,16 +239,24 @@ const Case kCases[] = {
     {"HangUp", vhost::kGetFeatures, {Act::kClose, {}}, ENOTCONN},
     {"HangUpOnMemTable", vhost::kSetMemTable, {Act::kClose, {}}, ENOTCONN},
     {"NoReplyFlag", vhost::kGetFeatures, {Act::kReply, R(vhost::kGetFeatures, Bytes(~0ull), vhost::kVersion)}, EPROTO},
-    {"WrongVersion", vhost::kGetFeatures, {Act::kReply, R(vhost::kGetFeatures, Bytes(~0ull), 2 | vhost::kFlagReply)},
+    {"WrongVersion",
+     vhost::kGetFeatures,
+     {Act::kReply, R(vhost::kGetFeatures, Bytes(~0ull), 2 | vhost::kFlagReply)},
      EPROTO},
     {"WrongCode", vhost::kGetFeatures, {Act::kReply, R(vhost::kGetProtocolFeatures, Bytes(~0ull))}, EPROTO},
     {"ShortReply", vhost::kGetFeatures, {Act::kReply, R(vhost::kGetFeatures, Bytes(uint32_t{1}))}, EPROTO},
     {"HugeReply", vhost::kGetFeatures, {Act::kReply, R(vhost::kGetFeatures, std::vector<uint8_t>(100000))}, EPROTO},
-    {"NoProtocolFeatures", vhost::kGetFeatures,
-     {Act::kReply, R(vhost::kGetFeatures, Bytes(Bit(virtio::kFeatureVersion1)))}, ENOTSUP},
-    {"NoVersion1", vhost::kGetFeatures,
-     {Act::kReply, R(vhost::kGetFeatures, Bytes(Bit(vhost::kFeatureProtocolFeatures)))}, ENOTSUP},
-    {"NoConfig", vhost::kGetProtocolFeatures, {Act::kReply, R(vhost::kGetProtocolFeatures, Bytes(uint64_t{0}))},
+    {"NoProtocolFeatures",
+     vhost::kGetFeatures,
+     {Act::kReply, R(vhost::kGetFeatures, Bytes(Bit(virtio::kFeatureVersion1)))},
+     ENOTSUP},
+    {"NoVersion1",
+     vhost::kGetFeatures,
+     {Act::kReply, R(vhost::kGetFeatures, Bytes(Bit(vhost::kFeatureProtocolFeatures)))},
+     ENOTSUP},
+    {"NoConfig",
+     vhost::kGetProtocolFeatures,
+     {Act::kReply, R(vhost::kGetProtocolFeatures, Bytes(uint64_t{0}))},
      ENOTSUP},
     {"ZeroQueues", vhost::kGetQueueNum, {Act::kReply, R(vhost::kGetQueueNum, Bytes(uint64_t{0}))}, EPROTO},
     {"EmptyConfig", vhost::kGetConfig, {Act::kReply, R(vhost::kGetConfig, {})}, EPROTO},

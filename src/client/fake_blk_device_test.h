@@ -136,8 +136,10 @@ class FakeBlk {
       case virtio::kBlkDiscard: {
         auto* s = reinterpret_cast<virtio::BlkDiscardWriteZeroes*>(chain[1].addr);
         uint64_t o = s->sector * 512, l = uint64_t(s->num_sectors) * 512;
-        if (o + l > disk_.size()) st = virtio::kBlkIoErr;
-        else std::memset(disk_.data() + o, 0, l);
+        if (o + l > disk_.size())
+          st = virtio::kBlkIoErr;
+        else
+          std::memset(disk_.data() + o, 0, l);
         break;
       }
       default: st = virtio::kBlkUnsupp;

@@ -248,8 +248,8 @@ int main(int argc, char** argv) {
   }
   fmt::print("written  {} bytes in {} I/Os, {:.0f} IOPS, {}\n", all.bytes_written, all.writes,
              write_s > 0 ? all.writes / write_s : 0.0, Percentiles(all.write_lat));
-  fmt::print("{} {} bytes in {} I/Os, {:.0f} IOPS, {}\n", cfg.verify ? "verified" : "read    ", all.bytes_verified, all.reads,
-             read_s > 0 ? all.reads / read_s : 0.0, Percentiles(all.read_lat));
+  fmt::print("{} {} bytes in {} I/Os, {:.0f} IOPS, {}\n", cfg.verify ? "verified" : "read    ", all.bytes_verified,
+             all.reads, read_s > 0 ? all.reads / read_s : 0.0, Percentiles(all.read_lat));
   fmt::print("errors {}, mismatches {}, wall {:.2f} s{}{}\n", all.errors, all.mismatches, wall,
              all.first_error.empty() ? "" : ", first: ", all.first_error);
   (*dev)->Close();

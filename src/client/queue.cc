@@ -145,8 +145,7 @@ int QueueImpl::Add(const Request& r, bool internal) {
       n = 2;
       break;
     }
-    default:
-      return -EINVAL;
+    default: return -EINVAL;
   }
   if (n < 0) return n;
   ss.hdr.type = type;

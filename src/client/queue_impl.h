@@ -29,9 +29,9 @@ struct DeviceShared {
   BufferAllocator buffers;
   DeviceInfo info;
   int timeout_ms = 10000;
-  VhostConnection* conn = nullptr;   // for liveness checks; null: none (tests, closed)
-  std::atomic<bool> dead{false};     // backend gone: every queue fails
-  bool CheckAlive();                 // polls the socket; sets dead
+  VhostConnection* conn = nullptr;  // for liveness checks; null: none (tests, closed)
+  std::atomic<bool> dead{false};    // backend gone: every queue fails
+  bool CheckAlive();                // polls the socket; sets dead
 };
 
 // Per-head request header and status byte, in shared memory.
@@ -51,8 +51,7 @@ class QueueImpl final : public Queue {
 
   // mem: SharedBytes(size) bytes inside dev->region, 64-byte aligned.
   // indirect: VIRTIO_RING_F_INDIRECT_DESC was negotiated.
-  QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool indirect,
-            bool polled);
+  QueueImpl(DeviceShared* dev, uint32_t index, uint32_t size, uint8_t* mem, bool event_idx, bool indirect, bool polled);
   Status OpenEventFds(bool want_call_fd);
 
   DriverVring& vring() { return vring_; }
@@ -80,18 +79,18 @@ class QueueImpl final : public Queue {
  private:
   struct Slot {
     void* user_data = nullptr;
-    void* bounce = nullptr;   // freed at completion (synchronous helpers)
-    bool internal = false;    // completion goes to a SyncWaiter, not to the caller
+    void* bounce = nullptr;  // freed at completion (synchronous helpers)
+    bool internal = false;   // completion goes to a SyncWaiter, not to the caller
   };
   struct SyncWaiter {
     bool done = false;
     int result = 0;
   };
 
-  int Add(const Request& r, bool internal);   // head or -errno; not published
+  int Add(const Request& r, bool internal);  // head or -errno; not published
   int DataSegments(const Request& r, uint32_t writable);
   void PublishAndKick();
-  int Reap(Completion* out, int max);         // ring only
+  int Reap(Completion* out, int max);  // ring only
   void Deliver(uint32_t head, int result, Completion* out, int* n, int max);
   bool PeriodicLivenessCheck();
   void Broken(int result);
@@ -104,13 +103,13 @@ class QueueImpl final : public Queue {
   uint32_t index_;
   DriverVring vring_;
   SlotShared* slots_shared_;
-  virtio::Desc* indirect_tables_ = nullptr;   // kIndirectEntries per head; null without INDIRECT_DESC
+  virtio::Desc* indirect_tables_ = nullptr;  // kIndirectEntries per head; null without INDIRECT_DESC
   std::vector<Slot> slots_;
-  std::vector<Segment> segs_;                 // scratch for one chain
-  std::vector<Completion> stash_;             // completions kept for the next Poll
+  std::vector<Segment> segs_;      // scratch for one chain
+  std::vector<Completion> stash_;  // completions kept for the next Poll
   size_t stash_head_ = 0, stash_count_ = 0;
   bool polled_;
-  int broken_ = 0;                            // -errno once the queue is unusable
+  int broken_ = 0;  // -errno once the queue is unusable
   uint64_t next_live_check_ns_ = 0;
   UniqueFd kick_fd_, call_fd_;
 };

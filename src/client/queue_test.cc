@@ -40,8 +40,8 @@ class QueueTest : public ::testing::TestWithParam<std::tuple<bool, bool, bool>> 
     q_ = std::make_unique<QueueImpl>(shared_.get(), 0, size, shared_->region.base(), event_idx, indirect, polled);
     ASSERT_TRUE(q_->OpenEventFds(true).ok());
     auto& v = q_->vring();
-    fake_ = std::make_unique<FakeBlk>(TestDevice(v.desc(), v.avail(), v.used(), size, event_idx), kCapacity,
-                                      q_->call_fd());
+    fake_ =
+        std::make_unique<FakeBlk>(TestDevice(v.desc(), v.avail(), v.used(), size, event_idx), kCapacity, q_->call_fd());
     fake_->Start();
   }
   void TearDown() override { fake_.reset(); }
@@ -264,8 +264,7 @@ TEST_P(QueueTest, ManyRandomAsyncIos) {
   EXPECT_EQ(fake_->indirect_seen() > 0, std::get<2>(GetParam()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, QueueTest,
-                         ::testing::Combine(::testing::Bool(), ::testing::Bool(), ::testing::Bool()),
+INSTANTIATE_TEST_SUITE_P(Modes, QueueTest, ::testing::Combine(::testing::Bool(), ::testing::Bool(), ::testing::Bool()),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param) ? "Polled" : "Blocking") +
                                   (std::get<1>(info.param) ? "EventIdx" : "Flags") +

@@ -30,8 +30,8 @@ void DriverVring::Init(uint8_t* mem, uint32_t size, bool event_idx) {
   event_idx_ = event_idx;
   desc_ = reinterpret_cast<Desc*>(mem);
   avail_ = reinterpret_cast<virtio::AvailRing*>(mem + Align64(virtio::DescTableBytes(size)));
-  used_ = reinterpret_cast<virtio::UsedRing*>(reinterpret_cast<uint8_t*>(avail_) +
-                                              Align64(virtio::AvailRingBytes(size)));
+  used_ =
+      reinterpret_cast<virtio::UsedRing*>(reinterpret_cast<uint8_t*>(avail_) + Align64(virtio::AvailRingBytes(size)));
   avail_idx_ = kicked_idx_ = last_used_ = 0;
   next_.assign(size, 0);
   chain_len_.assign(size, 0);
@@ -74,8 +74,8 @@ int DriverVring::AddIndirect(Desc* table, const Segment* segs, uint32_t n) {
     table[k] = Desc{segs[k].addr, segs[k].len, flags, static_cast<uint16_t>(k + 1 < n ? k + 1 : 0)};
   }
   const uint32_t head = free_head_;
-  desc_[head] = Desc{reinterpret_cast<uint64_t>(table), static_cast<uint32_t>(n * sizeof(Desc)),
-                     virtio::kDescFlagIndirect, 0};
+  desc_[head] =
+      Desc{reinterpret_cast<uint64_t>(table), static_cast<uint32_t>(n * sizeof(Desc)), virtio::kDescFlagIndirect, 0};
   free_head_ = next_[head];
   PutAvail(head, 1);
   return static_cast<int>(head);
@@ -104,9 +104,7 @@ bool DriverVring::KickNeeded() {
   return !(Ref(used_->flags).load(std::memory_order_relaxed) & virtio::kUsedFlagNoNotify);
 }
 
-bool DriverVring::HasUsed() const {
-  return Ref(used_->idx).load(std::memory_order_acquire) != last_used_;
-}
+bool DriverVring::HasUsed() const { return Ref(used_->idx).load(std::memory_order_acquire) != last_used_; }
 
 int DriverVring::PopUsed(virtio::UsedElem* elem) {
   const uint16_t idx = Ref(used_->idx).load(std::memory_order_acquire);

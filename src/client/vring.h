@@ -28,7 +28,9 @@ class DriverVring {
   // Bytes of shared memory Init needs for a ring of `size` entries
   // (descriptor table, avail ring, used ring, each 64-byte aligned).
   static size_t Bytes(uint32_t size);
-  static bool ValidSize(uint32_t size) { return size >= 2 && size <= virtio::kMaxQueueSize && (size & (size - 1)) == 0; }
+  static bool ValidSize(uint32_t size) {
+    return size >= 2 && size <= virtio::kMaxQueueSize && (size & (size - 1)) == 0;
+  }
 
   // mem: Bytes(size) bytes, 64-byte aligned, shared with the device.
   void Init(uint8_t* mem, uint32_t size, bool event_idx);
@@ -79,9 +81,9 @@ class DriverVring {
   bool event_idx_ = false;
   void PutAvail(uint32_t head, uint32_t ndesc);
 
-  uint16_t avail_idx_ = 0;     // next avail slot (private copy)
-  uint16_t kicked_idx_ = 0;    // avail idx at the last kick decision
-  uint16_t last_used_ = 0;     // next used slot to pop
+  uint16_t avail_idx_ = 0;   // next avail slot (private copy)
+  uint16_t kicked_idx_ = 0;  // avail idx at the last kick decision
+  uint16_t last_used_ = 0;   // next used slot to pop
   uint32_t free_head_ = 0;
   uint32_t num_free_ = 0;
   uint32_t inflight_ = 0;

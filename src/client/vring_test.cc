@@ -180,10 +180,10 @@ TEST_F(VringTest, KickFollowsAvailEvent) {
   EXPECT_FALSE(ring_.KickNeeded());  // event 0 already passed
   dev_->SetAvailEvent(3);
   AddSimple(1);
-  ring_.Publish();                   // idx 2 -> 3: event 3 not reached
+  ring_.Publish();  // idx 2 -> 3: event 3 not reached
   EXPECT_FALSE(ring_.KickNeeded());
   AddSimple(1);
-  ring_.Publish();                   // idx 3 -> 4: crosses event 3
+  ring_.Publish();  // idx 3 -> 4: crosses event 3
   EXPECT_TRUE(ring_.KickNeeded());
 }
 

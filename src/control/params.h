@@ -23,11 +23,11 @@ namespace nestor::control {
 // either, e.g. a user name or a uid).
 enum ParamType : unsigned {
   kString = 1,
-  kUint = 2,     // a non-negative integer, within [min, max]
+  kUint = 2,  // a non-negative integer, within [min, max]
   kBool = 4,
-  kObject = 8,   // checked against `fields`
-  kList = 16,    // an array of at most max_items items, each of item_types (uints within [min, max])
-  kAny = 32,     // any JSON value, unchecked (tests only: no method of nestord takes one)
+  kObject = 8,  // checked against `fields`
+  kList = 16,   // an array of at most max_items items, each of item_types (uints within [min, max])
+  kAny = 32,    // any JSON value, unchecked (tests only: no method of nestord takes one)
 };
 
 struct Param {
@@ -37,8 +37,8 @@ struct Param {
   uint64_t min = 0;
   uint64_t max = std::numeric_limits<uint64_t>::max();
   std::vector<Param> fields = {};  // kObject: its keys (any other key is refused)
-  unsigned item_types = kUint;  // kList: what each item may be
-  size_t max_items = 1024;     // kList: at most this many
+  unsigned item_types = kUint;     // kList: what each item may be
+  size_t max_items = 1024;         // kList: at most this many
 };
 
 using ParamSpec = std::vector<Param>;

@@ -39,7 +39,8 @@ TEST(Params, RefusesWrongTypesAndUnknownKeysNamingTheField) {
             "read_only: unknown parameter 'read_only' (expected: name, queues, readonly, owner, uids, users, qos)");
   EXPECT_EQ(Check(R"({"name":"a","qos":{"readiops":1}})"),
             "qos.readiops: unknown parameter 'qos.readiops' (expected: read_iops)");
-  EXPECT_EQ(Check(R"({"name":"a","qos":{"read_iops":-1}})"), "qos.read_iops: qos.read_iops must be a non-negative integer");
+  EXPECT_EQ(Check(R"({"name":"a","qos":{"read_iops":-1}})"),
+            "qos.read_iops: qos.read_iops must be a non-negative integer");
   EXPECT_EQ(Check(R"({"name":"a","queues":1.5})"), "queues: queues must be a non-negative integer");
   EXPECT_EQ(Check(R"({"name":"a","queues":0})"), "queues: queues must be 1..64 (got 0)");
   EXPECT_EQ(Check(R"({"queues":1})"), "name: missing parameter 'name' (a string)");

@@ -23,8 +23,8 @@ using Clock = std::chrono::steady_clock;
 
 struct Client {
   UniqueFd fd;
-  std::string in;   // received, not yet served
-  std::string out;  // replies not yet sent
+  std::string in;          // received, not yet served
+  std::string out;         // replies not yet sent
   Clock::time_point last;  // accept, last complete request, or last reply progress
   bool eof = false;        // the client shut down its sending side
 
@@ -145,7 +145,8 @@ void RpcServer::Run() {
     now = Clock::now();
     for (Client& c : clients) {
       if (!c.fd.valid()) continue;
-      if (c.eof && c.Idle()) c.fd.Reset();
+      if (c.eof && c.Idle())
+        c.fd.Reset();
       else if (now - c.last >= limits_.idle) {
         NLOG_INFO("control: closing a connection with no complete request for {} ms", limits_.idle.count());
         c.fd.Reset();

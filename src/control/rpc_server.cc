@@ -36,9 +36,12 @@ bool TooDeep(const std::string& line) {
   bool in_string = false, escaped = false;
   for (char c : line) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -110,8 +113,10 @@ std::string RpcServer::Handle(const std::string& line) {
   }
   if (req.empty()) return Error(nullptr, -32600, "invalid request: empty batch").dump();
   if (req.size() > limits_.max_batch) {
-    return Error(nullptr, -32600, "invalid request: batch of " + std::to_string(req.size()) +
-                                      " requests, at most " + std::to_string(limits_.max_batch)).dump();
+    return Error(nullptr, -32600,
+                 "invalid request: batch of " + std::to_string(req.size()) + " requests, at most " +
+                     std::to_string(limits_.max_batch))
+        .dump();
   }
   Json replies = Json::array();
   for (const Json& r : req) {

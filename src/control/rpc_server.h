@@ -39,7 +39,7 @@ using Method = std::function<Result<Json>(const Json& params)>;
 
 struct RpcLimits {
   size_t max_clients = 128;
-  std::chrono::milliseconds idle{5'000};       // no complete request for this long: closed
+  std::chrono::milliseconds idle{5'000};        // no complete request for this long: closed
   std::chrono::milliseconds evict_idle{1'000};  // at max_clients, a client idle this long makes room
   size_t max_batch = 64;                        // requests in one batch
 };
@@ -52,9 +52,7 @@ class RpcServer {
   ~RpcServer();
   // `params` is checked against spec before m runs (unknown keys, types,
   // ranges, required keys).
-  void Register(const std::string& name, ParamSpec spec, Method m) {
-    methods_[name] = {std::move(spec), std::move(m)};
-  }
+  void Register(const std::string& name, ParamSpec spec, Method m) { methods_[name] = {std::move(spec), std::move(m)}; }
   // Binds the socket (mode 0600). Replaces only a stale socket: EBUSY if
   // another process listens on the path, EEXIST if it is not a socket
   // (left alone). Start calls it if not done yet.

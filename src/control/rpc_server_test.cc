@@ -27,7 +27,8 @@ TEST(RpcServer, DispatchesAndMapsErrors) {
   s.Register("missing", {}, [](const Json&) -> Result<Json> { return Status::Error(ENOENT, "no volume 'x'"); });
   s.Register("typed", {{.name = "n", .types = kUint | kString}},
              [](const Json& p) -> Result<Json> { return Json(p.at("n").get<int>() + 1); });
-  s.Register("invalid", {}, [](const Json&) -> Result<Json> { return Status::Invalid("size 3 is not a multiple of 4096"); });
+  s.Register("invalid", {},
+             [](const Json&) -> Result<Json> { return Status::Invalid("size 3 is not a multiple of 4096"); });
   auto r = Json::parse(s.Handle(R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}})"));
   EXPECT_EQ(r["result"]["a"], 1);
   EXPECT_EQ(r["id"], 1);
@@ -163,7 +164,8 @@ TEST(RpcServer, IdleClientsAreClosedAndTheOneTooManyIsTold) {
   std::string dir = std::filesystem::temp_directory_path() / ("rpc-test-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   // evict_idle above idle: no room is made for the newcomer.
-  RpcServer s(dir + "/c.ctl", RpcLimits{.max_clients = 16, .idle = std::chrono::milliseconds(1000),
+  RpcServer s(dir + "/c.ctl", RpcLimits{.max_clients = 16,
+                                        .idle = std::chrono::milliseconds(1000),
                                         .evict_idle = std::chrono::milliseconds(60000)});
   s.Register("echo", EchoSpec(), [](const Json& p) -> Result<Json> { return p; });
   ASSERT_TRUE(s.Start().ok());
@@ -177,7 +179,8 @@ TEST(RpcServer, IdleClientsAreClosedAndTheOneTooManyIsTold) {
   // The idle ones are closed after the idle limit; then the plane is usable.
   EXPECT_EQ(ReadUntilClosed(idle[0].get(), 2000), "");
   UniqueFd ok = Connect(s.path());
-  std::string req = R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}})" "\n";
+  std::string req = R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}})"
+                    "\n";
   ASSERT_EQ(write(ok.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
   char buf[256] = {};
   pollfd p{ok.get(), POLLIN, 0};
@@ -264,13 +267,14 @@ TEST(RpcServer, LineLimitIsExact) {
 // At the connection limit, a connection that has been idle a while makes
 // room for a newcomer (which is served) instead of locking it out.
 TEST(RpcServer, LongestIdleMakesRoomAtTheLimit) {
-  TempServer t(RpcLimits{.max_clients = 4, .idle = std::chrono::milliseconds(30000),
-                         .evict_idle = std::chrono::milliseconds(200)});
+  TempServer t(RpcLimits{
+      .max_clients = 4, .idle = std::chrono::milliseconds(30000), .evict_idle = std::chrono::milliseconds(200)});
   std::vector<UniqueFd> idle;
   for (int i = 0; i < 4; ++i) idle.push_back(Connect(t.s.path()));
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   UniqueFd fresh = Connect(t.s.path());
-  std::string req = R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":7}})" "\n";
+  std::string req = R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":7}})"
+                    "\n";
   SendAll(fresh.get(), req);
   std::string r = ReadLine(fresh.get(), 2000);
   EXPECT_NE(r.find("\"result\":{\"a\":7}"), std::string::npos) << r;
@@ -288,7 +292,9 @@ TEST(RpcServer, FloodingClientsDoNotStarveOthers) {
   // Half flood requests as fast as they can and never read the replies;
   // a quarter send half a line and stop; a quarter read slowly.
   std::string burst;
-  for (int i = 0; i < 200; ++i) burst += R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}})" "\n";
+  for (int i = 0; i < 200; ++i)
+    burst += R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}})"
+             "\n";
   std::vector<std::thread> floods;
   for (int i = 0; i < 50; ++i) {
     int fd = hostile[i].get();
@@ -309,7 +315,8 @@ TEST(RpcServer, FloodingClientsDoNotStarveOthers) {
   double worst_ms = 0;
   for (int i = 0; i < 20; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    SendAll(good.get(), R"({"jsonrpc":"2.0","id":5,"method":"echo","params":{"a":5}})" "\n");
+    SendAll(good.get(), R"({"jsonrpc":"2.0","id":5,"method":"echo","params":{"a":5}})"
+                        "\n");
     std::string r = ReadLine(good.get(), 1000);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     worst_ms = std::max(worst_ms, ms);

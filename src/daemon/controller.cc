@@ -48,14 +48,16 @@ void SetLimits(volume::ExportSettings* s, const virtio::QosLimits& l) {
 }
 
 Json QosJson(const virtio::QosLimits& l) {
-  return {{"read_iops", l.read_iops}, {"write_iops", l.write_iops}, {"read_bps", l.read_bps}, {"write_bps", l.write_bps}};
+  return {
+      {"read_iops", l.read_iops}, {"write_iops", l.write_iops}, {"read_bps", l.read_bps}, {"write_bps", l.write_bps}};
 }
 
 // Applies the limits present in p onto l (absent: unchanged).
 Status ApplyQos(const Json& p, virtio::QosLimits* l) {
-  const std::pair<const char*, uint64_t*> fields[] = {
-      {"read_iops", &l->read_iops}, {"write_iops", &l->write_iops},
-      {"read_bps", &l->read_bps}, {"write_bps", &l->write_bps}};
+  const std::pair<const char*, uint64_t*> fields[] = {{"read_iops", &l->read_iops},
+                                                      {"write_iops", &l->write_iops},
+                                                      {"read_bps", &l->read_bps},
+                                                      {"write_bps", &l->write_bps}};
   for (auto [k, f] : fields) {
     if (!p.contains(k)) continue;
     if (!p[k].is_number_unsigned()) return Status::Invalid(std::string(k) + " must be a non-negative integer");
@@ -71,8 +73,8 @@ Result<uint32_t> IdParam(const Json& v, const std::string& field, bool user) {
     return user ? ResolveUser(text, field) : ResolveGroup(text, field);
   }
   if (v.is_number_unsigned() && v.get<uint64_t>() < UINT32_MAX) return static_cast<uint32_t>(v.get<uint64_t>());
-  return Status::Invalid(field + " must be a " + (user ? "user" : "group") + " name or a " +
-                         (user ? "uid" : "gid") + " (0 to 4294967294)");
+  return Status::Invalid(field + " must be a " + (user ? "user" : "group") + " name or a " + (user ? "uid" : "gid") +
+                         " (0 to 4294967294)");
 }
 
 // socket_owner, socket_group, socket_mode, allow_uids, allow_gids (all
@@ -93,8 +95,9 @@ Status ApplyAccess(const Json& p, volume::ExportAccess* a) {
     } else if (m.is_number_unsigned() && m.get<uint64_t>() <= 0777) {
       a->socket_mode = static_cast<uint32_t>(m.get<uint64_t>());  // the value: 432 is 0660
     } else {
-      return Status::Invalid("socket_mode must be an octal string from \"0\" to \"0777\" (e.g. \"0660\") or "
-                             "an integer from 0 to 511");
+      return Status::Invalid(
+          "socket_mode must be an octal string from \"0\" to \"0777\" (e.g. \"0660\") or "
+          "an integer from 0 to 511");
     }
   }
   for (const char* k : {"allow_uids", "allow_gids"}) {
@@ -112,9 +115,14 @@ Status ApplyAccess(const Json& p, volume::ExportAccess* a) {
 }
 
 Json SnapshotJson(const virtio::StatsSnapshot& s) {
-  return {{"read_ops", s.read_ops}, {"write_ops", s.write_ops}, {"flush_ops", s.flush_ops},
-          {"discard_ops", s.discard_ops}, {"write_zeroes_ops", s.write_zeroes_ops},
-          {"read_bytes", s.read_bytes}, {"write_bytes", s.write_bytes}, {"errors", s.errors},
+  return {{"read_ops", s.read_ops},
+          {"write_ops", s.write_ops},
+          {"flush_ops", s.flush_ops},
+          {"discard_ops", s.discard_ops},
+          {"write_zeroes_ops", s.write_zeroes_ops},
+          {"read_bytes", s.read_bytes},
+          {"write_bytes", s.write_bytes},
+          {"errors", s.errors},
           {"throttled", s.throttled},
           {"latency_ns", {{"mean", s.mean_ns}, {"p50", s.p50_ns}, {"p99", s.p99_ns}, {"p999", s.p999_ns}}}};
 }
@@ -145,7 +153,8 @@ Status RefusePoolSignature(int fd, const VolumeSpec& v) {
     NLOG_WARN("volume {}: {} carries a nestor pool signature; serving its raw bytes (forced)", v.name, v.path);
     return Status::Ok();
   }
-  return Status::Invalid(v.path + " is a nestor pool, not a raw volume file (serve it with --pool; "
+  return Status::Invalid(v.path +
+                         " is a nestor pool, not a raw volume file (serve it with --pool; "
                          "add ,force to the --volume spec to serve its raw bytes anyway)");
 }
 
@@ -186,7 +195,8 @@ Status Controller::Start() {
       return Status::Invalid("--volume " + v.name + " clashes with a pool volume");
     }
     Result<std::unique_ptr<io::BlockBackend>> b = Status::Invalid("unknown backend");
-    if (v.delay_us > 0 && v.backend != "file") return Status::Invalid("volume " + v.name + ": delay_us needs backend=file");
+    if (v.delay_us > 0 && v.backend != "file")
+      return Status::Invalid("volume " + v.name + ": delay_us needs backend=file");
     if (v.backend == "mem") b = io::OpenMemBackend(v.size);
     if (v.backend == "null") b = io::OpenNullBackend(v.size);
     if (v.backend == "file") b = OpenFileVolume(v);
@@ -196,8 +206,8 @@ Status Controller::Start() {
     s.read_only = v.read_only;
     s.access = v.access;
     SetLimits(&s, v.qos);
-    NESTOR_RETURN_IF_ERROR(AddExport(v.name, std::shared_ptr<io::BlockBackend>(std::move(b.value())), s, false,
-                                     v.queue_reactor));
+    NESTOR_RETURN_IF_ERROR(
+        AddExport(v.name, std::shared_ptr<io::BlockBackend>(std::move(b.value())), s, false, v.queue_reactor));
   }
   if (pool_ == nullptr) return Status::Ok();
   for (const volume::VolumeInfo& info : pool_->ListVolumes()) {
@@ -331,8 +341,10 @@ Param Force() { return {.name = "force", .types = kBool}; }
 Param Size() { return {.name = "size", .types = kUint, .required = true}; }
 
 ParamSpec QosFields() {
-  return {{.name = "read_iops", .types = kUint}, {.name = "write_iops", .types = kUint},
-          {.name = "read_bps", .types = kUint}, {.name = "write_bps", .types = kUint}};
+  return {{.name = "read_iops", .types = kUint},
+          {.name = "write_iops", .types = kUint},
+          {.name = "read_bps", .types = kUint},
+          {.name = "write_bps", .types = kUint}};
 }
 
 ParamSpec ExportCreateSpec() {
@@ -382,20 +394,34 @@ Json Controller::VolumeJson(const volume::VolumeInfo& v) const {
     MutexLock g(&mu_);
     exported = exports_.count(v.name) > 0;
   }
-  return {{"name", v.name}, {"id", v.id}, {"size", v.size}, {"allocated_bytes", v.allocated_bytes},
-          {"reserved_bytes", v.reserved_bytes}, {"extents", v.extents}, {"exported", exported}};
+  return {{"name", v.name},
+          {"id", v.id},
+          {"size", v.size},
+          {"allocated_bytes", v.allocated_bytes},
+          {"reserved_bytes", v.reserved_bytes},
+          {"extents", v.extents},
+          {"exported", exported}};
 }
 
 Result<Json> Controller::PoolInfo(const Json&) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   volume::PoolInfo i = pool_->Info();
-  return Json{{"path", opts_.pool}, {"uuid", volume::UuidString(i.sb.uuid)}, {"size", i.sb.device_bytes},
-              {"cluster_size", i.sb.cluster_size}, {"data_clusters", i.sb.data_clusters},
-              {"used_clusters", i.used_clusters}, {"free_clusters", i.free_clusters},
-              {"reserved_unused_clusters", i.reserved_unused_clusters}, {"volumes", i.volumes},
-              {"extents", i.extents}, {"commit_seq", i.commit_seq}, {"commits", i.commits},
-              {"log_used_bytes", i.log_used_bytes}, {"allocations", i.allocations},
-              {"parked_writes", i.parked_writes}, {"enospc", i.enospc}};
+  return Json{{"path", opts_.pool},
+              {"uuid", volume::UuidString(i.sb.uuid)},
+              {"size", i.sb.device_bytes},
+              {"cluster_size", i.sb.cluster_size},
+              {"data_clusters", i.sb.data_clusters},
+              {"used_clusters", i.used_clusters},
+              {"free_clusters", i.free_clusters},
+              {"reserved_unused_clusters", i.reserved_unused_clusters},
+              {"volumes", i.volumes},
+              {"extents", i.extents},
+              {"commit_seq", i.commit_seq},
+              {"commits", i.commits},
+              {"log_used_bytes", i.log_used_bytes},
+              {"allocations", i.allocations},
+              {"parked_writes", i.parked_writes},
+              {"enospc", i.enospc}};
 }
 
 Result<Json> Controller::VolumeCreate(const Json& p) {
@@ -452,11 +478,18 @@ Result<Json> Controller::VolumeList(const Json&) {
 
 Json Controller::ExportJson(const std::string& name, const vhost::BlkExport& e, bool persistent) const {
   const vhost::ExportConfig& c = e.config();
-  return {{"name", name}, {"socket", c.socket_path}, {"queues", c.num_queues}, {"readonly", c.read_only},
-          {"persistent", persistent}, {"sessions", const_cast<vhost::BlkExport&>(e).active_sessions()},
-          {"size", c.backend->size_bytes()}, {"qos", QosJson(e.qos().Get())},
-          {"socket_owner", e.socket_uid()}, {"socket_group", e.socket_gid()},
-          {"socket_mode", fmt::format("{:04o}", e.socket_mode())}, {"allow_uids", c.allow_uids},
+  return {{"name", name},
+          {"socket", c.socket_path},
+          {"queues", c.num_queues},
+          {"readonly", c.read_only},
+          {"persistent", persistent},
+          {"sessions", const_cast<vhost::BlkExport&>(e).active_sessions()},
+          {"size", c.backend->size_bytes()},
+          {"qos", QosJson(e.qos().Get())},
+          {"socket_owner", e.socket_uid()},
+          {"socket_group", e.socket_gid()},
+          {"socket_mode", fmt::format("{:04o}", e.socket_mode())},
+          {"allow_uids", c.allow_uids},
           {"allow_gids", c.allow_gids}};
 }
 
@@ -527,8 +560,8 @@ Result<Json> Controller::QosSet(const Json& p) {
     SetLimits(&s, l);
     NESTOR_RETURN_IF_ERROR(pool_->SetExport(*name, s));
   }
-  NLOG_INFO("qos {}: read_iops {} write_iops {} read_bps {} write_bps {}", *name, l.read_iops, l.write_iops,
-            l.read_bps, l.write_bps);
+  NLOG_INFO("qos {}: read_iops {} write_iops {} read_bps {} write_bps {}", *name, l.read_iops, l.write_iops, l.read_bps,
+            l.write_bps);
   return QosJson(l);
 }
 
@@ -550,14 +583,22 @@ Result<Json> Controller::ReactorList(const Json&) {
   for (reactor::Reactor* r : reactors_) {
     const reactor::Counters& c = r->counters();
     uint64_t work = c.polls_work.load(), idle = c.polls_idle.load();
-    out.push_back({{"id", r->options().id}, {"cpu", r->options().cpu},
-                   {"mode", reactor::PollModeName(r->options().mode)}, {"busy_s", Seconds(c.busy_ns)},
-                   {"idle_s", Seconds(c.idle_ns)}, {"sleep_s", Seconds(c.sleep_ns)}, {"polls_work", work},
-                   {"polls_idle", idle},
-                   {"poll_efficiency", work + idle ? static_cast<double>(work) / static_cast<double>(work + idle) : 0.0},
-                   {"sleeps", c.sleeps.load()}, {"kicks", c.kicks.load()}, {"calls", c.calls.load()},
-                   {"requests", c.requests.load()}, {"guest_faults", c.guest_faults.load()},
-                   {"queues", queues[r->options().id]}});
+    out.push_back(
+        {{"id", r->options().id},
+         {"cpu", r->options().cpu},
+         {"mode", reactor::PollModeName(r->options().mode)},
+         {"busy_s", Seconds(c.busy_ns)},
+         {"idle_s", Seconds(c.idle_ns)},
+         {"sleep_s", Seconds(c.sleep_ns)},
+         {"polls_work", work},
+         {"polls_idle", idle},
+         {"poll_efficiency", work + idle ? static_cast<double>(work) / static_cast<double>(work + idle) : 0.0},
+         {"sleeps", c.sleeps.load()},
+         {"kicks", c.kicks.load()},
+         {"calls", c.calls.load()},
+         {"requests", c.requests.load()},
+         {"guest_faults", c.guest_faults.load()},
+         {"queues", queues[r->options().id]}});
   }
   return out;
 }
@@ -582,9 +623,14 @@ Result<Json> Controller::StatsGet(const Json& p) {
     std::string prefix = name + "#";
     virtio::ForEachQueueStats([&](const virtio::QueueStats& q) {
       if (q.device.rfind(prefix, 0) != 0) return;
-      queues.push_back({{"session", q.device}, {"index", q.index}, {"reactor", q.reactor},
-                        {"requests", q.requests.load()}, {"errors", q.errors.load()},
-                        {"in_flight", q.in_flight.load()}, {"kicks", q.kicks.load()}, {"calls", q.calls.load()},
+      queues.push_back({{"session", q.device},
+                        {"index", q.index},
+                        {"reactor", q.reactor},
+                        {"requests", q.requests.load()},
+                        {"errors", q.errors.load()},
+                        {"in_flight", q.in_flight.load()},
+                        {"kicks", q.kicks.load()},
+                        {"calls", q.calls.load()},
                         {"calls_suppressed", q.calls_suppressed.load()}});
     });
     v["queues"] = queues;
@@ -627,12 +673,16 @@ std::string Controller::PrometheusText() const {
     for (const Row& r : rows) out += fmt::format("{}{{volume=\"{}\"}} {}\n", name, r.name, field(r.s));
   };
   per_volume("nestor_volume_read_ops_total", "counter", "Read requests completed.", [](auto& s) { return s.read_ops; });
-  per_volume("nestor_volume_write_ops_total", "counter", "Write requests completed.", [](auto& s) { return s.write_ops; });
-  per_volume("nestor_volume_flush_ops_total", "counter", "Flush requests completed.", [](auto& s) { return s.flush_ops; });
+  per_volume("nestor_volume_write_ops_total", "counter", "Write requests completed.",
+             [](auto& s) { return s.write_ops; });
+  per_volume("nestor_volume_flush_ops_total", "counter", "Flush requests completed.",
+             [](auto& s) { return s.flush_ops; });
   per_volume("nestor_volume_read_bytes_total", "counter", "Bytes read.", [](auto& s) { return s.read_bytes; });
   per_volume("nestor_volume_write_bytes_total", "counter", "Bytes written.", [](auto& s) { return s.write_bytes; });
-  per_volume("nestor_volume_errors_total", "counter", "Requests completed with an error.", [](auto& s) { return s.errors; });
-  per_volume("nestor_volume_throttled_total", "counter", "Requests that waited for QoS.", [](auto& s) { return s.throttled; });
+  per_volume("nestor_volume_errors_total", "counter", "Requests completed with an error.",
+             [](auto& s) { return s.errors; });
+  per_volume("nestor_volume_throttled_total", "counter", "Requests that waited for QoS.",
+             [](auto& s) { return s.throttled; });
   metric("nestor_volume_refused_connections_total", "counter",
          "Connections closed at accept: peer not in allow_uids/allow_gids.");
   for (const auto& [name, e] : exports) {

@@ -56,8 +56,8 @@ class Controller {
   };
   using Json = control::Json;
 
-  Status AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend,
-                   const volume::ExportSettings& s, bool persistent, std::vector<int> queue_reactor = {});
+  Status AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend, const volume::ExportSettings& s,
+                   bool persistent, std::vector<int> queue_reactor = {});
   Status RemoveExport(const std::string& name, bool force);
   void StopExport(Export* e);
   std::vector<std::pair<std::string, vhost::BlkExport*>> Exports() const;

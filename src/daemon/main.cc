@@ -93,7 +93,8 @@ int Serve(const Options& o) {
   auto ctl = std::make_unique<Controller>(o, raw);
   ctl->RegisterMethods(&rpc);
   std::unique_ptr<MetricsServer> metrics;
-  if (o.metrics_port != 0) metrics = std::make_unique<MetricsServer>(o.metrics_port, [&] { return ctl->PrometheusText(); });
+  if (o.metrics_port != 0)
+    metrics = std::make_unique<MetricsServer>(o.metrics_port, [&] { return ctl->PrometheusText(); });
   Status st = ctl->Start();
   if (st.ok()) st = rpc.Start();
   if (st.ok() && metrics) st = metrics->Start();

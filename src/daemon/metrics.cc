@@ -70,8 +70,9 @@ void MetricsServer::Serve(int fd) {
   } else {
     status = "400 Bad Request";
   }
-  std::string resp = "HTTP/1.1 " + status + "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  std::string resp = "HTTP/1.1 " + status +
+                     "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " + std::to_string(body.size()) +
+                     "\r\nConnection: close\r\n\r\n" + body;
   size_t off = 0;
   while (off < resp.size()) {
     pollfd p{fd, POLLOUT, 0};

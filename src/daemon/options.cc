@@ -166,8 +166,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--commit-ms", o.commit_ms,
                  "pool: commit new mappings at least every MS milliseconds (default 100; FLUSH commits at once)")
       ->check(CLI::Range(1, 60000));
-  app.add_option("--reactors", o.reactors, "number of reactor threads (default 1)")
-      ->check(CLI::Range(1, 256));
+  app.add_option("--reactors", o.reactors, "number of reactor threads (default 1)")->check(CLI::Range(1, 256));
   app.add_option("--cpus", cpus, "CPU list to pin reactors to, e.g. 1 or 0-3 (default: not pinned)");
   app.add_option("--poll-mode", mode, "poll | interrupt | adaptive (default adaptive)");
   app.add_option("--idle-us", o.idle_us, "adaptive mode: idle microseconds before sleeping (default 50)");

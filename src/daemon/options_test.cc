@@ -17,9 +17,9 @@ TEST(VolumeSpec, Full) {
 }
 
 TEST(VolumeSpec, Errors) {
-  EXPECT_FALSE(ParseVolumeSpec("v").ok());                      // no size
-  EXPECT_FALSE(ParseVolumeSpec("v,size=1000").ok());            // not sector multiple
-  EXPECT_FALSE(ParseVolumeSpec("../x,size=1M").ok());           // bad name
+  EXPECT_FALSE(ParseVolumeSpec("v").ok());             // no size
+  EXPECT_FALSE(ParseVolumeSpec("v,size=1000").ok());   // not sector multiple
+  EXPECT_FALSE(ParseVolumeSpec("../x,size=1M").ok());  // bad name
   EXPECT_FALSE(ParseVolumeSpec("v,size=1M,backend=disk").ok());
   EXPECT_FALSE(ParseVolumeSpec("v,size=1M,queues=0").ok());
   EXPECT_FALSE(ParseVolumeSpec("v,size=1M,colour=red").ok());
@@ -49,9 +49,8 @@ TEST(VolumeSpec, SharesTheVolumeLimits) {
   EXPECT_NE(big.status().message().find("exceeds the maximum volume size"), std::string::npos)
       << big.status().ToString();
   EXPECT_FALSE(ParseVolumeSpec("v,size=18446744073709551104").ok());  // UINT64_MAX - 511: 512-aligned
-  EXPECT_FALSE(ParseVolumeSpec("v,size=16777216T").ok());              // overflows 64 bits
+  EXPECT_FALSE(ParseVolumeSpec("v,size=16777216T").ok());             // overflows 64 bits
 }
-
 
 // Issue #11: who may attach. Names are resolved while parsing; errors name
 // the key.

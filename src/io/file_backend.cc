@@ -52,18 +52,10 @@ class FileChannel final : public IoChannel {
     }
     switch (req->op) {
       case IoOp::kRead:
-      case IoOp::kWrite:
-        SubmitData(req);
-        return;
-      case IoOp::kFlush:
-        io_uring_prep_fsync(ring_->GetSqe(req), fd_, IORING_FSYNC_DATASYNC);
-        return;
-      case IoOp::kDiscard:
-        PrepFallocate(req, kPunchHole);
-        return;
-      case IoOp::kWriteZeroes:
-        PrepFallocate(req, (req->unmap || no_zero_range_) ? kPunchHole : kZeroRange);
-        return;
+      case IoOp::kWrite: SubmitData(req); return;
+      case IoOp::kFlush: io_uring_prep_fsync(ring_->GetSqe(req), fd_, IORING_FSYNC_DATASYNC); return;
+      case IoOp::kDiscard: PrepFallocate(req, kPunchHole); return;
+      case IoOp::kWriteZeroes: PrepFallocate(req, (req->unmap || no_zero_range_) ? kPunchHole : kZeroRange); return;
     }
   }
   const IoStats& stats() const override { return stats_; }
@@ -77,15 +69,9 @@ class FileChannel final : public IoChannel {
   void SubmitInline(IoRequest* req) {
     ssize_t res = 0;
     switch (req->op) {
-      case IoOp::kRead:
-        res = preadv2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0);
-        break;
-      case IoOp::kWrite:
-        res = pwritev2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0);
-        break;
-      case IoOp::kFlush:
-        res = fdatasync(fd_);
-        break;
+      case IoOp::kRead: res = preadv2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0); break;
+      case IoOp::kWrite: res = pwritev2(fd_, req->iov, req->iovcnt, static_cast<off_t>(req->offset), 0); break;
+      case IoOp::kFlush: res = fdatasync(fd_); break;
       case IoOp::kDiscard:
       case IoOp::kWriteZeroes:
         res = fallocate(fd_, kPunchHole, static_cast<off_t>(req->offset), static_cast<off_t>(req->length));
@@ -164,8 +150,7 @@ class FileChannel final : public IoChannel {
     auto* self = static_cast<FileChannel*>(req->hook_ctx);
     req->hook = nullptr;
     bool data = req->op == IoOp::kRead || req->op == IoOp::kWrite;
-    if (req->op == IoOp::kWriteZeroes && req->sub_op == kZeroRange &&
-        (res == -EOPNOTSUPP || res == -EINVAL)) {
+    if (req->op == IoOp::kWriteZeroes && req->sub_op == kZeroRange && (res == -EOPNOTSUPP || res == -EINVAL)) {
       // tmpfs and some file systems lack ZERO_RANGE: punching reads back zeros too.
       self->no_zero_range_ = true;
       req->hook = &FileChannel::OnComplete;
@@ -265,7 +250,8 @@ Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, u
     // being cancelled), and a nestord restarted at once must find it free.
     lock_fd.Reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!lock_fd.valid()) return Status::FromErrno("open " + path);
-    struct stat data_st {}, lock_st {};
+    struct stat data_st {
+    }, lock_st{};
     if (fstat(fd.get(), &data_st) != 0 || fstat(lock_fd.get(), &lock_st) != 0) {
       return Status::FromErrno("fstat " + path);
     }
@@ -293,8 +279,8 @@ Result<std::unique_ptr<BlockBackend>> OpenFileBackend(const std::string& path, u
   }
   uint32_t align = direct ? DirectAlignment(fd.get(), is_block) : 0;
   bool in_memory = !is_block && OnMemoryFileSystem(fd.get());
-  auto backend = std::make_unique<FileBackend>(std::move(fd), std::move(lock_fd), path, size, align, in_memory,
-                                               opts.delay_us);
+  auto backend =
+      std::make_unique<FileBackend>(std::move(fd), std::move(lock_fd), path, size, align, in_memory, opts.delay_us);
   NLOG_INFO("backend {}: {} bytes", backend->Describe(), size);
   return std::unique_ptr<BlockBackend>(std::move(backend));
 }

@@ -57,11 +57,8 @@ class MemChannel final : public IoChannel {
         }
         break;
       case IoOp::kDiscard:
-      case IoOp::kWriteZeroes:
-        ZeroRange(p, req->length);
-        break;
-      case IoOp::kFlush:
-        break;
+      case IoOp::kWriteZeroes: ZeroRange(p, req->length); break;
+      case IoOp::kFlush: break;
     }
     bool data = req->op == IoOp::kRead || req->op == IoOp::kWrite;
     req->done(req, data ? static_cast<int>(req->length) : 0);
@@ -109,8 +106,7 @@ Result<std::unique_ptr<BlockBackend>> OpenNullBackend(uint64_t size) {
 
 Result<std::unique_ptr<BlockBackend>> OpenMemBackend(uint64_t size) {
   if (size == 0) return Status::Invalid("mem backend needs a non-zero size");
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Status::FromErrno("mmap mem backend");
   return std::unique_ptr<BlockBackend>(new MemBackend(static_cast<uint8_t*>(p), size));
 }

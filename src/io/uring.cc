@@ -68,8 +68,7 @@ void IoUring::PostTo(IoUring* target, IoRequest* req, int res) {
   // reaps it; TSan cannot see that (Reap acquires).
   TsanRelease(req);
   io_uring_sqe* sqe = GetAuxSqe();
-  io_uring_prep_msg_ring(sqe, target->ring_.ring_fd, static_cast<unsigned>(res),
-                         reinterpret_cast<uint64_t>(req), 0);
+  io_uring_prep_msg_ring(sqe, target->ring_.ring_fd, static_cast<unsigned>(res), reinterpret_cast<uint64_t>(req), 0);
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
@@ -102,7 +101,7 @@ int IoUring::Reap() {
     for (unsigned i = 0; i < n; ++i) {
       IoRequest* req = batch[i].req;
       if (req == nullptr) continue;  // an auxiliary SQE (GetAuxSqe)
-      TsanAcquire(req);  // a PostTo from another ring (see there)
+      TsanAcquire(req);              // a PostTo from another ring (see there)
       --in_flight_;
       tls_completing = req;  // a fault in the callback is charged to req's owner
       if (req->hook != nullptr) {

@@ -110,8 +110,7 @@ bool Reactor::CallFor(std::function<void()> fn, std::chrono::milliseconds limit)
     done->set_value();
   });
   if (fut.wait_for(limit) == std::future_status::ready) return true;
-  NLOG_ERROR("reactor {}: a control message waited {} ms without running: reactor wedged?", opts_.id,
-             limit.count());
+  NLOG_ERROR("reactor {}: a control message waited {} ms without running: reactor wedged?", opts_.id, limit.count());
   return false;
 }
 
@@ -287,10 +286,10 @@ std::string Reactor::CountersString() const {
   return fmt::format(
       "reactor {} cpu {} mode {}: busy {:.3f}s idle {:.3f}s sleeping {:.3f}s polls(work) {} "
       "polls(idle) {} sleeps {} kicks {} calls {} calls_suppressed {} requests {} guest_faults {}",
-      opts_.id, opts_.cpu, PollModeName(opts_.mode), g(counters_.busy_ns) / 1e9,
-      g(counters_.idle_ns) / 1e9, g(counters_.sleep_ns) / 1e9, g(counters_.polls_work),
-      g(counters_.polls_idle), g(counters_.sleeps), g(counters_.kicks), g(counters_.calls),
-      g(counters_.calls_suppressed), g(counters_.requests), g(counters_.guest_faults));
+      opts_.id, opts_.cpu, PollModeName(opts_.mode), g(counters_.busy_ns) / 1e9, g(counters_.idle_ns) / 1e9,
+      g(counters_.sleep_ns) / 1e9, g(counters_.polls_work), g(counters_.polls_idle), g(counters_.sleeps),
+      g(counters_.kicks), g(counters_.calls), g(counters_.calls_suppressed), g(counters_.requests),
+      g(counters_.guest_faults));
 }
 
 }  // namespace nestor::reactor

@@ -39,17 +39,17 @@ Result<PollMode> ParsePollMode(const std::string& s);
 
 // Counters written by the reactor (relaxed), readable from any thread.
 struct Counters {
-  std::atomic<uint64_t> busy_ns{0};       // iterations that did work
-  std::atomic<uint64_t> idle_ns{0};       // polling without work
-  std::atomic<uint64_t> sleep_ns{0};      // blocked in epoll_wait
-  std::atomic<uint64_t> polls_work{0};    // iterations with work
-  std::atomic<uint64_t> polls_idle{0};    // iterations without work
-  std::atomic<uint64_t> sleeps{0};        // times the reactor went to sleep
-  std::atomic<uint64_t> kicks{0};         // kick eventfd wake-ups consumed
-  std::atomic<uint64_t> calls{0};         // call eventfd writes (interrupts sent)
+  std::atomic<uint64_t> busy_ns{0};           // iterations that did work
+  std::atomic<uint64_t> idle_ns{0};           // polling without work
+  std::atomic<uint64_t> sleep_ns{0};          // blocked in epoll_wait
+  std::atomic<uint64_t> polls_work{0};        // iterations with work
+  std::atomic<uint64_t> polls_idle{0};        // iterations without work
+  std::atomic<uint64_t> sleeps{0};            // times the reactor went to sleep
+  std::atomic<uint64_t> kicks{0};             // kick eventfd wake-ups consumed
+  std::atomic<uint64_t> calls{0};             // call eventfd writes (interrupts sent)
   std::atomic<uint64_t> calls_suppressed{0};  // completions published without a call
-  std::atomic<uint64_t> requests{0};      // requests completed
-  std::atomic<uint64_t> guest_faults{0};  // SIGBUS on guest memory, recovered
+  std::atomic<uint64_t> requests{0};          // requests completed
+  std::atomic<uint64_t> guest_faults{0};      // SIGBUS on guest memory, recovered
 };
 
 struct ReactorOptions {

@@ -29,11 +29,10 @@ BlkExport::~BlkExport() {
 }
 
 uint64_t BlkExport::features() const {
-  uint64_t f = Bit(virtio::kFeatureVersion1) | Bit(kFeatureProtocolFeatures) |
-               Bit(virtio::kFeatureIndirectDesc) | Bit(virtio::kFeatureEventIdx) |
-               Bit(virtio::kBlkFSegMax) | Bit(virtio::kBlkFBlkSize) | Bit(virtio::kBlkFFlush) |
-               Bit(virtio::kBlkFMq) | Bit(virtio::kBlkFDiscard) | Bit(virtio::kBlkFWriteZeroes) |
-               Bit(virtio::kBlkFTopology);
+  uint64_t f = Bit(virtio::kFeatureVersion1) | Bit(kFeatureProtocolFeatures) | Bit(virtio::kFeatureIndirectDesc) |
+               Bit(virtio::kFeatureEventIdx) | Bit(virtio::kBlkFSegMax) | Bit(virtio::kBlkFBlkSize) |
+               Bit(virtio::kBlkFFlush) | Bit(virtio::kBlkFMq) | Bit(virtio::kBlkFDiscard) |
+               Bit(virtio::kBlkFWriteZeroes) | Bit(virtio::kBlkFTopology);
   if (cfg_.read_only) f |= Bit(virtio::kBlkFRo);
   return f;
 }
@@ -71,8 +70,8 @@ virtio::BlkLimits BlkExport::limits() const {
 }
 
 reactor::Reactor* BlkExport::ReactorFor(uint32_t queue) const {
-  size_t r = queue < cfg_.queue_reactor.size() ? static_cast<size_t>(cfg_.queue_reactor[queue])
-                                               : queue % reactors_.size();
+  size_t r =
+      queue < cfg_.queue_reactor.size() ? static_cast<size_t>(cfg_.queue_reactor[queue]) : queue % reactors_.size();
   return reactors_[r % reactors_.size()];
 }
 
@@ -84,9 +83,8 @@ Status BlkExport::Listen() {
     socket_gid_ = st.st_gid;
     socket_mode_ = st.st_mode & 07777;
   }
-  NLOG_INFO("volume {}: {} bytes, {} queue(s){}, backend {}, socket {}", cfg_.name,
-            cfg_.backend->size_bytes(), cfg_.num_queues, cfg_.read_only ? ", read-only" : "",
-            cfg_.backend->Describe(), cfg_.socket_path);
+  NLOG_INFO("volume {}: {} bytes, {} queue(s){}, backend {}, socket {}", cfg_.name, cfg_.backend->size_bytes(),
+            cfg_.num_queues, cfg_.read_only ? ", read-only" : "", cfg_.backend->Describe(), cfg_.socket_path);
   return Status::Ok();
 }
 
@@ -127,11 +125,11 @@ bool BlkExport::AdmitPeer(int conn) {
     ++refusals_unlogged_;
     return false;
   }
-  std::string more = refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more refused since the last message)",
-                                                                 refusals_unlogged_);
+  std::string more =
+      refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more refused since the last message)", refusals_unlogged_);
   if (known) {
-    NLOG_WARN("volume {}: refused a connection from uid {} gid {} pid {}: not in allow_uids/allow_gids{}",
-              cfg_.name, cred.uid, cred.gid, cred.pid, more);
+    NLOG_WARN("volume {}: refused a connection from uid {} gid {} pid {}: not in allow_uids/allow_gids{}", cfg_.name,
+              cred.uid, cred.gid, cred.pid, more);
   } else {
     NLOG_WARN("volume {}: refused a connection: its credentials are unknown (SO_PEERCRED: {}){}", cfg_.name,
               std::strerror(errno), more);

@@ -11,9 +11,7 @@
 namespace nestor::vhost {
 namespace {
 
-bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
-  return a < b + blen && b < a + alen;
-}
+bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a < b + blen && b < a + alen; }
 
 std::atomic<uint64_t> g_mapped_bytes{0};
 
@@ -39,8 +37,7 @@ void MemTable::Clear() {
 
 Status MemTable::Validate(const MemRegion& r) {
   if (r.memory_size == 0) return Status::Invalid("memory region of size 0");
-  if (r.guest_phys_addr + r.memory_size < r.guest_phys_addr ||
-      r.userspace_addr + r.memory_size < r.userspace_addr ||
+  if (r.guest_phys_addr + r.memory_size < r.guest_phys_addr || r.userspace_addr + r.memory_size < r.userspace_addr ||
       r.mmap_offset + r.memory_size < r.mmap_offset) {
     return Status::Invalid("memory region wraps around the address space");
   }
@@ -112,8 +109,7 @@ Status MemTable::Add(const MemRegion& region, UniqueFd fd, uint32_t max_regions)
 
 Status MemTable::Remove(const MemRegion& region) {
   for (auto it = mapped_.begin(); it != mapped_.end(); ++it) {
-    if (it->region.guest_phys_addr == region.guest_phys_addr &&
-        it->region.memory_size == region.memory_size) {
+    if (it->region.guest_phys_addr == region.guest_phys_addr && it->region.memory_size == region.memory_size) {
       Unmap(it->base, it->map_len);
       mapped_.erase(it);
       Rebuild();

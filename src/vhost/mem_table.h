@@ -41,8 +41,8 @@ class MemTable {
  private:
   struct Mapped {
     MemRegion region;
-    void* base;          // mmap result
-    size_t map_len;      // memory_size + mmap_offset
+    void* base;      // mmap result
+    size_t map_len;  // memory_size + mmap_offset
   };
   static Result<Mapped> MapOne(const MemRegion& r, int fd);
   static Status Validate(const MemRegion& r);

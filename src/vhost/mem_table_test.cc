@@ -37,7 +37,7 @@ TEST(MemTable, MapsAndTranslatesBothAddressKinds) {
   EXPECT_EQ(std::memcmp(p, "nestor", 6), 0);
   EXPECT_EQ(t.map().TranslateUserAddr(0x7f0000000000 + 100, 6), p);
   EXPECT_EQ(t.map().TranslateContiguous(0x100000 + (1 << 20) - 2, 6), nullptr);  // runs off the end
-  EXPECT_EQ(t.map().TranslateContiguous(0xfffff, 1), nullptr);                  // below the region
+  EXPECT_EQ(t.map().TranslateContiguous(0xfffff, 1), nullptr);                   // below the region
   munmap(own, 2 << 20);
 }
 

@@ -24,7 +24,9 @@ struct Message {
 
   bool need_reply() const { return (hdr.flags & kFlagNeedReply) != 0; }
   template <typename T>
-  bool PayloadIs() const { return hdr.size == sizeof(T); }
+  bool PayloadIs() const {
+    return hdr.size == sizeof(T);
+  }
   template <typename T>
   T As() const {
     T v;

@@ -70,10 +70,8 @@ bool HasOwnReply(uint32_t request) {
     case kGetQueueNum:
     case kGetConfig:
     case kGetMaxMemSlots:
-    case kGetInflightFd:
-      return true;
-    default:
-      return false;
+    case kGetInflightFd: return true;
+    default: return false;
   }
 }
 }  // namespace
@@ -131,8 +129,7 @@ void Session::Run() {
       }
       break;
     }
-    NLOG_DEBUG("{}: {} size {} fds {}", name_, RequestName(msg_.hdr.request), msg_.hdr.size,
-               msg_.fds.size());
+    NLOG_DEBUG("{}: {} size {} fds {}", name_, RequestName(msg_.hdr.request), msg_.hdr.size, msg_.fds.size());
     bool replied = false;
     st = Dispatch(msg_, &replied);
     if (orphaned_) {
@@ -170,20 +167,13 @@ Status Session::Dispatch(Message& m, bool* replied) {
     *replied = true;
     return SendU64Reply(sock, m.hdr.request, v);
   };
-  auto no_payload = [&]() -> Status {
-    return m.hdr.size == 0 ? Status::Ok() : Status::Invalid("unexpected payload");
-  };
+  auto no_payload = [&]() -> Status { return m.hdr.size == 0 ? Status::Ok() : Status::Invalid("unexpected payload"); };
   switch (m.hdr.request) {
-    case kGetFeatures:
-      return reply_u64(export_->features());
-    case kSetFeatures:
-      return HandleSetFeatures(m);
-    case kGetProtocolFeatures:
-      return reply_u64(export_->protocol_features());
-    case kSetProtocolFeatures:
-      return HandleSetProtocolFeatures(m);
-    case kSetOwner:
-      return no_payload();
+    case kGetFeatures: return reply_u64(export_->features());
+    case kSetFeatures: return HandleSetFeatures(m);
+    case kGetProtocolFeatures: return reply_u64(export_->protocol_features());
+    case kSetProtocolFeatures: return HandleSetProtocolFeatures(m);
+    case kSetOwner: return no_payload();
     case kResetOwner: {
       std::vector<uint32_t> stopped;
       NESTOR_RETURN_IF_ERROR(StopAll(&stopped));
@@ -191,44 +181,26 @@ Status Session::Dispatch(Message& m, bool* replied) {
       features_set_ = false;
       return Status::Ok();
     }
-    case kGetQueueNum:
-      return reply_u64(export_->config().num_queues);
-    case kGetMaxMemSlots:
-      return reply_u64(kMaxMemSlots);
-    case kSetMemTable:
-      return HandleMemTable(m);
-    case kAddMemReg:
-      return HandleAddMemReg(m);
-    case kRemMemReg:
-      return HandleRemMemReg(m);
-    case kSetVringNum:
-      return HandleVringNum(m);
-    case kSetVringAddr:
-      return HandleVringAddr(m);
-    case kSetVringBase:
-      return HandleVringBase(m);
-    case kGetVringBase:
-      *replied = true;
-      return HandleGetVringBase(m);
+    case kGetQueueNum: return reply_u64(export_->config().num_queues);
+    case kGetMaxMemSlots: return reply_u64(kMaxMemSlots);
+    case kSetMemTable: return HandleMemTable(m);
+    case kAddMemReg: return HandleAddMemReg(m);
+    case kRemMemReg: return HandleRemMemReg(m);
+    case kSetVringNum: return HandleVringNum(m);
+    case kSetVringAddr: return HandleVringAddr(m);
+    case kSetVringBase: return HandleVringBase(m);
+    case kGetVringBase: *replied = true; return HandleGetVringBase(m);
     case kSetVringKick:
     case kSetVringCall:
-    case kSetVringErr:
-      return HandleVringFd(m);
-    case kSetVringEnable:
-      return HandleVringEnable(m);
-    case kGetConfig:
-      *replied = true;
-      return HandleGetConfig(m);
-    case kSetConfig:
-      return Status::Error(ENOTSUP, "config space is read-only");
-    case kGetInflightFd:
-      *replied = true;
-      return HandleGetInflightFd(m);
-    case kSetInflightFd:
-      return HandleSetInflightFd(m);
+    case kSetVringErr: return HandleVringFd(m);
+    case kSetVringEnable: return HandleVringEnable(m);
+    case kGetConfig: *replied = true; return HandleGetConfig(m);
+    case kSetConfig: return Status::Error(ENOTSUP, "config space is read-only");
+    case kGetInflightFd: *replied = true; return HandleGetInflightFd(m);
+    case kSetInflightFd: return HandleSetInflightFd(m);
     default:
-      return Status::Error(ENOTSUP, std::string("unsupported request ") + RequestName(m.hdr.request) +
-                                        " (" + std::to_string(m.hdr.request) + ")");
+      return Status::Error(ENOTSUP, std::string("unsupported request ") + RequestName(m.hdr.request) + " (" +
+                                        std::to_string(m.hdr.request) + ")");
   }
 }
 
@@ -306,8 +278,8 @@ Status Session::HandleVringNum(Message& m) {
   // 1024 is QEMU's largest queue size; larger ones would only cost memory
   // (each entry has a request slot with its iovec array).
   if (s.num == 0 || s.num > kMaxQueueSize || (s.num & (s.num - 1)) != 0) {
-    return Status::Invalid("queue size " + std::to_string(s.num) + " is not a power of two <= " +
-                           std::to_string(kMaxQueueSize));
+    return Status::Invalid("queue size " + std::to_string(s.num) +
+                           " is not a power of two <= " + std::to_string(kMaxQueueSize));
   }
   NESTOR_RETURN_IF_ERROR(Stop(s.index));
   (*v)->num = s.num;
@@ -402,8 +374,8 @@ Status Session::HandleGetConfig(Message& m) {
   if (m.hdr.size < sizeof(ConfigHeader)) return Status::Invalid("GET_CONFIG payload too short");
   auto h = m.As<ConfigHeader>();
   virtio::BlkConfig cfg = export_->blk_config();
-  bool ok = h.size <= kMaxConfigBytes && m.hdr.size == sizeof(ConfigHeader) + h.size &&
-            h.offset <= sizeof(cfg) && h.size <= sizeof(cfg) - h.offset && h.size > 0;
+  bool ok = h.size <= kMaxConfigBytes && m.hdr.size == sizeof(ConfigHeader) + h.size && h.offset <= sizeof(cfg) &&
+            h.size <= sizeof(cfg) - h.offset && h.size > 0;
   if (!ok) {
     NLOG_WARN("{}: GET_CONFIG offset {} size {} rejected", name_, h.offset, h.size);
     ConfigHeader empty{h.offset, 0, h.flags};
@@ -419,8 +391,8 @@ Status Session::HandleGetInflightFd(Message& m) {
   if (!Negotiated(kProtoInflightShmfd)) return Status::Invalid("GET_INFLIGHT_FD not negotiated");
   if (!m.PayloadIs<InflightDesc>()) return Status::Invalid("GET_INFLIGHT_FD payload size");
   auto d = m.As<InflightDesc>();
-  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
-      d.queue_size > kMaxQueueSize || (d.queue_size & (d.queue_size - 1)) != 0) {
+  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 || d.queue_size > kMaxQueueSize ||
+      (d.queue_size & (d.queue_size - 1)) != 0) {
     return Status::Invalid("GET_INFLIGHT_FD with bad queue count or size");
   }
   std::vector<uint32_t> stopped;
@@ -458,8 +430,8 @@ Status Session::HandleSetInflightFd(Message& m) {
   // as libvhost-user and QEMU lay the region out; a larger mmap_size only
   // leaves room at the end (mmap_size / num_queues could misalign parts).
   uint64_t stride = virtio::InflightQueueBytes(d.queue_size);
-  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 ||
-      d.queue_size > kMaxQueueSize || d.mmap_size / d.num_queues < stride) {
+  if (d.num_queues == 0 || d.num_queues > vrings_.size() || d.queue_size == 0 || d.queue_size > kMaxQueueSize ||
+      d.mmap_size / d.num_queues < stride) {
     return Status::Invalid("SET_INFLIGHT_FD with bad geometry");
   }
   struct stat st {};
@@ -472,8 +444,8 @@ Status Session::HandleSetInflightFd(Message& m) {
   UnmapInflight();
   uint64_t page = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 4096;
   uint64_t map_len = (d.mmap_size + page - 1) / page * page;  // hugetlbfs rounds up
-  void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(),
-                 static_cast<off_t>(d.mmap_offset));
+  void* p =
+      mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[0].get(), static_cast<off_t>(d.mmap_offset));
   if (p == MAP_FAILED) return Status::FromErrno("mmap inflight region");
   inflight_ = std::make_shared<Mapping>();
   inflight_->base = p;
@@ -501,8 +473,7 @@ Result<virtio::VringSetup> Session::TranslateRing(const Vring& v) const {
   virtio::VringSetup s;
   s.size = n;
   s.desc = static_cast<virtio::Desc*>(map.TranslateUserAddr(a.desc_user_addr, virtio::DescTableBytes(n)));
-  s.avail = static_cast<virtio::AvailRing*>(
-      map.TranslateUserAddr(a.avail_user_addr, virtio::AvailRingBytes(n)));
+  s.avail = static_cast<virtio::AvailRing*>(map.TranslateUserAddr(a.avail_user_addr, virtio::AvailRingBytes(n)));
   s.used = static_cast<virtio::UsedRing*>(map.TranslateUserAddr(a.used_user_addr, virtio::UsedRingBytes(n)));
   if (s.desc == nullptr || s.avail == nullptr || s.used == nullptr) {
     return Status::Invalid("ring not inside one mapped memory region");
@@ -544,8 +515,8 @@ Status Session::TryStart(uint32_t index) {
     if (inflight_queue_size_ != v.num) {
       return Status::Invalid("queue size differs from the inflight region's");
     }
-    qc.inflight = reinterpret_cast<virtio::InflightQueue*>(static_cast<uint8_t*>(inflight_base_) +
-                                                           index * inflight_stride_);
+    qc.inflight =
+        reinterpret_cast<virtio::InflightQueue*>(static_cast<uint8_t*>(inflight_base_) + index * inflight_stride_);
   }
   qc.kick_fd = v.kick.get();
   qc.call_fd = v.call.get();
@@ -570,8 +541,8 @@ Status Session::TryStart(uint32_t index) {
     v.inflight.reset();
     return *st;
   }
-  NLOG_DEBUG("{}: queue {} started on reactor {} (size {}, base {})", name_, index,
-             v.reactor->options().id, v.num, v.base);
+  NLOG_DEBUG("{}: queue {} started on reactor {} (size {}, base {})", name_, index, v.reactor->options().id, v.num,
+             v.base);
   return Status::Ok();
 }
 
@@ -586,14 +557,15 @@ Status Session::Stop(uint32_t index) {
   while (!wait->finished) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      NLOG_ERROR("{}: queue {} did not stop within {} ms (in-flight I/O never completed); handing it and "
-                 "the memory it may touch to reactor {} and ending the session",
-                 name_, index, limit.count(), r->options().id);
+      NLOG_ERROR(
+          "{}: queue {} did not stop within {} ms (in-flight I/O never completed); handing it and "
+          "the memory it may touch to reactor {} and ending the session",
+          name_, index, limit.count(), r->options().id);
       wait->orphan = Orphaned(v);
       return Status::Error(ETIMEDOUT, "queue " + std::to_string(index) + " did not stop in time");
     }
-    if (!wait->cv.WaitUntil(&wait->mu, std::min(deadline, now + std::chrono::seconds(5))) &&
-        !wait->finished && std::chrono::steady_clock::now() < deadline) {
+    if (!wait->cv.WaitUntil(&wait->mu, std::min(deadline, now + std::chrono::seconds(5))) && !wait->finished &&
+        std::chrono::steady_clock::now() < deadline) {
       NLOG_WARN("{}: queue {} still waiting for in-flight I/O to finish", name_, index);
     }
   }

@@ -221,8 +221,7 @@ void BlkQueue::Process(uint16_t head, bool resubmit) {
   if (!st.ok()) {
     Take(t, resubmit);
     if (bad_requests_logged_++ < 16) {
-      NLOG_WARN("{} queue {}: bad descriptor chain at head {}: {}", cfg_.device, cfg_.index, head,
-                st.message());
+      NLOG_WARN("{} queue {}: bad descriptor chain at head {}: {}", cfg_.device, cfg_.index, head, st.message());
     }
     t->status = nullptr;
     t->used_len = 0;
@@ -244,9 +243,7 @@ void BlkQueue::Process(uint16_t head, bool resubmit) {
 
 void BlkQueue::Execute(Task* t, const BlkRequest& req) {
   switch (req.op) {
-    case BlkOp::kFail:
-      Complete(t, req.fail_status);
-      return;
+    case BlkOp::kFail: Complete(t, req.fail_status); return;
     case BlkOp::kGetId: {
       iovec* iov = req.data;
       size_t left = kBlkIdBytes;
@@ -290,8 +287,8 @@ void BlkQueue::OnIoDone(io::IoRequest* req, int result) {
   --t->queue->backend_in_flight_;
   t->in_backend = false;
   if (result < 0 && t->queue->bad_requests_logged_++ < 16) {
-    NLOG_WARN("{} queue {}: backend error {} at offset {}", t->queue->cfg_.device,
-              t->queue->cfg_.index, result, t->offset);
+    NLOG_WARN("{} queue {}: backend error {} at offset {}", t->queue->cfg_.device, t->queue->cfg_.index, result,
+              t->offset);
   }
   t->queue->Complete(t, result < 0 ? kBlkIoErr : kBlkOk);
 }
@@ -382,8 +379,8 @@ void BlkQueue::RecoverInflight() {
   inflight_counter_ = pending.empty() ? 0 : pending.back().first;
   vq_.ResumeAt(used, static_cast<uint16_t>(used + pending.size()));
   if (!pending.empty()) {
-    NLOG_INFO("{} queue {}: resubmitting {} request(s) in flight at the previous backend's exit",
-              cfg_.device, cfg_.index, pending.size());
+    NLOG_INFO("{} queue {}: resubmitting {} request(s) in flight at the previous backend's exit", cfg_.device,
+              cfg_.index, pending.size());
   }
   for (const auto& [counter, head] : pending) Process(head, /*resubmit=*/true);
   // The previous backend may have published completions and died before

@@ -80,11 +80,11 @@ struct BlkQueueConfig {
 
 class BlkQueue final : public reactor::Poller {
  public:
-  static constexpr int kMaxIov = 160;  // seg_max (126) + header + status + splits
-  static constexpr int kBatch = 64;    // heads taken per Poll, alone on the reactor
-  static constexpr int kFairBatch = 1;  // ... while a light queue of the reactor has work (QD1 1.6x, under 2x)
+  static constexpr int kMaxIov = 160;    // seg_max (126) + header + status + splits
+  static constexpr int kBatch = 64;      // heads taken per Poll, alone on the reactor
+  static constexpr int kFairBatch = 1;   // ... while a light queue of the reactor has work (QD1 1.6x, under 2x)
   static constexpr int kLightHeads = 4;  // light: emptied its ring taking at most this many
-  static constexpr uint64_t kContendedPolls = 64;  // "while": within this many of our polls
+  static constexpr uint64_t kContendedPolls = 64;        // "while": within this many of our polls
   static constexpr uint64_t kLatencySampleNs = 100'000;  // at most one timed batch per 100 us
 
   explicit BlkQueue(BlkQueueConfig cfg);
@@ -118,8 +118,8 @@ class BlkQueue final : public reactor::Poller {
     BlkOp kind = BlkOp::kFail;
     uint8_t* status = nullptr;
     uint32_t used_len = 0;
-    uint64_t start_ns = 0;    // when popped
-    iovec vecs[kMaxIov];  // the chain's iovecs; IoRequest::iov points into it
+    uint64_t start_ns = 0;  // when popped
+    iovec vecs[kMaxIov];    // the chain's iovecs; IoRequest::iov points into it
   };
 
   void Process(uint16_t head, bool resubmit = false);
@@ -151,7 +151,7 @@ class BlkQueue final : public reactor::Poller {
   bool stopping_ = false;
   std::function<void(uint16_t)> stop_done_;
   uint32_t bad_requests_logged_ = 0;
-  bool recovered_ = false;        // inflight recovery ran (or is not needed)
+  bool recovered_ = false;  // inflight recovery ran (or is not needed)
   uint64_t inflight_counter_ = 0;
   Task* submitting_ = nullptr;  // inside channel_->Submit (fault attribution)
   VolumeQos* qos_ = nullptr;    // cfg_.qos.get()
@@ -159,8 +159,8 @@ class BlkQueue final : public reactor::Poller {
   bool held_ = false;
   uint16_t held_head_ = 0;
   BlkRequest held_req_;
-  uint64_t poll_now_ = 0;  // clock at the current Poll's pops (when read)
-  uint64_t start_ns_ = 0;  // start time given to heads popped now (0: not timed)
+  uint64_t poll_now_ = 0;    // clock at the current Poll's pops (when read)
+  uint64_t start_ns_ = 0;    // start time given to heads popped now (0: not timed)
   uint64_t last_timed_ = 0;  // reactor's coarse clock at the last timed batch
   uint64_t polls_ = 0;
   uint64_t light_seen_ = 0;       // tls_light_polls after our last Poll

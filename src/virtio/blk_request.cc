@@ -18,8 +18,7 @@ bool InRange(uint64_t sector, uint64_t bytes, uint64_t capacity_sectors) {
   return sector <= capacity_sectors && sectors <= capacity_sectors - sector;
 }
 
-BlkRequest DecodeData(BlkRequest r, const BlkReqHeader& h, const Chain& c, iovec* iov,
-                      const BlkLimits& lim) {
+BlkRequest DecodeData(BlkRequest r, const BlkReqHeader& h, const Chain& c, iovec* iov, const BlkLimits& lim) {
   bool is_read = h.type == kBlkIn;
   if (!is_read && lim.read_only) return Fail(r, kBlkIoErr);
   int first = 0;
@@ -43,8 +42,7 @@ BlkRequest DecodeData(BlkRequest r, const BlkReqHeader& h, const Chain& c, iovec
   return r;
 }
 
-BlkRequest DecodeRange(BlkRequest r, const BlkReqHeader& h, const Chain& c, iovec* iov,
-                       const BlkLimits& lim) {
+BlkRequest DecodeRange(BlkRequest r, const BlkReqHeader& h, const Chain& c, iovec* iov, const BlkLimits& lim) {
   bool discard = h.type == kBlkDiscard;
   if (discard ? !lim.discard : !lim.write_zeroes) return Fail(r, kBlkUnsupp);
   if (lim.read_only) return Fail(r, kBlkIoErr);
@@ -82,8 +80,7 @@ BlkRequest DecodeBlkRequest(const Chain& c, iovec* iov, const BlkLimits& lim) {
   IovCopyOut(iov, c.n_readable, &h, sizeof(h));
   switch (h.type) {
     case kBlkIn:
-    case kBlkOut:
-      return DecodeData(r, h, c, iov, lim);
+    case kBlkOut: return DecodeData(r, h, c, iov, lim);
     case kBlkFlush:
       r.op = BlkOp::kFlush;
       r.used_len = 1;
@@ -97,10 +94,8 @@ BlkRequest DecodeBlkRequest(const Chain& c, iovec* iov, const BlkLimits& lim) {
       r.used_len = kBlkIdBytes + 1;
       return r;
     case kBlkDiscard:
-    case kBlkWriteZeroes:
-      return DecodeRange(r, h, c, iov, lim);
-    default:
-      return Fail(r, kBlkUnsupp);
+    case kBlkWriteZeroes: return DecodeRange(r, h, c, iov, lim);
+    default: return Fail(r, kBlkUnsupp);
   }
 }
 

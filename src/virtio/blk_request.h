@@ -39,8 +39,8 @@ struct BlkRequest {
   bool unmap = false;                 // write-zeroes may unmap
   iovec* data = nullptr;              // into the caller's iovec array
   int data_count = 0;
-  uint8_t* status = nullptr;          // last writable byte of the chain
-  uint32_t used_len = 0;              // bytes written into the chain on success
+  uint8_t* status = nullptr;  // last writable byte of the chain
+  uint32_t used_len = 0;      // bytes written into the chain on success
 };
 
 // Decodes chain (whose iovecs are iov[0..n_readable+n_writable)); may

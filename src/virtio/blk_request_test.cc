@@ -114,8 +114,7 @@ class BlkRequestTest : public ::testing::Test {
     for (size_t i = 0; i < segs.size(); ++i) {
       bool last = i + 1 == segs.size();
       desc_[i] = Desc{segs[i].gpa, segs[i].len,
-                      static_cast<uint16_t>((segs[i].writable ? kDescFlagWrite : 0) |
-                                            (last ? 0 : kDescFlagNext)),
+                      static_cast<uint16_t>((segs[i].writable ? kDescFlagWrite : 0) | (last ? 0 : kDescFlagNext)),
                       static_cast<uint16_t>(last ? 0 : i + 1)};
     }
     avail_->ring[avail_->idx & (kN - 1)] = 0;
@@ -225,8 +224,8 @@ TEST_F(BlkRequestTest, ReadUpToTheLastSector) {
 }
 
 TEST_F(BlkRequestTest, ReadSectorNearUint64MaxIsIoErr) {
-  for (uint64_t sector : {UINT64_MAX, UINT64_MAX - 1, UINT64_MAX - 7, UINT64_MAX >> 9,
-                          (UINT64_MAX >> 9) + 1, uint64_t{1} << 55, uint64_t{1} << 63}) {
+  for (uint64_t sector : {UINT64_MAX, UINT64_MAX - 1, UINT64_MAX - 7, UINT64_MAX >> 9, (UINT64_MAX >> 9) + 1,
+                          uint64_t{1} << 55, uint64_t{1} << 63}) {
     SCOPED_TRACE(sector);
     ExpectFail(DecodeRead(sector, 4096), kBlkIoErr);
   }
@@ -476,8 +475,8 @@ TEST_F(BlkRequestTest, RangeNotOfferedIsUnsupp) {
 // Unknown types, read-only volumes, malformed requests
 
 TEST_F(BlkRequestTest, UnknownTypeIsUnsupp) {
-  for (uint32_t type : {2u, 3u, 5u, 7u, static_cast<uint32_t>(kBlkGetLifetime),
-                        static_cast<uint32_t>(kBlkSecureErase), 12u, 15u, 0xffffffffu}) {
+  for (uint32_t type : {2u, 3u, 5u, 7u, static_cast<uint32_t>(kBlkGetLifetime), static_cast<uint32_t>(kBlkSecureErase),
+                        12u, 15u, 0xffffffffu}) {
     SCOPED_TRACE(type);
     PutHeader(kHdr, type, 0);
     ExpectFail(Decode({R(kHdr, 16), R(kSeg, 16), W(kData, 512), W(kStatus, 1)}), kBlkUnsupp);
@@ -525,8 +524,7 @@ TEST_F(BlkRequestTest, HeaderShorterThan16BytesIsIoErr) {
 
 TEST_F(BlkRequestTest, TooManySegmentsIsIoErr) {
   PutHeader(kHdr, kBlkIn, 0);
-  BlkRequest r = Decode({R(kHdr, 16), W(kData, 512), W(kData + 0x1000, 512),
-                         W(kData + 0x2000, 512), W(kStatus, 1)},
+  BlkRequest r = Decode({R(kHdr, 16), W(kData, 512), W(kData + 0x1000, 512), W(kData + 0x2000, 512), W(kStatus, 1)},
                         /*max_iov=*/3);
   ASSERT_TRUE(chain_.too_many_segments);
   ExpectFail(r, kBlkIoErr);

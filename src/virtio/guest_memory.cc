@@ -5,8 +5,7 @@
 namespace nestor::virtio {
 
 GuestMemoryMap::GuestMemoryMap(std::vector<GuestRegion> regions) : regions_(std::move(regions)) {
-  std::sort(regions_.begin(), regions_.end(),
-            [](const GuestRegion& a, const GuestRegion& b) { return a.gpa < b.gpa; });
+  std::sort(regions_.begin(), regions_.end(), [](const GuestRegion& a, const GuestRegion& b) { return a.gpa < b.gpa; });
 }
 
 int GuestMemoryMap::Translate(uint64_t gpa, uint64_t len, iovec* iov, int max_iov) const {

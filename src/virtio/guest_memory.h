@@ -15,10 +15,10 @@
 namespace nestor::virtio {
 
 struct GuestRegion {
-  uint64_t gpa;      // guest physical start
-  uint64_t size;     // bytes
-  uint64_t uva;      // frontend virtual start (for ring addresses)
-  uint8_t* host;     // where the region starts in our address space
+  uint64_t gpa;   // guest physical start
+  uint64_t size;  // bytes
+  uint64_t uva;   // frontend virtual start (for ring addresses)
+  uint8_t* host;  // where the region starts in our address space
 };
 
 class GuestMemoryMap {

@@ -14,10 +14,10 @@
 namespace nestor::virtio {
 
 struct InflightDesc {
-  uint8_t inflight;   // 1 while the head is popped and not yet completed
+  uint8_t inflight;  // 1 while the head is popped and not yet completed
   uint8_t padding[5];
-  uint16_t next;      // unused for split rings without batching
-  uint64_t counter;   // pop order, to resubmit in the original order
+  uint16_t next;     // unused for split rings without batching
+  uint64_t counter;  // pop order, to resubmit in the original order
 };
 static_assert(sizeof(InflightDesc) == 16);
 

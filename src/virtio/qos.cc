@@ -43,8 +43,7 @@ bool VolumeQos::TryAdmit(bool write, uint64_t bytes, uint64_t now_ns) {
     if (ops_fp) {
       uint64_t tat = ops.tat.load(std::memory_order_relaxed);
       // Never below 0: Set may have reset the TAT meanwhile.
-      while (!ops.tat.compare_exchange_weak(tat, tat > ops_cost ? tat - ops_cost : 0,
-                                            std::memory_order_relaxed)) {
+      while (!ops.tat.compare_exchange_weak(tat, tat > ops_cost ? tat - ops_cost : 0, std::memory_order_relaxed)) {
       }
     }
     return false;
@@ -55,8 +54,7 @@ bool VolumeQos::TryAdmit(bool write, uint64_t bytes, uint64_t now_ns) {
 void VolumeQos::Set(const QosLimits& l) {
   MutexLock lock(&mu_);
   const uint64_t rates[kLimits] = {l.read_iops, l.write_iops, l.read_bps, l.write_bps};
-  const uint64_t old[kLimits] = {current_.read_iops, current_.write_iops, current_.read_bps,
-                                 current_.write_bps};
+  const uint64_t old[kLimits] = {current_.read_iops, current_.write_iops, current_.read_bps, current_.write_bps};
   for (int i = 0; i < kLimits; ++i) {
     if (rates[i] == old[i]) continue;
     limits_[i].cost_fp.store(CostFp(rates[i]), std::memory_order_relaxed);

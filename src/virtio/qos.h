@@ -31,9 +31,9 @@
 namespace nestor::virtio {
 
 struct QosLimits {
-  uint64_t read_iops = 0;   // 0: unlimited
+  uint64_t read_iops = 0;  // 0: unlimited
   uint64_t write_iops = 0;
-  uint64_t read_bps = 0;    // bytes per second
+  uint64_t read_bps = 0;  // bytes per second
   uint64_t write_bps = 0;
   bool unlimited() const { return !read_iops && !write_iops && !read_bps && !write_bps; }
   bool operator==(const QosLimits&) const = default;

@@ -19,8 +19,7 @@ constexpr uint64_t kSec = 1'000'000'000;
 
 // A greedy client: at every simulated tick it asks for as many requests as
 // the buckets admit. Returns how many were admitted in [0, duration).
-uint64_t Greedy(VolumeQos* q, bool write, uint64_t bytes, uint64_t start, uint64_t duration,
-                uint64_t tick) {
+uint64_t Greedy(VolumeQos* q, bool write, uint64_t bytes, uint64_t start, uint64_t duration, uint64_t tick) {
   uint64_t n = 0;
   for (uint64_t t = start; t < start + duration; t += tick) {
     while (q->TryAdmit(write, bytes, t)) ++n;
@@ -66,8 +65,8 @@ TEST(VolumeQos, AdmittedRateConvergesToTheLimit) {
     uint64_t n = Greedy(&q, c.write, c.bytes, start, dur, tick);
     double expected = c.expected_per_s * seconds;
     EXPECT_NEAR(static_cast<double>(n), expected, expected * 0.01)
-        << "iops r/w " << c.limits.read_iops << "/" << c.limits.write_iops << " bps r/w "
-        << c.limits.read_bps << "/" << c.limits.write_bps;
+        << "iops r/w " << c.limits.read_iops << "/" << c.limits.write_iops << " bps r/w " << c.limits.read_bps << "/"
+        << c.limits.write_bps;
     // The other direction is not limited by these.
     if (c.write ? !c.limits.read_iops && !c.limits.read_bps : !c.limits.write_iops && !c.limits.write_bps) {
       for (int i = 0; i < 1000; ++i) ASSERT_TRUE(q.TryAdmit(!c.write, c.bytes, start + dur));

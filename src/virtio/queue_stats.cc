@@ -47,10 +47,10 @@ std::string QueueStatsString(const QueueStats& s) {
       "queue {} {} reactor {}: requests {} errors {} calls {} calls_suppressed {} kicks {} in_flight {} "
       "reads {} writes {} flushes {} discards {} write_zeroes {} read_bytes {} write_bytes {} "
       "throttled {} lat_samples {} lat_mean_ns {} lat_p50_ns {} lat_p99_ns {} lat_p999_ns {}",
-      s.device, s.index, s.reactor, g(s.requests), g(s.errors), g(s.calls), g(s.calls_suppressed),
-      g(s.kicks), g(s.in_flight), g(s.read_ops), g(s.write_ops), g(s.flush_ops), g(s.discard_ops),
-      g(s.write_zeroes_ops), g(s.read_bytes), g(s.write_bytes), g(s.throttled), lat.count(),
-      lat.mean(), lat.Percentile(0.5), lat.Percentile(0.99), lat.Percentile(0.999));
+      s.device, s.index, s.reactor, g(s.requests), g(s.errors), g(s.calls), g(s.calls_suppressed), g(s.kicks),
+      g(s.in_flight), g(s.read_ops), g(s.write_ops), g(s.flush_ops), g(s.discard_ops), g(s.write_zeroes_ops),
+      g(s.read_bytes), g(s.write_bytes), g(s.throttled), lat.count(), lat.mean(), lat.Percentile(0.5),
+      lat.Percentile(0.99), lat.Percentile(0.999));
 }
 
 }  // namespace nestor::virtio

@@ -27,10 +27,9 @@ struct QueueStats {
   std::atomic<uint64_t> errors{0};            // requests completed with IOERR/UNSUPP
   std::atomic<uint32_t> in_flight{0};
   // Completed requests by kind (status OK or not; errors counts failures).
-  std::atomic<uint64_t> read_ops{0}, write_ops{0}, flush_ops{0}, discard_ops{0},
-      write_zeroes_ops{0};
+  std::atomic<uint64_t> read_ops{0}, write_ops{0}, flush_ops{0}, discard_ops{0}, write_zeroes_ops{0};
   std::atomic<uint64_t> read_bytes{0}, write_bytes{0};  // of successful reads and writes
-  std::atomic<uint64_t> throttled{0};  // requests that waited for QoS
+  std::atomic<uint64_t> throttled{0};                   // requests that waited for QoS
   // Latency of completed requests that reached the backend (ring pop to
   // used element published), ns; sampled 1 in kLatencySample.
   Histogram latency;

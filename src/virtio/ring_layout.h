@@ -32,8 +32,8 @@ struct Desc {
 static_assert(sizeof(Desc) == 16);
 
 struct AvailRing {
-  uint16_t flags;  // kAvailFlagNoInterrupt
-  uint16_t idx;    // free-running index of the next slot the driver fills
+  uint16_t flags;   // kAvailFlagNoInterrupt
+  uint16_t idx;     // free-running index of the next slot the driver fills
   uint16_t ring[];  // NOLINT: flexible array; N entries then used_event
 };
 
@@ -44,8 +44,8 @@ struct UsedElem {
 static_assert(sizeof(UsedElem) == 8);
 
 struct UsedRing {
-  uint16_t flags;  // kUsedFlagNoNotify
-  uint16_t idx;    // free-running index of the next slot the device fills
+  uint16_t flags;   // kUsedFlagNoNotify
+  uint16_t idx;     // free-running index of the next slot the device fills
   UsedElem ring[];  // NOLINT: flexible array; N entries then avail_event
 };
 
@@ -58,9 +58,7 @@ constexpr size_t UsedRingBytes(uint32_t n) { return 6ull + 8ull * n; }
 // used_event lives after the avail ring entries; avail_event after the
 // used ring entries.
 inline uint16_t* UsedEventPtr(AvailRing* avail, uint32_t n) { return &avail->ring[n]; }
-inline uint16_t* AvailEventPtr(UsedRing* used, uint32_t n) {
-  return reinterpret_cast<uint16_t*>(&used->ring[n]);
-}
+inline uint16_t* AvailEventPtr(UsedRing* used, uint32_t n) { return reinterpret_cast<uint16_t*>(&used->ring[n]); }
 
 // EVENT_IDX rule: after moving an index from old_idx to new_idx, notify
 // only if event_idx lies in [old_idx, new_idx).

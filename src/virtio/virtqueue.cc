@@ -61,8 +61,7 @@ Status SplitQueue::AddDescriptor(const Desc& d, iovec* iov, int max_iov, Chain* 
   if (writable) {
     c->n_writable += n;
     c->writable_bytes += d.len;
-    c->last_writable_byte =
-        static_cast<uint8_t*>(mem_->TranslateContiguous(d.addr + d.len - 1, 1));
+    c->last_writable_byte = static_cast<uint8_t*>(mem_->TranslateContiguous(d.addr + d.len - 1, 1));
   } else {
     c->n_readable += n;
     c->readable_bytes += d.len;

@@ -22,12 +22,12 @@
 namespace nestor::virtio {
 
 struct VringSetup {
-  uint32_t size = 0;          // power of two, <= kMaxQueueSize
-  Desc* desc = nullptr;       // host pointers, already validated in range
+  uint32_t size = 0;     // power of two, <= kMaxQueueSize
+  Desc* desc = nullptr;  // host pointers, already validated in range
   AvailRing* avail = nullptr;
   UsedRing* used = nullptr;
-  uint16_t last_avail = 0;    // from SET_VRING_BASE
-  uint16_t used_idx = 0;      // initial used index (normally == last_avail)
+  uint16_t last_avail = 0;  // from SET_VRING_BASE
+  uint16_t used_idx = 0;    // initial used index (normally == last_avail)
   bool event_idx = false;
   bool indirect = false;
 };
@@ -39,8 +39,8 @@ struct Chain {
   int n_writable = 0;
   uint64_t readable_bytes = 0;
   uint64_t writable_bytes = 0;
-  bool too_many_segments = false;     // iovecs did not fit: data not usable
-  bool seen_writable = false;         // a writable descriptor (even empty) was walked
+  bool too_many_segments = false;         // iovecs did not fit: data not usable
+  bool seen_writable = false;             // a writable descriptor (even empty) was walked
   uint8_t* last_writable_byte = nullptr;  // where a status byte would go
 };
 

@@ -79,8 +79,7 @@ class VirtqueueTest : public ::testing::Test {
     return nullptr;
   }
 
-  void Start(bool event_idx = false, bool indirect = false, uint16_t last_avail = 0,
-             uint16_t used_idx = 0) {
+  void Start(bool event_idx = false, bool indirect = false, uint16_t last_avail = 0, uint16_t used_idx = 0) {
     VringSetup s;
     s.size = kN;
     s.desc = desc_;
@@ -97,8 +96,7 @@ class VirtqueueTest : public ::testing::Test {
   void SetDesc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next = 0) {
     desc_[i] = Desc{addr, len, flags, next};
   }
-  void SetTableDesc(uint64_t table_gpa, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
-                    uint16_t next = 0) {
+  void SetTableDesc(uint64_t table_gpa, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next = 0) {
     Desc d{addr, len, flags, next};
     std::memcpy(Host(table_gpa) + i * sizeof(Desc), &d, sizeof(d));
   }
@@ -319,7 +317,7 @@ TEST_F(VirtqueueTest, ChainOfExactlyQueueSizeDescriptorsIsAccepted) {
 
 TEST_F(VirtqueueTest, BufferCrossingRegionBoundaryBecomesTwoIovecs) {
   Start();
-  SetDesc(0, kR2 - 100, 300, kDescFlagNext, 1);          // 100 in r1, 200 in r2
+  SetDesc(0, kR2 - 100, 300, kDescFlagNext, 1);     // 100 in r1, 200 in r2
   SetDesc(1, kR2 - 512, 1024 + 1, kDescFlagWrite);  // 512 in r1, 513 in r2
   Publish(0);
   Chain c;
@@ -407,8 +405,7 @@ TEST_F(VirtqueueTest, IndirectTableOfMaximumLengthChainIsAccepted) {
   constexpr uint16_t kCount = 64;  // longer than the queue itself
   for (uint16_t i = 0; i < kCount; ++i) {
     bool last = i == kCount - 1;
-    SetTableDesc(kIndirectGpa, i, kBuf + 8 * i, 8, last ? kDescFlagWrite : kDescFlagNext,
-                 last ? 0 : i + 1);
+    SetTableDesc(kIndirectGpa, i, kBuf + 8 * i, 8, last ? kDescFlagWrite : kDescFlagNext, last ? 0 : i + 1);
   }
   SetDesc(0, kIndirectGpa, kCount * sizeof(Desc), kDescFlagIndirect);
   Publish(0);
@@ -560,8 +557,7 @@ TEST_F(VirtqueueTest, RejectsReadableAfterWritableWhenIovecsOverflowed) {
   SetDesc(2, kBuf + 32, 16, 0);                                // readable after writable
   Chain c;
   Status st = q_.WalkChain(0, iov_, 2, &c);
-  EXPECT_FALSE(st.ok()) << "readable after writable accepted (too_many_segments="
-                        << c.too_many_segments << ")";
+  EXPECT_FALSE(st.ok()) << "readable after writable accepted (too_many_segments=" << c.too_many_segments << ")";
 }
 
 // Regression: a zero-length writable descriptor once returned before it
@@ -858,7 +854,7 @@ TEST_F(VirtqueueTest, KickSuppressionWithEventIdx) {
   Start(true);
   AvailEvent() = 0x1234;
   q_.DisableKicks();
-  EXPECT_EQ(used_->flags, 0);        // flags are not used with EVENT_IDX
+  EXPECT_EQ(used_->flags, 0);       // flags are not used with EVENT_IDX
   EXPECT_EQ(AvailEvent(), 0x1234);  // left stale
 
   for (uint16_t h = 0; h < 3; ++h) {

@@ -53,9 +53,9 @@ std::string StatsSnapshotString(const StatsSnapshot& s) {
       "requests {} reads {} writes {} flushes {} discards {} write_zeroes {} read_bytes {} "
       "write_bytes {} errors {} throttled {} in_flight {} queues {} lat_samples {} lat_mean_ns {} "
       "lat_p50_ns {} lat_p99_ns {} lat_p999_ns {} lat_max_ns {}",
-      s.requests, s.read_ops, s.write_ops, s.flush_ops, s.discard_ops, s.write_zeroes_ops,
-      s.read_bytes, s.write_bytes, s.errors, s.throttled, s.in_flight, s.queues, s.latency_samples,
-      s.mean_ns, s.p50_ns, s.p99_ns, s.p999_ns, s.max_ns);
+      s.requests, s.read_ops, s.write_ops, s.flush_ops, s.discard_ops, s.write_zeroes_ops, s.read_bytes, s.write_bytes,
+      s.errors, s.throttled, s.in_flight, s.queues, s.latency_samples, s.mean_ns, s.p50_ns, s.p99_ns, s.p999_ns,
+      s.max_ns);
 }
 
 }  // namespace nestor::virtio

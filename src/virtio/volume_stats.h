@@ -26,14 +26,14 @@ struct StatsSnapshot {
   uint64_t read_ops = 0, write_ops = 0, flush_ops = 0, discard_ops = 0, write_zeroes_ops = 0;
   uint64_t read_bytes = 0, write_bytes = 0;
   uint64_t errors = 0;
-  uint64_t throttled = 0;  // times a request waited for QoS
+  uint64_t throttled = 0;                                     // times a request waited for QoS
   uint64_t p50_ns = 0, p99_ns = 0, p999_ns = 0, mean_ns = 0;  // completed requests' latency
-  uint64_t requests = 0;        // completed requests of every kind
-  uint64_t in_flight = 0;       // live queues' requests popped, not completed
-  uint64_t queues = 0;          // live queues
-  uint64_t latency_samples = 0; // requests the latency figures are from
+  uint64_t requests = 0;                                      // completed requests of every kind
+  uint64_t in_flight = 0;                                     // live queues' requests popped, not completed
+  uint64_t queues = 0;                                        // live queues
+  uint64_t latency_samples = 0;                               // requests the latency figures are from
   uint64_t max_ns = 0;
-  HistogramData latency;        // merged latency histogram (ns)
+  HistogramData latency;  // merged latency histogram (ns)
 };
 
 class VolumeStats {

@@ -4,8 +4,7 @@
 
 namespace nestor::volume {
 
-Allocator::Allocator(uint64_t clusters)
-    : bits_((clusters + 63) / 64, 0), clusters_(clusters), free_(clusters) {
+Allocator::Allocator(uint64_t clusters) : bits_((clusters + 63) / 64, 0), clusters_(clusters), free_(clusters) {
   // Bits past the end are permanently "used" so searches never return them.
   for (uint64_t p = clusters; p < bits_.size() * 64; ++p) bits_[p / 64] |= 1ull << (p % 64);
 }

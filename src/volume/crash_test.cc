@@ -109,7 +109,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 // What a sector read back holds.
 struct Decoded {
   enum Kind { kZeros, kValue, kForeign, kGarbage } kind = kGarbage;
-  uint64_t gen = 0;  // kValue / kForeign
+  uint64_t gen = 0;           // kValue / kForeign
   uint64_t tag = 0, lba = 0;  // kForeign
 };
 
@@ -204,7 +204,7 @@ struct Totals {
   uint64_t checkpoints = 0;
   uint64_t log_entries = 0;
   uint64_t log_wrap_iterations = 0;
-  uint64_t recovered_sectors_new = 0;  // after a crash: held a value newer than `durable`
+  uint64_t recovered_sectors_new = 0;     // after a crash: held a value newer than `durable`
   uint64_t cluster_sizes[3] = {0, 0, 0};  // iterations with 4K / 8K / 64K clusters
 };
 
@@ -229,7 +229,7 @@ struct VolModel {
 };
 
 constexpr uint64_t kWholeVolume = UINT64_MAX;  // OpRec::count of a control op
-constexpr size_t kHistoryMax = 200000;          // OpRecs kept for failure reports
+constexpr size_t kHistoryMax = 200000;         // OpRecs kept for failure reports
 
 // One operation, for the failure report.
 struct OpRec {
@@ -268,8 +268,8 @@ class Iteration {
 
   bool Fail(const std::string& what) {
     if (!failed_) {
-      ADD_FAILURE() << "seed=" << seed_ << " generation " << generation_ << " op " << op_index_ << ": "
-                    << what << "\n  replay: NESTOR_CRASH_SEED=" << seed_ << " NESTOR_CRASH_ITERATIONS=1";
+      ADD_FAILURE() << "seed=" << seed_ << " generation " << generation_ << " op " << op_index_ << ": " << what
+                    << "\n  replay: NESTOR_CRASH_SEED=" << seed_ << " NESTOR_CRASH_ITERATIONS=1";
     } else {
       ADD_FAILURE() << "seed=" << seed_ << ": " << what;
     }
@@ -536,7 +536,10 @@ std::string Iteration::Describe(const VolModel& v, uint64_t sector, const Decode
       for (auto& w : vols_) {
         if (w->tag == d.tag) owner = w.get();
       }
-      o << "FOREIGN bytes: " << (d.tag == v.tag ? "this volume" : owner ? owner->name : "a deleted volume")
+      o << "FOREIGN bytes: "
+        << (d.tag == v.tag ? "this volume"
+            : owner        ? owner->name
+                           : "a deleted volume")
         << " sector " << d.lba << " " << ValueName(d.gen);
       break;
     }
@@ -584,8 +587,8 @@ bool Iteration::ReadRange(VolModel& v, uint64_t sector, uint64_t count, std::vec
   std::fill(buf->begin(), buf->end(), 0xA5);
   int r = SyncIo(v.ch.get(), io::IoOp::kRead, sector * kSector, buf->data(), count * kSector);
   if (r != static_cast<int>(count * kSector)) {
-    return Fail("read " + v.name + " [" + std::to_string(sector) + ",+" + std::to_string(count) +
-                ") returned " + std::to_string(r));
+    return Fail("read " + v.name + " [" + std::to_string(sector) + ",+" + std::to_string(count) + ") returned " +
+                std::to_string(r));
   }
   return true;
 }
@@ -629,8 +632,8 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
     uint64_t got = d.kind == Decoded::kValue ? d.gen : 0;
     bool valid = d.kind == Decoded::kZeros || d.kind == Decoded::kValue;
     if (!valid || (got != v.s[s].cur && got != gen)) {
-      return Fail("after " + std::string(OpName(op, unmap)) + " failed with " + std::to_string(r) + ", " +
-                  v.name + " sector " + std::to_string(s) + " reads " + Describe(v, s, d));
+      return Fail("after " + std::string(OpName(op, unmap)) + " failed with " + std::to_string(r) + ", " + v.name +
+                  " sector " + std::to_string(s) + " reads " + Describe(v, s, d));
     }
     if (got != v.s[s].cur) Set(v, s, got);
   }
@@ -721,9 +724,7 @@ bool Iteration::ControlOp() {
     return true;
   }
   // A preallocated volume grows only if the pool can reserve the space.
-  auto grow_failed = [&](const Status& st) {
-    return !(st.ok() || (v.prealloc && st.err() == ENOSPC));
-  };
+  auto grow_failed = [&](const Status& st) { return !(st.ok() || (v.prealloc && st.err() == ENOSPC)); };
   if (r == 0) {
     uint64_t size = v.size + Range(1, 2 * cluster_ / 4096 + 2) * 4096;
     Status st = pool_->ResizeVolume(v.name, size, false);
@@ -926,9 +927,12 @@ bool Iteration::VerifyAll(bool after_crash) {
 bool Iteration::CrashAndReopen() {
   uint64_t r = Below(10);
   CrashOptions co;
-  if (r < 2) co = CrashOptions{4, 1, 1};       // mostly kept
-  else if (r < 4) co = CrashOptions{1, 4, 1};  // mostly dropped
-  else if (r < 6) co = CrashOptions{1, 1, 4};  // mostly torn
+  if (r < 2)
+    co = CrashOptions{4, 1, 1};  // mostly kept
+  else if (r < 4)
+    co = CrashOptions{1, 4, 1};  // mostly dropped
+  else if (r < 6)
+    co = CrashOptions{1, 1, 4};  // mostly torn
   dev_->set_crash_options(co);
   std::vector<uint8_t> image = dev_->Crash();
   // Log wrap: the ring's first entry is seq 1 until the writer comes round.
@@ -1060,8 +1064,7 @@ SmallPool MakeSmallPool(uint32_t cluster) {
   return p;
 }
 
-std::unique_ptr<io::IoChannel> ChannelOf(Pool* pool, const std::string& name,
-                                         std::shared_ptr<io::BlockBackend>* keep) {
+std::unique_ptr<io::IoChannel> ChannelOf(Pool* pool, const std::string& name, std::shared_ptr<io::BlockBackend>* keep) {
   auto b = pool->OpenVolume(name);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
   if (!b.ok()) return nullptr;
@@ -1187,15 +1190,13 @@ TEST(VolumeCrash, RandomOpsSurviveCrashes) {
       "%llu clean reopens, %llu random ops (%llu write requests, %llu ENOSPC, %llu EIO), %llu flushes (%llu failed), "
       "%llu fault generations (%llu targeted faults hit), %llu control ops, %llu checkpoints, %llu log entries, "
       "log wrapped in %llu iterations, %llu sectors recovered newer than the last flush, %.1f s\n",
-      (unsigned long long)t.iterations, (unsigned long long)t.cluster_sizes[0],
-      (unsigned long long)t.cluster_sizes[1], (unsigned long long)t.cluster_sizes[2],
-      (unsigned long long)t.crash_points, (unsigned long long)t.clean_reopens, (unsigned long long)t.ops,
-      (unsigned long long)t.writes, (unsigned long long)t.enospc, (unsigned long long)t.eio,
-      (unsigned long long)t.flushes, (unsigned long long)t.failed_flushes,
-      (unsigned long long)t.fault_generations, (unsigned long long)t.targeted_faults,
-      (unsigned long long)t.control_ops,
-      (unsigned long long)t.checkpoints, (unsigned long long)t.log_entries,
-      (unsigned long long)t.log_wrap_iterations, (unsigned long long)t.recovered_sectors_new, secs);
+      (unsigned long long)t.iterations, (unsigned long long)t.cluster_sizes[0], (unsigned long long)t.cluster_sizes[1],
+      (unsigned long long)t.cluster_sizes[2], (unsigned long long)t.crash_points, (unsigned long long)t.clean_reopens,
+      (unsigned long long)t.ops, (unsigned long long)t.writes, (unsigned long long)t.enospc, (unsigned long long)t.eio,
+      (unsigned long long)t.flushes, (unsigned long long)t.failed_flushes, (unsigned long long)t.fault_generations,
+      (unsigned long long)t.targeted_faults, (unsigned long long)t.control_ops, (unsigned long long)t.checkpoints,
+      (unsigned long long)t.log_entries, (unsigned long long)t.log_wrap_iterations,
+      (unsigned long long)t.recovered_sectors_new, secs);
   std::fflush(stdout);
   SetLogLevel(level);
   if (HasFailure() || iterations < 300) return;  // short runs (replays) need not reach every path

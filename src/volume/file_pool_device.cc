@@ -20,9 +20,7 @@ class FilePoolDevice final : public PoolDevice {
       : fd_(std::move(fd)), path_(std::move(path)), size_(size), data_(std::move(data)) {}
   uint64_t size_bytes() const override { return size_; }
   std::string Describe() const override { return path_; }
-  Status ReadAt(uint64_t off, void* buf, size_t len) override {
-    return Transfer(off, buf, len, false);
-  }
+  Status ReadAt(uint64_t off, void* buf, size_t len) override { return Transfer(off, buf, len, false); }
   Status WriteAt(uint64_t off, const void* buf, size_t len) override {
     return Transfer(off, const_cast<void*>(buf), len, true);
   }

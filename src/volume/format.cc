@@ -186,13 +186,10 @@ void AppendRecord(const Record& r, std::string* out) {
       out->append(r.name);
       break;
     case RecordType::kVolumeDelete:
-    case RecordType::kExportClear:
-      break;
+    case RecordType::kExportClear: break;
     case RecordType::kVolumeResize:
     case RecordType::kVolumeReserve:
-    case RecordType::kNoteMark:
-      Put(out, r.a);
-      break;
+    case RecordType::kNoteMark: Put(out, r.a); break;
     case RecordType::kExportSet:
       Put(out, r.a);
       for (uint64_t q : r.qos) Put(out, q);
@@ -244,8 +241,7 @@ Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(
         break;
       }
       case RecordType::kVolumeDelete:
-      case RecordType::kExportClear:
-        break;
+      case RecordType::kExportClear: break;
       case RecordType::kExportSet:
         if (!need(40)) return Corruption("truncated export record");
         r.a = GetAt<uint64_t>(buf, &off);
@@ -283,8 +279,7 @@ Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(
         r.a = GetAt<uint64_t>(buf, &off);
         r.count = GetAt<uint32_t>(buf, &off);
         break;
-      default:
-        return Corruption("unknown record type " + std::to_string(type));
+      default: return Corruption("unknown record type " + std::to_string(type));
     }
     NESTOR_RETURN_IF_ERROR(fn(r));
   }
@@ -409,8 +404,7 @@ Result<LogEntryHeader> DecodeAnyLogEntryHeader(const uint8_t* in, size_t avail, 
   return h;
 }
 
-Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
-                                           uint64_t pool_id) {
+Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq, uint64_t pool_id) {
   auto h = DecodeAnyLogEntryHeader(in, avail, pool_id);
   if (h.ok() && h->seq != want_seq) return Status::Error(ENOENT, "log entry from an older lap");
   return h;

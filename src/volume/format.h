@@ -61,15 +61,15 @@ uint64_t PoolId(const Superblock& sb);
 
 // ---- records ----
 enum class RecordType : uint8_t {
-  kVolumeCreate = 1,  // id, size, reserved, name
-  kVolumeDelete = 2,  // id (frees all its clusters)
-  kVolumeResize = 3,  // id, size
-  kMap = 4,           // id, vcluster, pcluster, count
-  kUnmap = 5,         // id, vcluster, count (frees what was mapped there)
-  kVolumeReserve = 6, // id, reserved clusters (space guarantee)
-  kExportSet = 7,     // id, queues | readonly << 16, qos[4] (the volume is exported)
-  kExportClear = 8,   // id (no longer exported)
-  kNoteMark = 9,      // volume 0, notes: data-path records this state includes (journal.h)
+  kVolumeCreate = 1,   // id, size, reserved, name
+  kVolumeDelete = 2,   // id (frees all its clusters)
+  kVolumeResize = 3,   // id, size
+  kMap = 4,            // id, vcluster, pcluster, count
+  kUnmap = 5,          // id, vcluster, count (frees what was mapped there)
+  kVolumeReserve = 6,  // id, reserved clusters (space guarantee)
+  kExportSet = 7,      // id, queues | readonly << 16, qos[4] (the volume is exported)
+  kExportClear = 8,    // id (no longer exported)
+  kNoteMark = 9,       // volume 0, notes: data-path records this state includes (journal.h)
   // An ExportSet with access settings (socket owner, group, mode, admitted
   // peers): written instead of kExportSet only when they are not the
   // defaults, so pools that do not use them stay readable by older nestor.
@@ -79,11 +79,11 @@ enum class RecordType : uint8_t {
 struct Record {
   RecordType type = RecordType::kMap;
   uint32_t volume = 0;
-  uint64_t a = 0;      // vcluster | size | reserved
-  uint64_t b = 0;      // pcluster | reserved (create)
-  uint64_t count = 0;  // clusters (map/unmap)
-  std::string name;    // create
-  uint64_t qos[4] = {};  // export: read_iops, write_iops, read_bps, write_bps
+  uint64_t a = 0;         // vcluster | size | reserved
+  uint64_t b = 0;         // pcluster | reserved (create)
+  uint64_t count = 0;     // clusters (map/unmap)
+  std::string name;       // create
+  uint64_t qos[4] = {};   // export: read_iops, write_iops, read_bps, write_bps
   ExportAccess access{};  // kExportSetAccess
 };
 
@@ -137,9 +137,9 @@ struct LogEntryHeader {
   uint32_t crc = 0;  // over the header (crc field zero) and the payload
   uint64_t seq = 0;
   uint32_t payload_bytes = 0;
-  uint32_t records = 0;       // on disk: the low 24 bits of the records word
-  uint8_t commit_index = 0;   // on disk: its top 8 bits (see below)
-  uint64_t pool_id = 0;  // uuid prefix: entries of an older pool never replay
+  uint32_t records = 0;      // on disk: the low 24 bits of the records word
+  uint8_t commit_index = 0;  // on disk: its top 8 bits (see below)
+  uint64_t pool_id = 0;      // uuid prefix: entries of an older pool never replay
 };
 inline constexpr size_t kLogHeaderBytes = 32;
 inline constexpr size_t kMaxLogEntryBytes = 1 << 20;
@@ -158,8 +158,7 @@ std::string EncodeLogEntry(uint64_t seq, uint32_t records, const std::string& pa
 Result<LogEntryHeader> DecodeAnyLogEntryHeader(const uint8_t* in, size_t avail, uint64_t pool_id);
 // As DecodeAnyLogEntryHeader, and seq must be want_seq. The total padded
 // size is PaddedLogEntryBytes(payload_bytes); VerifyLogEntry checks the CRC.
-Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq,
-                                           uint64_t pool_id);
+Result<LogEntryHeader> DecodeLogEntryHeader(const uint8_t* in, size_t avail, uint64_t want_seq, uint64_t pool_id);
 Status VerifyLogEntry(const LogEntryHeader& h, const uint8_t* entry);
 inline uint64_t PaddedLogEntryBytes(uint64_t payload) {
   return (kLogHeaderBytes + payload + kBlock - 1) / kBlock * kBlock;

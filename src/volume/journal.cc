@@ -127,7 +127,8 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const uin
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) {
-      return Status::Error(ec.value(), "create journal directory " + dir + ": " + ec.message() + " (see --journal-dir)");
+      return Status::Error(ec.value(),
+                           "create journal directory " + dir + ": " + ec.message() + " (see --journal-dir)");
     }
   }
   std::unique_ptr<Journal> j(new Journal());

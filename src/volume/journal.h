@@ -58,16 +58,14 @@ class Journal {
   // note handed over (hardened if none). EUCLEAN if an entry to replay was
   // written after a commit newer than `loaded_seq` (the pool's last): the
   // pool image is older than the journal.
-  Status Replay(uint64_t hardened, uint64_t loaded_seq, const std::function<Status(const Record&)>& fn,
-                uint64_t* last);
+  Status Replay(uint64_t hardened, uint64_t loaded_seq, const std::function<Status(const Record&)>& fn, uint64_t* last);
   // Starts over: both files emptied, the next entry will hold note `next`.
   Status Reset(uint64_t next);
   // Appends records (`count` notes from `first`). `hardened`: the notes
   // the pool's commits include (a file may be reused only past them);
   // base_seq: the pool's last commit (see Replay). ENOSPC: both files
   // hold notes not yet committed.
-  Status Append(uint64_t first, uint32_t count, const std::string& records, uint64_t hardened,
-                uint64_t base_seq);
+  Status Append(uint64_t first, uint32_t count, const std::string& records, uint64_t hardened, uint64_t base_seq);
   // After a clean close (everything committed): the files go, so that
   // pools that come and go leave nothing behind in the directory.
   void Remove();
@@ -83,7 +81,7 @@ class Journal {
   std::string boot_id_;
   uint64_t generation_ = 0;  // of the active file
   int active_ = 0;
-  uint64_t offset_ = 0;          // end of the active file's entries
+  uint64_t offset_ = 0;             // end of the active file's entries
   uint64_t last_note_[2] = {0, 0};  // highest note in each file
 };
 

@@ -8,8 +8,7 @@ namespace nestor::volume {
 namespace {
 
 bool NameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 // The name as it can be shown in a message (control characters and bytes
@@ -46,16 +45,15 @@ Status SizeInRange(uint64_t size, uint64_t align, uint64_t min, const char* what
 
 Status ValidateVolumeName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLen) {
-    return Status::Invalid(fmt::format("volume name '{}' has {} characters: the limit is 1 to {}",
-                                       Printable(name), name.size(), kMaxNameLen));
+    return Status::Invalid(fmt::format("volume name '{}' has {} characters: the limit is 1 to {}", Printable(name),
+                                       name.size(), kMaxNameLen));
   }
   if (name[0] == '.' || name[0] == '-') {
     return Status::Invalid(fmt::format("volume name '{}' must not start with '.' or '-'", Printable(name)));
   }
   for (char c : name) {
     if (!NameChar(c)) {
-      return Status::Invalid(
-          fmt::format("volume name '{}': use letters, digits, '.', '_' and '-'", Printable(name)));
+      return Status::Invalid(fmt::format("volume name '{}': use letters, digits, '.', '_' and '-'", Printable(name)));
     }
   }
   return Status::Ok();

@@ -47,7 +47,7 @@ class Borrowed final : public PoolDevice {
 struct Entry {
   uint64_t offset;  // byte offset in the image
   uint64_t seq;
-  uint64_t bytes;   // padded
+  uint64_t bytes;  // padded
   uint32_t payload;
 };
 
@@ -134,8 +134,7 @@ TEST_F(LogDamage, FlippedByteInAMiddleEntryFailsOpenAndCheck) {
   const std::string& m = pool.status().message();
   EXPECT_NE(m.find("log entry " + std::to_string(e.seq)), std::string::npos) << m;
   EXPECT_NE(m.find("log offset " + std::to_string(e.offset - sb_.log_offset)), std::string::npos) << m;
-  EXPECT_NE(m.find(std::to_string(entries_.size() - 2) + " valid log entries of later commits"),
-            std::string::npos)
+  EXPECT_NE(m.find(std::to_string(entries_.size() - 2) + " valid log entries of later commits"), std::string::npos)
       << m;
   auto checked = OpenImage(bad, true);
   ASSERT_TRUE(checked.ok()) << checked.status().ToString();
@@ -166,8 +165,8 @@ TEST_F(LogDamage, EveryWordOfEveryEntryOpensIdenticalOrFailsLoudly) {
       bad[e.offset + w + (w / 64) % 64] ^= static_cast<uint8_t>(1u << (w / 64 % 8));
       auto pool = OpenImage(std::move(bad), false);
       if (!pool.ok()) {
-        EXPECT_EQ(pool.status().err(), EUCLEAN) << "entry " << e.seq << " word " << w << ": "
-                                                << pool.status().ToString();
+        EXPECT_EQ(pool.status().err(), EUCLEAN)
+            << "entry " << e.seq << " word " << w << ": " << pool.status().ToString();
         ++failed;
         continue;
       }
@@ -201,8 +200,7 @@ TEST_F(LogDamage, DamagedLastEntryAfterACleanCloseFailsOpen) {
   auto pool = OpenImage(bad, false);
   ASSERT_FALSE(pool.ok()) << "opened silently as " << State(pool->get());
   EXPECT_EQ(pool.status().err(), EUCLEAN);
-  EXPECT_NE(pool.status().message().find("closed cleanly after log entry " + std::to_string(e.seq)),
-            std::string::npos)
+  EXPECT_NE(pool.status().message().find("closed cleanly after log entry " + std::to_string(e.seq)), std::string::npos)
       << pool.status().message();
   // Opened for writing, the seal goes: a crash after that is a torn tail again.
   auto dev2 = VolatileCacheDevice::FromImage(closed, 4);

@@ -53,16 +53,19 @@ Status Pool::RecoverJournal() {
   {
     MutexLock c(&commit_mu_);
     MutexLock g(&mu_);
-    NESTOR_RETURN_IF_ERROR((*j)->Replay(load_hardened_, seq_, [&](const Record& r) -> Status {
-      mu_.AssertHeld();  // Replay calls back synchronously, in this scope
-      Status st = Apply(r);
-      if (!st.ok() && opts_.check_mode) {
-        Problem("journal: " + st.message());
-        return Status::Ok();
-      }
-      if (st.ok()) AppendPendingLocked(r);
-      return st;
-    }, &last));
+    NESTOR_RETURN_IF_ERROR((*j)->Replay(
+        load_hardened_, seq_,
+        [&](const Record& r) -> Status {
+          mu_.AssertHeld();  // Replay calls back synchronously, in this scope
+          Status st = Apply(r);
+          if (!st.ok() && opts_.check_mode) {
+            Problem("journal: " + st.message());
+            return Status::Ok();
+          }
+          if (st.ok()) AppendPendingLocked(r);
+          return st;
+        },
+        &last));
     notes_ = last;
     recorded_notes_.store(last);
     hardened_.store(load_hardened_);
@@ -398,8 +401,8 @@ std::string PoolStatsString(const PoolInfo& i) {
   return fmt::format(
       "pool {}: volumes {} used_clusters {} free_clusters {} extents {} commits {} log_entries {} "
       "checkpoints {} allocations {} parked_writes {} enospc {}",
-      i.device, i.volumes, i.used_clusters, i.free_clusters, i.extents, i.commits, i.log_entries,
-      i.checkpoints, i.allocations, i.parked_writes, i.enospc);
+      i.device, i.volumes, i.used_clusters, i.free_clusters, i.extents, i.commits, i.log_entries, i.checkpoints,
+      i.allocations, i.parked_writes, i.enospc);
 }
 
 CheckReport Pool::Check() const {
@@ -410,7 +413,7 @@ CheckReport Pool::Check() const {
   Allocator seen(sb_.data_clusters);
   for (const auto& entry : volumes_) {
     const auto& v = entry.second;  // not a structured binding: clang 14 cannot capture one
-    v->lock.AssertHeld();  // a quiet pool (see pool.h)
+    v->lock.AssertHeld();          // a quiet pool (see pool.h)
     ++rep.volumes;
     if (Status st = UsableSize(*v); !st.ok()) rep.problems.push_back(st.message());
     uint64_t limit = ClustersFor(v->size.load());
@@ -429,8 +432,8 @@ CheckReport Pool::Check() const {
                                " lies beyond the volume's size");
       }
       if (!seen.MarkUsed(e.p, e.n)) {
-        rep.problems.push_back("volume " + name + ": a cluster in " + std::to_string(e.p) + "+" +
-                               std::to_string(e.n) + " is owned twice");
+        rep.problems.push_back("volume " + name + ": a cluster in " + std::to_string(e.p) + "+" + std::to_string(e.n) +
+                               " is owned twice");
       }
     });
     for (const auto& [vcl, ie] : v->initializing) {

@@ -80,12 +80,12 @@ struct PoolInfo {
   uint64_t extents = 0;
   uint64_t commit_seq = 0;
   uint64_t log_used_bytes = 0;
-  uint64_t checkpoints = 0;  // written since open
-  uint64_t log_entries = 0;  // written since open
-  uint64_t commits = 0;      // since open
-  uint64_t allocations = 0;  // clusters allocated by first writes, since open
+  uint64_t checkpoints = 0;    // written since open
+  uint64_t log_entries = 0;    // written since open
+  uint64_t commits = 0;        // since open
+  uint64_t allocations = 0;    // clusters allocated by first writes, since open
   uint64_t parked_writes = 0;  // writes that waited for a cluster's first write
-  uint64_t enospc = 0;       // writes failed for lack of space
+  uint64_t enospc = 0;         // writes failed for lack of space
 };
 std::string PoolStatsString(const PoolInfo& i);
 
@@ -225,7 +225,7 @@ class Pool {
   Status LoadCheckpoint(int slot, CheckpointHeader* h, std::vector<uint8_t>* block);
   // Repair: the highest seq of any intact entry in the log ring.
   Result<uint64_t> HighestLogSeq();
-  std::string sb_problem_;  // the superblock was damaged (its copy was used)
+  std::string sb_problem_;    // the superblock was damaged (its copy was used)
   bool log_damaged_ = false;  // check_mode: CheckLogEnd reported damage
   // The clean-shutdown seal (format.h): written at a clean close, cleared
   // before the first commit of a read-write open.
@@ -281,9 +281,7 @@ class Pool {
   static Status UsableSize(const Volume& v);
   // Volume bookkeeping.
   std::shared_ptr<Volume> FindLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t UnusedReservation(const Volume& v) const {
-    return v.reserved > v.allocated ? v.reserved - v.allocated : 0;
-  }
+  uint64_t UnusedReservation(const Volume& v) const { return v.reserved > v.allocated ? v.reserved - v.allocated : 0; }
   VolumeInfo InfoOf(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdjustAllocated(Volume& v, int64_t delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
@@ -316,32 +314,32 @@ class Pool {
   std::vector<FlushWaiter> flush_waiters_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochCounters*> channels_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar cv_;  // with mu_: stop_ or flush_waiters_ changed
+  CondVar cv_;                                              // with mu_: stop_ or flush_waiters_ changed
   std::vector<std::string> problems_ ABSL_GUARDED_BY(mu_);  // found while loading (all of it in check_mode)
   std::vector<std::string> notices_ ABSL_GUARDED_BY(mu_);   // normal events worth telling (a fallback after a crash)
 
   // Process-crash journal (journal.h); null: none. Set by Open.
   std::unique_ptr<Journal> journal_;
-  Mutex journal_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);  // journal_ writes, one at a time
+  Mutex journal_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);       // journal_ writes, one at a time
   uint64_t journal_gap_ ABSL_GUARDED_BY(journal_mu_) = 0;  // notes through this missed the journal
-  uint64_t notes_ ABSL_GUARDED_BY(mu_) = 0;          // data-path changes recorded so far
-  std::string journal_buf_ ABSL_GUARDED_BY(mu_);     // their records not yet in the journal
+  uint64_t notes_ ABSL_GUARDED_BY(mu_) = 0;                // data-path changes recorded so far
+  std::string journal_buf_ ABSL_GUARDED_BY(mu_);           // their records not yet in the journal
   uint64_t journal_buf_first_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t journal_buf_count_ ABSL_GUARDED_BY(mu_) = 0;
-  std::atomic<uint64_t> journaled_{0};  // notes in the journal
-  std::atomic<uint64_t> recorded_notes_{0};  // notes_, readable without mu_
-  std::atomic<uint64_t> hardened_{0};   // notes included in a commit
-  std::atomic<uint64_t> committed_seq_{0};  // seq_, readable without commit_mu_
+  std::atomic<uint64_t> journaled_{0};           // notes in the journal
+  std::atomic<uint64_t> recorded_notes_{0};      // notes_, readable without mu_
+  std::atomic<uint64_t> hardened_{0};            // notes included in a commit
+  std::atomic<uint64_t> committed_seq_{0};       // seq_, readable without commit_mu_
   std::atomic<uint64_t> committed_log_used_{0};  // log_used_, readable without commit_mu_
-  uint64_t load_hardened_ = 0;          // the last kNoteMark seen while loading
+  uint64_t load_hardened_ = 0;                   // the last kNoteMark seen while loading
 
-  Mutex commit_mu_;  // one commit (or control change) at a time
+  Mutex commit_mu_;                               // one commit (or control change) at a time
   uint64_t seq_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last committed sequence
   int active_slot_ ABSL_GUARDED_BY(commit_mu_) = 0;
   std::vector<uint8_t> active_block_ ABSL_GUARDED_BY(commit_mu_);  // the active slot's header block as on disk
-  uint64_t log_tail_ ABSL_GUARDED_BY(commit_mu_) = 0;  // where the active checkpoint's replay starts
-  uint64_t log_head_ ABSL_GUARDED_BY(commit_mu_) = 0;  // where the next entry goes
-  uint64_t log_used_ ABSL_GUARDED_BY(commit_mu_) = 0;  // bytes from tail to head (with wrap waste)
+  uint64_t log_tail_ ABSL_GUARDED_BY(commit_mu_) = 0;              // where the active checkpoint's replay starts
+  uint64_t log_head_ ABSL_GUARDED_BY(commit_mu_) = 0;              // where the next entry goes
+  uint64_t log_used_ ABSL_GUARDED_BY(commit_mu_) = 0;              // bytes from tail to head (with wrap waste)
   std::atomic<uint64_t> checkpoints_{0}, log_entries_{0}, commits_{0};
   std::atomic<uint64_t> allocations_{0}, parked_{0}, enospc_{0};
   std::atomic<bool> failed_{false};  // a metadata write failed: no more commits (nor allocations)

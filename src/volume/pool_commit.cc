@@ -175,7 +175,8 @@ Status Pool::WriteCheckpoint(const std::string& payload) {
 
 Status Pool::AppendLog(const std::vector<std::string>& chunks, const std::vector<uint32_t>& counts) {
   for (size_t i = 0; i < chunks.size(); ++i) {
-    std::string e = EncodeLogEntry(seq_ + 1, counts[i], chunks[i], pool_id_, static_cast<uint8_t>(std::min<size_t>(i, 255)));
+    std::string e =
+        EncodeLogEntry(seq_ + 1, counts[i], chunks[i], pool_id_, static_cast<uint8_t>(std::min<size_t>(i, 255)));
     if (log_head_ + e.size() > sb_.log_bytes) {
       log_used_ += sb_.log_bytes - log_head_;
       log_head_ = 0;

@@ -41,7 +41,7 @@ inline constexpr size_t kMetaAlign = 4096;
 // lifetime, the one every opener of a pool or backing file takes
 // (base/file_lock.h): EBUSY, naming the holder when known, if another
 // process holds it (nestord serving it as a pool or a file: volume).
-Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create,
-                                                       uint64_t size, bool read_only = false);
+Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create, uint64_t size,
+                                                       bool read_only = false);
 
 }  // namespace nestor::volume

@@ -191,8 +191,8 @@ Status Pool::CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume) {
   // after a crash; only an entry of a later commit proves damage.
   if (later->count == 0 || !later->later_commit) return Status::Ok();
   std::string what = "log entry " + std::to_string(want) + " at log offset " + std::to_string(pos) +
-                     " is damaged (bad header or checksum), yet " + std::to_string(later->count) +
-                     " valid log entr" + (later->count == 1 ? "y" : "ies") + " of later commits follow it (seq " +
+                     " is damaged (bad header or checksum), yet " + std::to_string(later->count) + " valid log entr" +
+                     (later->count == 1 ? "y" : "ies") + " of later commits follow it (seq " +
                      std::to_string(later->first_seq) + ".." + std::to_string(later->last_seq) +
                      "): committed metadata would be lost";
   if (!opts_.check_mode) return Corruption(what);
@@ -241,9 +241,7 @@ Status Pool::Apply(const Record& r) {
       reserved_unused_ -= UnusedReservation(v);
       volumes_.erase(it);
       return Status::Ok();
-    case RecordType::kVolumeResize:
-      v.size.store(r.a);
-      return Status::Ok();
+    case RecordType::kVolumeResize: v.size.store(r.a); return Status::Ok();
     case RecordType::kExportSet:
     case RecordType::kExportSetAccess:
       v.exported = true;
@@ -261,11 +259,8 @@ Status Pool::Apply(const Record& r) {
         return Corruption("export of volume " + v.name + " has bad access settings");
       }
       return Status::Ok();
-    case RecordType::kExportClear:
-      v.exported = false;
-      return Status::Ok();
-    case RecordType::kNoteMark:
-      return Status::Ok();  // handled before the volume lookup
+    case RecordType::kExportClear: v.exported = false; return Status::Ok();
+    case RecordType::kNoteMark: return Status::Ok();  // handled before the volume lookup
     case RecordType::kVolumeReserve:
       reserved_unused_ -= UnusedReservation(v);
       v.reserved = r.a;
@@ -296,8 +291,7 @@ Status Pool::Apply(const Record& r) {
       }
       return Status::Ok();
     }
-    default:
-      return Corruption("unexpected record");
+    default: return Corruption("unexpected record");
   }
 }
 

@@ -35,8 +35,7 @@ Fixture MakePool(uint64_t bytes, uint64_t seed = 1) {
   return f;
 }
 
-std::unique_ptr<io::IoChannel> Channel(Pool* pool, const std::string& name,
-                                       std::shared_ptr<io::BlockBackend>* keep) {
+std::unique_ptr<io::IoChannel> Channel(Pool* pool, const std::string& name, std::shared_ptr<io::BlockBackend>* keep) {
   auto b = pool->OpenVolume(name);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
   *keep = b.value();
@@ -363,11 +362,10 @@ TEST(Pool, StoredOversizedVolumeLoadsAndCanBeShrunk) {
   ASSERT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
   const uint64_t huge = 18446744073709547520ull;
   const uint64_t last = huge / kCluster;  // its last (partial) cluster
-  WriteFirstLogEntry(dev.get(), {Record{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "ok"},
-                                 Record{RecordType::kVolumeCreate, 2, huge, 0, 0, "big"},
-                                 Record{RecordType::kMap, 2, 0, 0, 1, {}},
-                                 Record{RecordType::kMap, 2, last, 1, 1, {}},
-                                 Record{RecordType::kMap, 1, 0, 2, 1, {}}});
+  WriteFirstLogEntry(dev.get(),
+                     {Record{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "ok"},
+                      Record{RecordType::kVolumeCreate, 2, huge, 0, 0, "big"}, Record{RecordType::kMap, 2, 0, 0, 1, {}},
+                      Record{RecordType::kMap, 2, last, 1, 1, {}}, Record{RecordType::kMap, 1, 0, 2, 1, {}}});
   auto pool = Pool::Open(std::move(dev));
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
   Pool* p = pool->get();
@@ -426,7 +424,6 @@ TEST(Pool, SuperblockLayoutThatWrapsIsCorrupt) {
   EncodeSuperblock(bad, block.data());
   EXPECT_EQ(DecodeSuperblock(block.data()).status().err(), EUCLEAN);
 }
-
 
 // Issue #11: export access settings. A pool written before them holds
 // ExportSet records (type 7, 45 bytes): they load with the default access;

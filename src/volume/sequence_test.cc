@@ -148,10 +148,14 @@ void Sequence::Note(const std::string& what) {
 
 void Sequence::Expect(const std::string& what, int got, int want) {
   Note(what + " -> " + std::to_string(got));
-  if (got == 0 || got > 0) ++counts_.ok;
-  else if (got == -EINVAL) ++counts_.einval;
-  else if (got == -ENOSPC) ++counts_.enospc;
-  else ++counts_.other_errors;
+  if (got == 0 || got > 0)
+    ++counts_.ok;
+  else if (got == -EINVAL)
+    ++counts_.einval;
+  else if (got == -ENOSPC)
+    ++counts_.enospc;
+  else
+    ++counts_.other_errors;
   EXPECT_EQ(got, want) << what;
 }
 
@@ -197,8 +201,8 @@ void Sequence::Step() {
 }
 
 std::string Sequence::PickName() {
-  static const char* kOdd[] = {"a/b", "a b", "..", ".hidden", "-x", "a\nb", "\xc3\xa9t\xc3\xa9", "a:b", "a*",
-                               "../x", "x\x7f", "tab\t", "_ok", "A.b-C_9"};
+  static const char* kOdd[] = {"a/b", "a b", "..",   ".hidden", "-x",    "a\nb", "\xc3\xa9t\xc3\xa9",
+                               "a:b", "a*",  "../x", "x\x7f",   "tab\t", "_ok",  "A.b-C_9"};
   switch (rng_() % 14) {
     case 0: return "";
     case 1: return std::string(1, "aZ9._-/ "[rng_() % 8]);
@@ -265,9 +269,12 @@ void Sequence::Create() {
   bool prealloc = Chance(20);
   int want = 0;
   uint64_t need = ClustersOf(size);
-  if (!NameIsValid(name) || !SizeIsValid(size)) want = -EINVAL;
-  else if (model_.count(name) != 0) want = -EEXIST;
-  else if (prealloc && Free() < ReservedUnused("") + need) want = -ENOSPC;
+  if (!NameIsValid(name) || !SizeIsValid(size))
+    want = -EINVAL;
+  else if (model_.count(name) != 0)
+    want = -EEXIST;
+  else if (prealloc && Free() < ReservedUnused("") + need)
+    want = -ENOSPC;
   auto r = pool_->CreateVolume(name, size, prealloc);
   int got = r.ok() ? 0 : -r.status().err();
   Expect("create '" + Show(name) + "' size " + std::to_string(size) + (prealloc ? " preallocated" : ""), got, want);
@@ -295,9 +302,12 @@ void Sequence::Resize() {
   bool force = Chance(50);
   int want = 0;
   uint64_t keep = ClustersOf(size);
-  if (!SizeIsValid(size)) want = -EINVAL;
-  else if (v == nullptr) want = -ENOENT;
-  else if (size < v->size && !v->mapped.empty() && *v->mapped.rbegin() >= size / cs_ && !force) want = -ENOTEMPTY;
+  if (!SizeIsValid(size))
+    want = -EINVAL;
+  else if (v == nullptr)
+    want = -ENOENT;
+  else if (size < v->size && !v->mapped.empty() && *v->mapped.rbegin() >= size / cs_ && !force)
+    want = -ENOTEMPTY;
   else if (v->reserved > 0 && keep > v->reserved && Free() < ReservedUnused("") + (keep - v->reserved)) {
     want = -ENOSPC;
   }
@@ -350,8 +360,10 @@ void Sequence::Write() {
   std::vector<uint8_t> buf(len, fill);
   uint64_t vcl = off / cs_;
   int want = static_cast<int>(len);
-  if (past_end) want = -EINVAL;
-  else if (v.mapped.count(vcl) == 0 && Free() <= ReservedUnused(name)) want = -ENOSPC;
+  if (past_end)
+    want = -EINVAL;
+  else if (v.mapped.count(vcl) == 0 && Free() <= ReservedUnused(name))
+    want = -ENOSPC;
   Expect("write '" + Show(name) + "' " + std::to_string(len) + " at " + std::to_string(off),
          SyncIo(ch.get(), io::IoOp::kWrite, off, buf.data(), len), want);
   if (want < 0) return;
@@ -372,17 +384,18 @@ void Sequence::Zero() {
   uint64_t off = 0, len = v.size;  // the whole volume, or a few clusters
   if (Chance(70)) {
     off = rng_() % (v.size / kSector) * kSector;
-    if (!v.sectors.empty() && Chance(50)) off = v.sectors.lower_bound(off) != v.sectors.end()
-                                                    ? v.sectors.lower_bound(off)->first / cs_ * cs_
-                                                    : off;
+    if (!v.sectors.empty() && Chance(50))
+      off = v.sectors.lower_bound(off) != v.sectors.end() ? v.sectors.lower_bound(off)->first / cs_ * cs_ : off;
     len = std::min(v.size - off, Sectors(1, 3 * cs_ / kSector) * kSector);
   }
   unsigned kind = rng_() % 3;  // discard, write-zeroes with unmap, plain write-zeroes
   io::IoOp op = kind == 0 ? io::IoOp::kDiscard : io::IoOp::kWriteZeroes;
   bool past_end = Chance(5);
   if (past_end) off = v.size - len;  // one sector more crosses the end
-  Expect(std::string(kind == 0 ? "discard" : kind == 1 ? "write-zeroes+unmap" : "write-zeroes") + " '" + Show(name) +
-             "' " + std::to_string(len + past_end * kSector) + " at " + std::to_string(off),
+  Expect(std::string(kind == 0   ? "discard"
+                     : kind == 1 ? "write-zeroes+unmap"
+                                 : "write-zeroes") +
+             " '" + Show(name) + "' " + std::to_string(len + past_end * kSector) + " at " + std::to_string(off),
          SyncIo(ch.get(), op, off, nullptr, len + past_end * kSector, kind == 1), past_end ? -EINVAL : 0);
   if (past_end) return;
   v.sectors.erase(v.sectors.lower_bound(off), v.sectors.lower_bound(off + len));
@@ -492,8 +505,8 @@ TEST(VolumeSequence, ExtremeSizesAndNamesKeepThePoolOpenAndClean) {
   std::printf(
       "volume sequence test: %llu steps (%llu ok, %llu EINVAL, %llu ENOSPC, %llu other errors), "
       "%llu writes at the end of a volume >= 1 PiB, %llu forced shrinks that dropped data, %.1f s\n",
-      (unsigned long long)c.steps, (unsigned long long)c.ok, (unsigned long long)c.einval,
-      (unsigned long long)c.enospc, (unsigned long long)c.other_errors, (unsigned long long)c.huge_volume_writes,
+      (unsigned long long)c.steps, (unsigned long long)c.ok, (unsigned long long)c.einval, (unsigned long long)c.enospc,
+      (unsigned long long)c.other_errors, (unsigned long long)c.huge_volume_writes,
       (unsigned long long)c.forced_shrinks, secs);
   std::fflush(stdout);
   SetLogLevel(level);

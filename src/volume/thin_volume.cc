@@ -14,23 +14,22 @@ namespace nestor::volume {
 struct ParkedOp {
   io::IoRequest* req = nullptr;  // the client's request
   class ThinChannel* ch = nullptr;
-  io::IoRequest wake;            // token for PostTo: resume / flush done
-  uint64_t cursor = 0;           // bytes of req handled so far
-  int pending = 0;               // sub-requests in flight (+1 while issuing)
-  int result = 0;                // first error
-  unsigned bucket = 0;           // epoch bucket it counts in (-1u: none)
+  io::IoRequest wake;   // token for PostTo: resume / flush done
+  uint64_t cursor = 0;  // bytes of req handled so far
+  int pending = 0;      // sub-requests in flight (+1 while issuing)
+  int result = 0;       // first error
+  unsigned bucket = 0;  // epoch bucket it counts in (-1u: none)
   bool parked = false;
-  bool space_wait = false;       // parked until a commit frees clusters
-  bool orphaned = false;         // the client abandoned req (guest fault)
-  uint64_t note = 0;             // set by Finish: the notes it waits for (journal.h)
+  bool space_wait = false;  // parked until a commit frees clusters
+  bool orphaned = false;    // the client abandoned req (guest fault)
+  uint64_t note = 0;        // set by Finish: the notes it waits for (journal.h)
   ParkedOp* next_free = nullptr;
 };
 using Op = ParkedOp;
 
 class ThinChannel final : public io::IoChannel {
  public:
-  ThinChannel(Pool* pool, std::shared_ptr<Volume> vol, io::IoUring* ring,
-              std::unique_ptr<io::IoChannel> data);
+  ThinChannel(Pool* pool, std::shared_ptr<Volume> vol, io::IoUring* ring, std::unique_ptr<io::IoChannel> data);
   ~ThinChannel() override;
   void Submit(io::IoRequest* req) override;
   const io::IoStats& stats() const override { return data_->stats(); }
@@ -86,9 +85,7 @@ class ThinChannel final : public io::IoChannel {
     uint64_t off = op->req->offset + op->cursor;
     return {off / cs_, off % cs_, op->req->length - op->cursor};
   }
-  uint64_t Phys(uint64_t p, uint64_t within) const {
-    return pool_->superblock().data_offset + p * cs_ + within;
-  }
+  uint64_t Phys(uint64_t p, uint64_t within) const { return pool_->superblock().data_offset + p * cs_ + within; }
 
   static void OnChildDone(io::IoRequest* r, int res);
   static void OnResume(io::IoRequest* r, int res);
@@ -105,8 +102,8 @@ class ThinChannel final : public io::IoChannel {
   std::vector<std::unique_ptr<Child>> children_;
   Op* free_ops_ = nullptr;
   Child* free_children_ = nullptr;
-  Op* issuing_ = nullptr;          // inside Continue (fault recovery)
-  Child* submitting_ = nullptr;    // inside data_->Submit (fault recovery)
+  Op* issuing_ = nullptr;        // inside Continue (fault recovery)
+  Child* submitting_ = nullptr;  // inside data_->Submit (fault recovery)
   int live_ops_ = 0;
   // Finished ops whose changes are not yet journaled (Pool::safe_notes):
   // completed by EndOfBatch, after one journal write for all of them.
@@ -344,7 +341,7 @@ bool ThinChannel::WaitForSpace(Op* op) {
     op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
     epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
     if (res == 0) return true;  // retry this piece
-    op->result = res;            // the commit failed (device error): no space is coming
+    op->result = res;           // the commit failed (device error): no space is coming
     return false;
   }
   op->bucket = ~0u;
@@ -515,8 +512,7 @@ void ThinChannel::Abandon(io::IoRequest* req) {
   if (op->pending == 0 && !op->parked) FreeOp(op);
 }
 
-int ThinChannel::SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len, iovec* dst,
-                          int max) const {
+int ThinChannel::SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len, iovec* dst, int max) const {
   int n = 0;
   for (int i = 0; i < req->iovcnt && len > 0 && n < max; ++i) {
     uint64_t l = req->iov[i].iov_len;
@@ -554,9 +550,7 @@ uint64_t ThinBackend::size_bytes() const { return vol_->size.load(std::memory_or
 
 uint32_t ThinBackend::block_size() const { return pool_->device()->data()->block_size(); }
 
-std::string ThinBackend::Describe() const {
-  return "volume " + vol_->name + " in pool " + pool_->device()->Describe();
-}
+std::string ThinBackend::Describe() const { return "volume " + vol_->name + " in pool " + pool_->device()->Describe(); }
 
 Result<std::unique_ptr<io::IoChannel>> ThinBackend::OpenChannel(io::IoUring* ring) {
   auto data = pool_->device()->data()->OpenChannel(ring);

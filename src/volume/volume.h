@@ -58,7 +58,7 @@ class ABSL_LOCKABLE ShardedRwLock {
 struct ParkedOp;
 
 struct InitEntry {
-  uint64_t p = 0;                 // physical cluster being initialized
+  uint64_t p = 0;  // physical cluster being initialized
   std::vector<ParkedOp*> waiters;
 };
 
@@ -68,16 +68,16 @@ struct ExportSettings {
   uint16_t queues = 1;
   bool read_only = false;
   uint64_t read_iops = 0, write_iops = 0, read_bps = 0, write_bps = 0;  // 0: unlimited
-  ExportAccess access{};  // socket owner/group/mode, admitted peers
+  ExportAccess access{};                                                // socket owner/group/mode, admitted peers
   bool operator==(const ExportSettings&) const = default;
 };
 
 struct Volume {
   uint32_t id = 0;
   std::string name;
-  std::atomic<uint64_t> size{0};  // bytes (changed under Pool::mu_; only grows while open)
-  uint64_t reserved = 0;  // clusters guaranteed to it (preallocation)
-  uint64_t allocated = 0; // clusters it holds, mapped or initializing (Pool::mu_)
+  std::atomic<uint64_t> size{0};   // bytes (changed under Pool::mu_; only grows while open)
+  uint64_t reserved = 0;           // clusters guaranteed to it (preallocation)
+  uint64_t allocated = 0;          // clusters it holds, mapped or initializing (Pool::mu_)
   std::atomic<int> open_count{0};  // data-path backends alive
   bool exported = false;           // Pool::mu_
   ExportSettings export_settings;  // Pool::mu_

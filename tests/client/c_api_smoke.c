@@ -9,20 +9,20 @@
 
 #include "nestor/nestor.h"
 
-#define CHECK(cond)                                                 \
-  do {                                                              \
-    if (!(cond)) {                                                  \
+#define CHECK(cond)                                                           \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
       fprintf(stderr, "c_api_smoke: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                      \
-    }                                                               \
+      exit(1);                                                                \
+    }                                                                         \
   } while (0)
 
 enum { kQd = 16, kBlock = 4096 };
 
-static int run_queue(nestor_dev *dev, nestor_queue *q, uint64_t base, int blocking) {
+static int run_queue(nestor_dev* dev, nestor_queue* q, uint64_t base, int blocking) {
   struct nestor_req reqs[kQd];
   struct nestor_completion done[kQd];
-  unsigned char *bufs[kQd];
+  unsigned char* bufs[kQd];
   for (int i = 0; i < kQd; i++) {
     bufs[i] = nestor_buf_alloc(dev, kBlock, 4096);
     CHECK(bufs[i] != NULL);
@@ -41,7 +41,7 @@ static int run_queue(nestor_dev *dev, nestor_queue *q, uint64_t base, int blocki
     CHECK(n >= 0);
     for (int i = 0; i < n; i++) {
       CHECK(done[i].result == 0);
-      CHECK(done[i].user_data >= (void *)&bufs[0] && done[i].user_data <= (void *)&bufs[kQd - 1]);
+      CHECK(done[i].user_data >= (void*)&bufs[0] && done[i].user_data <= (void*)&bufs[kQd - 1]);
     }
     got += n;
   }
@@ -61,14 +61,14 @@ static int run_queue(nestor_dev *dev, nestor_queue *q, uint64_t base, int blocki
   return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   CHECK(argc == 2);
   struct nestor_options o;
   nestor_options_init(&o);
   o.socket_path = argv[1];
   o.num_queues = 2;
   o.buffer_bytes = 8u << 20;
-  nestor_dev *dev = NULL;
+  nestor_dev* dev = NULL;
   int rc = nestor_connect(&o, &dev);
   if (rc != 0) {
     fprintf(stderr, "c_api_smoke: connect: %d %s\n", rc, nestor_last_error());
@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
   run_queue(dev, nestor_get_queue(dev, 1), 1 << 20, 0);
 
   /* Synchronous helpers accept ordinary memory. */
-  nestor_queue *q = nestor_get_queue(dev, 1);
+  nestor_queue* q = nestor_get_queue(dev, 1);
   char *mem = malloc(65536), *back = malloc(65536);
   memset(mem, 0x5a, 65536);
   CHECK(nestor_write(q, 2 << 20, mem, 65536) == 0);

@@ -129,11 +129,11 @@ TEST_P(QsdFile, NegotiatesAndReportsGeometry) {
   EXPECT_TRUE(i.flush);
   EXPECT_FALSE(i.read_only);
   EXPECT_EQ(i.block_size, 512u);
-  std::printf("qsd: features %#llx protocol %#llx seg_max %u size_max %u discard %d (max %u sectors) "
-              "write_zeroes %d (max %u sectors, may_unmap %d) event_idx %d\n",
-              (unsigned long long)i.features, (unsigned long long)i.protocol_features, i.seg_max, i.size_max,
-              i.discard, i.max_discard_sectors, i.write_zeroes, i.max_write_zeroes_sectors,
-              i.write_zeroes_may_unmap, i.event_idx);
+  std::printf(
+      "qsd: features %#llx protocol %#llx seg_max %u size_max %u discard %d (max %u sectors) "
+      "write_zeroes %d (max %u sectors, may_unmap %d) event_idx %d\n",
+      (unsigned long long)i.features, (unsigned long long)i.protocol_features, i.seg_max, i.size_max, i.discard,
+      i.max_discard_sectors, i.write_zeroes, i.max_write_zeroes_sectors, i.write_zeroes_may_unmap, i.event_idx);
 }
 
 TEST_P(QsdFile, BothQueuesAtOnceWriteReadVerify) {

@@ -48,8 +48,8 @@ class ControlPlane : public ::testing::Test {
   void Start() {
     unlink((d_.dir() + "/control.ctl").c_str());
     std::string err;
-    ASSERT_TRUE(d_.Start({"--pool", pool_, "--reactors", "2", "--metrics-port", std::to_string(port_)},
-                         {"control.ctl"}, &err))
+    ASSERT_TRUE(
+        d_.Start({"--pool", pool_, "--reactors", "2", "--metrics-port", std::to_string(port_)}, {"control.ctl"}, &err))
         << err;
     rpc_ = std::make_unique<Rpc>(d_.dir() + "/control.ctl");
     ASSERT_TRUE(rpc_->ok());
@@ -124,8 +124,8 @@ TEST_F(ControlPlane, VolumeLifecycleDoesNotStallAnotherVolume) {
   stop = true;
   io.join();
   std::cout << "I/O on 'busy' during " << kRounds << " create/export/write/delete rounds: " << during
-            << " requests, longest gap " << max_gap_ns.load() / 1000 << " us, rounds with I/O "
-            << windows_with_io << "/" << kRounds << "\n";
+            << " requests, longest gap " << max_gap_ns.load() / 1000 << " us, rounds with I/O " << windows_with_io
+            << "/" << kRounds << "\n";
   EXPECT_EQ(errors.load(), 0u);
   EXPECT_EQ(windows_with_io, kRounds) << "I/O on another volume stopped during a control operation";
   EXPECT_LT(max_gap_ns.load(), 1'000'000'000u) << "I/O on another volume stalled for a second or more";
@@ -335,8 +335,10 @@ TEST_F(ControlPlane, BadParamsAreRefusedNamingTheFieldAndChangeNothing) {
   a.sun_family = AF_UNIX;
   std::strncpy(a.sun_path, (d_.dir() + "/control.ctl").c_str(), sizeof(a.sun_path) - 1);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  std::string two = R"({"jsonrpc":"2.0","method":"export_create","params":{"name":"base"}})" "\n"
-                    R"({"jsonrpc":"2.0","id":42,"method":"export_list"})" "\n";
+  std::string two = R"({"jsonrpc":"2.0","method":"export_create","params":{"name":"base"}})"
+                    "\n"
+                    R"({"jsonrpc":"2.0","id":42,"method":"export_list"})"
+                    "\n";
   ASSERT_EQ(send(fd, two.data(), two.size(), MSG_NOSIGNAL), static_cast<ssize_t>(two.size()));
   std::string line;
   char ch;
@@ -364,7 +366,9 @@ TEST_F(ControlPlane, NestorctlWorksNextToAHundredHostileConnections) {
     fds.push_back(fd);
   }
   std::string burst;
-  for (int i = 0; i < 100; ++i) burst += R"({"jsonrpc":"2.0","id":1,"method":"stats_get"})" "\n";
+  for (int i = 0; i < 100; ++i)
+    burst += R"({"jsonrpc":"2.0","id":1,"method":"stats_get"})"
+             "\n";
   std::atomic<bool> stop{false};
   std::thread flood([&] {  // 40 flood and never read; 30 send half a line; 30 stay silent
     while (!stop.load()) {

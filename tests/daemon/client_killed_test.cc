@@ -92,7 +92,8 @@ class ClientKilled : public ::testing::TestWithParam<std::vector<std::string>> {
     }
     args.insert(args.end(), {"--volume", "mq,size=16M,backend=null,queues=4"});
     clients_.push_back({"mq", 4});
-    args.insert(args.end(), {"--volume", "slow,size=16M,backend=file:" + d_.dir() + "/slow.img,delay_us=2000,queues=2"});
+    args.insert(args.end(),
+                {"--volume", "slow,size=16M,backend=file:" + d_.dir() + "/slow.img,delay_us=2000,queues=2"});
     clients_.push_back({"slow", 2});
     for (const Client& c : clients_) wait.push_back(c.volume);
     std::string err;
@@ -247,16 +248,15 @@ TEST(QueueStopTimeout, SigtermExitsWhileIoIsStuck) {
   EXPECT_NE(d.Log().find("did not stop within 300 ms"), std::string::npos) << d.Log();
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Modes, ClientKilled,
-    ::testing::Values(std::vector<std::string>{"--poll-mode", "interrupt"},
-                      std::vector<std::string>{"--poll-mode", "adaptive", "--idle-us", "5"},
-                      std::vector<std::string>{"--poll-mode", "adaptive"},
-                      std::vector<std::string>{"--poll-mode", "poll"}),
-    [](const auto& info) {
-      std::string n = info.param[1];
-      return info.param.size() > 2 ? n + "_short_idle" : n;
-    });
+INSTANTIATE_TEST_SUITE_P(Modes, ClientKilled,
+                         ::testing::Values(std::vector<std::string>{"--poll-mode", "interrupt"},
+                                           std::vector<std::string>{"--poll-mode", "adaptive", "--idle-us", "5"},
+                                           std::vector<std::string>{"--poll-mode", "adaptive"},
+                                           std::vector<std::string>{"--poll-mode", "poll"}),
+                         [](const auto& info) {
+                           std::string n = info.param[1];
+                           return info.param.size() > 2 ? n + "_short_idle" : n;
+                         });
 
 }  // namespace
 }  // namespace nestor::testing

@@ -46,12 +46,11 @@ class NestordClient : public ::testing::TestWithParam<ModeParam> {
     // tmpfs: the inline (synchronous) path for memory file systems.
     shm_file_ = "/dev/shm/nestord-test-" + std::to_string(getpid()) + ".img";
     std::string err;
-    ASSERT_TRUE(d_.Start({"--volume", "data,size=64M,backend=mem,queues=4",
-                          "--volume", "ro,size=8M,backend=mem,readonly",
-                          "--volume", "disk,size=16M,backend=file:" + file_ + ",queues=2",
-                          "--volume", "shm,size=16M,backend=file:" + shm_file_ + ",queues=2",
-                          "--reactors", "2", "--poll-mode", GetParam().mode},
-                         {"data", "ro", "disk", "shm"}, &err))
+    ASSERT_TRUE(d_.Start(
+        {"--volume", "data,size=64M,backend=mem,queues=4", "--volume", "ro,size=8M,backend=mem,readonly", "--volume",
+         "disk,size=16M,backend=file:" + file_ + ",queues=2", "--volume",
+         "shm,size=16M,backend=file:" + shm_file_ + ",queues=2", "--reactors", "2", "--poll-mode", GetParam().mode},
+        {"data", "ro", "disk", "shm"}, &err))
         << err;
   }
   void TearDown() override {
@@ -96,8 +95,7 @@ TEST_P(NestordClient, WriteReadVerifyOnEveryQueueAtOnce) {
         uint64_t off = base + round * (1ull << 20);
         std::vector<uint8_t> w(len), r(len);
         Fill(&w, q * 100 + round);
-        if (!dev->queue(q).Write(off, w.data(), len).ok() || !dev->queue(q).Read(off, r.data(), len).ok() ||
-            w != r) {
+        if (!dev->queue(q).Write(off, w.data(), len).ok() || !dev->queue(q).Read(off, r.data(), len).ok() || w != r) {
           failures++;
         }
       }
@@ -220,8 +218,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, NestordClient,
                                            ModeParam{"poll", false}, ModeParam{"adaptive", false},
                                            ModeParam{"interrupt", true}),
                          [](const auto& info) {
-                           return std::string(info.param.mode) +
-                                  (info.param.polled_client ? "_polled" : "_blocking");
+                           return std::string(info.param.mode) + (info.param.polled_client ? "_polled" : "_blocking");
                          });
 
 }  // namespace

@@ -395,7 +395,7 @@ TEST(Ownership, RestartRightAfterSigkillWithRequestsInFlight) {
   }
   ASSERT_EQ((*dev)->queue(0).Submit(reqs), static_cast<int>(reqs.size()));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // all of them held in nestord
-  d.Kill();  // SIGKILL, reaped
+  d.Kill();                                                    // SIGKILL, reaped
   ASSERT_TRUE(d.Start(args, {}, &err)) << err;
   EXPECT_TRUE(WaitConnectable(d.Socket("x"))) << d.Log();
   EXPECT_TRUE(WaitConnectable(d.Socket("control.ctl"))) << d.Log();

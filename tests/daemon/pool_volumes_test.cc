@@ -47,7 +47,8 @@ class PoolVolumes : public ::testing::Test {
     // A killed nestord leaves its sockets behind: wait for the new ones.
     for (const char* v : {"a", "b", "big"}) unlink(d_.Socket(v).c_str());
     std::string err;
-    ASSERT_TRUE(d_.Start({"--pool", pool_, "--export-all", "--pool-queues", "2", "--reactors", "2"}, {"a", "b", "big"}, &err))
+    ASSERT_TRUE(
+        d_.Start({"--pool", pool_, "--export-all", "--pool-queues", "2", "--reactors", "2"}, {"a", "b", "big"}, &err))
         << err;
   }
   void TearDown() override {

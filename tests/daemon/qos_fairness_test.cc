@@ -71,11 +71,11 @@ std::unique_ptr<Device> Connect(const std::string& socket, bool polled) {
 }
 
 struct RunResult {
-  uint64_t ops = 0;        // completed inside the measurement window
+  uint64_t ops = 0;  // completed inside the measurement window
   uint64_t errors = 0;
-  double seconds = 0;      // window length
+  double seconds = 0;            // window length
   std::vector<uint64_t> lat_ns;  // per request (when asked)
-  bool ok = true;          // no stall, no protocol error
+  bool ok = true;                // no stall, no protocol error
   double iops() const { return seconds > 0 ? ops / seconds : 0; }
   double mean_us() const {
     return lat_ns.empty() ? 0 : std::accumulate(lat_ns.begin(), lat_ns.end(), 0.0) / lat_ns.size() / 1e3;
@@ -220,11 +220,10 @@ class QosFairness : public ::testing::Test {
 
 TEST_F(QosFairness, StaticLimitsAreDelivered) {
   std::string err;
-  ASSERT_TRUE(d_.Start({"--volume", "w,size=64M,backend=mem,write_iops=2000",
-                        "--volume", "r,size=64M,backend=mem,read_iops=2000",
-                        "--volume", "b,size=64M,backend=mem,read_bps=8000000",
-                        "--reactors", "1", "--poll-mode", "adaptive"},
-                       {"w", "r", "b"}, &err))
+  ASSERT_TRUE(d_.Start(
+      {"--volume", "w,size=64M,backend=mem,write_iops=2000", "--volume", "r,size=64M,backend=mem,read_iops=2000",
+       "--volume", "b,size=64M,backend=mem,read_bps=8000000", "--reactors", "1", "--poll-mode", "adaptive"},
+      {"w", "r", "b"}, &err))
       << err;
   struct Case {
     const char* vol;
@@ -252,10 +251,11 @@ TEST_F(QosFairness, StaticLimitsAreDelivered) {
       // Share of the run the reactor waited for a CPU (other load on this
       // machine): budget it could not use is lost beyond the 0.5 ms burst.
       starved = (ReactorRunqueueWaitNs(d_.dir()) - wait0) / ((Seconds() + 0.3) * 1e9);
-      std::printf("qos: volume %s %s limit %.0f/s: delivered %.1f IOPS over %.2f s (%+.2f %%), errors %lu, "
-                  "reactor waited for a CPU %.1f %% of the time\n",
-                  cases[i].vol, cases[i].op == Op::kWrite ? "write" : "read", cases[i].expected, res.iops(),
-                  res.seconds, 100.0 * (res.iops() / cases[i].expected - 1), res.errors, 100 * starved);
+      std::printf(
+          "qos: volume %s %s limit %.0f/s: delivered %.1f IOPS over %.2f s (%+.2f %%), errors %lu, "
+          "reactor waited for a CPU %.1f %% of the time\n",
+          cases[i].vol, cases[i].op == Op::kWrite ? "write" : "read", cases[i].expected, res.iops(), res.seconds,
+          100.0 * (res.iops() / cases[i].expected - 1), res.errors, 100 * starved);
     }
     EXPECT_TRUE(res.ok) << cases[i].vol;
     EXPECT_EQ(res.errors, 0u);
@@ -280,9 +280,9 @@ TEST_F(QosFairness, StaticLimitsAreDelivered) {
 
 TEST_F(QosFairness, StopWithThrottledRequestsIsBoundedAndLosesNothing) {
   std::string err;
-  ASSERT_TRUE(d_.Start({"--volume", "slow,size=16M,backend=mem,write_iops=10",
-                        "--reactors", "1", "--poll-mode", "adaptive"},
-                       {"slow"}, &err))
+  ASSERT_TRUE(
+      d_.Start({"--volume", "slow,size=16M,backend=mem,write_iops=10", "--reactors", "1", "--poll-mode", "adaptive"},
+               {"slow"}, &err))
       << err;
   auto dev = Connect(d_.Socket("slow"), /*polled=*/true);
   ASSERT_TRUE(dev);
@@ -364,9 +364,8 @@ LatSummary Summarize(const std::vector<uint64_t>& lat) {
 
 TEST_F(QosFairness, Qd1LatencyNextToQd32Neighbour) {
   std::string err;
-  ASSERT_TRUE(d_.Start({"--volume", "small,size=64M,backend=mem",
-                        "--volume", "big,size=64M,backend=mem",
-                        "--reactors", "1", "--poll-mode", "adaptive"},
+  ASSERT_TRUE(d_.Start({"--volume", "small,size=64M,backend=mem", "--volume", "big,size=64M,backend=mem", "--reactors",
+                        "1", "--poll-mode", "adaptive"},
                        {"small", "big"}, &err))
       << err;
   auto small = Connect(d_.Socket("small"), /*polled=*/true);
@@ -393,9 +392,8 @@ TEST_F(QosFairness, Qd1LatencyNextToQd32Neighbour) {
     // before the QD1 window until after it.
     std::atomic<bool> stop{false}, big_measuring{false};
     RunResult bt;
-    std::thread neighbour([&] {
-      bt = Drive(big.get(), Op::kRead, 32, 0.01, 10 * phase + 5, false, &stop, &big_measuring);
-    });
+    std::thread neighbour(
+        [&] { bt = Drive(big.get(), Op::kRead, 32, 0.01, 10 * phase + 5, false, &stop, &big_measuring); });
     uint64_t wait_until = NowNs() + 5 * kSec;
     while (!big_measuring.load() && NowNs() < wait_until) std::this_thread::yield();
     RunResult t = Drive(small.get(), Op::kRead, 1, 0.02, phase, true);
@@ -412,7 +410,8 @@ TEST_F(QosFairness, Qd1LatencyNextToQd32Neighbour) {
       p50_ratio.push_back(rt.p50_us / ra.p50_us);
     }
     alone_over.push_back(ra.over_frac);
-    std::printf("round %d: alone n %zu service %.2f p50 %.2f; together n %zu service %.2f p50 %.2f\n", round, ra.n, ra.service_mean_us, ra.p50_us, rt.n, rt.service_mean_us, rt.p50_us);
+    std::printf("round %d: alone n %zu service %.2f p50 %.2f; together n %zu service %.2f p50 %.2f\n", round, ra.n,
+                ra.service_mean_us, ra.p50_us, rt.n, rt.service_mean_us, rt.p50_us);
   }
   auto median = [](std::vector<double> v) {
     if (v.empty()) return 0.0;
@@ -421,17 +420,20 @@ TEST_F(QosFairness, Qd1LatencyNextToQd32Neighbour) {
   };
   LatSummary al = Summarize(alone_lat), to = Summarize(together_lat);
   double big_alone_iops = big_alone_ops / big_alone_s, big_together_iops = big_together_ops / big_together_s;
-  std::printf("fairness: QD1 alone:        mean %6.2f us, service mean %5.2f us, p50 %5.2f, p99 %6.2f, "
-              "> %lu us: %.3f %% (%zu samples)\n",
-              al.mean_us, al.service_mean_us, al.p50_us, al.p99_us, kSchedulerNs / 1000, 100 * al.over_frac, al.n);
-  std::printf("fairness: QD1 next to QD32: mean %6.2f us, service mean %5.2f us, p50 %5.2f, p99 %6.2f, "
-              "> %lu us: %.3f %% (%zu samples)\n",
-              to.mean_us, to.service_mean_us, to.p50_us, to.p99_us, kSchedulerNs / 1000, 100 * to.over_frac, to.n);
+  std::printf(
+      "fairness: QD1 alone:        mean %6.2f us, service mean %5.2f us, p50 %5.2f, p99 %6.2f, "
+      "> %lu us: %.3f %% (%zu samples)\n",
+      al.mean_us, al.service_mean_us, al.p50_us, al.p99_us, kSchedulerNs / 1000, 100 * al.over_frac, al.n);
+  std::printf(
+      "fairness: QD1 next to QD32: mean %6.2f us, service mean %5.2f us, p50 %5.2f, p99 %6.2f, "
+      "> %lu us: %.3f %% (%zu samples)\n",
+      to.mean_us, to.service_mean_us, to.p50_us, to.p99_us, kSchedulerNs / 1000, 100 * to.over_frac, to.n);
   std::printf("fairness: QD32 alone %.0f IOPS, next to QD1 %.0f IOPS\n", big_alone_iops, big_together_iops);
-  std::printf("fairness: together/alone: mean %.2fx, service mean %.2fx, p50 %.2fx; median of %zu rounds: "
-              "service mean %.2fx, p50 %.2fx\n",
-              to.mean_us / al.mean_us, to.service_mean_us / al.service_mean_us, to.p50_us / al.p50_us,
-              service_ratio.size(), median(service_ratio), median(p50_ratio));
+  std::printf(
+      "fairness: together/alone: mean %.2fx, service mean %.2fx, p50 %.2fx; median of %zu rounds: "
+      "service mean %.2fx, p50 %.2fx\n",
+      to.mean_us / al.mean_us, to.service_mean_us / al.service_mean_us, to.p50_us / al.p50_us, service_ratio.size(),
+      median(service_ratio), median(p50_ratio));
   // A machine so busy that even alone most requests wait for the scheduler
   // cannot measure the reactor's share (seen with other benchmarks running).
   if (median(alone_over) > 0.2) {

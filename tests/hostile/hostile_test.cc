@@ -49,10 +49,10 @@ namespace {
 
 using virtio::BlkReqHeader;
 using virtio::Desc;
-using virtio::UsedElem;
 using virtio::kDescFlagIndirect;
 using virtio::kDescFlagNext;
 using virtio::kDescFlagWrite;
+using virtio::UsedElem;
 
 constexpr uint64_t kVolumeBytes = 64ull << 20;
 constexpr uint64_t kCapacitySectors = kVolumeBytes / 512;
@@ -182,8 +182,8 @@ struct RingClient {
   std::unique_ptr<RawConn> conn;
   std::unique_ptr<GuestMem> mem;
   std::vector<std::unique_ptr<RawRing>> rings;  // rings[i] serves queue i (when set up)
-  std::vector<int> kicks;                        // our kick eventfds (owned)
-  bool fd_refused = false;                       // see RingOptions::allow_fd_refusal
+  std::vector<int> kicks;                       // our kick eventfds (owned)
+  bool fd_refused = false;                      // see RingOptions::allow_fd_refusal
   ~RingClient() {
     for (int k : kicks) close(k);
   }
@@ -196,21 +196,21 @@ struct RingClient {
 };
 
 struct RingOptions {
-  uint32_t queues = 1;      // set up queues 0..queues-1
-  uint32_t size = 256;      // entries per ring
+  uint32_t queues = 1;  // set up queues 0..queues-1
+  uint32_t size = 256;  // entries per ring
   size_t mem_bytes = 4 << 20;
-  int call_fd = -1;         // -1: SET_VRING_CALL with the no-fd bit
-  int kick_fd = -1;         // -1: our own eventfd; else sent instead (not owned)
+  int call_fd = -1;            // -1: SET_VRING_CALL with the no-fd bit
+  int kick_fd = -1;            // -1: our own eventfd; else sent instead (not owned)
   bool use_mem_table = false;  // SET_MEM_TABLE instead of ADD_MEM_REG
   // A failure ack for SET_VRING_CALL/KICK carrying call_fd/kick_fd is not a
   // setup error: nestord refused the hostile fd (RingClient::fd_refused).
   bool allow_fd_refusal = false;
 };
 
-#define RING_STEP(expr, what)                                                          \
-  do {                                                                                 \
-    int64_t _a = (expr);                                                               \
-    if (_a != 0) return ::testing::AssertionFailure() << what << ": ack " << _a;        \
+#define RING_STEP(expr, what)                                                    \
+  do {                                                                           \
+    int64_t _a = (expr);                                                         \
+    if (_a != 0) return ::testing::AssertionFailure() << what << ": ack " << _a; \
   } while (0)
 
 // Connects to `volume`, negotiates (REPLY_ACK, INDIRECT_DESC), registers
@@ -273,8 +273,8 @@ uint16_t BuildChain(RawRing& r, const std::vector<Seg>& segs, std::vector<uint16
   for (size_t i = 0; i < segs.size(); ++i) s.push_back(r.NextDesc());
   for (size_t i = 0; i < segs.size(); ++i) {
     bool last = i + 1 == segs.size();
-    r.SetDescRaw(s[i], segs[i].addr, segs[i].len,
-                 static_cast<uint16_t>(segs[i].flags | (last ? 0 : kDescFlagNext)), last ? 0 : s[i + 1]);
+    r.SetDescRaw(s[i], segs[i].addr, segs[i].len, static_cast<uint16_t>(segs[i].flags | (last ? 0 : kDescFlagNext)),
+                 last ? 0 : s[i + 1]);
   }
   if (slots) *slots = s;
   return s[0];
@@ -367,13 +367,12 @@ class Hostile : public ::testing::Test {
       g_start_error = "pool: " + st.ToString();
       return;
     }
-    if (!g_daemon->Start(bin,
-                         {"--volume", "good,size=64M,backend=mem,queues=2", "--volume",
-                          "bad,size=64M,backend=mem,queues=2", "--volume",
-                          "fileb,size=16M,backend=file:" + FilebPath() + ",queues=2,delay_us=200000",
-                          "--pool", PoolPath(), "--export-all", "--pool-queues", "2",
-                          "--reactors", "1", "--poll-mode", "adaptive"},
-                         {"good", "bad", "fileb", "thin"}, &err)) {
+    if (!g_daemon->Start(
+            bin,
+            {"--volume", "good,size=64M,backend=mem,queues=2", "--volume", "bad,size=64M,backend=mem,queues=2",
+             "--volume", "fileb,size=16M,backend=file:" + FilebPath() + ",queues=2,delay_us=200000", "--pool",
+             PoolPath(), "--export-all", "--pool-queues", "2", "--reactors", "1", "--poll-mode", "adaptive"},
+            {"good", "bad", "fileb", "thin"}, &err)) {
       g_start_error = err;
       return;
     }
@@ -428,7 +427,8 @@ class Hostile : public ::testing::Test {
       std::string how;
       bool clean = g_daemon->Stop(&how);
       if (!clean) {
-        ADD_FAILURE() << "nestord did not shut down cleanly after the hostile suite: " << how << "\n--- nestord log ---\n"
+        ADD_FAILURE() << "nestord did not shut down cleanly after the hostile suite: " << how
+                      << "\n--- nestord log ---\n"
                       << g_daemon->Log();
       }
       delete g_daemon;
@@ -626,8 +626,9 @@ TEST_F(Hostile, C2_InvalidRequests) {
   ASSERT_TRUE(c->Negotiate());
   auto expect_nack = [&](int64_t ack, const std::string& what) {
     EXPECT_GT(ack, 0) << what << ": expected a failure ack, got "
-                      << (ack == kAckTimeout ? "no reply" : ack == kAckClosed ? "a closed connection"
-                                                                               : std::to_string(ack));
+                      << (ack == kAckTimeout  ? "no reply"
+                          : ack == kAckClosed ? "a closed connection"
+                                              : std::to_string(ack));
   };
   // Unknown request codes.
   for (uint32_t code : {0u, 99u, 1000u, 0xffffffffu, uint32_t{vhost::kSetLogBase}, uint32_t{vhost::kSendRarp},
@@ -653,7 +654,8 @@ TEST_F(Hostile, C2_InvalidRequests) {
   for (uint32_t num : {0u, 3u, 100u, 65536u, 0x80000000u})
     expect_nack(c->AckOf(vhost::kSetVringNum, vhost::VringState{0, num}), "SET_VRING_NUM num " + std::to_string(num));
   for (uint32_t idx : {2u, 255u, 256u, 0xffffffffu})
-    expect_nack(c->AckOf(vhost::kSetVringNum, vhost::VringState{idx, 64}), "SET_VRING_NUM index " + std::to_string(idx));
+    expect_nack(c->AckOf(vhost::kSetVringNum, vhost::VringState{idx, 64}),
+                "SET_VRING_NUM index " + std::to_string(idx));
   // Other per-queue messages with bad indices or values.
   expect_nack(c->AckOf(vhost::kSetVringBase, vhost::VringState{0, 65536}), "SET_VRING_BASE 65536");
   expect_nack(c->AckOf(vhost::kSetVringBase, vhost::VringState{7, 0}), "SET_VRING_BASE index 7");
@@ -679,10 +681,17 @@ TEST_F(Hostile, C2_InvalidRequests) {
     std::memcpy(p.data(), &h, sizeof(h));
     return c->Call(vhost::kGetConfig, p.data(), static_cast<uint32_t>(p.size()), r);
   };
-  for (CfgCase k : std::vector<CfgCase>{{90, 16, 16}, {0, 97, 97}, {96, 1, 1}, {0xfffffff0u, 32, 32},
-                                        {0, 0, 0}, {0, 8, 4}, {0, 8, 200}, {100, 0, 0}, {0, 256, 256}}) {
-    SCOPED_TRACE("GET_CONFIG offset " + std::to_string(k.offset) + " size " + std::to_string(k.size) +
-                 " payload " + std::to_string(k.payload_extra));
+  for (CfgCase k : std::vector<CfgCase>{{90, 16, 16},
+                                        {0, 97, 97},
+                                        {96, 1, 1},
+                                        {0xfffffff0u, 32, 32},
+                                        {0, 0, 0},
+                                        {0, 8, 4},
+                                        {0, 8, 200},
+                                        {100, 0, 0},
+                                        {0, 256, 256}}) {
+    SCOPED_TRACE("GET_CONFIG offset " + std::to_string(k.offset) + " size " + std::to_string(k.size) + " payload " +
+                 std::to_string(k.payload_extra));
     Reply r;
     ASSERT_TRUE(get_config(k.offset, k.size, k.payload_extra, &r)) << "no GET_CONFIG reply";
     bool success = r.payload.size() == sizeof(vhost::ConfigHeader) + k.size && k.size > 0 &&
@@ -803,9 +812,7 @@ TEST_F(Hostile, C4_BadMemoryRegions) {
   auto c = MustConnect("bad");
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->Negotiate());
-  auto nack = [&](int64_t a, const char* what) {
-    EXPECT_GT(a, 0) << what << ": expected a failure ack, got " << a;
-  };
+  auto nack = [&](int64_t a, const char* what) { EXPECT_GT(a, 0) << what << ": expected a failure ack, got " << a; };
   struct Table1 {
     vhost::MemTableHeader h;
     vhost::MemRegion r;
@@ -1099,8 +1106,8 @@ TEST_F(Hostile, C6a_BadChainsFailOneRequest) {
   }
   {  // read into memory outside guest memory
     IoBufs b = MakeBufs(r, virtio::kBlkIn, 0, 0);
-    uint16_t head =
-        BuildChain(r, {{m->gpa(b.hdr), 16, 0}, {unmapped, 4096, kDescFlagWrite}, {m->gpa(b.status), 1, kDescFlagWrite}});
+    uint16_t head = BuildChain(
+        r, {{m->gpa(b.hdr), 16, 0}, {unmapped, 4096, kDescFlagWrite}, {m->gpa(b.status), 1, kDescFlagWrite}});
     submit_failed(head, b.status, "read into memory outside guest memory");
   }
   {  // data straddling the end of the region
@@ -1123,8 +1130,8 @@ TEST_F(Hostile, C6a_BadChainsFailOneRequest) {
   }
   {  // readable after writable
     IoBufs b = MakeBufs(r, virtio::kBlkOut, 0, 512);
-    uint16_t head = BuildChain(
-        r, {{m->gpa(b.hdr), 16, 0}, {m->gpa(b.status), 1, kDescFlagWrite}, {m->gpa(b.data), 512, 0}});
+    uint16_t head =
+        BuildChain(r, {{m->gpa(b.hdr), 16, 0}, {m->gpa(b.status), 1, kDescFlagWrite}, {m->gpa(b.data), 512, 0}});
     submit_failed(head, b.status, "readable descriptor after a writable one");
   }
   {  // readable after a zero-length writable one
@@ -1136,8 +1143,8 @@ TEST_F(Hostile, C6a_BadChainsFailOneRequest) {
     submit_failed(head, b.status, "readable after a zero-length writable descriptor");
   }
   // Indirect tables.
-  auto indirect = [&](const std::vector<Desc>& table, uint32_t len_override, uint16_t extra_flags,
-                      uint8_t* status, const char* what) {
+  auto indirect = [&](const std::vector<Desc>& table, uint32_t len_override, uint16_t extra_flags, uint8_t* status,
+                      const char* what) {
     Desc* t = reinterpret_cast<Desc*>(r.Alloc(std::max<size_t>(table.size(), 1) * sizeof(Desc), 16));
     if (!table.empty()) std::memcpy(t, table.data(), table.size() * sizeof(Desc));
     uint16_t d = r.NextDesc();
@@ -1239,7 +1246,8 @@ TEST_F(Hostile, C6a_BadChainsFailOneRequest) {
     uint16_t head = BuildChain(r, {{m->gpa(b.hdr), 8, 0}, {m->gpa(b.status), 1, kDescFlagWrite}});
     submit_status(head, b.status, virtio::kBlkIoErr, "8-byte request header");
     b = MakeBufs(r, virtio::kBlkGetId, 0, 4);
-    head = BuildChain(r, {{m->gpa(b.hdr), 16, 0}, {m->gpa(b.data), 4, kDescFlagWrite}, {m->gpa(b.status), 1, kDescFlagWrite}});
+    head = BuildChain(
+        r, {{m->gpa(b.hdr), 16, 0}, {m->gpa(b.data), 4, kDescFlagWrite}, {m->gpa(b.status), 1, kDescFlagWrite}});
     submit_status(head, b.status, virtio::kBlkIoErr, "GET_ID into 4 bytes");
     b = MakeBufs(r, virtio::kBlkWriteZeroes, 0, 16);
     virtio::BlkDiscardWriteZeroes seg{0, 0xffffffffu, 0};
@@ -1598,7 +1606,7 @@ void TruncatedThinRead(bool written) {
   ASSERT_TRUE(StartRings(&victim, "bad"));
   RawRing& r = rc.ring();
   uint64_t sector = written ? 0 : (8 << 20) / 512;  // cluster 0 written; 8 MiB never
-  uint8_t* data = r.Alloc(8192 + 64, 4096) + 64;  // misaligned: bounce buffer on O_DIRECT
+  uint8_t* data = r.Alloc(8192 + 64, 4096) + 64;    // misaligned: bounce buffer on O_DIRECT
   uint16_t head = ChainInRingArea(r, virtio::kBlkIn, sector, data, 8192);
   ASSERT_EQ(ftruncate(rc.mem->fd(), RawRing::kRingArea), 0);
   r.Publish(head);

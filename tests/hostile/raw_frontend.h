@@ -39,9 +39,9 @@ inline int64_t MsLeft(Clock::time_point deadline) {
 }
 
 // Result of an acknowledged (NEED_REPLY) message.
-constexpr int64_t kAckTimeout = -1;  // no reply within the timeout
-constexpr int64_t kAckClosed = -2;   // the backend closed the connection
-constexpr int64_t kAckBadReply = -3; // a reply that is not a u64 ack for this request
+constexpr int64_t kAckTimeout = -1;   // no reply within the timeout
+constexpr int64_t kAckClosed = -2;    // the backend closed the connection
+constexpr int64_t kAckBadReply = -3;  // a reply that is not a u64 ack for this request
 
 enum class RecvResult { kOk, kTimeout, kClosed };
 
@@ -90,8 +90,7 @@ class RawConn {
   }
 
   // Header + payload (+ fds) as one message.
-  bool Send(uint32_t request, uint32_t flags, const void* payload, uint32_t size,
-            const std::vector<int>& fds = {}) {
+  bool Send(uint32_t request, uint32_t flags, const void* payload, uint32_t size, const std::vector<int>& fds = {}) {
     std::vector<uint8_t> buf(sizeof(vhost::MsgHeader) + size);
     vhost::MsgHeader h{request, flags, size};
     std::memcpy(buf.data(), &h, sizeof(h));
@@ -116,8 +115,7 @@ class RawConn {
     if (!got.ok()) return got.status().err() == EAGAIN ? RecvResult::kTimeout : RecvResult::kClosed;
     if (*got == 0) return RecvResult::kClosed;
     size_t n = *got;
-    if (!ReadExact(reinterpret_cast<uint8_t*>(&r->hdr) + n, sizeof(r->hdr) - n, deadline))
-      return RecvResult::kClosed;
+    if (!ReadExact(reinterpret_cast<uint8_t*>(&r->hdr) + n, sizeof(r->hdr) - n, deadline)) return RecvResult::kClosed;
     if (r->hdr.size > (1u << 20)) return RecvResult::kClosed;  // nonsense: treat as broken
     r->payload.resize(r->hdr.size);
     if (!ReadExact(r->payload.data(), r->payload.size(), deadline)) return RecvResult::kClosed;
@@ -181,13 +179,13 @@ class RawConn {
     if (!SendMsg(vhost::kSetOwner, nullptr, 0)) return false;
     uint64_t f = 0, pf = 0;
     if (!CallU64(vhost::kGetFeatures, &f)) return false;
-    uint64_t want = virtio::Bit(virtio::kFeatureVersion1) | virtio::Bit(vhost::kFeatureProtocolFeatures) |
-                    extra_features;
+    uint64_t want =
+        virtio::Bit(virtio::kFeatureVersion1) | virtio::Bit(vhost::kFeatureProtocolFeatures) | extra_features;
     if ((f & want) != want) return false;
     if (!SendMsg(vhost::kSetFeatures, &want, sizeof(want))) return false;
     if (!CallU64(vhost::kGetProtocolFeatures, &pf)) return false;
-    uint64_t wp = virtio::Bit(vhost::kProtoReplyAck) | virtio::Bit(vhost::kProtoConfig) |
-                  virtio::Bit(vhost::kProtoMq) | virtio::Bit(vhost::kProtoConfigureMemSlots);
+    uint64_t wp = virtio::Bit(vhost::kProtoReplyAck) | virtio::Bit(vhost::kProtoConfig) | virtio::Bit(vhost::kProtoMq) |
+                  virtio::Bit(vhost::kProtoConfigureMemSlots);
     if ((pf & wp) != wp) return false;
     if (!SendMsg(vhost::kSetProtocolFeatures, &wp, sizeof(wp))) return false;
     // A round trip proves the backend digested all of the above.
@@ -206,7 +204,7 @@ class RawConn {
       if (r == 0) return RecvResult::kTimeout;
       if (r < 0) return RecvResult::kClosed;
       if (p.revents & POLLIN) return RecvResult::kOk;  // data or EOF: recv tells
-      return RecvResult::kClosed;                       // POLLHUP/POLLERR without data
+      return RecvResult::kClosed;                      // POLLHUP/POLLERR without data
     }
   }
   bool ReadExact(uint8_t* p, size_t len, Clock::time_point deadline) {
@@ -260,9 +258,7 @@ class GuestMem {
   size_t bytes() const { return bytes_; }
   uint64_t gpa(const void* p) const { return reinterpret_cast<uint64_t>(p); }
   uint64_t gpa_at(size_t off) const { return reinterpret_cast<uint64_t>(base_ + off); }
-  vhost::MemRegion Region() const {
-    return {gpa_at(0), bytes_, gpa_at(0), 0};
-  }
+  vhost::MemRegion Region() const { return {gpa_at(0), bytes_, gpa_at(0), 0}; }
   vhost::SingleMemRegion Single() const { return {0, Region()}; }
 
  private:
@@ -281,10 +277,7 @@ class RawRing {
   static constexpr size_t kRingArea = 64 * 1024;
 
   RawRing(GuestMem* mem, uint32_t n, size_t ring_off = 0, size_t area_end = 0)
-      : mem_(mem),
-        n_(n),
-        data_off_(ring_off + kRingArea),
-        data_end_(area_end ? area_end : mem->bytes()) {
+      : mem_(mem), n_(n), data_off_(ring_off + kRingArea), data_end_(area_end ? area_end : mem->bytes()) {
     uint8_t* b = mem->base() + ring_off;
     desc_ = reinterpret_cast<virtio::Desc*>(b);
     avail_ = reinterpret_cast<virtio::AvailRing*>(b + Align(virtio::DescTableBytes(n), 64));

@@ -128,9 +128,8 @@ void VcpuPinner::Poll() {
     if (std::find(pinned_.begin(), pinned_.end(), t.tid) != pinned_.end()) continue;
     if (t.comm == "ALL CPUs/TCG") {
       single_threaded_ = true;
-      std::fprintf(stderr,
-                   "nestor-vm: single-threaded TCG: all vCPUs run in thread %d ('%s') on CPUs %s\n",
-                   t.tid, t.comm.c_str(), FormatCpuList(cpus_).c_str());
+      std::fprintf(stderr, "nestor-vm: single-threaded TCG: all vCPUs run in thread %d ('%s') on CPUs %s\n", t.tid,
+                   t.comm.c_str(), FormatCpuList(cpus_).c_str());
       return;
     }
     std::optional<int> n = VcpuIndexFromComm(t.comm);
@@ -139,8 +138,8 @@ void VcpuPinner::Poll() {
     Status st = SetAffinity(t.tid, {cpu});
     if (st.ok()) {
       auto now = GetAffinity(t.tid);
-      std::fprintf(stderr, "nestor-vm: vCPU %d (thread %d '%s') pinned to CPU %d (affinity now %s)\n", *n,
-                   t.tid, t.comm.c_str(), cpu, now.ok() ? FormatCpuList(*now).c_str() : "?");
+      std::fprintf(stderr, "nestor-vm: vCPU %d (thread %d '%s') pinned to CPU %d (affinity now %s)\n", *n, t.tid,
+                   t.comm.c_str(), cpu, now.ok() ? FormatCpuList(*now).c_str() : "?");
     } else {
       std::fprintf(stderr, "nestor-vm: warning: vCPU %d (thread %d) not pinned: %s\n", *n, t.tid,
                    st.ToString().c_str());

@@ -39,8 +39,7 @@ std::vector<QemuThread> ListThreads(pid_t pid);
 // process starts under that mask, see main.cc). Call Poll() until Done().
 class VcpuPinner {
  public:
-  VcpuPinner(pid_t pid, int vcpus, std::vector<int> cpus)
-      : pid_(pid), vcpus_(vcpus), cpus_(std::move(cpus)) {}
+  VcpuPinner(pid_t pid, int vcpus, std::vector<int> cpus) : pid_(pid), vcpus_(vcpus), cpus_(std::move(cpus)) {}
   // Scans /proc/PID/task once; pins and logs new vCPU threads.
   void Poll();
   bool Done() const { return pinned_.size() >= static_cast<size_t>(vcpus_) || single_threaded_; }

@@ -47,8 +47,8 @@ void PrintPlan(const VmOptions& o) {
                    o.cpus[static_cast<size_t>(n) % o.cpus.size()]);
     }
   }
-  std::fprintf(stderr, "nestor-vm: %zu disk%s x %d queues (%d interrupt-driven + %d poll)%s%s\n",
-               o.sockets.size(), o.sockets.size() == 1 ? "" : "s", o.NumQueues(), o.vcpus, o.PollQueues(),
+  std::fprintf(stderr, "nestor-vm: %zu disk%s x %d queues (%d interrupt-driven + %d poll)%s%s\n", o.sockets.size(),
+               o.sockets.size() == 1 ? "" : "s", o.NumQueues(), o.vcpus, o.PollQueues(),
                o.hugepages ? ", hugepage-backed memory" : "", o.idle_poll ? ", idle=poll" : "");
 }
 
@@ -135,8 +135,7 @@ int Launch(const VmOptions& o, const std::vector<std::string>& args) {
     }
   }
   int rc = ExitCodeOf(status);
-  std::fprintf(stderr, "nestor-vm: QEMU exited (%s %d) after %.1f s\n",
-               WIFSIGNALED(status) ? "signal" : "status",
+  std::fprintf(stderr, "nestor-vm: QEMU exited (%s %d) after %.1f s\n", WIFSIGNALED(status) ? "signal" : "status",
                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
                std::chrono::duration<double>(Clock::now() - start).count());
   return timed_out ? 124 : rc;

@@ -117,16 +117,15 @@ TEST(NestorVm, Hugepages) {
   ASSERT_TRUE(Validate(&o, h, &w).ok());
   EXPECT_EQ(o.hugepage_size, 2ull << 20);
   auto a = BuildQemuArgv(o);
-  EXPECT_TRUE(Has(a, "-object",
-                  "memory-backend-memfd,id=mem,size=512M,share=on,hugetlb=on,hugetlbsize=2M,prealloc=on"));
+  EXPECT_TRUE(
+      Has(a, "-object", "memory-backend-memfd,id=mem,size=512M,share=on,hugetlb=on,hugetlbsize=2M,prealloc=on"));
 
   o.hugepage_path = "/dev/hugepages";
   h.hugepage_path_is_hugetlbfs = true;
   h.hugepage_path_page_size = 2ull << 20;
   ASSERT_TRUE(Validate(&o, h, &w).ok());
   a = BuildQemuArgv(o);
-  EXPECT_TRUE(Has(a, "-object",
-                  "memory-backend-file,id=mem,size=512M,mem-path=/dev/hugepages,share=on,prealloc=on"));
+  EXPECT_TRUE(Has(a, "-object", "memory-backend-file,id=mem,size=512M,mem-path=/dev/hugepages,share=on,prealloc=on"));
 }
 
 TEST(NestorVm, QueueLimit) {

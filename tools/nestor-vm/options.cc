@@ -76,10 +76,10 @@ Status CheckCpus(VmOptions* o, const HostInfo& host, std::vector<std::string>* w
   if (o->cpus.empty() && !o->reactor_cpus.empty()) {
     o->cpus = Minus(host.allowed_cpus, o->reactor_cpus);
     if (o->cpus.empty()) {
-      return Status::Invalid(fmt::format(
-          "no CPU left for the VM: this process may use CPUs {} and the reactors use {}; "
-          "pass --cpus LIST explicitly",
-          FormatCpuList(host.allowed_cpus), FormatCpuList(o->reactor_cpus)));
+      return Status::Invalid(
+          fmt::format("no CPU left for the VM: this process may use CPUs {} and the reactors use {}; "
+                      "pass --cpus LIST explicitly",
+                      FormatCpuList(host.allowed_cpus), FormatCpuList(o->reactor_cpus)));
     }
   }
   std::vector<int> shared = Intersect(o->cpus, o->reactor_cpus);
@@ -88,25 +88,25 @@ Status CheckCpus(VmOptions* o, const HostInfo& host, std::vector<std::string>* w
         "--cpus {} overlaps --reactor-cpus {} on CPU{} {}: the VM's vCPU threads would compete "
         "with nestord's polling reactors for {} core{} (a busy-polling reactor and a vCPU on one "
         "core slow each other down); choose disjoint CPU lists",
-        FormatCpuList(o->cpus), FormatCpuList(o->reactor_cpus), shared.size() > 1 ? "s" : "",
-        FormatCpuList(shared), shared.size() > 1 ? "those" : "that", shared.size() > 1 ? "s" : "");
+        FormatCpuList(o->cpus), FormatCpuList(o->reactor_cpus), shared.size() > 1 ? "s" : "", FormatCpuList(shared),
+        shared.size() > 1 ? "those" : "that", shared.size() > 1 ? "s" : "");
     if (!o->allow_shared_cpus) return Status::Invalid(msg + " (or pass --allow-shared-cpus)");
     warnings->push_back(msg + "; continuing because of --allow-shared-cpus");
   }
   if (!o->cpus.empty()) {
     std::vector<int> missing = Minus(o->cpus, host.allowed_cpus);
     if (!missing.empty()) {
-      std::string msg = fmt::format("--cpus names CPU{} {} that this process may not use (allowed: {})",
-                                    missing.size() > 1 ? "s" : "", FormatCpuList(missing),
-                                    FormatCpuList(host.allowed_cpus));
+      std::string msg =
+          fmt::format("--cpus names CPU{} {} that this process may not use (allowed: {})",
+                      missing.size() > 1 ? "s" : "", FormatCpuList(missing), FormatCpuList(host.allowed_cpus));
       if (!o->dry_run) return Status::Invalid(msg);
       warnings->push_back(msg);
     }
     if (static_cast<int>(o->cpus.size()) < o->vcpus) {
-      warnings->push_back(fmt::format(
-          "{} vCPUs on {} CPU{} ({}): vCPUs share cores round-robin; give each vCPU its own CPU "
-          "(plus one for QEMU's other threads) for the dedicated-core recipe",
-          o->vcpus, o->cpus.size(), o->cpus.size() > 1 ? "s" : "", FormatCpuList(o->cpus)));
+      warnings->push_back(
+          fmt::format("{} vCPUs on {} CPU{} ({}): vCPUs share cores round-robin; give each vCPU its own CPU "
+                      "(plus one for QEMU's other threads) for the dedicated-core recipe",
+                      o->vcpus, o->cpus.size(), o->cpus.size() > 1 ? "s" : "", FormatCpuList(o->cpus)));
     }
   }
   return Status::Ok();
@@ -124,10 +124,10 @@ Status CheckHugepages(VmOptions* o, const HostInfo& host, std::vector<std::strin
   if (!o->hugepage_path.empty()) {
     if (!host.hugepage_path_is_hugetlbfs) {
       o->hugepage_size = 2ull << 20;
-      return problem(fmt::format(
-          "--hugepage-path {} is not a hugetlbfs mount (mount -t hugetlbfs none {}), or drop it to "
-          "use a hugetlb memfd",
-          o->hugepage_path, o->hugepage_path));
+      return problem(
+          fmt::format("--hugepage-path {} is not a hugetlbfs mount (mount -t hugetlbfs none {}), or drop it to "
+                      "use a hugetlb memfd",
+                      o->hugepage_path, o->hugepage_path));
     }
     page = host.hugepage_path_page_size;
   } else {
@@ -142,8 +142,8 @@ Status CheckHugepages(VmOptions* o, const HostInfo& host, std::vector<std::strin
   if (page == 0) page = 2ull << 20;
   o->hugepage_size = page;
   if (o->memory % page != 0) {
-    return Status::Invalid(fmt::format("--memory {} is not a multiple of the {} hugepage size",
-                                       SizeString(o->memory), SizeString(page)));
+    return Status::Invalid(
+        fmt::format("--memory {} is not a multiple of the {} hugepage size", SizeString(o->memory), SizeString(page)));
   }
   uint64_t need = o->memory / page;
   uint64_t have = 0;
@@ -151,11 +151,10 @@ Status CheckHugepages(VmOptions* o, const HostInfo& host, std::vector<std::strin
     if (p.page_size == page) have = p.free_pages;
   }
   if (have < need) {
-    return problem(fmt::format(
-        "--hugepages: {} of guest memory needs {} free {} hugepages, {} free ({}); reserve them "
-        "(echo N > /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages) or drop --hugepages",
-        SizeString(o->memory), need, SizeString(page), have, PoolsString(host.hugepage_pools),
-        page >> 10));
+    return problem(
+        fmt::format("--hugepages: {} of guest memory needs {} free {} hugepages, {} free ({}); reserve them "
+                    "(echo N > /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages) or drop --hugepages",
+                    SizeString(o->memory), need, SizeString(page), have, PoolsString(host.hugepage_pools), page >> 10));
   }
   return Status::Ok();
 }
@@ -192,7 +191,8 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
                  "host CPUs for QEMU's threads, e.g. 2-3; vCPU n is pinned to LIST[n % len] "
                  "(default: every allowed CPU except --reactor-cpus)")
       ->type_name("LIST");
-  app.add_option("--reactor-cpus", reactor_cpus, "the CPUs nestord's reactors use (nestord --cpus); never given to the VM")
+  app.add_option("--reactor-cpus", reactor_cpus,
+                 "the CPUs nestord's reactors use (nestord --cpus); never given to the VM")
       ->type_name("LIST");
   app.add_flag("--allow-shared-cpus", o.allow_shared_cpus,
                "run without --reactor-cpus, or with CPUs shared with the reactors (warns)");
@@ -216,7 +216,8 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
   bool no_idle_poll = false;
   app.add_flag("--no-idle-poll", no_idle_poll, "do not add idle=poll to the kernel command line");
   app.add_flag("--no-reboot", o.no_reboot, "exit instead of rebooting when the guest reboots or panics");
-  app.add_option("--serial-log", o.serial_log, "write the guest console to this file (default: stdio)")->type_name("PATH");
+  app.add_option("--serial-log", o.serial_log, "write the guest console to this file (default: stdio)")
+      ->type_name("PATH");
   app.add_option("--timeout", o.timeout_sec, "stop QEMU after SEC seconds (exit code 124)")
       ->type_name("SEC")
       ->check(CLI::Range(0, 1 << 30));
@@ -305,10 +306,10 @@ Status Validate(VmOptions* o, const HostInfo& host, std::vector<std::string>* wa
     if (o->idle_poll) params += " idle=poll";
     if (o->PollQueues() > 0) params += fmt::format(" virtio_blk.poll_queues={}", o->PollQueues());
     if (!params.empty()) {
-      warnings->push_back(fmt::format(
-          "booting --disk-image without --kernel: nestor-vm cannot set the guest kernel command "
-          "line; add '{}' to the image's boot loader configuration",
-          params.substr(1)));
+      warnings->push_back(
+          fmt::format("booting --disk-image without --kernel: nestor-vm cannot set the guest kernel command "
+                      "line; add '{}' to the image's boot loader configuration",
+                      params.substr(1)));
     }
   }
   return Status::Ok();

@@ -46,7 +46,7 @@ struct VmOptions {
 };
 
 struct HugepagePool {
-  uint64_t page_size = 0;  // bytes
+  uint64_t page_size = 0;   // bytes
   uint64_t free_pages = 0;  // free minus reserved
 };
 

@@ -34,8 +34,10 @@ std::string ShellQuote(std::string_view arg) {
   if (safe) return std::string(arg);
   std::string out = "'";
   for (char c : arg) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -47,8 +49,10 @@ std::string FormatCommand(const std::vector<std::string>& argv) {
       out += ShellQuote(argv[i]);
       continue;
     }
-    if (argv[i].starts_with("-")) out += " \\\n  ";
-    else out += " ";
+    if (argv[i].starts_with("-"))
+      out += " \\\n  ";
+    else
+      out += " ";
     out += ShellQuote(argv[i]);
   }
   return out + "\n";
@@ -89,8 +93,8 @@ std::vector<std::string> BuildQemuArgv(const VmOptions& o) {
     prealloc = true;
   } else if (o.hugepages) {
     uint64_t page = o.hugepage_size ? o.hugepage_size : (2ull << 20);
-    mem = fmt::format("memory-backend-memfd,id=mem,size={},share=on,hugetlb=on,hugetlbsize={}",
-                      MiB(o.memory), page >= (1ull << 20) ? MiB(page) : fmt::format("{}", page));
+    mem = fmt::format("memory-backend-memfd,id=mem,size={},share=on,hugetlb=on,hugetlbsize={}", MiB(o.memory),
+                      page >= (1ull << 20) ? MiB(page) : fmt::format("{}", page));
     prealloc = true;
   } else {
     mem = fmt::format("memory-backend-memfd,id=mem,size={},share=on", MiB(o.memory));

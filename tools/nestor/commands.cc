@@ -150,8 +150,8 @@ int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bo
     return Fail(Status::Error(EEXIST, path + " already holds a nestor pool (use --force to overwrite it)"));
   }
   if (!existing->signature.empty() && !force) {
-    return Fail(Status::Error(EEXIST, path + " holds a signature: " + existing->signature +
-                                          "; use --force to overwrite it"));
+    return Fail(
+        Status::Error(EEXIST, path + " holds a signature: " + existing->signature + "; use --force to overwrite it"));
   }
   // A file this command created goes away again if the format fails.
   struct RemoveOnFailure {
@@ -194,8 +194,7 @@ int PoolInfo(const std::string& path, bool json) {
   volume::PoolInfo i = (*pool)->Info();
   const volume::Superblock& sb = i.sb;
   uint64_t cs = sb.cluster_size;
-  uint64_t available =
-      i.free_clusters > i.reserved_unused_clusters ? i.free_clusters - i.reserved_unused_clusters : 0;
+  uint64_t available = i.free_clusters > i.reserved_unused_clusters ? i.free_clusters - i.reserved_unused_clusters : 0;
   if (json) {
     PrintJson(ordered_json{
         {"path", path},
@@ -374,8 +373,7 @@ int VolumeResize(const std::string& path, const std::string& name, uint64_t size
   if (!before.ok()) return Fail(before.status());
   Status st = (*pool)->ResizeVolume(name, size, force);
   if (!st.ok()) return Fail(st);
-  std::printf("resized volume %s: %s -> %s\n", name.c_str(), HumanSize(before->size).c_str(),
-              HumanSize(size).c_str());
+  std::printf("resized volume %s: %s -> %s\n", name.c_str(), HumanSize(before->size).c_str(), HumanSize(size).c_str());
   return kExitOk;
 }
 

@@ -92,8 +92,7 @@ int Main(int argc, char** argv) {
   CLI::App* vol = app.add_subcommand("volume", "create, delete, resize and list volumes of a pool");
   vol->require_subcommand(1);
   CLI::App* vol_create = vol->add_subcommand("create", "create a thin volume (or a fully reserved one)");
-  vol_create->add_option("NAME", name, "volume name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'")
-      ->required();
+  vol_create->add_option("NAME", name, "volume name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'")->required();
   vol_create->add_option("--pool", path, "the pool's file or block device")->required();
   vol_create->add_option("--size", size_text, "volume size, a multiple of 4K, e.g. 10G")->required();
   vol_create->add_flag("--preallocate", preallocate, "reserve all of the volume's space in the pool now");

@@ -70,7 +70,8 @@ int Fail(int exit, const std::string& message, const ordered_json& error = nullp
   }
   ordered_json e = error.is_object() ? error : ordered_json{{"message", message}};
   e["exit"] = exit;
-  std::fprintf(stderr, "%s\n", ordered_json{{"error", e}}.dump(-1, ' ', false, ordered_json::error_handler_t::replace).c_str());
+  std::fprintf(stderr, "%s\n",
+               ordered_json{{"error", e}}.dump(-1, ' ', false, ordered_json::error_handler_t::replace).c_str());
   return exit;
 }
 
@@ -122,8 +123,7 @@ int Main(int argc, char** argv) {
   bool json = false;
   double timeout_s = 10;
   app.add_option("-s,--socket", socket,
-                 std::string("nestord's control socket (default: $NESTOR_CONTROL_SOCKET, else ") + kDefaultSocket +
-                     ")")
+                 std::string("nestord's control socket (default: $NESTOR_CONTROL_SOCKET, else ") + kDefaultSocket + ")")
       ->type_name("PATH");
   app.add_flag("--json", json, "print the method's result as JSON (before or after the subcommand)");
   app.add_option("--timeout", timeout_s, "seconds to wait for nestord, per call (default 10)")->type_name("SECONDS");
@@ -160,14 +160,13 @@ int Main(int argc, char** argv) {
   exp_create->add_option("NAME", name, "volume name")->required();
   exp_create->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
   exp_create->add_flag("--readonly", readonly, "refuse writes");
-  exp_create->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")
-      ->type_name("U");
-  exp_create->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")
-      ->type_name("G");
+  exp_create->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")->type_name("U");
+  exp_create->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")->type_name("G");
   exp_create->add_option("--socket-mode", socket_mode, "permission bits of the socket file, octal, e.g. 0660")
       ->type_name("MODE");
-  exp_create->add_option("--allow-uid", allow_uids,
-                         "admit only these peers (with --allow-gid: either list): user names or uids")
+  exp_create
+      ->add_option("--allow-uid", allow_uids,
+                   "admit only these peers (with --allow-gid: either list): user names or uids")
       ->type_name("U,...")
       ->delimiter(',');
   exp_create->add_option("--allow-gid", allow_gids, "admit peers whose group (gid) is one of these")
@@ -235,8 +234,9 @@ int Main(int argc, char** argv) {
          })};
     if (preallocate) c.params["preallocate"] = true;
   } else if (*vol_delete) {
-    c = {"volume_delete", {{"name", name}},
-         confirm([&](const ordered_json&) { std::printf("volume %s deleted\n", name.c_str()); })};
+    c = {"volume_delete", {{"name", name}}, confirm([&](const ordered_json&) {
+           std::printf("volume %s deleted\n", name.c_str());
+         })};
     if (force) c.params["force"] = true;
   } else if (*vol_resize) {
     if (!SizeArg("--size", size_text, &size)) return kExitUsage;
@@ -250,8 +250,8 @@ int Main(int argc, char** argv) {
   } else if (*exp_create) {
     c = {"export_create", {{"name", name}}, confirm([&](const ordered_json& r) {
            std::string q = IntField(r, "queues");
-           std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(),
-                       q.c_str(), q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
+           std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(), q.c_str(),
+                       q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
          })};
     if (exp_create->count("--queues") != 0) c.params["queues"] = queues;  // nestord checks the range
     if (readonly) c.params["readonly"] = true;
@@ -267,8 +267,9 @@ int Main(int argc, char** argv) {
       for (const std::string& g : allow_gids) c.params["allow_gids"].push_back(IdJson(g));
     }
   } else if (*exp_delete) {
-    c = {"export_delete", {{"name", name}},
-         confirm([&](const ordered_json&) { std::printf("export %s deleted\n", name.c_str()); })};
+    c = {"export_delete", {{"name", name}}, confirm([&](const ordered_json&) {
+           std::printf("export %s deleted\n", name.c_str());
+         })};
     if (force) c.params["force"] = true;
   } else if (*exp_list) {
     c = {"export_list", {}, PrintExportList};
@@ -291,7 +292,8 @@ int Main(int argc, char** argv) {
       if (!(l.bytes ? SizeArg(l.option, l.text, &v) : CountArg(l.option, l.text, &v))) return kExitUsage;
       c.params[l.key] = v;
     }
-    if (c.params.size() == 1) return Usage("qos set: give at least one of --read-iops, --write-iops, --read-bps, --write-bps");
+    if (c.params.size() == 1)
+      return Usage("qos set: give at least one of --read-iops, --write-iops, --read-bps, --write-bps");
   } else if (*qos_get) {
     c = {"qos_get", {{"name", name}}, confirm([&](const ordered_json& r) {
            std::printf("qos %s: %s\n", name.c_str(), QosText(r).c_str());
@@ -327,8 +329,9 @@ int Main(int argc, char** argv) {
   if (json) {
     PrintJson(out.result);
   } else if (!c.print(out.result)) {
-    return Fail(kExitUnreachable, "malformed reply from nestord to " + c.method + ": unexpected result " +
-                                      out.result.dump(-1, ' ', false, ordered_json::error_handler_t::replace).substr(0, 200));
+    return Fail(kExitUnreachable,
+                "malformed reply from nestord to " + c.method + ": unexpected result " +
+                    out.result.dump(-1, ' ', false, ordered_json::error_handler_t::replace).substr(0, 200));
   }
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
     return Fail(kExitOther, "writing the output failed");

@@ -45,9 +45,10 @@ int ErrnoFromName(std::string_view name) {
     const char* name;
     int err;
   } kNames[] = {
-      {"EINVAL", EINVAL}, {"ENOENT", ENOENT},       {"EEXIST", EEXIST},         {"ENOSPC", ENOSPC},
-      {"EBUSY", EBUSY},   {"ENOTEMPTY", ENOTEMPTY}, {"EUCLEAN", EUCLEAN},       {"EOPNOTSUPP", EOPNOTSUPP},
-      {"ENOTSUP", ENOTSUP}, {"EIO", EIO},           {"EPERM", EPERM},           {"EACCES", EACCES},
+      {"EINVAL", EINVAL},   {"ENOENT", ENOENT},         {"EEXIST", EEXIST},
+      {"ENOSPC", ENOSPC},   {"EBUSY", EBUSY},           {"ENOTEMPTY", ENOTEMPTY},
+      {"EUCLEAN", EUCLEAN}, {"EOPNOTSUPP", EOPNOTSUPP}, {"ENOTSUP", ENOTSUP},
+      {"EIO", EIO},         {"EPERM", EPERM},           {"EACCES", EACCES},
   };
   for (const auto& n : kNames) {
     if (name == n.name) return n.err;

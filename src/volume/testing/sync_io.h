@@ -19,8 +19,8 @@ struct SyncRequest : io::IoRequest {
 // Fills *r and *v and submits; r->result stays INT_MIN until the request
 // completes. r and v must live until then (a request may wait for its
 // reactor's end of batch: ThinChannel::EndOfBatch).
-inline void StartIo(io::IoChannel* ch, SyncRequest* r, iovec* v, io::IoOp op, uint64_t off, void* buf,
-                    uint64_t len, bool unmap = false) {
+inline void StartIo(io::IoChannel* ch, SyncRequest* r, iovec* v, io::IoOp op, uint64_t off, void* buf, uint64_t len,
+                    bool unmap = false) {
   *v = iovec{buf, len};
   r->op = op;
   r->offset = off;

@@ -50,30 +50,22 @@ class VolatileCacheDevice::Backend final : public io::BlockBackend {
 VolatileCacheDevice::VolatileCacheDevice(uint64_t size_bytes, uint64_t seed, CrashOptions options)
     : VolatileCacheDevice(std::vector<uint8_t>(size_bytes, 0), seed, options) {}
 
-VolatileCacheDevice::VolatileCacheDevice(std::vector<uint8_t> durable, uint64_t seed,
-                                         CrashOptions options)
-    : size_(durable.size()),
-      backend_(new Backend(this)),
-      durable_(std::move(durable)),
-      rng_(seed),
-      options_(options) {
+VolatileCacheDevice::VolatileCacheDevice(std::vector<uint8_t> durable, uint64_t seed, CrashOptions options)
+    : size_(durable.size()), backend_(new Backend(this)), durable_(std::move(durable)), rng_(seed), options_(options) {
   CheckImageSize(size_);
   current_ = durable_;
 }
 
-std::unique_ptr<VolatileCacheDevice> VolatileCacheDevice::FromImage(std::vector<uint8_t> durable,
-                                                                    uint64_t seed,
+std::unique_ptr<VolatileCacheDevice> VolatileCacheDevice::FromImage(std::vector<uint8_t> durable, uint64_t seed,
                                                                     CrashOptions options) {
-  return std::unique_ptr<VolatileCacheDevice>(
-      new VolatileCacheDevice(std::move(durable), seed, options));
+  return std::unique_ptr<VolatileCacheDevice>(new VolatileCacheDevice(std::move(durable), seed, options));
 }
 
 VolatileCacheDevice::~VolatileCacheDevice() = default;
 
 std::string VolatileCacheDevice::Describe() const {
   MutexLock lock(&mu_);
-  return "volatile-cache(size=" + std::to_string(size_) +
-         ", pending_writes=" + std::to_string(pending_.size()) +
+  return "volatile-cache(size=" + std::to_string(size_) + ", pending_writes=" + std::to_string(pending_.size()) +
          ", pending_bytes=" + std::to_string(pending_bytes_) + ")";
 }
 
@@ -137,8 +129,7 @@ Status VolatileCacheDevice::SyncLocked() {
   return Status::Ok();
 }
 
-void VolatileCacheDevice::Apply(std::vector<uint8_t>& image, const PendingWrite& w, uint64_t off,
-                                uint64_t len) {
+void VolatileCacheDevice::Apply(std::vector<uint8_t>& image, const PendingWrite& w, uint64_t off, uint64_t len) {
   if (w.bytes.empty()) {
     std::memset(image.data() + off, 0, len);
   } else {
@@ -185,8 +176,7 @@ int VolatileCacheDevice::Execute(const io::IoRequest& req) {
       if (!AdmitWriteLocked()) return -EIO;
       ApplyWriteLocked(PendingWrite{req.offset, req.length, {}});
       return 0;
-    case IoOp::kFlush:
-      break;  // handled above
+    case IoOp::kFlush: break;  // handled above
   }
   return -EINVAL;
 }

@@ -57,8 +57,7 @@ class VolatileCacheDevice final : public PoolDevice {
   // A device whose durable image and current view are `durable` (e.g. the
   // result of Crash() on another device: a reboot).
   // REQUIRES: durable.size() is a non-zero multiple of kMetaAlign.
-  static std::unique_ptr<VolatileCacheDevice> FromImage(std::vector<uint8_t> durable,
-                                                        uint64_t seed,
+  static std::unique_ptr<VolatileCacheDevice> FromImage(std::vector<uint8_t> durable, uint64_t seed,
                                                         CrashOptions options = {});
   ~VolatileCacheDevice() override;
   VolatileCacheDevice(const VolatileCacheDevice&) = delete;
@@ -123,8 +122,7 @@ class VolatileCacheDevice final : public PoolDevice {
   Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A data-channel request, start to finish; returns its completion result.
   int Execute(const io::IoRequest& req);
-  static void Apply(std::vector<uint8_t>& image, const PendingWrite& w, uint64_t off,
-                    uint64_t len);
+  static void Apply(std::vector<uint8_t>& image, const PendingWrite& w, uint64_t off, uint64_t len);
 
   const uint64_t size_;
   std::unique_ptr<Backend> backend_;

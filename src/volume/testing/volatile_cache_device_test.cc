@@ -23,8 +23,7 @@ std::vector<uint8_t> Pattern(uint64_t base, size_t len, uint8_t salt) {
 }
 
 // Submits one request on an inline channel and returns its completion result.
-int SubmitOne(io::IoChannel* ch, io::IoOp op, uint64_t off, uint64_t len,
-              const iovec* iov = nullptr, int iovcnt = 0) {
+int SubmitOne(io::IoChannel* ch, io::IoOp op, uint64_t off, uint64_t len, const iovec* iov = nullptr, int iovcnt = 0) {
   io::IoRequest req;
   int result = INT_MIN;
   req.op = op;
@@ -142,9 +141,8 @@ Outcome Classify(const std::vector<uint8_t>& img, uint64_t off, uint64_t len, ui
     for (uint64_t i = lo; i < hi; ++i) {
       uint8_t want = is_new ? PatternByte(i, salt) : PatternByte(i, 1);
       if (img[i] != want) {
-        ADD_FAILURE() << "byte " << i << " is " << int(img[i]) << ": neither old ("
-                      << int(PatternByte(i, 1)) << ") nor new (" << int(PatternByte(i, salt))
-                      << ") consistently across sector " << s;
+        ADD_FAILURE() << "byte " << i << " is " << int(img[i]) << ": neither old (" << int(PatternByte(i, 1))
+                      << ") nor new (" << int(PatternByte(i, salt)) << ") consistently across sector " << s;
         return kTorn;
       }
     }
