@@ -1,5 +1,6 @@
 #include "base/unix_listener.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -108,7 +109,8 @@ Status UnixListener::Listen(const std::string& path, int backlog, const SocketPe
   if (perms.mode == SocketPerms::kUnset&& restrict) {
     final_mode = 0777 & ~CurrentUmask();
   }
-  if (restrict && chmod(path.c_str(), final_mode) != 0) return fail("chmod");
+  // Never through a symlink someone put in the socket's place meanwhile.
+  if (restrict && fchmodat(AT_FDCWD, path.c_str(), final_mode, AT_SYMLINK_NOFOLLOW) != 0) return fail("chmod");
   if (listen(fd_.get(), backlog) != 0) return fail("listen");
   return Status::Ok();
 }

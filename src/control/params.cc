@@ -7,7 +7,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-bool IsUint(const Json& v) { return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0); }
+// What the handlers read with get<uint64_t>() (JSON "-0" is a signed 0: no).
+bool IsUint(const Json& v) { return v.is_number_unsigned(); }
 
 bool HasType(const Json& v, unsigned types) {
   if (types & kAny) return true;

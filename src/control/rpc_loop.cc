@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include "base/log.h"
@@ -44,7 +45,11 @@ std::string ErrorLine(int code, const std::string& msg) { return RpcError(nullpt
 void ReadSome(Client* c) {
   char buf[65536];
   ssize_t n = read(c->fd.get(), buf, sizeof(buf));
-  if (n == 0) c->eof = true;
+  if (n == 0) {
+    c->eof = true;
+    // A last request without its newline is still a request.
+    if (!c->in.empty() && c->in.back() != '\n') c->in += '\n';
+  }
   if (n < 0 && errno != EAGAIN && errno != EINTR) c->fd.Reset();
   if (n > 0) c->in.append(buf, static_cast<size_t>(n));
 }
@@ -96,11 +101,15 @@ void RpcServer::Run() {
   fcntl(listener_.fd(), F_SETFL, fcntl(listener_.fd(), F_GETFL) | O_NONBLOCK);
   std::vector<Client> clients;
   size_t turn = 0;  // round robin start
+  Clock::time_point accept_paused_until{};
   for (;;) {
     // 1. Wait: readable clients without a pending request and without
     // unsent replies; writable clients with replies; the first deadline.
-    std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listener_.fd(), POLLIN, 0}};
     auto now = Clock::now();
+    // Out of fds (EMFILE): the pending connection stays queued and the
+    // listener readable; stop polling it for a while instead of spinning.
+    short accept_events = now >= accept_paused_until ? POLLIN : 0;
+    std::vector<pollfd> pfds = {{stop_fd_.get(), POLLIN, 0}, {listener_.fd(), accept_events, 0}};
     int timeout = -1;
     bool ready = false;  // a request waits to be served: do not sleep
     for (auto& c : clients) {
@@ -109,11 +118,15 @@ void RpcServer::Run() {
       if (!c.out.empty()) ev |= POLLOUT;
       if (c.out.empty() && c.HasRequest()) ready = true;
       pfds.push_back({c.fd.get(), ev, 0});
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.last + limits_.idle - now).count();
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(c.last + limits_.idle - now).count();
       int ms = static_cast<int>(std::max<int64_t>(left, 0));
       timeout = timeout < 0 ? ms : std::min(timeout, ms);
     }
     if (ready) timeout = 0;
+    if (accept_events == 0) {
+      int ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(accept_paused_until - now).count());
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
+    }
     if (poll(pfds.data(), pfds.size(), timeout) < 0) continue;
     if (pfds[0].revents) break;
     // 2. I/O for each client.
@@ -141,13 +154,17 @@ void RpcServer::Run() {
       if (!c.out.empty()) WriteSome(&c);
     }
     if (!clients.empty()) turn = (turn + 1) % clients.size();
-    // 4. Close the idle and the finished.
+    // 4. Close the idle and the finished. A handler may have kept this
+    // thread busy past a client's deadline while its request waited in the
+    // socket: read what is there before judging it idle.
     now = Clock::now();
     for (Client& c : clients) {
       if (!c.fd.valid()) continue;
-      if (c.eof && c.Idle())
+      if (now - c.last >= limits_.idle && c.Idle() && !c.eof) ReadSome(&c);
+      if (!c.fd.valid() || c.HasRequest()) continue;
+      if (c.eof && c.Idle()) {
         c.fd.Reset();
-      else if (now - c.last >= limits_.idle) {
+      } else if (now - c.last >= limits_.idle) {
         NLOG_INFO("control: closing a connection with no complete request for {} ms", limits_.idle.count());
         c.fd.Reset();
       }
@@ -157,6 +174,10 @@ void RpcServer::Run() {
     if (pfds[1].revents & POLLIN) {
       for (int k = 0; k < 16; ++k) {
         UniqueFd fd(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd.valid() && (errno == EMFILE || errno == ENFILE)) {
+          NLOG_ERROR("control: cannot accept a connection: {}; retrying in 100 ms", strerror(errno));
+          accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
+        }
         if (!fd.valid()) break;
         Admit(&clients, std::move(fd), limits_);
       }

@@ -70,7 +70,10 @@ const char* ErrnoName(int err) {
     case EROFS: return "EROFS";
     case EPERM: return "EPERM";
     case EIO: return "EIO";
-    default: return "EIO";
+    default: {
+      const char* name = strerrorname_np(err);  // EACCES, EADDRINUSE, ...
+      return name != nullptr ? name : "EIO";
+    }
   }
 }
 

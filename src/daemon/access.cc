@@ -56,6 +56,7 @@ template <typename Entry, typename Fn>
 Result<uint32_t> Resolve(std::string_view text, std::string_view field, const char* what, Fn fn) {
   std::string f(field);
   if (text.empty()) return Status::Invalid(f + ": empty " + what + " name");
+  if (text.find('\0') != std::string_view::npos) return Status::Invalid(f + ": a NUL in the " + what + " name");
   uint32_t id = 0;
   int rc = Lookup<Entry>(std::string(text), fn, &id);
   if (rc == 0) return id;

@@ -222,7 +222,14 @@ Status Controller::Start() {
       continue;
     }
     if (!backend.ok()) return backend.status();
-    NESTOR_RETURN_IF_ERROR(AddExport(info.name, backend.value(), s, true));
+    Status added = AddExport(info.name, backend.value(), s, true);
+    if (added.err() == EPERM) {
+      // A stored socket owner/group nestord may not give (started without
+      // root now): serve the others, name it.
+      NLOG_ERROR("not exporting {}: {}", info.name, added.message());
+      continue;
+    }
+    NESTOR_RETURN_IF_ERROR(added);
     if (!info.exported) NESTOR_RETURN_IF_ERROR(pool_->SetExport(info.name, s));
   }
   return Status::Ok();
@@ -352,11 +359,11 @@ ParamSpec ExportCreateSpec() {
           {.name = "queues", .types = kUint, .min = 1, .max = 64},
           {.name = "readonly", .types = kBool},
           {.name = "qos", .types = kObject, .fields = QosFields()},
-          {.name = "socket_owner", .types = kString | kUint, .max = UINT32_MAX},
-          {.name = "socket_group", .types = kString | kUint, .max = UINT32_MAX},
+          {.name = "socket_owner", .types = kString | kUint, .max = UINT32_MAX - 1},
+          {.name = "socket_group", .types = kString | kUint, .max = UINT32_MAX - 1},
           {.name = "socket_mode", .types = kString | kUint, .max = 0777},
-          {.name = "allow_uids", .types = kList, .max = UINT32_MAX, .item_types = kString | kUint, .max_items = 8},
-          {.name = "allow_gids", .types = kList, .max = UINT32_MAX, .item_types = kString | kUint, .max_items = 8}};
+          {.name = "allow_uids", .types = kList, .max = UINT32_MAX - 1, .item_types = kString | kUint, .max_items = 8},
+          {.name = "allow_gids", .types = kList, .max = UINT32_MAX - 1, .item_types = kString | kUint, .max_items = 8}};
 }
 
 ParamSpec QosSetSpec() {

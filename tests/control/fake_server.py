@@ -15,6 +15,7 @@ of the names below gets the matching misbehaviour instead:
   corrupt EUCLEAN  bad EINVAL     nopool EOPNOTSUPP   eio EIO (-5)
   codeonly         -16 without data.errno (the code alone must map to EBUSY)
   rpcparams        JSON-RPC -32602 invalid params
+  toomany          -32000 "too many connections" (a connection limit: exit 10)
   garbage          a reply line that is not JSON
   silent           no reply at all (the client must time out)
   hangup           the connection is closed without a reply
@@ -178,6 +179,10 @@ class Handler(socketserver.StreamRequestHandler):
                 continue
             if name == "codeonly":
                 self.send({"jsonrpc": "2.0", "id": rid, "error": {"code": -16, "message": "busy (code only)"}})
+                continue
+            if name == "toomany":
+                self.send({"jsonrpc": "2.0", "id": None,
+                           "error": {"code": -32000, "message": "too many connections (128 open)"}})
                 continue
             if name == "rpcparams":
                 self.send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "invalid params"}})

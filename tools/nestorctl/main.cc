@@ -197,7 +197,7 @@ int Main(int argc, char** argv) {
 
   CLI::App* call = app.add_subcommand("call", "call any method; prints the raw JSON result");
   call->add_option("METHOD", method, "method name, e.g. volume_list")->required();
-  call->add_option("JSON-PARAMS", params_text, "params, a JSON object or array");
+  call->add_option("JSON-PARAMS", params_text, "params, a JSON object");
 
   // Set last: subcommands would inherit it.
   app.footer(std::string(kSynopsis) + "\n" + kExitCodeHelp + "\nThe socket is -s/--socket, else " +
@@ -312,7 +312,7 @@ int Main(int argc, char** argv) {
       } catch (const std::exception& e) {
         return Usage("JSON-PARAMS: " + std::string(e.what()));
       }
-      if (!c.params.is_object() && !c.params.is_array()) return Usage("JSON-PARAMS must be an object or an array");
+      if (!c.params.is_object()) return Usage("JSON-PARAMS must be a JSON object");
     }
     json = true;
   } else {

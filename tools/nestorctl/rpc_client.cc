@@ -183,6 +183,8 @@ int ExitCodeForError(const ordered_json& error) {
     case -32601:  // method not found
     case -32602:  // invalid params
       return kExitUsage;
+    case -32000:  // refused by a connection limit ("too many connections")
+      return kExitUnreachable;
     default: break;
   }
   if (c < 0 && c > -4096) return ExitForErrno(static_cast<int>(-c));
