@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "base/log.h"
 #include "vhost/session.h"
@@ -141,7 +143,15 @@ bool BlkExport::AdmitPeer(int conn) {
 
 void BlkExport::AcceptOne() {
   UniqueFd conn(accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!conn.valid()) return;
+  if (!conn.valid()) {
+    if (errno == EMFILE || errno == ENFILE) {
+      // Out of fds: the connection stays queued and the listener readable;
+      // back off instead of spinning (this is the acceptor thread).
+      NLOG_ERROR("volume {}: cannot accept a connection: {}; retrying in 100 ms", cfg_.name, strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return;
+  }
   if (!AdmitPeer(conn.get())) return;  // closed before any message is read
   MutexLock lock(&mu_);
   ReapFinished();
