@@ -52,6 +52,7 @@
 #include "base/log.h"
 #include "volume/format.h"
 #include "volume/pool.h"
+#include "volume/testing/borrowed_pool_device.h"
 #include "volume/testing/sync_io.h"
 #include "volume/testing/volatile_cache_device.h"
 
@@ -183,21 +184,6 @@ class OverlayDevice final : public PoolDevice {
   Data data_;
 };
 
-// Seed building only: hands the pool a device it does not own.
-class BorrowedDevice final : public PoolDevice {
- public:
-  explicit BorrowedDevice(PoolDevice* d) : d_(d) {}
-  uint64_t size_bytes() const override { return d_->size_bytes(); }
-  std::string Describe() const override { return d_->Describe(); }
-  Status ReadAt(uint64_t off, void* buf, size_t len) override { return d_->ReadAt(off, buf, len); }
-  Status WriteAt(uint64_t off, const void* buf, size_t len) override { return d_->WriteAt(off, buf, len); }
-  Status Sync() override { return d_->Sync(); }
-  io::BlockBackend* data() override { return d_->data(); }
-
- private:
-  PoolDevice* d_;
-};
-
 // What the harness knows about the seed image.
 struct Seed {
   std::vector<uint8_t> image;
@@ -250,7 +236,7 @@ void WriteVolume(Pool* pool, const std::string& name, std::initializer_list<uint
 }
 
 std::unique_ptr<Pool> OpenSeedPool(PoolDevice* dev) {
-  auto pool = Pool::Open(std::make_unique<BorrowedDevice>(dev));
+  auto pool = Pool::Open(std::make_unique<testing::BorrowedPoolDevice>(dev));
   Must(pool.status(), "open");
   return std::move(*pool);
 }
@@ -274,7 +260,7 @@ std::vector<uint8_t> BuildImage() {
     Must(pool->ResizeVolume("gamma", 1 << 20, false), "resize gamma");
   }
   // A checkpoint holding everything so far; the log follows it.
-  Must(Pool::Repair(std::make_unique<BorrowedDevice>(&dev), PoolOptions{}).status(), "repair");
+  Must(Pool::Repair(std::make_unique<testing::BorrowedPoolDevice>(&dev), PoolOptions{}).status(), "repair");
   {
     auto pool = OpenSeedPool(&dev);
     WriteVolume(pool.get(), "alpha", {4096}, true);

@@ -17,6 +17,7 @@
 
 #include "volume/format.h"
 #include "volume/pool.h"
+#include "volume/testing/borrowed_pool_device.h"
 #include "volume/testing/sync_io.h"
 #include "volume/testing/volatile_cache_device.h"
 
@@ -27,22 +28,6 @@ using testing::SyncIo;
 using testing::VolatileCacheDevice;
 constexpr uint32_t kCluster = 64 * 1024;
 constexpr uint64_t kDevice = 8 << 20;
-
-// Lends a device to a Pool without giving it away, so a test can look at
-// the image after the pool closed.
-class Borrowed final : public PoolDevice {
- public:
-  explicit Borrowed(PoolDevice* d) : d_(d) {}
-  uint64_t size_bytes() const override { return d_->size_bytes(); }
-  std::string Describe() const override { return d_->Describe(); }
-  Status ReadAt(uint64_t off, void* buf, size_t len) override { return d_->ReadAt(off, buf, len); }
-  Status WriteAt(uint64_t off, const void* buf, size_t len) override { return d_->WriteAt(off, buf, len); }
-  Status Sync() override { return d_->Sync(); }
-  io::BlockBackend* data() override { return d_->data(); }
-
- private:
-  PoolDevice* d_;
-};
 
 struct Entry {
   uint64_t offset;  // byte offset in the image
@@ -189,7 +174,7 @@ namespace {
 TEST_F(LogDamage, DamagedLastEntryAfterACleanCloseFailsOpen) {
   auto dev = VolatileCacheDevice::FromImage(image_, 3);
   {
-    auto pool = Pool::Open(std::make_unique<Borrowed>(dev.get()));
+    auto pool = Pool::Open(std::make_unique<testing::BorrowedPoolDevice>(dev.get()));
     ASSERT_TRUE(pool.ok()) << pool.status().ToString();
   }  // clean close: seals
   std::vector<uint8_t> closed = dev->current_image();
@@ -204,7 +189,7 @@ TEST_F(LogDamage, DamagedLastEntryAfterACleanCloseFailsOpen) {
       << pool.status().message();
   // Opened for writing, the seal goes: a crash after that is a torn tail again.
   auto dev2 = VolatileCacheDevice::FromImage(closed, 4);
-  auto rw = Pool::Open(std::make_unique<Borrowed>(dev2.get()));
+  auto rw = Pool::Open(std::make_unique<testing::BorrowedPoolDevice>(dev2.get()));
   ASSERT_TRUE(rw.ok());
   std::vector<uint8_t> crashed = dev2->current_image();
   crashed[e.offset + kLogHeaderBytes + 1] ^= 0x40;
@@ -234,7 +219,7 @@ TEST_F(LogDamage, EveryMetadataWordOpensIdenticalOrFailsLoudly) {
   auto dev = VolatileCacheDevice::FromImage(image_, 5);
   std::string state;
   {
-    auto pool = Pool::Open(std::make_unique<Borrowed>(dev.get()));
+    auto pool = Pool::Open(std::make_unique<testing::BorrowedPoolDevice>(dev.get()));
     ASSERT_TRUE(pool.ok());
     ExportSettings es;
     for (int i = 0; i < 600; ++i) {
@@ -279,7 +264,7 @@ TEST_F(LogDamage, EveryMetadataWordOpensIdenticalOrFailsLoudly) {
       ++loud;
       // Repair always leaves a pool that opens and checks clean.
       auto dev = VolatileCacheDevice::FromImage(bad, 9);
-      auto rep = Pool::Repair(std::make_unique<Borrowed>(dev.get()), PoolOptions{});
+      auto rep = Pool::Repair(std::make_unique<testing::BorrowedPoolDevice>(dev.get()), PoolOptions{});
       if (err == ENODEV && !rep.ok()) continue;  // no superblock and no copy: nothing to repair from
       ASSERT_TRUE(rep.ok()) << "byte " << at << ": repair: " << rep.status().ToString();
       auto repaired = OpenImage(dev->current_image(), false);
