@@ -77,6 +77,15 @@ FakeGuest::FakeGuest(const RingHeader& h, const uint8_t* image, size_t len)
   setup_.indirect = (h.flags & kFlagIndirect) != 0;
 }
 
+virtio::BlkQueueConfig QueueConfig(const FakeGuest& guest, const RingHeader& h) {
+  virtio::BlkQueueConfig cfg;
+  cfg.device = "fuzz";
+  cfg.vring = guest.setup();
+  cfg.mem = &guest.map();
+  cfg.limits = FuzzLimits(h);
+  return cfg;
+}
+
 virtio::BlkLimits FuzzLimits(const RingHeader& h) {
   virtio::BlkLimits l;
   l.capacity_sectors = kBackendBytes >> virtio::kSectorShift;

@@ -133,4 +133,7 @@ QueueRun DriveQueue(virtio::BlkQueueConfig cfg, const RingHeader& h);
 // The limits BlkExport gives a volume of kBackendBytes, per h.flags.
 virtio::BlkLimits FuzzLimits(const RingHeader& h);
 
+// A queue config over guest's ring and memory with FuzzLimits(h).
+virtio::BlkQueueConfig QueueConfig(const FakeGuest& guest, const RingHeader& h);
+
 }  // namespace nestor::fuzz

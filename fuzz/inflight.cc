@@ -50,11 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   in.Read(region.get(), bytes);
   auto* q = reinterpret_cast<virtio::InflightQueue*>(region.get());
   fuzz::FakeGuest guest(h, in.pos(), in.left());
-  virtio::BlkQueueConfig cfg;
-  cfg.device = "fuzz";
-  cfg.vring = guest.setup();
-  cfg.mem = &guest.map();
-  cfg.limits = fuzz::FuzzLimits(h);
+  virtio::BlkQueueConfig cfg = fuzz::QueueConfig(guest, h);
   cfg.inflight = q;
   fuzz::QueueRun first = fuzz::DriveQueue(cfg, h);
   if (!first.broken) CheckSettled(q, n);

@@ -28,11 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::ByteReader in(data, size);
   auto h = in.Get<fuzz::RingHeader>();
   fuzz::FakeGuest guest(h, in.pos(), in.left());
-  virtio::BlkQueueConfig cfg;
-  cfg.device = "fuzz";
-  cfg.vring = guest.setup();
-  cfg.mem = &guest.map();
-  cfg.limits = fuzz::FuzzLimits(h);
-  (void)fuzz::DriveQueue(std::move(cfg), h);
+  (void)fuzz::DriveQueue(fuzz::QueueConfig(guest, h), h);
   return 0;
 }
