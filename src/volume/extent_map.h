@@ -40,6 +40,14 @@ class ExtentMap {
     extents_.store(map_.size(), std::memory_order_relaxed);
   }
 
+  // Moves every extent of `other` into this (empty) map; `other` ends empty.
+  void TakeFrom(ExtentMap& other) {
+    map_.swap(other.map_);
+    std::swap(mapped_, other.mapped_);
+    extents_.store(map_.size(), std::memory_order_relaxed);
+    other.extents_.store(other.map_.size(), std::memory_order_relaxed);
+  }
+
   // Unlike the rest, safe to call while another thread changes the map
   // (volume_list and stats read it without the volume's lock).
   size_t extent_count() const { return extents_.load(std::memory_order_relaxed); }

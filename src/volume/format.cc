@@ -78,7 +78,7 @@ Result<Superblock> PlanLayout(uint64_t device_bytes, uint32_t cluster_size) {
   sb.cluster_size = cluster_size;
   sb.device_bytes = device_bytes / kBlock * kBlock;
   uint64_t max_clusters = sb.device_bytes / cluster_size;
-  uint64_t volume_bytes = uint64_t{kMaxVolumes} * 2 * (1 + 4 + 8 + 8 + 1 + kMaxNameLen);
+  uint64_t volume_bytes = uint64_t{kMaxVolumes} * kMaxImageRecordBytes + kBlock;  // + the NoteMark, with room
   sb.ckpt_bytes = kBlock + RoundUp(volume_bytes + max_clusters * kMapRecordBytes, kBlock);
   sb.ckpt_offset[0] = kBlock;
   sb.ckpt_offset[1] = sb.ckpt_offset[0] + sb.ckpt_bytes;
@@ -138,8 +138,11 @@ Result<Superblock> DecodeSuperblock(const uint8_t in[kBlock]) {
   sb.version = GetAt<uint32_t>(in, &off);
   uint32_t crc = GetAt<uint32_t>(in, &off);
   if (CrcWithHole(in, kBlock, 12) != crc) return Corruption("superblock checksum mismatch");
-  if (sb.version != kFormatVersion) {
-    return Status::Error(ENOTSUP, "pool format version " + std::to_string(sb.version) + " is not supported");
+  if (sb.version < kOldestFormatVersion || sb.version > kFormatVersion) {
+    return Status::Error(ENOTSUP, "pool format version " + std::to_string(sb.version) +
+                                      " is not supported (this nestor reads versions " +
+                                      std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) +
+                                      ")");
   }
   sb.cluster_size = GetAt<uint32_t>(in, &off);
   off += 4;
@@ -217,7 +220,38 @@ void AppendRecord(const Record& r, std::string* out) {
       Put(out, r.a);
       Put(out, static_cast<uint32_t>(r.count));
       break;
+    case RecordType::kSnapshotCreate:
+      Put(out, static_cast<uint32_t>(r.a));
+      Put(out, static_cast<uint8_t>(r.name.size()));
+      out->append(r.name);
+      break;
+    case RecordType::kVolumeClone:
+      Put(out, static_cast<uint32_t>(r.a));
+      Put(out, r.b);
+      Put(out, static_cast<uint8_t>(r.name.size()));
+      out->append(r.name);
+      break;
+    case RecordType::kImageLink:
+      Put(out, static_cast<uint32_t>(r.a));
+      Put(out, static_cast<uint8_t>(r.b));
+      break;
   }
+}
+
+bool RecordAllowed(RecordType type, uint32_t version) {
+  switch (type) {
+    case RecordType::kSnapshotCreate:
+    case RecordType::kVolumeClone:
+    case RecordType::kImageLink: return version >= 2;
+    default: return true;
+  }
+}
+
+uint32_t ImageCapacity(const Superblock& sb) {
+  uint64_t room = sb.ckpt_bytes - kBlock;
+  uint64_t maps = sb.data_clusters * kMapRecordBytes + 64;  // + the NoteMark
+  if (room <= maps) return 0;
+  return static_cast<uint32_t>(std::min<uint64_t>(kMaxVolumes, (room - maps) / kMaxImageRecordBytes));
 }
 
 Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(const Record&)>& fn) {
@@ -278,6 +312,23 @@ Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(
         if (!need(12)) return Corruption("truncated unmap record");
         r.a = GetAt<uint64_t>(buf, &off);
         r.count = GetAt<uint32_t>(buf, &off);
+        break;
+      case RecordType::kSnapshotCreate:
+      case RecordType::kVolumeClone: {
+        bool clone = r.type == RecordType::kVolumeClone;
+        if (!need(clone ? 13 : 5)) return Corruption("truncated snapshot/clone record");
+        r.a = GetAt<uint32_t>(buf, &off);
+        if (clone) r.b = GetAt<uint64_t>(buf, &off);
+        uint8_t n = GetAt<uint8_t>(buf, &off);
+        if (n > kMaxNameLen || !need(n)) return Corruption("bad image name length");
+        r.name.assign(reinterpret_cast<const char*>(buf + off), n);
+        off += n;
+        break;
+      }
+      case RecordType::kImageLink:
+        if (!need(5)) return Corruption("truncated image link record");
+        r.a = GetAt<uint32_t>(buf, &off);
+        r.b = GetAt<uint8_t>(buf, &off);
         break;
       default: return Corruption("unknown record type " + std::to_string(type));
     }

@@ -26,10 +26,14 @@
 namespace nestor::volume {
 
 inline constexpr uint64_t kSuperMagic = 0x4c504f5453454e4eull;  // "NNESTOPL"
-inline constexpr uint32_t kFormatVersion = 1;
+// Version 2 adds snapshots and clones (record types 11-13). Version 1
+// pools are opened and served as they are; they take no snapshots until
+// `nestor pool upgrade` (Pool::Upgrade) rewrites their superblock.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kCkptMagic = 0x504b434eu;  // "NCKP"
 inline constexpr uint32_t kLogMagic = 0x474f4c4eu;   // "NLOG"
-inline constexpr uint32_t kMaxVolumes = 1024;
+inline constexpr uint32_t kMaxVolumes = 1024;  // images: volumes, snapshots and clones
 inline constexpr uint32_t kMaxNameLen = 63;
 inline constexpr uint64_t kBlock = 4096;  // metadata I/O unit
 
@@ -74,13 +78,28 @@ enum class RecordType : uint8_t {
   // peers): written instead of kExportSet only when they are not the
   // defaults, so pools that do not use them stay readable by older nestor.
   kExportSetAccess = 10,  // id, queues | readonly << 16 (u32), qos[4], access
+  // ---- version 2: snapshots and clones (docs/on-disk-format.md) ----
+  // Snapshot `id` named `name` of volume `a`: the new read-only image
+  // takes over the volume's map and parent; the volume becomes a clone of
+  // it with an empty map.
+  kSnapshotCreate = 11,  // id, a = source volume, name
+  // Clone `id` named `name` of snapshot `a`, `b` bytes: a writable volume
+  // with an empty map whose holes read through to the snapshot.
+  kVolumeClone = 12,  // id, a = parent snapshot, b = size, name
+  // The image's parent (a = 0: none) and flags (b, kImageSnapshot):
+  // checkpoints state every image's link this way; inflate and decouple
+  // change a clone's parent with it.
+  kImageLink = 13,  // id, a = parent, b = flags
 };
+inline constexpr uint64_t kImageSnapshot = 1;  // kImageLink flag: a read-only snapshot
+// Whether records of `type` may appear in a pool of format `version`.
+bool RecordAllowed(RecordType type, uint32_t version);
 
 struct Record {
   RecordType type = RecordType::kMap;
   uint32_t volume = 0;
-  uint64_t a = 0;         // vcluster | size | reserved
-  uint64_t b = 0;         // pcluster | reserved (create)
+  uint64_t a = 0;         // vcluster | size | reserved | source/parent id
+  uint64_t b = 0;         // pcluster | reserved (create) | size (clone) | flags (link)
   uint64_t count = 0;     // clusters (map/unmap)
   std::string name;       // create
   uint64_t qos[4] = {};   // export: read_iops, write_iops, read_bps, write_bps
@@ -94,6 +113,16 @@ void AppendRecord(const Record& r, std::string* out);
 Status ForEachRecord(const uint8_t* buf, size_t len, const std::function<Status(const Record&)>& fn);
 Status DecodeRecords(const uint8_t* buf, size_t len, std::vector<Record>* out);
 inline constexpr size_t kMapRecordBytes = 1 + 4 + 8 + 8 + 4;  // on disk, per extent
+// The largest records a checkpoint holds per image: its VolumeCreate, an
+// export (kExportSetAccess with every id) and its kImageLink.
+inline constexpr size_t kMaxCreateRecordBytes = 1 + 4 + 8 + 8 + 1 + kMaxNameLen;
+inline constexpr size_t kImageLinkBytes = 1 + 4 + 4 + 1;
+inline constexpr size_t kMaxImageRecordBytes = 2 * kMaxCreateRecordBytes + kImageLinkBytes;
+// How many images (volumes, snapshots, clones) a pool's checkpoint slot has
+// room for beside one map record per data cluster: kMaxVolumes for a pool
+// formatted as version 2, a little less for one upgraded from version 1
+// (its slots were sized for two records per volume).
+uint32_t ImageCapacity(const Superblock& sb);
 
 // ---- checkpoint slot header (first 4K of a slot; payload follows) ----
 struct CheckpointHeader {

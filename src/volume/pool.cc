@@ -361,7 +361,8 @@ Status Pool::ClearExport(const std::string& name) {
   return CommitLocked();
 }
 
-std::vector<VolumeInfo> Pool::ListVolumes() const {
+std::vector<VolumeInfo> Pool::ListVolumes(bool with_space) const {
+  (void)with_space;
   MutexLock g(&mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, v] : volumes_) out.push_back(InfoOf(*v));

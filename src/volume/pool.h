@@ -68,6 +68,20 @@ struct VolumeInfo {
   bool open = false;
   bool exported = false;
   ExportSettings export_settings;
+  // Snapshots and clones (volume.h).
+  bool snapshot = false;
+  std::string parent;                 // the snapshot holes read through to ("" if none)
+  std::vector<std::string> children;  // images whose parent this is
+  // Space, filled only when asked for (ListVolumes(true)), in bytes of
+  // whole clusters. allocated_bytes are the clusters the image holds; of
+  // them, a snapshot shares those some child still reads (shared_bytes) and
+  // holds alone those every child has overwritten. A clone's shared_bytes
+  // are what it reads from its ancestors. Deleting the image frees
+  // delete_frees_bytes: its allocated clusters, or 0 while it has children
+  // (a snapshot with clones cannot be deleted).
+  bool space_known = false;
+  uint64_t shared_bytes = 0;
+  uint64_t delete_frees_bytes = 0;
 };
 
 struct PoolInfo {
@@ -99,12 +113,6 @@ struct CheckReport {
   bool clean() const { return problems.empty(); }
 };
 
-// One FLUSH waiting for a commit: completed on its reactor's ring.
-struct FlushWaiter {
-  io::IoRequest* token = nullptr;
-  io::IoUring* ring = nullptr;
-};
-
 // Per-channel in-flight counters for the grace period before freed
 // clusters are reused (a write that looked up a mapping before an unmap
 // must land before the cluster can belong to someone else).
@@ -131,13 +139,47 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   Result<VolumeInfo> CreateVolume(const std::string& name, uint64_t size, bool preallocate);
+  // Deletes a volume, clone or snapshot and frees the clusters it holds.
+  // Refused (EBUSY) while it is open, and for a snapshot while it has
+  // clones (the message names them: delete, inflate or decouple them).
   Status DeleteVolume(const std::string& name);
+
+  // ---- snapshots and clones (docs/volumes.md, "Snapshots and clones") ----
+  // Snapshot `name` of volume or clone `source`, open or not: a read-only
+  // image of its content at one instant, holding every write completed
+  // before the call and none submitted after it returns. The snapshot takes
+  // over the source's clusters (no data is copied); the source becomes a
+  // clone of the snapshot. On an open source, new writes wait (reads go
+  // on) while those in flight drain (EBUSY after drain_timeout_ms) and the
+  // snapshot commits: milliseconds. A version 1 pool refuses (ENOTSUP:
+  // `nestor pool upgrade`); a preallocated source needs room to stay
+  // preallocated (ENOSPC).
+  Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name,
+                                    uint32_t drain_timeout_ms = 10000);
+  // A writable clone `name` of snapshot `snap`: same size, empty map, its
+  // holes read through to the snapshot. Instant (one record).
+  Result<VolumeInfo> CloneVolume(const std::string& snap, const std::string& name);
+  // Inflate: copies into clone `name` every cluster it reads from its
+  // ancestors, then drops its parent (it becomes a plain volume).
+  // Decouple: copies only the clusters its parent holds itself, then takes
+  // the parent's parent as its own (one level less). Both work on an open
+  // clone under I/O (each copy is a copy-on-write the data path waits
+  // for), need the space they copy (ENOSPC, nothing lost: what was copied
+  // stays), and commit before returning.
+  Status InflateVolume(const std::string& name);
+  Status DecoupleVolume(const std::string& name);
+  // Rewrites a version 1 pool as version 2 (the superblock and a fresh
+  // checkpoint); a version 2 pool is left alone. Older nestor refuses a
+  // version 2 pool (ENOTSUP), so this is explicit (`nestor pool upgrade`).
+  Status Upgrade() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   Status ResizeVolume(const std::string& name, uint64_t size, bool force);
   // Records that the volume is exported with `s` (create or update) / not
   // exported; committed before returning. nestord re-exports at start.
   Status SetExport(const std::string& name, const ExportSettings& s);
   Status ClearExport(const std::string& name);
-  std::vector<VolumeInfo> ListVolumes() const ABSL_LOCKS_EXCLUDED(mu_);
+  // with_space: fill the space fields too (walks the maps of every image
+  // and its ancestors: O(extents) per image).
+  std::vector<VolumeInfo> ListVolumes(bool with_space = false) const ABSL_LOCKS_EXCLUDED(mu_);
   Result<VolumeInfo> GetVolume(const std::string& name) const ABSL_LOCKS_EXCLUDED(mu_);
   PoolInfo Info() const ABSL_LOCKS_EXCLUDED(mu_);
   // Cross-checks the loaded state: every extent inside the pool and its
