@@ -357,13 +357,13 @@ class Pool {
   uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
   // ListVolumes(with_space) (pool_space.cc, space.h): fills the space
   // fields of `infos` (as InfoOf made them, under mu_) from the maps of
-  // `images` (the same images, same order). Called after mu_ is released:
-  // it takes each writable image's lock (shared, shard 0) while it copies
-  // that map, and reads snapshots' maps without locks. The images must not
-  // be deleted, shrunk or snapshotted meanwhile (those change maps without
-  // taking the image's lock): hold commit_mu_ around collect + fill.
+  // `images` (the same images, same order), after mu_ is released: it
+  // takes each writable image's lock (shared, shard 0) while it copies that
+  // map, and reads snapshots' maps without locks. admin_mu_, held from
+  // before the images are collected, keeps delete and shrink (which unmap
+  // without the image's lock) away from the maps meanwhile.
   void FillSpace(std::vector<VolumeInfo>* infos, const std::vector<std::shared_ptr<Volume>>& images) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::unique_ptr<PoolDevice> dev_;
   Superblock sb_;
