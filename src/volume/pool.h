@@ -418,8 +418,8 @@ class Pool {
 
   // One change of the image tree at a time (create/delete/resize, snapshot,
   // clone, inflate, decouple); before commit_mu_. Inflate holds it while it
-  // copies.
-  Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  // copies. ListVolumes(with_space) holds it too (FillSpace): mutable.
+  mutable Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
   Mutex commit_mu_;                               // one commit (or control change) at a time
   uint64_t seq_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last committed sequence
   int active_slot_ ABSL_GUARDED_BY(commit_mu_) = 0;
