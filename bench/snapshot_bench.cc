@@ -672,7 +672,7 @@ class Driver {
   static void Done(io::IoRequest* q, int res) {
     Req* r = static_cast<Req*>(q);
     Driver* d = r->d;
-    if (res < 0) ++d->errors_;
+    if (res < 0 && d->errors_++ == 0) d->first_error_ = res;
     if (d->record_) d->times_.push_back(Now());
     r->busy = false;
     --d->inflight_;
@@ -713,6 +713,10 @@ class Driver {
   bool record_ = false;
   std::vector<double> times_;
   uint64_t errors_ = 0;
+  int first_error_ = 0;
+
+ public:
+  int first_error() const { return first_error_; }
 };
 
 struct Stats {
@@ -745,7 +749,7 @@ int RunOps(int argc, char** argv) {
   uint64_t clones = 1000;
   int snapshots = 9;
   unsigned qd = 32;
-  uint64_t golden_bytes = 1ull << 30, busy_bytes = 256ull << 20;
+  uint64_t golden_bytes = 1ull << 30, busy_bytes = 128ull << 20;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -768,7 +772,9 @@ int RunOps(int argc, char** argv) {
   if (clones + 2 * static_cast<uint64_t>(snapshots) + 4 > kMaxVolumes) Die("--clones", Status::Invalid("too many"));
   constexpr uint32_t kCluster = 64 * 1024;
   std::string base = dir + "/nestor-snapshot-bench." + std::to_string(getpid());
-  uint64_t pool_bytes = golden_bytes + 2 * busy_bytes + (1ull << 30);
+  // Every busy snapshot keeps what the volume held, and the writes after
+  // it copy on write into new clusters: room for a full copy per snapshot.
+  uint64_t pool_bytes = golden_bytes + busy_bytes * (2 * static_cast<uint64_t>(snapshots) + 4) + (512ull << 20);
 
   // ---- clone / create, delete ----
   std::fprintf(stderr, "snapshot_bench ops: pools in %s, 64 KiB clusters\n", dir.c_str());
@@ -825,7 +831,7 @@ int RunOps(int argc, char** argv) {
     d.Fill(busy_bytes, 1u << 20);
     if (d.errors()) Die(std::string("fill ") + v, Status::IoError("write errors"));
   }
-  std::vector<double> t_idle, t_busy, pause, gap_p99, iops_before;
+  std::vector<double> t_idle, t_busy, pause, gap_p99, iops_before, during;
   for (int s = 0; s < snapshots; ++s) {
     for (int j = 0; j < 2; ++j) {
       bool busy = ((s + j) % 2) == 1;  // alternate which goes first
@@ -847,6 +853,7 @@ int RunOps(int argc, char** argv) {
         d.RandomWrites(busy_bytes, &stop);
         ts = d.times();
         errors = d.errors();
+        if (errors) std::fprintf(stderr, "  busy writes: %" PRIu64 " failed, first with %d\n", errors, d.first_error());
       });
       while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
@@ -874,6 +881,7 @@ int RunOps(int argc, char** argv) {
       pause.push_back(longest);
       gap_p99.push_back(Quantile(gaps_before, 0.99));
       iops_before.push_back(static_cast<double>(before) / 0.3);
+      during.push_back(static_cast<double>(std::count_if(ts.begin(), ts.end(), [&](double t) { return t >= a0 && t <= a1; })));
       std::fprintf(stderr, "  snapshot %s: %.3f ms, longest write gap %.3f ms (p99 gap before %.3f ms, %.0f IOPS)\n",
                    n, (a1 - a0) * 1e3, longest * 1e3, gap_p99.back() * 1e3, iops_before.back());
     }
@@ -889,9 +897,9 @@ int RunOps(int argc, char** argv) {
   std::printf("{\"bench\": \"delete\", \"count\": %" PRIu64 ", \"delete_clone_s\": %s, \"delete_plain_s\": %s}\n",
               clones, JsonList(t_del_clone, "%.6f").c_str(), JsonList(t_del_plain, "%.6f").c_str());
   std::printf("{\"bench\": \"snapshot\", \"qd\": %u, \"idle_s\": %s, \"busy_s\": %s, \"busy_write_pause_s\": %s, "
-              "\"busy_gap_p99_before_s\": %s, \"busy_iops_before\": %s}\n",
+              "\"busy_gap_p99_before_s\": %s, \"busy_iops_before\": %s, \"busy_writes_completed_during\": %s}\n",
               qd, JsonList(t_idle, "%.6f").c_str(), JsonList(t_busy, "%.6f").c_str(), JsonList(pause, "%.6f").c_str(),
-              JsonList(gap_p99, "%.6f").c_str(), JsonList(iops_before, "%.0f").c_str());
+              JsonList(gap_p99, "%.6f").c_str(), JsonList(iops_before, "%.0f").c_str(), JsonList(during, "%.0f").c_str());
   std::vector<double> ratio;
   for (size_t i = 0; i < t_clone.size(); ++i) ratio.push_back(t_clone[i] / t_create[i]);
   size_t h = std::min<size_t>(100, t_clone.size());
@@ -919,9 +927,9 @@ int RunOps(int argc, char** argv) {
               h, h, Median(first) * 1e3, Median(last) * 1e3, ck_a1 - ck_a0, ck_b1 - ck_b0, listed.size(),
               t_list * 1e3);
   std::printf("busy snapshots: longest gap between write completions during the call %s ms; p99 gap before it %s ms; "
-              "%.0f IOPS before it (medians over %zu)\n",
+              "%.0f IOPS before it; %.0f writes completed during the call (medians over %zu)\n",
               StatsCell(pause, 1e3, "%.3f").c_str(), StatsCell(gap_p99, 1e3, "%.3f").c_str(), Median(iops_before),
-              pause.size());
+              Median(during), pause.size());
   return 0;
 }
 

@@ -45,9 +45,13 @@ Also runs the in-process parts first (build/bench/snapshot_bench, see
 bench/snapshot_bench.cc): `open` (pool open with 10M extents over 1,000
 clones vs one volume; quick: 1M over 100) and `ops` (1,000 clones of one
 snapshot vs plain creates, deletes, snapshots of an idle vs a busy volume).
---parts open,ops,data picks them.
+Then `rpc`: snapshot_create, volume_clone (with and without export),
+volume_delete through nestord's control socket, against volume_create /
+volume_delete, and snapshot_create of an idle vs a busy exported volume
+(needs the snapshot RPCs: skipped with a note if nestord lacks them).
+--parts open,ops,rpc,data picks them.
 
-usage: snapshot_bench.py --build BUILD [--quick] [--parts open,ops,data] [--reps N] [--fw-reps N]
+usage: snapshot_bench.py --build BUILD [--quick] [--parts open,ops,rpc,data] [--reps N] [--fw-reps N]
                          [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5]
 """
 import argparse
@@ -399,6 +403,125 @@ class SnapBench:
                                + (f"{100 * statistics.median(alloc):.0f} %" if alloc else "-") + " |")
         return "\n".join(out)
 
+    # -- control plane through nestord (JSON-RPC) -------------------------------
+    def run_rpc(self):
+        """snapshot_create / volume_clone / volume_delete through a running
+        nestord (docs/rpc.md), one control connection, pool on tmpfs: the
+        per-call latency a client sees, next to volume_create/volume_delete
+        of plain volumes interleaved in blocks; and snapshot_create of an
+        idle exported volume vs one under fio random writes (QD32), with the
+        longest write latency of a fio run that contains the snapshot vs one
+        that does not."""
+        import socket
+        n = 100 if self.quick else 1000
+        block = 50 if self.quick else 100
+        pool = os.path.join(self.shm, "rpc-pool.img")
+        small = 64 << 20
+        data = self.size * 2 + 4 * small
+        pool_bytes = vb.VolumeBench.pool_bytes(None, data, CLUSTER) + (256 << 20)
+        subprocess.run([self.helper, "admin", "--pool", pool, "--format", str(pool_bytes), "--cluster-size",
+                        str(CLUSTER), f"create:golden:{small}", f"create:idle:{self.size}",
+                        f"create:busy:{self.size}"], check=True, capture_output=True)
+        srv = self.start_nestord("rpc", pool, "busy")
+        results = {"clone": [], "create": [], "delete_clone": [], "delete_plain": [], "clone_export": [],
+                   "delete_exported_clone": [], "snap_idle": [], "snap_busy": [], "busy_max_lat_us": [],
+                   "quiet_max_lat_us": []}
+        try:
+            ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ctl.connect(os.path.join(srv.dir, "control.ctl"))
+            f = ctl.makefile("rwb")
+            ids = [0]
+
+            def call(method, **params):
+                ids[0] += 1
+                req = {"jsonrpc": "2.0", "id": ids[0], "method": method, "params": params}
+                t0 = time.perf_counter()
+                f.write(json.dumps(req).encode() + b"\n")
+                f.flush()
+                rep = json.loads(f.readline())
+                dt = time.perf_counter() - t0
+                if "error" in rep:
+                    raise RuntimeError(f"{method} {params}: {rep['error']}")
+                return dt, rep["result"]
+
+            for v in ("idle", "busy"):
+                self.fio_fill(self.sock(srv, v), "write", "1M", self.size)
+            call("snapshot_create", volume="golden", name="gold-snap")
+            log(f"rpc: {n} clones of gold-snap, plain creates in blocks of {block} (created, then deleted)")
+            for b0 in range(0, n, block):
+                for i in range(b0, min(n, b0 + block)):
+                    results["clone"].append(call("volume_clone", snapshot="gold-snap", name=f"c{i:04d}")[0])
+                for i in range(b0, min(n, b0 + block)):
+                    results["create"].append(call("volume_create", name=f"p{i:04d}", size=small)[0])
+                for i in range(b0, min(n, b0 + block)):
+                    results["delete_plain"].append(call("volume_delete", name=f"p{i:04d}")[0])
+            for i in range(n):
+                results["delete_clone"].append(call("volume_delete", name=f"c{i:04d}")[0])
+            for i in range(block):
+                results["clone_export"].append(call("volume_clone", snapshot="gold-snap", name=f"e{i:04d}",
+                                                    export={})[0])
+            for i in range(block):
+                results["delete_exported_clone"].append(call("volume_delete", name=f"e{i:04d}", force=True)[0])
+            reps = 3 if self.quick else 9
+            log(f"rpc: snapshot_create of an idle vs a busy exported volume, {reps} rep(s)")
+            fio_args = ["--name=busy", "--rw=randwrite", "--bs=4k", "--iodepth=32", "--numjobs=1", "--thread",
+                        f"--cpus_allowed={self.client_cpu}", "--time_based", "--runtime=2000ms", "--randrepeat=0",
+                        "--norandommap", f"--size={self.size}"] + self.fio_target(self.sock(srv, "busy"))
+            for rep in range(reps):
+                results["snap_idle"].append(call("snapshot_create", volume="idle", name=f"idle-s{rep}")[0])
+                for with_snap in ((True, False) if rep % 2 == 0 else (False, True)):
+                    proc = subprocess.Popen(["fio", "--output-format=json"] + fio_args, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
+                    time.sleep(1.0)
+                    if with_snap:
+                        results["snap_busy"].append(call("snapshot_create", volume="busy", name=f"busy-s{rep}")[0])
+                    out, err = proc.communicate(timeout=120)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"fio: {err[-500:]}")
+                    res = json.loads(out[out.index("{"):])
+                    lat = res["jobs"][0]["write"]["lat_ns"]["max"] / 1000
+                    results["busy_max_lat_us" if with_snap else "quiet_max_lat_us"].append(lat)
+                log(f"  rep {rep}: idle {results['snap_idle'][-1] * 1e3:.2f} ms, busy "
+                    f"{results['snap_busy'][-1] * 1e3:.2f} ms; max write latency with snapshot "
+                    f"{results['busy_max_lat_us'][-1]:.0f} us, without {results['quiet_max_lat_us'][-1]:.0f} us")
+            ctl.close()
+        finally:
+            srv.stop()
+            os.unlink(pool)
+        self.records.append({"kind": "rpc", **results})
+
+        def cell(xs, scale=1e3):
+            xs = [x * scale for x in xs]
+            q1, q3 = quantiles(xs)
+            return f"{statistics.median(xs):.3f} [{q1:.3f}-{q3:.3f}] (max {max(xs):.3f})"
+
+        def ratio(a, b):
+            return statistics.median(x / y for x, y in zip(a, b))
+        rows = [
+            ("volume_clone (of a snapshot)", "clone", "volume_create (plain volume)", "create"),
+            ("volume_delete of a clone (never written)", "delete_clone", "volume_delete of a plain volume",
+             "delete_plain"),
+            ("volume_clone with export {}", "clone_export", "volume_clone", "clone"),
+            ("volume_delete of an exported clone (force)", "delete_exported_clone", "volume_delete of a clone",
+             "delete_clone"),
+            ("snapshot_create, volume under fio randwrite QD32", "snap_busy", "snapshot_create, idle volume",
+             "snap_idle"),
+        ]
+        md = ["", "ms per call as the client sees it (one control connection, pool on tmpfs): median [q1-q3] (max);",
+              "ratio: of medians", "", "| call | count | ms | baseline | ms | ratio |", "|---|---|---|---|---|---|"]
+        for name, key, bname, bkey in rows:
+            a, b = results[key], results[bkey]
+            md.append(f"| {name} | {len(a)} | {cell(a)} | {bname} | {cell(b)} | "
+                      f"{statistics.median(a) / statistics.median(b):.2f} |")
+        md += ["", f"fio randwrite 4 KiB QD32, 2 s runs: max write latency of a run with one snapshot_create in it "
+                   f"{cell(results['busy_max_lat_us'], 1e-3)} ms vs without "
+                   f"{cell(results['quiet_max_lat_us'], 1e-3)} ms (median of paired ratios "
+                   f"{ratio(results['busy_max_lat_us'], results['quiet_max_lat_us']):.2f}); total for {n} clones "
+                   f"{sum(results['clone']):.2f} s"]
+        text = "\n".join(md)
+        self.sections.append("\n## Control calls through nestord (JSON-RPC)\n" + text + "\n")
+        print(text, flush=True)
+
     # -- the in-process parts (build/bench/snapshot_bench open|ops) -----------
     def run_helper(self, title, argv):
         log(f"{title}: {' '.join(argv)}")
@@ -432,9 +555,22 @@ class SnapBench:
                 ["--extents", "10M", "--clones", "1000", "--repeat", str(self.args.open_repeat)]
             self.run_helper("Pool open: extents spread over clones vs one volume", argv)
         if "ops" in parts:
-            argv = [self.helper, "ops", "--dir", self.args.pool_dir]
-            argv += ["--clones", "100", "--snapshots", "3"] if q else ["--clones", "1000", "--snapshots", "9"]
-            self.run_helper("Clone, delete and snapshot operations (Pool API, in-process)", argv)
+            # Each operation commits (two device flushes): on ext4 the flush
+            # latency of the disk, on tmpfs what the pool itself costs.
+            for where in (self.args.pool_dir, "/dev/shm"):
+                argv = [self.helper, "ops", "--dir", where]
+                argv += ["--clones", "100", "--snapshots", "3"] if q else ["--clones", "1000", "--snapshots", "9"]
+                self.run_helper(f"Clone, delete and snapshot operations (Pool API, in-process), pools on {where}",
+                                argv)
+        if "rpc" in parts:
+            with open(self.nestord, "rb") as f:
+                has_rpc = b"snapshot_create" in f.read()
+            if has_rpc:
+                self.run_rpc()
+            else:
+                log("rpc: this nestord has no snapshot_create RPC: skipped")
+                self.sections.append("\n## Control calls through nestord (JSON-RPC)\n\nSkipped: this nestord has "
+                                     "no snapshot_create RPC.\n")
         if "data" in parts:
             log(f"client (fio) on CPU {self.client_cpu}, servers on CPU {self.server_cpu}; {self.runtime} s per "
                 f"read run, {self.reps} rep(s); first writes: {self.fw_reps} rep(s) of {self.fw_size >> 20} MiB")
@@ -478,7 +614,7 @@ def main():
     ap.add_argument("--max-pressure", type=float, default=5.0)
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--out")
-    ap.add_argument("--parts", default="open,ops,data", help="comma list of open, ops, data")
+    ap.add_argument("--parts", default="open,ops,rpc,data", help="comma list of open, ops, rpc, data")
     ap.add_argument("--pool-dir", default="/var/tmp", help="file system for the open and ops pools (ext4)")
     ap.add_argument("--open-repeat", type=int, default=5)
     args = ap.parse_args()
