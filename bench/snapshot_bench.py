@@ -52,7 +52,8 @@ volume_delete, and snapshot_create of an idle vs a busy exported volume
 --parts open,ops,rpc,data picks them.
 
 usage: snapshot_bench.py --build BUILD [--quick] [--parts open,ops,rpc,data] [--reps N] [--fw-reps N]
-                         [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5]
+                         [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5] [--size 1G] [--fw-size 512M]
+                         [--prefault-pool] [--skip-reads]
 """
 import argparse
 import datetime
@@ -101,8 +102,8 @@ class SnapBench:
         self.reps = args.reps or (2 if self.quick else 11)
         self.fw_reps = args.fw_reps or (2 if self.quick else 5)
         self.runtime = 1.0
-        self.size = (256 if self.quick else 1024) * 2**20
-        self.fw_size = (256 if self.quick else 512) * 2**20
+        self.size = vb.parse_size(args.size) if args.size else (256 if self.quick else 1024) * 2**20
+        self.fw_size = vb.parse_size(args.fw_size) if args.fw_size else (256 if self.quick else 512) * 2**20
         self.engine = os.path.join(self.build, "tools/fio/nestor-fio.so")
         self.nestord = os.path.join(self.build, "src/daemon/nestord")
         self.helper = os.path.join(self.build, "bench/snapshot_bench")
@@ -259,6 +260,16 @@ class SnapBench:
                 ops.append(f"create:fresh-qd{qd}-r{rep}:{self.fw_size}")
         subprocess.run([self.helper, "admin", "--pool", pool, "--format", str(pool_bytes),
                         "--cluster-size", str(CLUSTER)] + ops, check=True, capture_output=True)
+        if self.args.prefault_pool:
+            # tmpfs allocates (and zeroes) every page of the file now: first
+            # writes then land in pages that exist, and what is measured is
+            # the volume layer, not the VM's page allocation.
+            fd = os.open(pool, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+            self.notes.append(f"nestor pool file prefaulted (posix_fallocate, {pool_bytes >> 20} MiB)")
         log(f"nestor: pool {pool} ({pool_bytes >> 20} MiB, 64 KiB clusters); filling plain and golden")
         srv = self.start_nestord("fill", pool, "golden")
         try:
@@ -286,7 +297,8 @@ class SnapBench:
             stats = vb.VolumeBench.pool_stats(srv)
             log(f"  pool: {stats}")
             socks = {t: self.sock(srv, t) for t in READ_TARGETS}
-            self.run_reads("nestor", socks)
+            if not self.args.skip_reads:
+                self.run_reads("nestor", socks)
             vols = {}
             for qd in (1, 32):
                 for rep in range(self.fw_reps):
@@ -341,7 +353,8 @@ class SnapBench:
             clusters = self.size // CLUSTER
             for name, frac in (("clone-50", 0.5), ("clone-100", 1.0)):
                 self.fio_fill(socks[name], "randwrite", str(CLUSTER), self.size, io_size=int(clusters * frac) * CLUSTER)
-            self.run_reads("qcow2", {t: socks[t] for t in READ_TARGETS})
+            if not self.args.skip_reads:
+                self.run_reads("qcow2", {t: socks[t] for t in READ_TARGETS})
             self.run_first("qcow2", srv, vols)
         finally:
             srv.stop()
@@ -357,7 +370,7 @@ class SnapBench:
         out = []
         recs = self.records
         for system in ("nestor", "qcow2"):
-            rr = [r for r in recs if r["system"] == system and r["kind"] == "read"]
+            rr = [r for r in recs if r.get("system") == system and r.get("kind") == "read"]
             if not rr:
                 continue
             out.append(f"\n### {system}: 4 KiB random read, clone vs plain volume\n")
@@ -378,7 +391,7 @@ class SnapBench:
                                f"{statistics.median(r['lat_mean_us'] for r in rows):.2f} / "
                                f"{statistics.median(r['lat_p99_us'] for r in rows):.2f} | "
                                f"**{statistics.median(ratios):.3f}** [{q1:.3f}-{q3:.3f}] |")
-            fr = [r for r in recs if r["system"] == system and r["kind"] == "first"]
+            fr = [r for r in recs if r.get("system") == system and r.get("kind") == "first"]
             if not fr:
                 continue
             out.append(f"\n### {system}: first writes (one 4 KiB write per 64 KiB cluster)\n")
@@ -583,6 +596,8 @@ class SnapBench:
         outdir = self.args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                f"snapshots-{stamp}")
         os.makedirs(outdir, exist_ok=True)
+        with open(os.path.join(outdir, "results.json"), "w") as f:  # first: a report bug must not lose the run
+            json.dump({"load_before": self.load_before, "notes": self.notes, "records": self.records}, f, indent=1)
         head = [f"# Snapshots and clones, data path ({stamp} UTC)", "",
                 f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
                 f"load average before {' '.join(self.load_before)}, after {' '.join(load_after)}; "
@@ -614,6 +629,11 @@ def main():
     ap.add_argument("--max-pressure", type=float, default=5.0)
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--out")
+    ap.add_argument("--size", help="plain, golden and clone volume size (default 1G, quick 256M)")
+    ap.add_argument("--fw-size", help="first-write volume size (default 512M, quick 256M)")
+    ap.add_argument("--prefault-pool", action="store_true",
+                    help="fallocate the nestor pool file on tmpfs first (first writes without page allocation)")
+    ap.add_argument("--skip-reads", action="store_true", help="data part: first writes only")
     ap.add_argument("--parts", default="open,ops,rpc,data", help="comma list of open, ops, rpc, data")
     ap.add_argument("--pool-dir", default="/var/tmp", help="file system for the open and ops pools (ext4)")
     ap.add_argument("--open-repeat", type=int, default=5)
