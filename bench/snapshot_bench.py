@@ -371,26 +371,25 @@ class SnapBench:
         recs = self.records
         for system in ("nestor", "qcow2"):
             rr = [r for r in recs if r.get("system") == system and r.get("kind") == "read"]
-            if not rr:
-                continue
-            out.append(f"\n### {system}: 4 KiB random read, clone vs plain volume\n")
-            out.append("| workload | target | IOPS | mean / p99 us | IOPS / plain, median of pairs [q1-q3] |")
-            out.append("|---|---|---|---|---|")
-            for wl in sorted({r["workload"] for r in rr}, key=lambda w: int(w.rsplit("qd", 1)[1])):
-                by = {}
-                for r in rr:
-                    if r["workload"] == wl:
-                        by.setdefault(r["target"], {})[r["rep"]] = r
-                for t in READ_TARGETS:
-                    rows = list(by.get(t, {}).values())
-                    if not rows:
-                        continue
-                    ratios = [by[t][k]["iops"] / by["plain"][k]["iops"] for k in by[t] if k in by["plain"]]
-                    q1, q3 = quantiles(ratios)
-                    out.append(f"| {wl} | {t} | {statistics.median(r['iops'] for r in rows):,.0f} | "
-                               f"{statistics.median(r['lat_mean_us'] for r in rows):.2f} / "
-                               f"{statistics.median(r['lat_p99_us'] for r in rows):.2f} | "
-                               f"**{statistics.median(ratios):.3f}** [{q1:.3f}-{q3:.3f}] |")
+            if rr:
+                out.append(f"\n### {system}: 4 KiB random read, clone vs plain volume\n")
+                out.append("| workload | target | IOPS | mean / p99 us | IOPS / plain, median of pairs [q1-q3] |")
+                out.append("|---|---|---|---|---|")
+                for wl in sorted({r["workload"] for r in rr}, key=lambda w: int(w.rsplit("qd", 1)[1])):
+                    by = {}
+                    for r in rr:
+                        if r["workload"] == wl:
+                            by.setdefault(r["target"], {})[r["rep"]] = r
+                    for t in READ_TARGETS:
+                        rows = list(by.get(t, {}).values())
+                        if not rows:
+                            continue
+                        ratios = [by[t][k]["iops"] / by["plain"][k]["iops"] for k in by[t] if k in by["plain"]]
+                        q1, q3 = quantiles(ratios)
+                        out.append(f"| {wl} | {t} | {statistics.median(r['iops'] for r in rows):,.0f} | "
+                                   f"{statistics.median(r['lat_mean_us'] for r in rows):.2f} / "
+                                   f"{statistics.median(r['lat_p99_us'] for r in rows):.2f} | "
+                                   f"**{statistics.median(ratios):.3f}** [{q1:.3f}-{q3:.3f}] |")
             fr = [r for r in recs if r.get("system") == system and r.get("kind") == "first"]
             if not fr:
                 continue
