@@ -52,7 +52,7 @@ volume_delete, and snapshot_create of an idle vs a busy exported volume
 --parts open,ops,rpc,data picks them.
 
 usage: snapshot_bench.py --build BUILD [--quick] [--parts open,ops,rpc,data] [--reps N] [--fw-reps N]
-                         [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5] [--size 1G] [--fw-size 512M]
+                         [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5] [--size 1G] [--fw-size 256M]
                          [--prefault-pool] [--skip-reads]
 """
 import argparse
@@ -103,7 +103,7 @@ class SnapBench:
         self.fw_reps = args.fw_reps or (2 if self.quick else 5)
         self.runtime = 1.0
         self.size = vb.parse_size(args.size) if args.size else (256 if self.quick else 1024) * 2**20
-        self.fw_size = vb.parse_size(args.fw_size) if args.fw_size else (256 if self.quick else 512) * 2**20
+        self.fw_size = vb.parse_size(args.fw_size) if args.fw_size else 256 * 2**20
         self.engine = os.path.join(self.build, "tools/fio/nestor-fio.so")
         self.nestord = os.path.join(self.build, "src/daemon/nestord")
         self.helper = os.path.join(self.build, "bench/snapshot_bench")
@@ -629,7 +629,7 @@ def main():
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--out")
     ap.add_argument("--size", help="plain, golden and clone volume size (default 1G, quick 256M)")
-    ap.add_argument("--fw-size", help="first-write volume size (default 512M, quick 256M)")
+    ap.add_argument("--fw-size", help="first-write volume size (default 256M: a run writes 4,096 clusters, 256 MiB of tmpfs)")
     ap.add_argument("--prefault-pool", action="store_true",
                     help="fallocate the nestor pool file on tmpfs first (first writes without page allocation)")
     ap.add_argument("--skip-reads", action="store_true", help="data part: first writes only")
