@@ -105,7 +105,7 @@ class SnapBench:
         self.size = vb.parse_size(args.size) if args.size else (256 if self.quick else 1024) * 2**20
         self.fw_size = vb.parse_size(args.fw_size) if args.fw_size else 256 * 2**20
         self.engine = os.path.join(self.build, "tools/fio/nestor-fio.so")
-        self.nestord = os.path.join(self.build, "src/daemon/nestord")
+        self.nestord = os.path.abspath(args.nestord) if args.nestord else os.path.join(self.build, "src/daemon/nestord")
         self.helper = os.path.join(self.build, "bench/snapshot_bench")
         self.server_cpu = (os.cpu_count() or 1) - 1
         self.client_cpu = 0
@@ -429,11 +429,15 @@ class SnapBench:
         block = 50 if self.quick else 100
         pool = os.path.join(self.shm, "rpc-pool.img")
         small = 64 << 20
-        data = self.size * 2 + 4 * small
+        reps = 3 if self.quick else 9
+        # Each busy snapshot keeps what the volume held and the writes after
+        # it copy every cluster again: room for a copy per snapshot.
+        vsize = 128 << 20
+        data = small * 2 + vsize * (reps + 3)
         pool_bytes = vb.VolumeBench.pool_bytes(None, data, CLUSTER) + (256 << 20)
         subprocess.run([self.helper, "admin", "--pool", pool, "--format", str(pool_bytes), "--cluster-size",
-                        str(CLUSTER), f"create:golden:{small}", f"create:idle:{self.size}",
-                        f"create:busy:{self.size}"], check=True, capture_output=True)
+                        str(CLUSTER), f"create:golden:{small}", f"create:idle:{vsize}",
+                        f"create:busy:{vsize}"], check=True, capture_output=True)
         srv = self.start_nestord("rpc", pool, "busy")
         results = {"clone": [], "create": [], "delete_clone": [], "delete_plain": [], "clone_export": [],
                    "delete_exported_clone": [], "snap_idle": [], "snap_busy": [], "busy_max_lat_us": [],
@@ -457,7 +461,7 @@ class SnapBench:
                 return dt, rep["result"]
 
             for v in ("idle", "busy"):
-                self.fio_fill(self.sock(srv, v), "write", "1M", self.size)
+                self.fio_fill(self.sock(srv, v), "write", "1M", vsize)
             call("snapshot_create", volume="golden", name="gold-snap")
             log(f"rpc: {n} clones of gold-snap, plain creates in blocks of {block} (created, then deleted)")
             for b0 in range(0, n, block):
@@ -474,11 +478,10 @@ class SnapBench:
                                                     export={})[0])
             for i in range(block):
                 results["delete_exported_clone"].append(call("volume_delete", name=f"e{i:04d}", force=True)[0])
-            reps = 3 if self.quick else 9
             log(f"rpc: snapshot_create of an idle vs a busy exported volume, {reps} rep(s)")
             fio_args = ["--name=busy", "--rw=randwrite", "--bs=4k", "--iodepth=32", "--numjobs=1", "--thread",
                         f"--cpus_allowed={self.client_cpu}", "--time_based", "--runtime=2000ms", "--randrepeat=0",
-                        "--norandommap", f"--size={self.size}"] + self.fio_target(self.sock(srv, "busy"))
+                        "--norandommap", f"--size={vsize}"] + self.fio_target(self.sock(srv, "busy"))
             for rep in range(reps):
                 results["snap_idle"].append(call("snapshot_create", volume="idle", name=f"idle-s{rep}")[0])
                 for with_snap in ((True, False) if rep % 2 == 0 else (False, True)):
@@ -628,6 +631,7 @@ def main():
     ap.add_argument("--max-pressure", type=float, default=5.0)
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--out")
+    ap.add_argument("--nestord", help="another nestord binary (default BUILD/src/daemon/nestord)")
     ap.add_argument("--size", help="plain, golden and clone volume size (default 1G, quick 256M)")
     ap.add_argument("--fw-size", help="first-write volume size (default 256M: a run writes 4,096 clusters, 256 MiB of tmpfs)")
     ap.add_argument("--prefault-pool", action="store_true",
