@@ -477,8 +477,14 @@ Status Controller::DeleteImage(const std::string& name, bool force) {
   if (!v.ok()) return Status::Error(ENOENT, "no volume '" + name + "'");
   const char* what = v->snapshot ? "snapshot" : "volume";
   // A snapshot with clones stays (and so does its export): refused before
-  // anything changes, naming the clones (Pool::DeleteVolume's message).
-  if (v->snapshot && !v->children.empty()) return pool_->DeleteVolume(name);
+  // anything changes, naming the clones (as Pool::DeleteVolume does; it
+  // would say "in use" first for an exported one).
+  if (!v->children.empty()) {
+    std::string children;
+    for (const std::string& c : v->children) children += (children.empty() ? "" : ", ") + c;
+    return Status::Error(EBUSY, std::string(what) + " '" + name + "' has clones (" + children +
+                                    "): delete, inflate or decouple them first");
+  }
   bool exported;
   {
     MutexLock g(&mu_);

@@ -204,6 +204,8 @@ step "after a restart: links and exports are back"
 expect_rc 0 "$CTL" snapshot create c1 gold
 expect_rc 0 "$CTL" volume clone gold fn1 --export
 expect_rc 0 "$CTL" export create gold --readonly
+expect_rc 6 "$CTL" snapshot delete gold --force   # exported, with clones: refused, naming them
+err_has "has clones (c1, fn1)"
 stop
 start "$T/pool.img"
 expect_rc 0 "$CTL" --json volume list
