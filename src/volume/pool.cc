@@ -197,10 +197,7 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
   {
     MutexLock g(&mu_);
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
-    if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC,
-                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
-    }
+    NESTOR_RETURN_IF_ERROR(RoomForImageLocked());
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
     if (reserve > 0 && !RoomToReserveLocked(reserve)) {
       return Status::Error(ENOSPC, "pool has no room to preallocate " + std::to_string(size) + " bytes");
@@ -229,11 +226,11 @@ Status Pool::DeleteVolume(const std::string& name) {
     MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
-    if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
     if (v->children > 0) {
       return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" + ChildrenOfLocked(*v) +
                                       "): delete, inflate or decouple them first");
     }
+    if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
     std::vector<Extent> freed;
     v->lock.AssertHeld();  // not open: no channel reaches its map
     v->map.Unmap(0, UINT64_MAX / 2, &freed);
