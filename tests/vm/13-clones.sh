@@ -79,6 +79,18 @@ else:
 ' "$1" "$2"
 }
 pool() { call pool_info | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# free_clusters_reach N: pool free_clusters becomes N within 10 s (a delete
+# may hand its clusters back at the next commit); prints the last value.
+free_clusters_reach() {
+	local want=$1 got i
+	for i in $(seq 100); do
+		got=$(pool free_clusters)
+		[ "$got" -eq "$want" ] && break
+		sleep 0.1
+	done
+	echo "$got"
+	[ "$got" -eq "$want" ]
+}
 
 # Every nestor-vm runs under timeout in its own process group; the EXIT
 # trap stops them with SIGTERM first (nestor-vm then cleans up its clone),
@@ -244,7 +256,7 @@ for t in "${TAGS[@]}"; do
 	shared=$(vol clone-$t shared_bytes)
 	f0=$(pool free_clusters)
 	ctl volume delete clone-$t >/dev/null
-	f1=$(pool free_clusters)
+	f1=$(free_clusters_reach $((f0 + frees / CLUSTER))) || true
 	freed=$(((f1 - f0) * CLUSTER))
 	echo "clone-$t: allocated_bytes $alloc shared_bytes $shared delete_frees_bytes $frees; delete freed $freed bytes ($((f1 - f0)) clusters)"
 	[ "$frees" -gt 0 ] || { echo "FAIL: clone-$t would free nothing, yet its guest wrote files" >&2; exit 1; }
@@ -252,8 +264,8 @@ for t in "${TAGS[@]}"; do
 	[ "$alloc" -eq "$frees" ] || { echo "FAIL: clone-$t: allocated_bytes $alloc != delete_frees_bytes $frees" >&2; exit 1; }
 	[ "$(vol clone-$t name)" = absent ] || { echo "FAIL: clone-$t still listed" >&2; exit 1; }
 done
-[ "$(pool free_clusters)" -eq "$FREE_BASE" ] ||
-	{ echo "FAIL: free clusters $(pool free_clusters) after deleting the clones, $FREE_BASE before the VMs" >&2; exit 1; }
+f1=$(free_clusters_reach "$FREE_BASE") ||
+	{ echo "FAIL: free clusters $f1 after deleting the clones, $FREE_BASE before the VMs" >&2; exit 1; }
 echo "after deleting the three clones the pool has its $FREE_BASE free clusters back"
 
 # --- 5. without --keep, stopped by SIGTERM: the clone goes away -------------
@@ -275,7 +287,7 @@ vm_wait d || vrc=$?
 grep -q "forwarding to QEMU" "$TMP/d.err" || { echo "FAIL: nestor-vm did not forward SIGTERM" >&2; show "$TMP/d.err"; exit 1; }
 grep -q "clone '$clone_d' deleted" "$TMP/d.err" || { echo "FAIL: nestor-vm did not delete $clone_d" >&2; show "$TMP/d.err"; exit 1; }
 [ "$(vol "$clone_d" name)" = absent ] || { echo "FAIL: $clone_d still exists after nestor-vm exited" >&2; exit 1; }
-[ "$(pool free_clusters)" -eq "$f0" ] || { echo "FAIL: free clusters $(pool free_clusters), $f0 before VM d" >&2; exit 1; }
+f1=$(free_clusters_reach "$f0") || { echo "FAIL: free clusters $f1, $f0 before VM d" >&2; exit 1; }
 echo "VM d (no --keep) on $clone_d: passed, SIGTERM to nestor-vm (exit $vrc): export and clone deleted," \
 	"$alloc bytes freed, free clusters back to $f0"
 
