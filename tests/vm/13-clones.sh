@@ -141,7 +141,7 @@ vm_wait() {
 	VMPID[$t]=
 	return $rc
 }
-passed() { tr -d '\r' <"$TMP/$1.console" 2>/dev/null | grep -aq '^NESTOR-VM-RESULT: PASS$'; }
+passed() { [ -f "$TMP/$1.console" ] && tr -d '\r' <"$TMP/$1.console" | grep -aq '^NESTOR-VM-RESULT: PASS$'; }
 
 # snapshot_sha OUT: sha256 of gold-snap's whole content, read through a
 # read-only export of the snapshot.
@@ -254,6 +254,11 @@ for t in "${TAGS[@]}"; do
 	frees=$(vol clone-$t delete_frees_bytes)
 	alloc=$(vol clone-$t allocated_bytes)
 	shared=$(vol clone-$t shared_bytes)
+	[[ "$frees$alloc$shared" =~ ^[0-9]+$ ]] && [[ "$frees" =~ ^[0-9]+$ ]] && [[ "$shared" =~ ^[0-9]+$ ]] || {
+		echo "FAIL: volume_list lacks the space of clone-$t: allocated_bytes $alloc shared_bytes $shared" \
+			"delete_frees_bytes $frees: $(vol clone-$t -)" >&2
+		exit 1
+	}
 	f0=$(pool free_clusters)
 	ctl volume delete clone-$t >/dev/null
 	f1=$(free_clusters_reach $((f0 + frees / CLUSTER))) || true
