@@ -112,8 +112,9 @@ int main(int argc, char** argv) {
     ++argv;
   }
   if (argc < 3 || argc > 4) {
-    fprintf(stderr, "usage: nestor-vm-dump SOCKET OUT.img [CHUNK_BYTES]\n"
-                    "       nestor-vm-dump --load SOCKET IN.img [CHUNK_BYTES]\n");
+    fprintf(stderr,
+            "usage: nestor-vm-dump SOCKET OUT.img [CHUNK_BYTES]\n"
+            "       nestor-vm-dump --load SOCKET IN.img [CHUNK_BYTES]\n");
     return 2;
   }
   size_t chunk = argc == 4 ? strtoull(argv[3], nullptr, 0) : load ? (64u << 10) : (1u << 20);

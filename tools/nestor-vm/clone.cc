@@ -23,8 +23,7 @@ using nlohmann::ordered_json;
 constexpr int kRpcTimeoutMs = 30'000;
 
 bool NameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 bool IsSocket(const std::string& path) {
@@ -141,7 +140,8 @@ Status CloneLifecycle::Remove() {
   }
   if (o_.keep) {
     created_ = false;
-    std::fprintf(stderr, "nestor-vm: clone '%s' unexported and kept (--keep); delete it with: nestorctl volume delete %s\n",
+    std::fprintf(stderr,
+                 "nestor-vm: clone '%s' unexported and kept (--keep); delete it with: nestorctl volume delete %s\n",
                  name.c_str(), name.c_str());
     return Status::Ok();
   }

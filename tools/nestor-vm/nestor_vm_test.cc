@@ -169,8 +169,8 @@ TEST(NestorVm, CloneOfOptions) {
   ASSERT_TRUE(Validate(&o, Host(), &w).ok());
   EXPECT_EQ(o.clone_name, DefaultCloneName("gold-snap", "nestor-vm", getpid()));
   EXPECT_EQ(PlannedCloneSocket(o), "/run/nestor/" + o.clone_name + ".sock");
-  EXPECT_EQ(CloneParams(o).dump(), "{\"snapshot\":\"gold-snap\",\"name\":\"" + o.clone_name +
-                                       "\",\"export\":{\"queues\":2}}");
+  EXPECT_EQ(CloneParams(o).dump(),
+            "{\"snapshot\":\"gold-snap\",\"name\":\"" + o.clone_name + "\",\"export\":{\"queues\":2}}");
 
   VmOptions bad = Base();
   bad.keep = true;  // --keep without --clone-of
@@ -189,7 +189,8 @@ TEST(NestorVm, DefaultCloneName) {
   EXPECT_EQ(DefaultCloneName("gold", "my vm,x", 7), "gold-my-vm-x-7");
   // Always a valid volume name, however long the parts.
   std::string snap(63, 's'), vm(200, 'v');
-  for (const auto& [a, b] : {std::pair{snap, vm}, std::pair{snap, std::string("fn")}, std::pair{std::string("g"), vm}}) {
+  for (const auto& [a, b] :
+       {std::pair{snap, vm}, std::pair{snap, std::string("fn")}, std::pair{std::string("g"), vm}}) {
     std::string n = DefaultCloneName(a, b, 4194304);
     EXPECT_TRUE(volume::ValidateVolumeName(n).ok()) << n;
     EXPECT_TRUE(n.ends_with("-4194304")) << n;

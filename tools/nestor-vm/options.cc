@@ -270,7 +270,8 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
 }
 
 Status Validate(VmOptions* o, const HostInfo& host, std::vector<std::string>* warnings) {
-  if (o->sockets.empty() && o->clone_of.empty()) return Status::Invalid("at least one --socket or --clone-of is required");
+  if (o->sockets.empty() && o->clone_of.empty())
+    return Status::Invalid("at least one --socket or --clone-of is required");
   if (o->clone_of.empty()) {
     if (!o->clone_name.empty() || o->keep || !o->control_socket.empty()) {
       return Status::Invalid("--clone-name, --keep and --control need --clone-of");
