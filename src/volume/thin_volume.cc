@@ -22,11 +22,11 @@ struct ParkedOp {
   int result = 0;       // first error
   unsigned bucket = 0;  // epoch bucket it counts in (-1u: none)
   bool parked = false;
-  bool space_wait = false;  // parked until a commit frees clusters
-  bool gate_wait = false;   // parked until the volume's write gate opens (a snapshot)
+  bool space_wait = false;     // parked until a commit frees clusters
+  bool gate_wait = false;      // parked until the volume's write gate opens (a snapshot)
   bool write_counted = false;  // counted in Volume::writes (modifying, admitted)
-  bool orphaned = false;    // the client abandoned req (guest fault)
-  uint64_t note = 0;        // set by Finish: the notes it waits for (journal.h)
+  bool orphaned = false;       // the client abandoned req (guest fault)
+  uint64_t note = 0;           // set by Finish: the notes it waits for (journal.h)
   ParkedOp* next_free = nullptr;
 };
 using Op = ParkedOp;
@@ -52,7 +52,7 @@ class ThinChannel final : public io::IoChannel {
     bool zero_data = false;   // the piece's own bytes are zeros (write-zeroes)
     uint64_t vcluster = 0;
     uint64_t pcluster = 0;
-    uint8_t* bounce = nullptr;  // copy-on-write: the source cluster's bytes
+    uint8_t* bounce = nullptr;               // copy-on-write: the source cluster's bytes
     uint64_t within = 0, len = 0, skip = 0;  // the piece: offset in the cluster, bytes, offset in the request
     Child* next_free = nullptr;
     iovec vecs[kChildIov];
