@@ -53,7 +53,8 @@ volume_delete, and snapshot_create of an idle vs a busy exported volume
 
 usage: snapshot_bench.py --build BUILD [--quick] [--parts open,ops,rpc,data] [--reps N] [--fw-reps N]
                          [--no-qcow2] [--pool-dir /var/tmp] [--open-repeat 5] [--size 1G] [--fw-size 256M]
-                         [--prefault-pool] [--skip-reads]
+                         [--prefault-pool] [--skip-reads] [--snap-reps 9] [--rpc-poll-mode poll]
+                         [--nestord PATH]
 """
 import argparse
 import datetime
@@ -429,7 +430,7 @@ class SnapBench:
         block = 50 if self.quick else 100
         pool = os.path.join(self.shm, "rpc-pool.img")
         small = 64 << 20
-        reps = 3 if self.quick else 9
+        reps = self.args.snap_reps or (3 if self.quick else 9)
         # Each busy snapshot keeps what the volume held and the writes after
         # it copy every cluster again: room for a copy per snapshot.
         vsize = 128 << 20
@@ -577,7 +578,8 @@ class SnapBench:
             # latency of the disk, on tmpfs what the pool itself costs.
             for where in (self.args.pool_dir, "/dev/shm"):
                 argv = [self.helper, "ops", "--dir", where]
-                argv += ["--clones", "100", "--snapshots", "3"] if q else ["--clones", "1000", "--snapshots", "9"]
+                argv += ["--clones", "100"] if q else ["--clones", "1000"]
+                argv += ["--snapshots", str(self.args.snap_reps or (3 if q else 9))]
                 self.run_helper(f"Clone, delete and snapshot operations (Pool API, in-process), pools on {where}",
                                 argv)
         if "rpc" in parts:
@@ -634,6 +636,8 @@ def main():
     ap.add_argument("--max-pressure", type=float, default=5.0)
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--out")
+    ap.add_argument("--snap-reps", type=int, default=0,
+                    help="snapshots of the idle and the busy volume, ops and rpc parts (default 9, quick 3)")
     ap.add_argument("--rpc-poll-mode", default="poll", choices=["poll", "adaptive", "interrupt"],
                     help="nestord's --poll-mode for the rpc part")
     ap.add_argument("--nestord", help="another nestord binary (default BUILD/src/daemon/nestord)")
