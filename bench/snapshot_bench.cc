@@ -444,7 +444,7 @@ int RunOpen(int argc, char** argv) {
   int repeat = 5;
   bool baseline = true;
   bool parts_wanted = true;  // --no-parts: only Pool calls (for a profile of Open)
-  double expect_max_s = 0;  // > 0: exit 3 if the median cold read-only open of the clones pool took longer
+  double expect_max_s = 0;   // > 0: exit 3 if the median cold read-only open of the clones pool took longer
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -545,9 +545,10 @@ int RunOpen(int argc, char** argv) {
                 JsonList(o.cold_ro_cpu).c_str(), JsonList(o.warm_ro).c_str(), JsonList(o.check).c_str(),
                 JsonList(o.cold_rw).c_str(), o.rss_delta, o.peak_delta);
   }
-  std::printf("{\"bench\": \"pool-open-parts\", \"layout\": \"clones\", \"read_s\": %.4f, \"crc_s\": %.4f, "
-              "\"decode_s\": %.4f, \"decode_and_maps_s\": %.4f}\n",
-              parts.read, parts.crc, parts.decode, parts.maps);
+  std::printf(
+      "{\"bench\": \"pool-open-parts\", \"layout\": \"clones\", \"read_s\": %.4f, \"crc_s\": %.4f, "
+      "\"decode_s\": %.4f, \"decode_and_maps_s\": %.4f}\n",
+      parts.read, parts.crc, parts.decode, parts.maps);
   auto cell = [](const std::vector<double>& v) {
     char b[96];
     std::snprintf(b, sizeof(b), "%.3f (%.3f-%.3f)", Median(v), *std::min_element(v.begin(), v.end()),
@@ -555,8 +556,9 @@ int RunOpen(int argc, char** argv) {
     return std::string(b);
   };
   std::printf("\n%d repetition(s); seconds, median (min-max)\n\n", repeat);
-  std::printf("| pool | extents | images | checkpoint | open read-only, cold | CPU | open read-only, warm | "
-              "Pool::Check | open read-write, cold | RSS B/extent | peak B/extent |\n");
+  std::printf(
+      "| pool | extents | images | checkpoint | open read-only, cold | CPU | open read-only, warm | "
+      "Pool::Check | open read-write, cold | RSS B/extent | peak B/extent |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < layouts.size(); ++i) {
     const Layout& l = layouts[i];
@@ -576,9 +578,10 @@ int RunOpen(int argc, char** argv) {
                 Median(ratio), *std::min_element(ratio.begin(), ratio.end()),
                 *std::max_element(ratio.begin(), ratio.end()));
   }
-  std::printf("\nparts of one open of the clones pool, timed outside the pool: payload read (O_DIRECT, cold) %.2f s, "
-              "CRC-32C %.2f s, record decode %.2f s, decode + extent maps + free map %.2f s\n",
-              parts.read, parts.crc, parts.decode, parts.maps);
+  std::printf(
+      "\nparts of one open of the clones pool, timed outside the pool: payload read (O_DIRECT, cold) %.2f s, "
+      "CRC-32C %.2f s, record decode %.2f s, decode + extent maps + free map %.2f s\n",
+      parts.read, parts.crc, parts.decode, parts.maps);
   CleanupAll();
   if (expect_max_s > 0 && Median(res[0].cold_ro) > expect_max_s) {
     std::fprintf(stderr, "snapshot_bench: open took %.3f s (median), more than --expect-max-s %.3f\n",
@@ -881,25 +884,28 @@ int RunOps(int argc, char** argv) {
       pause.push_back(longest);
       gap_p99.push_back(Quantile(gaps_before, 0.99));
       iops_before.push_back(static_cast<double>(before) / 0.3);
-      during.push_back(static_cast<double>(std::count_if(ts.begin(), ts.end(), [&](double t) { return t >= a0 && t <= a1; })));
-      std::fprintf(stderr, "  snapshot %s: %.3f ms, longest write gap %.3f ms (p99 gap before %.3f ms, %.0f IOPS)\n",
-                   n, (a1 - a0) * 1e3, longest * 1e3, gap_p99.back() * 1e3, iops_before.back());
+      during.push_back(
+          static_cast<double>(std::count_if(ts.begin(), ts.end(), [&](double t) { return t >= a0 && t <= a1; })));
+      std::fprintf(stderr, "  snapshot %s: %.3f ms, longest write gap %.3f ms (p99 gap before %.3f ms, %.0f IOPS)\n", n,
+                   (a1 - a0) * 1e3, longest * 1e3, gap_p99.back() * 1e3, iops_before.back());
     }
   }
   pa.reset();
   CleanupAll();
 
-  std::printf("{\"bench\": \"clone-create\", \"count\": %" PRIu64 ", \"clone_s\": %s, \"create_plain_s\": %s, "
+  std::printf("{\"bench\": \"clone-create\", \"count\": %" PRIu64
+              ", \"clone_s\": %s, \"create_plain_s\": %s, "
               "\"checkpoints_clones_pool\": %" PRIu64 ", \"checkpoints_plain_pool\": %" PRIu64
               ", \"list_with_space_s\": %.4f, \"listed\": %zu}\n",
               clones, JsonList(t_clone, "%.6f").c_str(), JsonList(t_create, "%.6f").c_str(), ck_a1 - ck_a0,
               ck_b1 - ck_b0, t_list, listed.size());
   std::printf("{\"bench\": \"delete\", \"count\": %" PRIu64 ", \"delete_clone_s\": %s, \"delete_plain_s\": %s}\n",
               clones, JsonList(t_del_clone, "%.6f").c_str(), JsonList(t_del_plain, "%.6f").c_str());
-  std::printf("{\"bench\": \"snapshot\", \"qd\": %u, \"idle_s\": %s, \"busy_s\": %s, \"busy_write_pause_s\": %s, "
-              "\"busy_gap_p99_before_s\": %s, \"busy_iops_before\": %s, \"busy_writes_completed_during\": %s}\n",
-              qd, JsonList(t_idle, "%.6f").c_str(), JsonList(t_busy, "%.6f").c_str(), JsonList(pause, "%.6f").c_str(),
-              JsonList(gap_p99, "%.6f").c_str(), JsonList(iops_before, "%.0f").c_str(), JsonList(during, "%.0f").c_str());
+  std::printf(
+      "{\"bench\": \"snapshot\", \"qd\": %u, \"idle_s\": %s, \"busy_s\": %s, \"busy_write_pause_s\": %s, "
+      "\"busy_gap_p99_before_s\": %s, \"busy_iops_before\": %s, \"busy_writes_completed_during\": %s}\n",
+      qd, JsonList(t_idle, "%.6f").c_str(), JsonList(t_busy, "%.6f").c_str(), JsonList(pause, "%.6f").c_str(),
+      JsonList(gap_p99, "%.6f").c_str(), JsonList(iops_before, "%.0f").c_str(), JsonList(during, "%.0f").c_str());
   std::vector<double> ratio;
   for (size_t i = 0; i < t_clone.size(); ++i) ratio.push_back(t_clone[i] / t_create[i]);
   size_t h = std::min<size_t>(100, t_clone.size());
@@ -914,22 +920,23 @@ int RunOps(int argc, char** argv) {
               Median(ratio));
   ratio.clear();
   for (size_t i = 0; i < t_del_clone.size(); ++i) ratio.push_back(t_del_clone[i] / t_del_plain[i]);
-  std::printf("| delete clone (never written) | %" PRIu64 " | %s | %.2f | delete plain volume | %s | %.2f |\n",
-              clones, StatsCell(t_del_clone, 1e3, "%.3f").c_str(), Summary(t_del_clone).total,
+  std::printf("| delete clone (never written) | %" PRIu64 " | %s | %.2f | delete plain volume | %s | %.2f |\n", clones,
+              StatsCell(t_del_clone, 1e3, "%.3f").c_str(), Summary(t_del_clone).total,
               StatsCell(t_del_plain, 1e3, "%.3f").c_str(), Median(ratio));
   ratio.clear();
   for (size_t i = 0; i < t_busy.size(); ++i) ratio.push_back(t_busy[i] / t_idle[i]);
   std::printf("| snapshot, busy volume (QD%u random 4 KiB writes) | %zu | %s | | snapshot, idle volume | %s | %.2f |\n",
               qd, t_busy.size(), StatsCell(t_busy, 1e3, "%.3f").c_str(), StatsCell(t_idle, 1e3, "%.3f").c_str(),
               Median(ratio));
-  std::printf("\nclone ms, first %zu vs last %zu: %.3f vs %.3f (median); checkpoints written during the clones: %" PRIu64
-              " (plain pool: %" PRIu64 "); ListVolumes(with space) of %zu images: %.1f ms\n",
-              h, h, Median(first) * 1e3, Median(last) * 1e3, ck_a1 - ck_a0, ck_b1 - ck_b0, listed.size(),
-              t_list * 1e3);
-  std::printf("busy snapshots: longest gap between write completions during the call %s ms; p99 gap before it %s ms; "
-              "%.0f IOPS before it; %.0f writes completed during the call (medians over %zu)\n",
-              StatsCell(pause, 1e3, "%.3f").c_str(), StatsCell(gap_p99, 1e3, "%.3f").c_str(), Median(iops_before),
-              Median(during), pause.size());
+  std::printf(
+      "\nclone ms, first %zu vs last %zu: %.3f vs %.3f (median); checkpoints written during the clones: %" PRIu64
+      " (plain pool: %" PRIu64 "); ListVolumes(with space) of %zu images: %.1f ms\n",
+      h, h, Median(first) * 1e3, Median(last) * 1e3, ck_a1 - ck_a0, ck_b1 - ck_b0, listed.size(), t_list * 1e3);
+  std::printf(
+      "busy snapshots: longest gap between write completions during the call %s ms; p99 gap before it %s ms; "
+      "%.0f IOPS before it; %.0f writes completed during the call (medians over %zu)\n",
+      StatsCell(pause, 1e3, "%.3f").c_str(), StatsCell(gap_p99, 1e3, "%.3f").c_str(), Median(iops_before),
+      Median(during), pause.size());
   return 0;
 }
 
@@ -963,9 +970,10 @@ int RunAdmin(int argc, char** argv) {
     }
   }
   if (path.empty()) {
-    std::fprintf(stderr,
-                 "usage: snapshot_bench admin --pool PATH [--format SIZE [--cluster-size C]] "
-                 "create:NAME:SIZE|snapshot:SRC:NAME|clone:SNAP:NAME|delete:NAME|inflate:NAME|export-ro:NAME|list...\n");
+    std::fprintf(
+        stderr,
+        "usage: snapshot_bench admin --pool PATH [--format SIZE [--cluster-size C]] "
+        "create:NAME:SIZE|snapshot:SRC:NAME|clone:SNAP:NAME|delete:NAME|inflate:NAME|export-ro:NAME|list...\n");
     return 2;
   }
   if (format_bytes) {
