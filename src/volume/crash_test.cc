@@ -232,6 +232,8 @@ struct Totals {
   uint64_t refusals = 0;      // refused as they must be (EINVAL, EBUSY, EROFS)
   uint64_t clone_discards = 0;
   uint64_t crash_points_with_tree = 0;    // crashes with at least one snapshot
+  uint64_t torn_image_ops = 0;            // failed in their commit (fault), then a crash decided
+  uint64_t torn_image_ops_kept = 0;       // ... and the crash kept them
   uint64_t max_depth = 0;                 // the longest chain seen (images)
   uint64_t cluster_sizes[3] = {0, 0, 0};  // iterations with 4K / 8K / 64K clusters
 };
@@ -258,6 +260,9 @@ struct VolModel {
   // image with a parent reads through to it (s holds what it shows).
   bool snapshot = false;
   std::string parent;  // "" none
+  // An image operation on it failed in a commit (injected fault): until the
+  // crash decides, its parent may be either (discards are checked leniently).
+  bool uncertain = false;
   uint64_t sectors() const { return size / kSector; }
 };
 
@@ -325,6 +330,11 @@ class Iteration {
   bool InflateOp(VolModel& v, bool decouple);
   bool DeleteLeafOp();
   bool RefusalOp();
+  // An image operation whose commit failed (EIO, injected fault): the
+  // crash decides whether it happened; the model keeps both outcomes.
+  bool Pending(int kind, const std::string& name, std::unique_ptr<VolModel> model, const std::string& source,
+               const std::string& old_parent, const std::string& new_parent);
+  bool ResolvePending(bool live);
   bool SnapshotDataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, uint64_t count);
   bool CloneDiscard(VolModel& v, uint64_t sector, uint64_t count);
   VolModel* Find(const std::string& name);
@@ -387,6 +397,11 @@ class Iteration {
   std::vector<OpRec> history_;
   std::vector<uint8_t> buf_;
   std::vector<uint64_t> gen_tag_{0};  // the writer of each generation (Decode)
+  struct PendingImage {
+    int kind = 0;  // 0 none, 1 snapshot, 2 clone, 3 relink (inflate/decouple), 4 delete
+    std::string name, source, old_parent, new_parent;
+    std::unique_ptr<VolModel> model;  // snapshot/clone: the new image; delete: the deleted one
+  } pending_;
 };
 
 // Images (volumes, snapshots, clones) an iteration keeps at most: every
@@ -659,7 +674,7 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
   int ok = write ? static_cast<int>(count * kSector) : 0;
   if (write) totals_->writes++;
   if (r == ok) {
-    if (op == io::IoOp::kDiscard && !v.parent.empty()) return CloneDiscard(v, sector, count);
+    if (op == io::IoOp::kDiscard && (!v.parent.empty() || v.uncertain)) return CloneDiscard(v, sector, count);
     for (uint64_t i = 0; i < count; ++i) Set(v, sector + i, gen);
     return true;
   }
@@ -719,6 +734,7 @@ bool Iteration::FlushOp(VolModel& v) {
   totals_->flushes++;
   if (r == 0) {
     if (pool_failed_) return Fail("FLUSH succeeded after an earlier commit failed");
+    if (!ResolvePending(true)) return false;
     Committed();
     return true;
   }
@@ -735,6 +751,7 @@ bool Iteration::CommitOp() {
   history_.push_back(OpRec{generation_, op_index_, "Pool::Commit", 0, 0, 0, 0, -st.err()});
   if (st.ok()) {
     if (pool_failed_) return Fail("Pool::Commit succeeded after an earlier commit failed");
+    if (!ResolvePending(true)) return false;
     Committed();
     return true;
   }
@@ -910,6 +927,7 @@ uint64_t Iteration::Depth(const VolModel& v) {
 // A snapshot, clone, inflate, decouple, delete of a leaf, or an operation
 // that must be refused; each commits (or changes nothing), like ControlOp.
 bool Iteration::ImageOp() {
+  if (pending_.kind != 0) return true;  // one interrupted operation at a time
   std::vector<VolModel*> writable, snaps, clones;
   for (auto& v : vols_) {
     (v->snapshot ? snaps : writable).push_back(v.get());
@@ -936,6 +954,19 @@ bool Iteration::SnapshotOp(VolModel& v) {
     if (v.prealloc && info.status().err() == ENOSPC) {  // a preallocated source must stay preallocated
       totals_->image_enospc++;
       return true;
+    }
+    if (fault_armed_ && info.status().err() == EIO) {
+      auto s = std::make_unique<VolModel>();
+      s->tag = (seed_ << 16) ^ (++next_tag_);
+      s->name = name;
+      s->size = v.size;
+      s->s = v.s;
+      s->recent = v.recent;  // what it may hold: as v, since the last commit
+      s->touched = v.touched;
+      s->snapshot = true;
+      s->parent = v.parent;
+      v.uncertain = true;
+      return Pending(1, name, std::move(s), v.name, v.parent, name);
     }
     return Fail("snapshot of " + v.name + " as " + name + ": " + info.status().ToString());
   }
@@ -965,7 +996,19 @@ bool Iteration::CloneOp(VolModel& snap) {
   std::string name = "clone" + std::to_string(next_tag_ + 1);
   auto info = pool_->CloneVolume(snap.name, name);
   history_.push_back(OpRec{generation_, op_index_, "clone", snap.tag, 0, kWholeVolume, 0, -info.status().err()});
-  if (!info.ok()) return Fail("clone of " + snap.name + " as " + name + ": " + info.status().ToString());
+  if (!info.ok()) {
+    if (fault_armed_ && info.status().err() == EIO) {
+      auto c = std::make_unique<VolModel>();
+      c->tag = (seed_ << 16) ^ (++next_tag_);
+      c->name = name;
+      c->size = snap.size;
+      c->s = snap.s;
+      c->recent.assign(snap.s.size(), {});
+      c->parent = snap.name;
+      return Pending(2, name, std::move(c), snap.name, snap.name, snap.name);
+    }
+    return Fail("clone of " + snap.name + " as " + name + ": " + info.status().ToString());
+  }
   Committed();
   totals_->clones++;
   VolModel* c = AddVolume(snap.size, false, "clone");
@@ -992,6 +1035,10 @@ bool Iteration::InflateOp(VolModel& v, bool decouple) {
   const char* what = decouple ? "decouple" : "inflate";
   history_.push_back(OpRec{generation_, op_index_, what, v.tag, 0, kWholeVolume, 0, -st.err()});
   std::string expect_parent = after;
+  if (!st.ok() && fault_armed_ && st.err() == EIO) {
+    v.uncertain = true;
+    return Pending(3, v.name, nullptr, "", before, after);
+  }
   if (!st.ok()) {
     if (st.err() != ENOSPC) return Fail(std::string(what) + " " + v.name + ": " + st.ToString());
     totals_->image_enospc++;  // nothing lost: the content and the parent stay
@@ -1027,6 +1074,13 @@ bool Iteration::DeleteLeafOp() {
   v.backend.reset();
   Status st = pool_->DeleteVolume(v.name);
   history_.push_back(OpRec{generation_, op_index_, "delete image", v.tag, 0, kWholeVolume, 0, -st.err()});
+  if (!st.ok() && fault_armed_ && st.err() == EIO) {
+    auto it = std::find_if(vols_.begin(), vols_.end(), [&](auto& p) { return p.get() == &v; });
+    std::unique_ptr<VolModel> gone = std::move(*it);
+    vols_.erase(it);
+    std::string name = gone->name;
+    return Pending(4, name, std::move(gone), "", "", "");
+  }
   if (!st.ok()) return Fail("delete of " + v.name + " (no children): " + st.ToString());
   vols_.erase(std::find_if(vols_.begin(), vols_.end(), [&](auto& p) { return p.get() == &v; }));
   Committed();
@@ -1088,6 +1142,66 @@ bool Iteration::RefusalOp() {
 
 // Writes, discards and write-zeroes of a snapshot fail with EROFS and
 // change nothing; mostly, a snapshot is read and compared.
+bool Iteration::Pending(int kind, const std::string& name, std::unique_ptr<VolModel> model, const std::string& source,
+                        const std::string& old_parent, const std::string& new_parent) {
+  totals_->torn_image_ops++;
+  if (pending_.kind != 0) return Fail("model: two image operations pending");
+  pending_.kind = kind;
+  pending_.name = name;
+  pending_.source = source;
+  pending_.old_parent = old_parent;
+  pending_.new_parent = new_parent;
+  pending_.model = std::move(model);
+  return true;
+}
+
+// After a crash (or, if the failure was not in a commit, at the next
+// successful one): the pool says which outcome the interrupted image
+// operation has; the model takes it. The live pool's channels are opened
+// here; after a crash OpenChannels does it.
+bool Iteration::ResolvePending(bool live) {
+  if (pending_.kind == 0) return true;
+  PendingImage p = std::move(pending_);
+  pending_ = PendingImage{};
+  for (auto& v : vols_) v->uncertain = false;
+  auto info = pool_->GetVolume(p.name);
+  const bool exists = info.ok();
+  bool kept = false;
+  if (p.kind == 1 || p.kind == 2) {  // snapshot, clone: the new image exists or not
+    kept = exists;
+    if (exists) {
+      VolModel* m = p.model.get();
+      vols_.push_back(std::move(p.model));
+      if (p.kind == 1) {
+        VolModel* src = Find(p.source);
+        if (src == nullptr) return Fail("model: the source " + p.source + " of snapshot " + p.name + " is gone");
+        src->parent = p.name;
+      }
+      if (live && !OpenChannel(*m)) return false;
+    }
+  } else if (p.kind == 3) {  // inflate, decouple: either parent
+    VolModel* v = Find(p.name);
+    if (v == nullptr || !exists) return Fail("image " + p.name + " is gone after an interrupted inflate/decouple");
+    if (info->parent != p.old_parent && info->parent != p.new_parent) {
+      return Fail("image " + p.name + " has parent '" + info->parent + "' after an interrupted inflate/decouple, " +
+                  "expected '" + p.old_parent + "' or '" + p.new_parent + "'");
+    }
+    kept = info->parent == p.new_parent;
+    v->parent = info->parent;
+  } else {  // delete: gone or not
+    kept = !exists;
+    if (exists) {
+      VolModel* m = p.model.get();
+      vols_.push_back(std::move(p.model));
+      if (live && !OpenChannel(*m)) return false;
+    }
+  }
+  if (kept) totals_->torn_image_ops_kept++;
+  history_.push_back(OpRec{generation_, op_index_, kept ? "interrupted image op: done" : "interrupted image op: undone",
+                           0, 0, 0, 0, 0});
+  return true;
+}
+
 bool Iteration::SnapshotDataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, uint64_t count) {
   if (Chance(0.8)) return ReadCheck(v, sector, count);
   const bool write = op == io::IoOp::kWrite;
@@ -1126,7 +1240,7 @@ bool Iteration::CloneDiscard(VolModel& v, uint64_t sector, uint64_t count) {
     uint64_t c0 = s / cs_sectors_ * cs_sectors_;
     bool whole = c0 >= sector && c0 + cs_sectors_ <= sector + count;
     bool below = false;
-    for (uint64_t k = c0; whole && p != nullptr && k < c0 + cs_sectors_ && k < p->sectors(); ++k) {
+    for (uint64_t k = c0; whole && !v.uncertain && p != nullptr && k < c0 + cs_sectors_ && k < p->sectors(); ++k) {
       below = below || p->s[k].cur != 0;
     }
     if (!valid || !(got == v.s[s].cur || (got == 0 && !below))) {
@@ -1153,7 +1267,7 @@ bool Iteration::DoOp() {
   x -= 0.004;
   if (x < 0.006) return quiet ? ControlOp() : true;
   x -= 0.006;
-  if (x < 0.008) return quiet ? ImageOp() : true;
+  if (x < 0.008) return pool_failed_ ? true : ImageOp();  // armed faults: commits may fail under them
   x -= 0.008;
   // The rest are data ops: x rescaled to [0, 1).
   x /= 1 - flush_p - commit_p_ - 0.018;
@@ -1342,6 +1456,7 @@ bool Iteration::CrashAndReopen() {
   }
   if (!OpenPool(std::move(dev), "crash")) return false;
   if (!CheckPool("after the crash")) return false;
+  if (!ResolvePending(false)) return false;
   if (!OpenChannels()) return false;
   return VerifyAll(true);
 }
@@ -1579,11 +1694,13 @@ TEST(VolumeCrash, RandomOpsSurviveCrashes) {
   std::printf(
       "volume crash test: images: %llu snapshots, %llu clones, %llu inflates, %llu decouples, %llu deletes of "
       "snapshots/leaves, %llu refused for space, %llu refusals checked, %llu discards of clones, %llu crash points "
-      "with snapshots, chains up to %llu images\n",
+      "with snapshots, chains up to %llu images, %llu image operations interrupted by a failed commit (%llu "
+      "kept)\n",
       (unsigned long long)t.snapshots, (unsigned long long)t.clones, (unsigned long long)t.inflates,
       (unsigned long long)t.decouples, (unsigned long long)t.image_deletes, (unsigned long long)t.image_enospc,
       (unsigned long long)t.refusals, (unsigned long long)t.clone_discards,
-      (unsigned long long)t.crash_points_with_tree, (unsigned long long)t.max_depth);
+      (unsigned long long)t.crash_points_with_tree, (unsigned long long)t.max_depth,
+      (unsigned long long)t.torn_image_ops, (unsigned long long)t.torn_image_ops_kept);
   std::fflush(stdout);
   SetLogLevel(level);
   if (HasFailure() || iterations < 300) return;  // short runs (replays) need not reach every path
