@@ -174,6 +174,16 @@ VolumeInfo Pool::InfoOf(const Volume& v) const {
   i.open = v.open_count.load() > 0;
   i.exported = v.exported;
   i.export_settings = v.export_settings;
+  i.snapshot = v.snapshot;
+  if (v.parent_id != 0) {
+    auto p = volumes_.find(v.parent_id);
+    if (p != volumes_.end()) i.parent = p->second->name;
+  }
+  if (v.children > 0) {
+    for (const auto& entry : volumes_) {
+      if (entry.second->parent_id == v.id) i.children.push_back(entry.second->name);
+    }
+  }
   return i;
 }
 
@@ -181,12 +191,16 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
   NESTOR_RETURN_IF_ERROR(ValidateVolumeName(name));
   NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  MutexLock a(&admin_mu_);
   MutexLock c(&commit_mu_);
   VolumeInfo info;
   {
     MutexLock g(&mu_);
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
-    if (volumes_.size() >= kMaxVolumes) return Status::Error(ENOSPC, "pool holds the maximum number of volumes");
+    if (volumes_.size() >= ImageCapacity(sb_)) {
+      return Status::Error(ENOSPC, "pool holds the maximum number of images (" +
+                                       std::to_string(ImageCapacity(sb_)) + ")");
+    }
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
     if (reserve > 0 && !RoomToReserveLocked(reserve)) {
       return Status::Error(ENOSPC, "pool has no room to preallocate " + std::to_string(size) + " bytes");
@@ -209,19 +223,26 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
 
 Status Pool::DeleteVolume(const std::string& name) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  MutexLock a(&admin_mu_);
   MutexLock c(&commit_mu_);
   {
     MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
+    if (v->children > 0) {
+      return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" + ChildrenOfLocked(*v) +
+                                      "): delete, inflate or decouple them first");
+    }
     std::vector<Extent> freed;
     v->lock.AssertHeld();  // not open: no channel reaches its map
     v->map.Unmap(0, UINT64_MAX / 2, &freed);
     for (const Extent& e : freed) pending_frees_.push_back(e);
     reserved_unused_ -= UnusedReservation(*v);
     AppendPendingLocked(Record{RecordType::kVolumeDelete, v->id, 0, 0, 0, {}});
+    LinkLocked(*v, nullptr);
     volumes_.erase(v->id);
+    retired_.push_back(std::move(v));  // a reader may still walk its map: gone after the grace period
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: deleted volume {}", name);
@@ -231,6 +252,7 @@ Status Pool::DeleteVolume(const std::string& name) {
 Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
   NESTOR_RETURN_IF_ERROR(ValidateVolumeSize(size));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
+  MutexLock a(&admin_mu_);
   MutexLock c(&commit_mu_);
   {
     MutexLock g(&mu_);
@@ -238,6 +260,12 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     // Every check first: a refused resize changes nothing.
     bool shrink = size < v->size.load();
+    if (v->snapshot) return Status::Error(EROFS, "'" + name + "' is a snapshot: snapshots cannot be resized");
+    if (shrink && v->parent_id != 0) {
+      // Its parent's data past the new end would show again on a later grow.
+      return Status::Error(ENOTSUP, "volume '" + name +
+                                        "' reads through to a snapshot and can only grow: inflate it to shrink it");
+    }
     uint64_t keep = ClustersFor(size);
     if (shrink && v->open_count.load() > 0) {
       return Status::Error(EBUSY, "volume '" + name + "' is in use: cannot shrink");
@@ -339,6 +367,9 @@ Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
     MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
+    if (v->snapshot && !s.read_only) {
+      return Status::Invalid("'" + name + "' is a snapshot: it can only be exported read-only");
+    }
     if (v->exported && v->export_settings == s) return Status::Ok();
     v->exported = true;
     v->export_settings = s;
@@ -411,6 +442,7 @@ CheckReport Pool::Check() const {
   CheckReport rep;
   rep.problems = problems_;
   rep.notices = notices_;
+  CheckTree(&rep);
   Allocator seen(sb_.data_clusters);
   for (const auto& entry : volumes_) {
     const auto& v = entry.second;  // not a structured binding: clang 14 cannot capture one

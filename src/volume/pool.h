@@ -309,6 +309,34 @@ class Pool {
   static void LockVolumes(const std::vector<std::shared_ptr<Volume>>& vols);
   static void UnlockVolumes(const std::vector<std::shared_ptr<Volume>>& vols);
 
+  // ---- snapshots and clones (pool_images.cc) ----
+  // ENOTSUP unless the pool's format has images (version 2).
+  Status NeedImagesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The snapshot `s` (new, unreachable) takes over src's map and parent;
+  // src becomes its child. Loading and CreateSnapshot.
+  void TakeSnapshotLocked(Volume& src, const std::shared_ptr<Volume>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, src.lock);
+  // Sets v's parent (null: none), keeping the child counts.
+  void LinkLocked(Volume& v, std::shared_ptr<Volume> parent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, v.lock);
+  // Loading: the records of the image tree.
+  Status ApplyImageRecord(const Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The kImageLink records of every image with a parent or a flag, parents
+  // before children. Every volume's lock held (SerializeState).
+  void SerializeLinks(std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The image tree's invariants, for Check.
+  void CheckTree(CheckReport* rep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Write gate of a volume (volume.h): closed, new modifying requests wait.
+  // Closing is counted (several snapshots may close it); opening posts the
+  // waiters back to their reactors (through the committer's ring).
+  void CloseGate(Volume& v) ABSL_LOCKS_EXCLUDED(mu_);
+  void OpenGate(Volume& v) ABSL_LOCKS_EXCLUDED(mu_);
+  // Copies into clone v every cluster that `levels` ancestors (1: the
+  // parent only; 0: all) show and v does not hold.
+  Status CopyUp(const std::shared_ptr<Volume>& v, int levels) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  Status CopyCluster(Volume& v, uint64_t vcl, uint64_t src) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Completes parked requests on their rings from a thread without one.
+  void PostLater(const std::vector<FlushWaiter>& w) ABSL_LOCKS_EXCLUDED(mu_);
+  std::string ChildrenOfLocked(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Shrink: unmaps past `size` and zeroes the rest of the last cluster
   // (the volume is not open).
   Status DiscardBeyondLocked(Volume& v, uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -335,8 +363,8 @@ class Pool {
   uint8_t* zeros_ = nullptr;
   size_t zeros_bytes_ = 0;
 
-  // Lock order: commit_mu_, a volume's lock (Volume::lock), mu_; and
-  // commit_mu_, journal_mu_, mu_. The data path holds a volume's lock when
+  // Lock order: admin_mu_, commit_mu_, a volume's lock (Volume::lock), mu_;
+  // and commit_mu_, journal_mu_, mu_. The data path holds a volume's lock when
   // it takes mu_; only the checkpoint holds commit_mu_ when it takes
   // volume locks.
   mutable Mutex mu_ ABSL_ACQUIRED_AFTER(journal_mu_);
@@ -354,6 +382,10 @@ class Pool {
   } last_map_ ABSL_GUARDED_BY(mu_);
   std::vector<Extent> pending_frees_ ABSL_GUARDED_BY(mu_);  // freed, reusable after commit + grace
   std::vector<FlushWaiter> flush_waiters_ ABSL_GUARDED_BY(mu_);
+  std::vector<FlushWaiter> wakeups_ ABSL_GUARDED_BY(mu_);  // PostLater: posted by the committer
+  // Images that left the pool or a chain: kept alive until the grace period
+  // after the next commit (a reader may still walk their maps).
+  std::vector<std::shared_ptr<Volume>> retired_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochCounters*> channels_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   CondVar cv_;                                              // with mu_: stop_ or flush_waiters_ changed
@@ -375,6 +407,10 @@ class Pool {
   std::atomic<uint64_t> committed_log_used_{0};  // log_used_, readable without commit_mu_
   uint64_t load_hardened_ = 0;                   // the last kNoteMark seen while loading
 
+  // One change of the image tree at a time (create/delete/resize, snapshot,
+  // clone, inflate, decouple); before commit_mu_. Inflate holds it while it
+  // copies.
+  Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
   Mutex commit_mu_;                               // one commit (or control change) at a time
   uint64_t seq_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last committed sequence
   int active_slot_ ABSL_GUARDED_BY(commit_mu_) = 0;
@@ -382,6 +418,7 @@ class Pool {
   uint64_t log_tail_ ABSL_GUARDED_BY(commit_mu_) = 0;              // where the active checkpoint's replay starts
   uint64_t log_head_ ABSL_GUARDED_BY(commit_mu_) = 0;              // where the next entry goes
   uint64_t log_used_ ABSL_GUARDED_BY(commit_mu_) = 0;              // bytes from tail to head (with wrap waste)
+  bool force_checkpoint_ ABSL_GUARDED_BY(commit_mu_) = false;      // Upgrade: the next commit writes one
   std::atomic<uint64_t> checkpoints_{0}, log_entries_{0}, commits_{0};
   std::atomic<uint64_t> allocations_{0}, parked_{0}, enospc_{0};
   std::atomic<bool> failed_{false};  // a metadata write failed: no more commits (nor allocations)

@@ -66,6 +66,7 @@ void Pool::SerializeState(std::string* out) {
       }
     });
   }
+  SerializeLinks(out);  // after every image: a link may name a later id
   // The notes this state includes (journal.h).
   AppendRecord(Record{RecordType::kNoteMark, 0, notes_, 0, 0, {}}, out);
 }
@@ -91,6 +92,7 @@ Status Pool::CommitLocked() {
   std::vector<std::string> chunks;
   std::vector<uint32_t> counts;
   std::vector<Extent> frees;
+  std::vector<std::shared_ptr<Volume>> retired;
   std::string snapshot;
   bool checkpoint = false;
   uint64_t through = 0;
@@ -98,7 +100,7 @@ Status Pool::CommitLocked() {
     mu_.Lock();
     uint64_t bytes = 0;
     for (const auto& ch : pending_) bytes += PaddedLogEntryBytes(ch.size());
-    checkpoint = log_used_ + bytes + kMaxLogEntryBytes > sb_.log_bytes / 2;
+    checkpoint = force_checkpoint_ || log_used_ + bytes + kMaxLogEntryBytes > sb_.log_bytes / 2;
     if (checkpoint) {
       // The snapshot and the hand-over of pending records must be one
       // instant: lock every volume (no mapping changes), then the pool.
@@ -116,6 +118,7 @@ Status Pool::CommitLocked() {
     chunks.swap(pending_);
     counts.swap(pending_counts_);
     frees.swap(pending_frees_);
+    retired.swap(retired_);
     last_map_.count_at = SIZE_MAX;
     through = notes_;
     mu_.Unlock();
@@ -138,11 +141,12 @@ Status Pool::CommitLocked() {
     NLOG_ERROR("pool {}: metadata commit failed, no further commits: {}", dev_->Describe(), st.ToString());
     return st;
   }
+  if (checkpoint) force_checkpoint_ = false;
   commits_.fetch_add(1, std::memory_order_relaxed);
   hardened_.store(through, std::memory_order_release);
   committed_seq_.store(seq_, std::memory_order_release);
   committed_log_used_.store(log_used_, std::memory_order_release);
-  if (!frees.empty()) {
+  if (!frees.empty() || !retired.empty()) {
     WaitForGracePeriod();
     MutexLock g(&mu_);
     for (const Extent& e : frees) alloc_.Free(e.p, e.n);
@@ -250,17 +254,23 @@ void Pool::CommitterLoop() {
   }
   auto interval = std::chrono::milliseconds(opts_.commit_interval_ms);
   for (;;) {
-    std::vector<FlushWaiter> waiters;
+    std::vector<FlushWaiter> waiters, wakeups;
     bool pending;
     {
       MutexLock l(&mu_);
       const auto deadline = std::chrono::steady_clock::now() + interval;
-      while (!stop_ && flush_waiters_.empty()) {
+      while (!stop_ && flush_waiters_.empty() && wakeups_.empty()) {
         if (!cv_.WaitUntil(&mu_, deadline)) break;
       }
+      wakeups.swap(wakeups_);
       waiters.swap(flush_waiters_);
       pending = !pending_.empty() || !pending_frees_.empty();
-      if (stop_ && waiters.empty()) break;
+      if (stop_ && waiters.empty() && wakeups.empty()) break;
+    }
+    if (!wakeups.empty()) {  // PostLater: requests another thread let go on
+      for (const FlushWaiter& w : wakeups) (*ring)->PostTo(w.ring, w.token, 0);
+      (*ring)->Submit();
+      (*ring)->Reap();
     }
     if (waiters.empty() && !pending) continue;
     int res = FlushInline();

@@ -212,6 +212,14 @@ void Pool::AdjustAllocated(Volume& v, int64_t delta) {
 }
 
 Status Pool::Apply(const Record& r) {
+  if (!RecordAllowed(r.type, sb_.version)) {
+    return Corruption("record type " + std::to_string(static_cast<int>(r.type)) + " in a version " +
+                      std::to_string(sb_.version) + " pool");
+  }
+  if (r.type == RecordType::kSnapshotCreate || r.type == RecordType::kVolumeClone ||
+      r.type == RecordType::kImageLink) {
+    return ApplyImageRecord(r);
+  }
   if (r.type == RecordType::kNoteMark) {
     load_hardened_ = r.a;
     return Status::Ok();
@@ -234,11 +242,13 @@ Status Pool::Apply(const Record& r) {
   v.lock.AssertHeld();  // loading: no other thread reaches the pool
   switch (r.type) {
     case RecordType::kVolumeDelete:
+      if (v.children > 0) return Corruption("volume " + v.name + " deleted while it has clones");
       v.map.ForEach([&](const Extent& e) {
         mu_.AssertHeld();  // called back synchronously, in this scope
         alloc_.Free(e.p, e.n);
       });
       reserved_unused_ -= UnusedReservation(v);
+      LinkLocked(v, nullptr);
       volumes_.erase(it);
       return Status::Ok();
     case RecordType::kVolumeResize: v.size.store(r.a); return Status::Ok();

@@ -1,7 +1,9 @@
 #include "volume/thin_volume.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <deque>
 #include <vector>
 
@@ -21,6 +23,8 @@ struct ParkedOp {
   unsigned bucket = 0;  // epoch bucket it counts in (-1u: none)
   bool parked = false;
   bool space_wait = false;  // parked until a commit frees clusters
+  bool gate_wait = false;   // parked until the volume's write gate opens (a snapshot)
+  bool write_counted = false;  // counted in Volume::writes (modifying, admitted)
   bool orphaned = false;    // the client abandoned req (guest fault)
   uint64_t note = 0;        // set by Finish: the notes it waits for (journal.h)
   ParkedOp* next_free = nullptr;
@@ -36,14 +40,20 @@ class ThinChannel final : public io::IoChannel {
   void Abandon(io::IoRequest* req) override;
   uint32_t pending() const override { return static_cast<uint32_t>(live_ops_); }
   void EndOfBatch() override;
+  // ResumeToken (thin_volume.h).
+  static FlushWaiter ResumeTokenOf(Op* op);
 
  private:
   static constexpr int kChildIov = 192;
   struct Child : io::IoRequest {
     Op* parent_op = nullptr;
-    bool allocating = false;
+    bool allocating = false;  // the write of a new cluster: maps it when done
+    bool cow_read = false;    // reads the cluster the chain shows; then the write
+    bool zero_data = false;   // the piece's own bytes are zeros (write-zeroes)
     uint64_t vcluster = 0;
     uint64_t pcluster = 0;
+    uint8_t* bounce = nullptr;  // copy-on-write: the source cluster's bytes
+    uint64_t within = 0, len = 0, skip = 0;  // the piece: offset in the cluster, bytes, offset in the request
     Child* next_free = nullptr;
     iovec vecs[kChildIov];
   };
@@ -56,17 +66,35 @@ class ThinChannel final : public io::IoChannel {
     free_children_ = c;
   }
   void Continue(Op* op);
-  // The extent map at vcl (ExtentMap::Lookup), under this channel's shard.
-  bool Lookup(uint64_t vcl, uint64_t* p, uint64_t* run) {
+  // The volume's own extent map at vcl (ExtentMap::Lookup), under this
+  // channel's shard; *parent: what its holes read through to.
+  bool LookupOwn(uint64_t vcl, uint64_t* p, uint64_t* run, const Volume** parent = nullptr) {
     vol_->lock.LockShared(slot_);
     bool mapped = vol_->map.Lookup(vcl, p, run);
+    if (parent != nullptr) *parent = vol_->parent.get();
     vol_->lock.UnlockShared(slot_);
     return mapped;
   }
+  // Where the volume's chain shows vcl: its own cluster or an ancestor's
+  // (true, *p), or nowhere (zeros). The ancestors' maps never change and
+  // outlive this request (Pool retires them after a grace period).
+  bool LookupChain(uint64_t vcl, uint64_t* p, uint64_t* run) {
+    const Volume* parent = nullptr;
+    if (LookupOwn(vcl, p, run, &parent)) return true;
+    return parent != nullptr && ResolveInAncestors(parent, vcl, p, run);
+  }
+  // Modifying requests: counted in Volume::writes unless the write gate is
+  // closed (a snapshot is being taken); then parked until it opens (or,
+  // without a ring, waited for here). True: admitted now.
+  bool AdmitWrite(Op* op);
+  static void OnGateOpen(io::IoRequest* r, int res);
+  uint8_t* GetBounce();
+  void PutBounce(uint8_t* b);
+  void IssueCowWrite(Child* read);
   // Each handles one piece at op->cursor; false: stop issuing (parked or failed).
   bool ReadPiece(Op* op);
   bool WritePiece(Op* op);
-  bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len);
+  bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len, bool zero_data = false);
   bool ZeroPiece(Op* op);
   uint64_t AllocationHint(uint64_t vcl) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol_->lock);
   bool WaitForSpace(Op* op);
@@ -108,6 +136,9 @@ class ThinChannel final : public io::IoChannel {
   // Finished ops whose changes are not yet journaled (Pool::safe_notes):
   // completed by EndOfBatch, after one journal write for all of them.
   std::deque<Op*> unjournaled_;
+  // Copy-on-write buffers (one cluster each), kept for reuse.
+  std::vector<uint8_t*> free_bounce_;
+  size_t bounce_total_ = 0;
 };
 
 namespace {
@@ -126,6 +157,7 @@ ThinChannel::ThinChannel(Pool* pool, std::shared_ptr<Volume> vol, io::IoUring* r
 
 ThinChannel::~ThinChannel() {
   if (live_ops_ != 0) NLOG_WARN("volume {}: channel closed with {} request(s) pending", vol_->name, live_ops_);
+  for (uint8_t* b : free_bounce_) free(b);
   pool_->UnregisterChannel(epoch_);
 }
 
@@ -143,6 +175,8 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
   op->result = 0;
   op->parked = false;
   op->space_wait = false;
+  op->gate_wait = false;
+  op->write_counted = false;
   op->orphaned = false;
   op->wake = io::IoRequest{};
   op->wake.parent = req;
@@ -160,6 +194,7 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
 
 void ThinChannel::FreeOp(Op* op) {
   if (op->bucket != ~0u) epoch_->active[op->bucket].fetch_sub(1, std::memory_order_release);
+  if (op->write_counted) vol_->writes[slot_ % ShardedRwLock::kShards].n.fetch_sub(1, std::memory_order_seq_cst);
   --live_ops_;
   op->next_free = free_ops_;
   free_ops_ = op;
@@ -176,6 +211,9 @@ ThinChannel::Child* ThinChannel::NewChild(Op* op, io::IoOp kind, uint64_t offset
   c->op = kind;
   c->parent_op = op;
   c->allocating = false;
+  c->cow_read = false;
+  c->zero_data = false;
+  c->bounce = nullptr;
   c->parent = op->req;
   c->owner = op->req->owner;
   c->done = OnChildDone;
@@ -202,7 +240,61 @@ void ThinChannel::Submit(io::IoRequest* req) {
     req->done(req, pool_->FlushInline());
     return;
   }
-  Continue(NewOp(req, true));
+  if (req->op == io::IoOp::kRead) {
+    Continue(NewOp(req, true));
+    return;
+  }
+  if (vol_->snapshot) {  // read-only image (exports of snapshots are read-only too)
+    req->done(req, -EROFS);
+    return;
+  }
+  Op* op = NewOp(req, false);
+  if (AdmitWrite(op)) Continue(op);
+}
+
+bool ThinChannel::AdmitWrite(Op* op) {
+  auto& count = vol_->writes[slot_ % ShardedRwLock::kShards].n;
+  for (;;) {
+    // Dekker with Pool::CreateSnapshot: count, then look at the gate; it
+    // closes the gate, then waits for the count to drain.
+    count.fetch_add(1, std::memory_order_seq_cst);
+    if (vol_->gate_closed.load(std::memory_order_seq_cst) == 0) {
+      op->write_counted = true;
+      op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
+      epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+      return true;
+    }
+    count.fetch_sub(1, std::memory_order_seq_cst);
+    if (ring_ == nullptr || !pool_->committer_running()) {
+      while (vol_->gate_closed.load(std::memory_order_seq_cst) != 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+      continue;
+    }
+    vol_->lock.Lock();
+    if (vol_->gate_closed.load(std::memory_order_seq_cst) == 0) {  // opened meanwhile
+      vol_->lock.Unlock();
+      continue;
+    }
+    op->parked = true;
+    op->gate_wait = true;
+    op->wake.hook = OnGateOpen;
+    ring_->ExpectPosted();
+    vol_->gate_waiters.push_back(FlushWaiter{&op->wake, ring_});
+    vol_->lock.Unlock();
+    return false;
+  }
+}
+
+void ThinChannel::OnGateOpen(io::IoRequest* r, int) {
+  Op* op = static_cast<Op*>(r->hook_ctx);
+  op->parked = false;
+  op->gate_wait = false;
+  if (op->orphaned) {
+    op->ch->FreeOp(op);
+    return;
+  }
+  if (op->ch->AdmitWrite(op)) op->ch->Continue(op);
 }
 
 void ThinChannel::Continue(Op* op) {
@@ -225,7 +317,7 @@ bool ThinChannel::ReadPiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
   uint64_t p = 0, run = 0;
-  bool mapped = Lookup(vcl, &p, &run);
+  bool mapped = LookupChain(vcl, &p, &run);
   uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
   if (!mapped) {
     // A hole (or a cluster still being initialized): zeros, straight into
@@ -247,7 +339,7 @@ bool ThinChannel::WritePiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
   uint64_t p = 0, run = 0;
-  bool mapped = Lookup(vcl, &p, &run);
+  bool mapped = LookupOwn(vcl, &p, &run);
   if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within));
   uint64_t span = std::min(left, run * cs_ - within);
   Child* c = NewChild(op, io::IoOp::kWrite, Phys(p, within), span);
@@ -257,7 +349,7 @@ bool ThinChannel::WritePiece(Op* op) {
   return true;
 }
 
-bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len) {
+bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len, bool zero_data) {
   uint64_t p = 0, run = 0;
   vol_->lock.Lock();
   if (vol_->map.Lookup(vcl, &p, &run)) {  // mapped meanwhile: write in place
@@ -266,8 +358,9 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
   }
   auto it = vol_->initializing.find(vcl);
   if (it != vol_->initializing.end()) {
-    // Another write is filling this cluster: wait for it, else its zero
-    // fill could land over our bytes.
+    // Another write is filling this cluster (zeros or a copy): wait for it,
+    // else its fill could land over our bytes. This is also how two
+    // reactors racing on a shared cluster copy it once.
     it->second.waiters.push_back(op);
     op->parked = true;
     pool_->CountParkedWrite();
@@ -275,6 +368,11 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
     if (ring_ != nullptr) ring_->ExpectPosted();
     return false;
   }
+  // What the cluster holds now, as seen through the chain: the write's
+  // bytes go over a copy of it (copy on write), or over zeros.
+  uint64_t src = 0, src_run = UINT64_MAX;
+  bool copy = vol_->parent != nullptr && ResolveInAncestors(vol_->parent.get(), vcl, &src, &src_run) &&
+              !(within == 0 && len == cs_);
   Status st = pool_->AllocateCluster(vol_.get(), AllocationHint(vcl), &p);
   if (!st.ok()) {
     vol_->lock.Unlock();
@@ -286,12 +384,31 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
   vol_->alloc_hint = p + 1;
   vol_->lock.Unlock();
 
+  if (copy) {
+    // First the source cluster into a buffer; the write follows
+    // (IssueCowWrite) when it is in.
+    Child* c = NewChild(op, io::IoOp::kRead, Phys(src, 0), cs_);
+    c->cow_read = true;
+    c->zero_data = zero_data;
+    c->vcluster = vcl;
+    c->pcluster = p;
+    c->within = within;
+    c->len = len;
+    c->skip = op->cursor;
+    c->bounce = GetBounce();
+    c->vecs[0] = iovec{c->bounce, cs_};
+    c->iovcnt = 1;
+    op->cursor += len;
+    Issue(c);
+    return true;
+  }
   Child* c = NewChild(op, io::IoOp::kWrite, Phys(p, 0), cs_);
   c->allocating = true;
   c->vcluster = vcl;
   c->pcluster = p;
   int n = PadZeros(within, c->vecs, kChildIov);
-  n += SliceIov(op->req, op->cursor, len, c->vecs + n, kChildIov - n);
+  n += zero_data ? PadZeros(len, c->vecs + n, kChildIov - n)
+                 : SliceIov(op->req, op->cursor, len, c->vecs + n, kChildIov - n);
   n += PadZeros(cs_ - within - len, c->vecs + n, kChildIov - n);
   c->iovcnt = n;
   op->cursor += len;
@@ -299,12 +416,79 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
   return true;
 }
 
+void ThinChannel::IssueCowWrite(Child* read) {
+  // The copy: the source's bytes around the piece, the piece's own bytes
+  // (from the client's buffers, no copy) in the middle; one vectored write
+  // of the whole new cluster.
+  Op* op = read->parent_op;
+  Child* c = NewChild(op, io::IoOp::kWrite, Phys(read->pcluster, 0), cs_);
+  c->allocating = true;
+  c->vcluster = read->vcluster;
+  c->pcluster = read->pcluster;
+  c->bounce = read->bounce;
+  read->bounce = nullptr;
+  int n = 0;
+  if (read->within > 0) c->vecs[n++] = iovec{c->bounce, read->within};
+  n += read->zero_data ? PadZeros(read->len, c->vecs + n, kChildIov - n)
+                       : SliceIov(op->req, read->skip, read->len, c->vecs + n, kChildIov - n);
+  uint64_t tail = read->within + read->len;
+  if (tail < cs_ && n < kChildIov) c->vecs[n++] = iovec{c->bounce + tail, cs_ - tail};
+  c->iovcnt = n;
+  Issue(c);
+}
+
+uint8_t* ThinChannel::GetBounce() {
+  if (!free_bounce_.empty()) {
+    uint8_t* b = free_bounce_.back();
+    free_bounce_.pop_back();
+    return b;
+  }
+  void* b = nullptr;
+  if (posix_memalign(&b, 4096, cs_) != 0) throw std::bad_alloc();
+  ++bounce_total_;
+  return static_cast<uint8_t*>(b);
+}
+
+void ThinChannel::PutBounce(uint8_t* b) {
+  // Keep a few (up to 4 MiB) for the next copies; return the rest.
+  if (free_bounce_.size() * cs_ < (4u << 20)) {
+    free_bounce_.push_back(b);
+    return;
+  }
+  free(b);
+  --bounce_total_;
+}
+
 bool ThinChannel::ZeroPiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
   bool may_unmap = req->op == io::IoOp::kDiscard || req->unmap;
-  if (may_unmap && within == 0 && left >= cs_) {
-    uint64_t k = left / cs_;
+  uint64_t p = 0, run = 0;
+  const Volume* parent = nullptr;
+  bool mapped = LookupOwn(vcl, &p, &run, &parent);
+  // What the ancestors show below this volume's own clusters.
+  uint64_t bp = 0, below_run = UINT64_MAX;
+  bool below = parent != nullptr && ResolveInAncestors(parent, vcl, &bp, &below_run);
+  if (below) {
+    // An ancestor's data is there: unmapping would show it again. DISCARD
+    // is advisory: keep what is there. WRITE_ZEROES must read zeros: zero
+    // our own cluster in place, or take a cluster of zeros (a copy on
+    // write of zeros).
+    uint64_t span = std::min(left, std::min(below_run, mapped ? run : below_run) * cs_ - within);
+    if (req->op == io::IoOp::kDiscard) {
+      op->cursor += span;
+      return true;
+    }
+    if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within), /*zero_data=*/true);
+    Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(p, within), span);
+    c->iov = nullptr;
+    Issue(c);
+    op->cursor += span;
+    return true;
+  }
+  uint64_t limit = below_run == UINT64_MAX ? left : std::min(left, below_run * cs_ - within);
+  if (may_unmap && within == 0 && limit >= cs_) {
+    uint64_t k = limit / cs_;
     std::vector<Extent> freed;
     vol_->lock.Lock();
     vol_->map.Unmap(vcl, k, &freed);
@@ -313,9 +497,7 @@ bool ThinChannel::ZeroPiece(Op* op) {
     op->cursor += k * cs_;
     return true;
   }
-  uint64_t p = 0, run = 0;
-  bool mapped = Lookup(vcl, &p, &run);
-  uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
+  uint64_t span = run == UINT64_MAX ? limit : std::min(limit, run * cs_ - within);
   if (may_unmap) span = std::min(span, cs_ - within);  // whole clusters after this get unmapped
   if (mapped) {
     Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(p, within), span);
@@ -381,7 +563,15 @@ void ThinChannel::OnChildDone(io::IoRequest* r, int res) {
   Child* c = static_cast<Child*>(r);
   Op* op = c->parent_op;
   ThinChannel* ch = op->ch;
+  if (c->cow_read) {
+    if (res >= 0 && op->result == 0 && !op->orphaned) {
+      ch->IssueCowWrite(c);  // takes the buffer
+    } else {
+      ch->EndAllocation(c, false);
+    }
+  }
   if (c->allocating) ch->EndAllocation(c, res >= 0);
+  if (c->bounce != nullptr) ch->PutBounce(c->bounce);
   if (res < 0 && op->result == 0) op->result = res;
   ch->FreeChild(c);
   if (--op->pending == 0 && !op->parked) ch->Finish(op);
@@ -497,19 +687,39 @@ void ThinChannel::Abandon(io::IoRequest* req) {
   if (cut == nullptr && leaf != nullptr && leaf != &op->wake && leaf->parent == req) {
     cut = static_cast<Child*>(leaf);
   }
-  if (cut != nullptr) {
-    data_->Abandon(cut);
-    if (cut->allocating) EndAllocation(cut, false);
-    FreeChild(cut);
-    --op->pending;
-    submitting_ = nullptr;
+  // A copy on write faulting while its read's completion issued the write:
+  // both are cut (the write owns the allocation and the buffer then).
+  Child* cut_leaf = nullptr;
+  if (cut != nullptr && cut == submitting_ && leaf != nullptr && leaf != &op->wake && leaf->parent == req &&
+      leaf != cut) {
+    cut_leaf = static_cast<Child*>(leaf);
   }
+  for (Child* c : {cut, cut_leaf}) {
+    if (c == nullptr) continue;
+    data_->Abandon(c);
+    if (c->allocating || (c->cow_read && c->bounce != nullptr)) EndAllocation(c, false);
+    if (c->bounce != nullptr) PutBounce(c->bounce);
+    FreeChild(c);
+    --op->pending;
+  }
+  if (cut != nullptr) submitting_ = nullptr;
   if (issuing_ == op) {  // Continue's own hold, lost with the unwound stack
     --op->pending;
     issuing_ = nullptr;
   }
   op->orphaned = true;
   if (op->pending == 0 && !op->parked) FreeOp(op);
+}
+
+FlushWaiter ResumeToken(ParkedOp* op) { return ThinChannel::ResumeTokenOf(op); }
+
+FlushWaiter ThinChannel::ResumeTokenOf(Op* op) {
+  op->wake.hook = OnResume;
+  if (op->ch->ring_ == nullptr) {
+    OnResume(&op->wake, 0);
+    return FlushWaiter{};
+  }
+  return FlushWaiter{&op->wake, op->ch->ring_};
 }
 
 int ThinChannel::SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len, iovec* dst, int max) const {

@@ -34,6 +34,11 @@
 
 namespace nestor::volume {
 
+// For a thread without a ring that ends a cluster's initialization (the
+// pool's copy-up): what to post to resume a parked request on its reactor
+// (ring null: it had none, and was resumed inline already).
+FlushWaiter ResumeToken(ParkedOp* op);
+
 class ThinBackend final : public io::BlockBackend {
  public:
   ThinBackend(Pool* pool, std::shared_ptr<Volume> vol);

@@ -124,7 +124,7 @@ struct Volume {
   // wait in gate_waiters until it opens; writes[] counts the modifying
   // requests in flight, per channel slot (ShardedRwLock's), so that the
   // snapshot can wait for them to drain.
-  std::atomic<bool> gate_closed{false};
+  std::atomic<int> gate_closed{0};  // closers (snapshots in progress); 0: open
   struct alignas(64) WriteCount {
     std::atomic<int64_t> n{0};
   };
