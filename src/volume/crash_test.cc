@@ -678,7 +678,10 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
     for (uint64_t i = 0; i < count; ++i) Set(v, sector + i, gen);
     return true;
   }
-  if (r == -ENOSPC && write) {
+  // On an image with a parent, WRITE_ZEROES over its ancestors' data takes
+  // a cluster of zeros (a copy on write): it may find the pool full too.
+  const bool may_need_space = write || (op == io::IoOp::kWriteZeroes && (!v.parent.empty() || v.uncertain));
+  if (r == -ENOSPC && may_need_space) {
     totals_->enospc++;
     if (v.prealloc) {
       return Fail("write " + v.name + " [" + std::to_string(sector) + ",+" + std::to_string(count) +
@@ -1267,10 +1270,13 @@ bool Iteration::DoOp() {
   x -= 0.004;
   if (x < 0.006) return quiet ? ControlOp() : true;
   x -= 0.006;
-  if (x < 0.008) return pool_failed_ ? true : ImageOp();  // armed faults: commits may fail under them
-  x -= 0.008;
+  // Image operations also under armed faults (more often: their commits
+  // may fail, and the crash decides), not once a commit failed.
+  const double image_p = fault_armed_ ? 0.03 : 0.008;
+  if (x < image_p) return pool_failed_ ? true : ImageOp();
+  x -= image_p;
   // The rest are data ops: x rescaled to [0, 1).
-  x /= 1 - flush_p - commit_p_ - 0.018;
+  x /= 1 - flush_p - commit_p_ - 0.010 - image_p;
   uint64_t s, n;
   if (x < 0.08) {  // read and compare with the model
     PickRange(v, static_cast<int>(Below(4)), &s, &n);
