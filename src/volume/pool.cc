@@ -393,10 +393,24 @@ Status Pool::ClearExport(const std::string& name) {
 }
 
 std::vector<VolumeInfo> Pool::ListVolumes(bool with_space) const {
-  (void)with_space;
-  MutexLock g(&mu_);
   std::vector<VolumeInfo> out;
-  for (const auto& [id, v] : volumes_) out.push_back(InfoOf(*v));
+  if (!with_space) {
+    MutexLock g(&mu_);
+    for (const auto& [id, v] : volumes_) out.push_back(InfoOf(*v));
+    return out;
+  }
+  // The maps are walked outside mu_ (a volume's lock comes before it);
+  // admin_mu_ keeps delete and shrink away from them meanwhile.
+  MutexLock a(&admin_mu_);
+  std::vector<std::shared_ptr<Volume>> images;
+  {
+    MutexLock g(&mu_);
+    for (const auto& [id, v] : volumes_) {
+      out.push_back(InfoOf(*v));
+      images.push_back(v);
+    }
+  }
+  FillSpace(&out, images);
   return out;
 }
 

@@ -355,6 +355,15 @@ class Pool {
   VolumeInfo InfoOf(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdjustAllocated(Volume& v, int64_t delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t ClustersFor(uint64_t bytes) const { return ClustersForBytes(bytes, sb_.cluster_size); }
+  // ListVolumes(with_space) (pool_space.cc, space.h): fills the space
+  // fields of `infos` (as InfoOf made them, under mu_) from the maps of
+  // `images` (the same images, same order), after mu_ is released: it
+  // takes each writable image's lock (shared, shard 0) while it copies that
+  // map, and reads snapshots' maps without locks. admin_mu_, held from
+  // before the images are collected, keeps delete and shrink (which unmap
+  // without the image's lock) away from the maps meanwhile.
+  void FillSpace(std::vector<VolumeInfo>* infos, const std::vector<std::shared_ptr<Volume>>& images) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::unique_ptr<PoolDevice> dev_;
   Superblock sb_;
@@ -409,8 +418,8 @@ class Pool {
 
   // One change of the image tree at a time (create/delete/resize, snapshot,
   // clone, inflate, decouple); before commit_mu_. Inflate holds it while it
-  // copies.
-  Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  // copies. ListVolumes(with_space) holds it too (FillSpace): mutable.
+  mutable Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
   Mutex commit_mu_;                               // one commit (or control change) at a time
   uint64_t seq_ ABSL_GUARDED_BY(commit_mu_) = 0;  // last committed sequence
   int active_slot_ ABSL_GUARDED_BY(commit_mu_) = 0;

@@ -65,6 +65,7 @@ std::string Pool::ChildrenOfLocked(const Volume& v) const {
 
 Status Pool::ApplyImageRecord(const Record& r) {
   auto find = [&](uint64_t id) -> std::shared_ptr<Volume> {
+    mu_.AssertHeld();  // called in this scope
     auto it = id > UINT32_MAX ? volumes_.end() : volumes_.find(static_cast<uint32_t>(id));
     return it == volumes_.end() ? nullptr : it->second;
   };
