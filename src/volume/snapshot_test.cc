@@ -844,6 +844,51 @@ TEST(Snapshot, InflateOnAFullPoolFailsWithoutLosingAnything) {
   Verify(p, m, "after a crash");
 }
 
+// A preallocated source stays preallocated: the snapshot needs room to
+// guarantee every cluster it takes over again (ENOSPC otherwise, nothing
+// changed), and the source's copies-on-write never fail for space.
+TEST(Snapshot, PreallocatedSourceKeepsItsGuarantee) {
+  constexpr uint32_t kCs = 8192;
+  MemPool p(6 << 20, kCs, 41);
+  ASSERT_NE(p.pool(), nullptr);
+  const uint64_t free0 = p.pool()->Info().free_clusters;
+  constexpr uint64_t kPre = 16;  // clusters of the preallocated volume
+  ASSERT_TRUE(p.pool()->CreateVolume("pre", kPre * kCs, true).ok());
+  auto d = Pattern(kPre * kCs, 1);
+  ASSERT_EQ(p.Write("pre", 0, d), static_cast<int>(d.size()));
+  // A thin volume takes all but kPre + 3 free clusters.
+  const uint64_t thin = free0 - kPre - (kPre + 3);
+  ASSERT_TRUE(p.pool()->CreateVolume("thin", (thin + 8) * kCs, false).ok());
+  ASSERT_EQ(p.Write("thin", 0, Pattern(thin * kCs, 2)), static_cast<int>(thin * kCs));
+  ASSERT_TRUE(p.pool()->Commit().ok());
+  ASSERT_EQ(p.pool()->Info().free_clusters, kPre + 3);
+  auto s1 = p.pool()->CreateSnapshot("pre", "s1");
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  EXPECT_EQ(p.pool()->GetVolume("pre")->reserved_bytes, kPre * kCs) << "the source keeps its reservation";
+  EXPECT_EQ(p.pool()->GetVolume("s1")->reserved_bytes, 0u);
+  // The kPre free clusters are promised to pre now: the thin volume gets 3.
+  int thin_writes = 0;
+  for (uint64_t c = thin; c < thin + 8; ++c) {
+    if (p.Write("thin", c * kCs, Pattern(512, 3)) == 512) ++thin_writes;
+  }
+  EXPECT_EQ(thin_writes, 3) << "the thin volume took space promised to the preallocated one";
+  // pre rewrites every cluster (each a copy on write): all succeed.
+  for (uint64_t c = 0; c < kPre; ++c) {
+    ASSERT_EQ(p.Write("pre", c * kCs + 512, Pattern(512, 10 + c)), 512) << "cluster " << c;
+  }
+  // No room to promise pre's clusters again: a second snapshot is refused.
+  auto s2 = p.pool()->CreateSnapshot("pre", "s2");
+  EXPECT_EQ(s2.status().err(), ENOSPC) << s2.status().ToString();
+  EXPECT_FALSE(p.pool()->GetVolume("s2").ok());
+  EXPECT_EQ(p.pool()->GetVolume("pre")->parent, "s1");
+  EXPECT_EQ(p.Read("s1", 0, kPre * kCs), d) << "the snapshot changed";
+  p.CrashAndReopen();
+  EXPECT_EQ(p.Read("s1", 0, kPre * kCs), d);
+  EXPECT_EQ(p.pool()->GetVolume("pre")->reserved_bytes, kPre * kCs);
+  CheckReport rep = p.pool()->Check();
+  EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
+}
+
 // ---- space accounting ----
 
 TEST(Snapshot, SpaceAccountingSharedAndExclusive) {
@@ -1111,6 +1156,118 @@ TEST_F(SnapshotRace, FirstWritesToASharedClusterCopyItOnce) {
   EXPECT_EQ(0, std::memcmp(got.p, gold.data(), size)) << "the snapshot changed";
   rs.Close();
   EXPECT_EQ(pool_->GetVolume("c")->allocated_bytes, rounds * kCluster);
+  ASSERT_TRUE(pool_->Commit().ok());
+  CheckReport rep = pool_->Check();
+  EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
+}
+
+// Inflate and decouple of a clone under writes from another reactor: the
+// copies and the writes meet cluster by cluster (a copy waits for a first
+// write in progress, a write for a copy); afterwards the clone holds the
+// snapshot's bytes overlaid with every write, in order, and its parent
+// link changed.
+TEST_F(SnapshotRace, InflateAndDecoupleUnderWrites) {
+  constexpr uint64_t kSize = 8 << 20;  // 128 clusters
+  constexpr uint64_t kBlocks = kSize / kBlk;
+  OpenPool(64 << 20, 30);
+  ASSERT_NE(pool_, nullptr);
+  ASSERT_TRUE(pool_->CreateVolume("v", kSize, false).ok());
+  std::vector<uint8_t> want = Pattern(kSize, 1);
+  {
+    Reactor r;
+    ASSERT_TRUE(r.Open(pool_.get(), "v"));
+    AlignedBlock b(kSize);
+    std::memcpy(b.p, want.data(), kSize);
+    ASSERT_EQ(r.Io(io::IoOp::kWrite, 0, b.p, kSize), static_cast<int>(kSize));
+    auto over = Pattern(kSize / 2, 2);  // s2 holds the middle half
+    std::memcpy(b.p, over.data(), over.size());
+    r.Close();
+    ASSERT_TRUE(pool_->CreateSnapshot("v", "s1").ok());
+    ASSERT_TRUE(r.Open(pool_.get(), "v"));
+    ASSERT_EQ(r.Io(io::IoOp::kWrite, kSize / 4, b.p, over.size()), static_cast<int>(over.size()));
+    std::memcpy(want.data() + kSize / 4, over.data(), over.size());
+    r.Close();
+  }
+  ASSERT_TRUE(pool_->CreateSnapshot("v", "s2").ok());
+  ASSERT_TRUE(pool_->CloneVolume("s2", "c").ok());
+  std::vector<uint64_t> last(kBlocks, 0);  // the last write of each block (index + 1)
+  for (int phase = 0; phase < 2; ++phase) {
+    SCOPED_TRACE(phase == 0 ? "decouple" : "inflate");
+    std::atomic<bool> stop{false}, failed{false};
+    std::atomic<uint64_t> writes{0};
+    std::thread writer([&] {
+      Reactor re;
+      if (!re.Open(pool_.get(), "c")) {
+        failed = true;
+        return;
+      }
+      struct Slot {
+        SyncRequest r;
+        iovec v;
+        uint64_t block = 0;
+        bool busy = false;
+        std::unique_ptr<AlignedBlock> buf = std::make_unique<AlignedBlock>(kBlk);
+      };
+      std::vector<Slot> slots(4);
+      std::vector<bool> in_flight(kBlocks, false);
+      std::mt19937_64 rng(100 + phase);
+      uint64_t n = writes.load();
+      for (;;) {
+        bool busy = false;
+        for (auto& s : slots) {
+          if (s.busy && s.r.result != INT_MIN) {
+            if (s.r.result != static_cast<int>(kBlk)) {
+              ADD_FAILURE() << "write of block " << s.block << " returned " << s.r.result;
+              failed = true;
+            }
+            in_flight[s.block] = false;
+            s.busy = false;
+          }
+          busy = busy || s.busy;
+        }
+        if ((stop.load() || failed.load()) && !busy) break;
+        for (auto& s : slots) {
+          if (s.busy || stop.load()) continue;
+          uint64_t b = rng() % kBlocks;
+          if (in_flight[b]) continue;
+          ++n;
+          auto d = Pattern(kBlk, 0x7000000 + n);
+          std::memcpy(s.buf->p, d.data(), kBlk);
+          last[b] = n;
+          in_flight[b] = true;
+          s.block = b;
+          s.busy = true;
+          s.r.result = INT_MIN;
+          StartIo(re.ch(), &s.r, &s.v, io::IoOp::kWrite, b * kBlk, s.buf->p, kBlk);
+        }
+        re.Poll();
+      }
+      writes.store(n);
+      re.Close();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    Status st = phase == 0 ? pool_->DecoupleVolume("c") : pool_->InflateVolume("c");
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    stop = true;
+    writer.join();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    ASSERT_FALSE(failed.load());
+    EXPECT_EQ(pool_->GetVolume("c")->parent, phase == 0 ? "s1" : "");
+    std::cout << (phase == 0 ? "decouple" : "inflate") << " under " << writes.load() << " writes in all\n";
+    Reactor re;
+    ASSERT_TRUE(re.Open(pool_.get(), "c"));
+    AlignedBlock got(kSize);
+    ASSERT_EQ(re.Io(io::IoOp::kRead, 0, got.p, kSize), static_cast<int>(kSize));
+    re.Close();
+    for (uint64_t b = 0; b < kBlocks; ++b) {
+      std::vector<uint8_t> w = last[b] == 0
+                                   ? std::vector<uint8_t>(want.begin() + b * kBlk, want.begin() + (b + 1) * kBlk)
+                                   : Pattern(kBlk, 0x7000000 + last[b]);
+      ASSERT_EQ(0, std::memcmp(got.p + b * kBlk, w.data(), kBlk))
+          << "block " << b << " of the clone (last write " << last[b] << ")";
+    }
+  }
+  EXPECT_EQ(pool_->GetVolume("c")->allocated_bytes, kSize) << "the inflated clone holds every cluster";
   ASSERT_TRUE(pool_->Commit().ok());
   CheckReport rep = pool_->Check();
   EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
