@@ -415,6 +415,15 @@ TEST(Snapshot, RefusalsNameTheirReason) {
   EXPECT_EQ(p.Op("s", io::IoOp::kWriteZeroes, 0, kCluster, true), -EROFS);
   EXPECT_EQ(p.Read("s", 0, 2 * kCluster), a);
 
+  // A snapshot is exported read-only only.
+  ExportSettings rw;
+  Status exp_rw = p.pool()->SetExport("s", rw);
+  EXPECT_EQ(exp_rw.err(), EINVAL) << exp_rw.ToString();
+  ExportSettings ro;
+  ro.read_only = true;
+  EXPECT_TRUE(p.pool()->SetExport("s", ro).ok());
+  EXPECT_TRUE(p.pool()->ClearExport("s").ok());
+
   // Resize: a snapshot keeps its size; an image with a parent only grows.
   p.CloseImage("s");
   p.CloseImage("v");
@@ -540,6 +549,69 @@ TEST(Snapshot, VersionOnePoolOpensAndSnapshotsOnlyAfterUpgrade) {
   ASSERT_EQ(SyncIo(ch.get(), io::IoOp::kRead, 0, got.data(), got.size()), static_cast<int>(got.size()));
   EXPECT_EQ(got, a);
   EXPECT_TRUE((*again)->Check().clean());
+}
+
+// The loader checks the tree as it replays: records that would make a
+// malformed one are corruption (EUCLEAN; `pool check` names them).
+void WriteLogEntry(VolatileCacheDevice* dev, const std::vector<Record>& records) {
+  std::vector<uint8_t> block(kBlock);
+  ASSERT_TRUE(dev->ReadAt(0, block.data(), kBlock).ok());
+  auto sb = DecodeSuperblock(block.data());
+  ASSERT_TRUE(sb.ok());
+  std::string payload;
+  for (const Record& r : records) AppendRecord(r, &payload);
+  std::string entry = EncodeLogEntry(1, static_cast<uint32_t>(records.size()), payload, PoolId(*sb));
+  ASSERT_TRUE(dev->WriteAt(sb->log_offset, entry.data(), entry.size()).ok());
+  ASSERT_TRUE(dev->Sync().ok());
+}
+
+TEST(SnapshotLoad, MalformedTreeRecordsAreCorruption) {
+  const Record a{RecordType::kVolumeCreate, 1, 1 << 20, 0, 0, "a"};
+  const Record s{RecordType::kSnapshotCreate, 2, 1, 0, 0, "s"};
+  const Record c{RecordType::kVolumeClone, 3, 2, 1 << 20, 0, "c"};
+  struct Case {
+    const char* what;
+    std::vector<Record> records;
+    bool v1 = false;
+  };
+  const std::vector<Case> cases = {
+      {"clone of a non-snapshot", {a, Record{RecordType::kVolumeClone, 2, 1, 1 << 20, 0, "c"}}},
+      {"snapshot of a snapshot", {a, s, Record{RecordType::kSnapshotCreate, 3, 2, 0, 0, "x"}}},
+      {"clone smaller than its snapshot", {a, s, Record{RecordType::kVolumeClone, 3, 2, 4096, 0, "c"}}},
+      {"link to a non-snapshot", {a, s, c, Record{RecordType::kImageLink, 3, 1, 0, 0, {}}}},
+      {"link to an unknown image", {a, s, c, Record{RecordType::kImageLink, 3, 9, 0, 0, {}}}},
+      {"a snapshot made writable", {a, s, c, Record{RecordType::kImageLink, 2, 0, 0, 0, {}}}},
+      {"delete of a snapshot with clones", {a, s, c, Record{RecordType::kVolumeDelete, 2, 0, 0, 0, {}}}},
+      {"snapshot records in a version 1 pool", {a, s}, true},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    auto dev = std::make_unique<VolatileCacheDevice>(16 << 20, 1);
+    if (k.v1) {
+      FormatV1(dev.get(), kCluster);
+    } else {
+      ASSERT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
+    }
+    WriteLogEntry(dev.get(), k.records);
+    auto pool = Pool::Open(std::make_unique<BorrowedPoolDevice>(dev.get()));
+    ASSERT_FALSE(pool.ok()) << "the pool opened";
+    EXPECT_EQ(pool.status().err(), EUCLEAN) << pool.status().ToString();
+    PoolOptions check;
+    check.read_only = true;
+    check.check_mode = true;
+    auto checked = Pool::Open(std::make_unique<BorrowedPoolDevice>(dev.get()), check);
+    ASSERT_TRUE(checked.ok()) << checked.status().ToString();
+    EXPECT_FALSE((*checked)->Check().clean()) << "pool check found nothing";
+  }
+  // And the well-formed tree loads, clean.
+  auto dev = std::make_unique<VolatileCacheDevice>(16 << 20, 1);
+  ASSERT_TRUE(Pool::Format(dev.get(), kCluster, false).ok());
+  WriteLogEntry(dev.get(), {a, s, c});
+  auto pool = Pool::Open(std::make_unique<BorrowedPoolDevice>(dev.get()));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  EXPECT_EQ((*pool)->GetVolume("c")->parent, "s");
+  EXPECT_EQ((*pool)->GetVolume("a")->parent, "s");
+  EXPECT_TRUE((*pool)->Check().clean());
 }
 
 // ---- persistence ----
@@ -1268,6 +1340,107 @@ TEST_F(SnapshotRace, InflateAndDecoupleUnderWrites) {
     }
   }
   EXPECT_EQ(pool_->GetVolume("c")->allocated_bytes, kSize) << "the inflated clone holds every cluster";
+  ASSERT_TRUE(pool_->Commit().ok());
+  CheckReport rep = pool_->Check();
+  EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
+}
+
+// Lock-free reads through the chain against the end of that chain: a
+// reactor keeps reading a clone (every byte the snapshot's) while the clone
+// is inflated, the snapshot and its other clone are deleted and their
+// clusters are rewritten by a new volume. A read that resolved to the
+// snapshot's cluster before it was freed must still get the snapshot's
+// bytes (the grace period), never the new volume's.
+TEST_F(SnapshotRace, ReadsThroughTheChainSurviveInflateAndDeleteOfTheSnapshot) {
+  constexpr uint64_t kSize = 4 << 20;
+  OpenPool(32 << 20, 200);
+  ASSERT_NE(pool_, nullptr);
+  ASSERT_TRUE(pool_->CreateVolume("v", kSize, false).ok());
+  const std::vector<uint8_t> gold = Pattern(kSize, 3);
+  {
+    Reactor r;
+    ASSERT_TRUE(r.Open(pool_.get(), "v"));
+    AlignedBlock b(kSize);
+    std::memcpy(b.p, gold.data(), kSize);
+    ASSERT_EQ(r.Io(io::IoOp::kWrite, 0, b.p, kSize), static_cast<int>(kSize));
+    r.Close();
+  }
+  ASSERT_TRUE(pool_->CreateSnapshot("v", "golden").ok());
+  ASSERT_TRUE(pool_->CloneVolume("golden", "c").ok());
+  std::atomic<bool> stop{false}, failed{false};
+  std::atomic<uint64_t> reads{0};
+  static constexpr uint64_t kLen = 64 * 1024;
+  std::thread reader([&] {
+    Reactor re;
+    if (!re.Open(pool_.get(), "c")) {
+      failed = true;
+      return;
+    }
+    constexpr int kQd = 4;
+    struct Slot {
+      SyncRequest r;
+      iovec v;
+      uint64_t off = 0;
+      bool busy = false;
+      std::unique_ptr<AlignedBlock> buf = std::make_unique<AlignedBlock>(kLen);
+    };
+    std::vector<Slot> slots(kQd);
+    std::mt19937_64 rng(9);
+    for (;;) {
+      bool busy = false;
+      for (auto& s : slots) {
+        if (s.busy && s.r.result != INT_MIN) {
+          s.busy = false;
+          reads.fetch_add(1);
+          if (s.r.result != static_cast<int>(kLen) || std::memcmp(s.buf->p, gold.data() + s.off, kLen) != 0) {
+            if (!failed.exchange(true)) {
+              ADD_FAILURE() << "read of the clone at " << s.off << " returned " << s.r.result
+                            << (s.r.result == static_cast<int>(kLen) ? " with bytes that are not the snapshot's" : "");
+            }
+          }
+        }
+        busy = busy || s.busy;
+      }
+      if ((stop.load() || failed.load()) && !busy) break;
+      for (auto& s : slots) {
+        if (s.busy || stop.load()) continue;
+        s.off = (rng() % (kSize / 4096)) * 4096;
+        if (s.off + kLen > kSize) s.off = kSize - kLen;
+        s.busy = true;
+        s.r.result = INT_MIN;
+        StartIo(re.ch(), &s.r, &s.v, io::IoOp::kRead, s.off, s.buf->p, kLen);
+      }
+      re.Poll();
+    }
+    re.Close();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Status st = pool_->InflateVolume("c");
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  st = pool_->DeleteVolume("v");
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  st = pool_->DeleteVolume("golden");
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  // Their clusters are free (after the commit and the grace period): a new
+  // volume writes junk over as many clusters as it can get.
+  ASSERT_TRUE(pool_->CreateVolume("junk", 16 << 20, false).ok());
+  {
+    Reactor r;
+    ASSERT_TRUE(r.Open(pool_.get(), "junk"));
+    AlignedBlock b(kCluster);
+    std::memset(b.p, 0xEE, kCluster);
+    for (uint64_t off = 0; off < (16u << 20); off += kCluster) {
+      int res = r.Io(io::IoOp::kWrite, off, b.p, kCluster);
+      if (res == -ENOSPC) break;
+      ASSERT_EQ(res, static_cast<int>(kCluster));
+    }
+    r.Close();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  reader.join();
+  std::cout << reads.load() << " reads of the clone across its inflate and the delete of its snapshot\n";
+  EXPECT_FALSE(failed.load());
   ASSERT_TRUE(pool_->Commit().ok());
   CheckReport rep = pool_->Check();
   EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
