@@ -33,7 +33,7 @@ inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kCkptMagic = 0x504b434eu;  // "NCKP"
 inline constexpr uint32_t kLogMagic = 0x474f4c4eu;   // "NLOG"
-inline constexpr uint32_t kMaxVolumes = 1024;  // images: volumes, snapshots and clones
+inline constexpr uint32_t kMaxVolumes = 1024;        // images: volumes, snapshots and clones
 inline constexpr uint32_t kMaxNameLen = 63;
 inline constexpr uint64_t kBlock = 4096;  // metadata I/O unit
 

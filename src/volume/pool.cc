@@ -198,8 +198,8 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
     MutexLock g(&mu_);
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
     if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC, "pool holds the maximum number of images (" +
-                                       std::to_string(ImageCapacity(sb_)) + ")");
+      return Status::Error(ENOSPC,
+                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
     }
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
     if (reserve > 0 && !RoomToReserveLocked(reserve)) {
@@ -263,8 +263,8 @@ Status Pool::ResizeVolume(const std::string& name, uint64_t size, bool force) {
     if (v->snapshot) return Status::Error(EROFS, "'" + name + "' is a snapshot: snapshots cannot be resized");
     if (shrink && v->parent_id != 0) {
       // Its parent's data past the new end would show again on a later grow.
-      return Status::Error(ENOTSUP, "volume '" + name +
-                                        "' reads through to a snapshot and can only grow: inflate it to shrink it");
+      return Status::Error(
+          ENOTSUP, "volume '" + name + "' reads through to a snapshot and can only grow: inflate it to shrink it");
     }
     uint64_t keep = ClustersFor(size);
     if (shrink && v->open_count.load() > 0) {

@@ -151,8 +151,10 @@ void Pool::CheckTree(CheckReport* rep) const {
       rep->problems.push_back("image " + v.name + ": parent id " + std::to_string(v.parent_id) + " does not exist");
       continue;
     }
-    if (!p->second->snapshot) rep->problems.push_back("image " + v.name + ": parent " + p->second->name + " is not a snapshot");
-    if (v.frozen_parent() != p->second.get()) rep->problems.push_back("image " + v.name + ": parent link disagrees with its id");
+    if (!p->second->snapshot)
+      rep->problems.push_back("image " + v.name + ": parent " + p->second->name + " is not a snapshot");
+    if (v.frozen_parent() != p->second.get())
+      rep->problems.push_back("image " + v.name + ": parent link disagrees with its id");
     if (v.size.load() < p->second->size.load()) {
       rep->problems.push_back("image " + v.name + " is smaller than its parent " + p->second->name);
     }
@@ -200,8 +202,7 @@ void Pool::PostLater(const std::vector<FlushWaiter>& w) {
 
 // ---- operations ----
 
-Result<VolumeInfo> Pool::CreateSnapshot(const std::string& source, const std::string& name,
-                                        uint32_t drain_timeout_ms) {
+Result<VolumeInfo> Pool::CreateSnapshot(const std::string& source, const std::string& name, uint32_t drain_timeout_ms) {
   NESTOR_RETURN_IF_ERROR(ValidateVolumeName(name));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   MutexLock a(&admin_mu_);
@@ -214,8 +215,8 @@ Result<VolumeInfo> Pool::CreateSnapshot(const std::string& source, const std::st
     if (v->snapshot) return Status::Invalid("'" + source + "' is a snapshot already: clone it instead");
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
     if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC, "pool holds the maximum number of images (" +
-                                       std::to_string(ImageCapacity(sb_)) + ")");
+      return Status::Error(ENOSPC,
+                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
     }
     // A preallocated volume stays so: its clusters go to the snapshot and
     // every one it writes again must still be guaranteed.
@@ -288,8 +289,8 @@ Result<VolumeInfo> Pool::CloneVolume(const std::string& snap, const std::string&
     }
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
     if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC, "pool holds the maximum number of images (" +
-                                       std::to_string(ImageCapacity(sb_)) + ")");
+      return Status::Error(ENOSPC,
+                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
     }
     auto v = std::make_shared<Volume>();
     v->id = volumes_.rbegin()->first + 1;

@@ -216,8 +216,7 @@ Status Pool::Apply(const Record& r) {
     return Corruption("record type " + std::to_string(static_cast<int>(r.type)) + " in a version " +
                       std::to_string(sb_.version) + " pool");
   }
-  if (r.type == RecordType::kSnapshotCreate || r.type == RecordType::kVolumeClone ||
-      r.type == RecordType::kImageLink) {
+  if (r.type == RecordType::kSnapshotCreate || r.type == RecordType::kVolumeClone || r.type == RecordType::kImageLink) {
     return ApplyImageRecord(r);
   }
   if (r.type == RecordType::kNoteMark) {

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "io/uring.h"
+#include "volume/mapper.h"
 
 namespace nestor::volume {
 
@@ -22,11 +23,11 @@ struct ParkedOp {
   int result = 0;       // first error
   unsigned bucket = 0;  // epoch bucket it counts in (-1u: none)
   bool parked = false;
-  bool space_wait = false;  // parked until a commit frees clusters
-  bool gate_wait = false;   // parked until the volume's write gate opens (a snapshot)
+  bool space_wait = false;     // parked until a commit frees clusters
+  bool gate_wait = false;      // parked until the volume's write gate opens (a snapshot)
   bool write_counted = false;  // counted in Volume::writes (modifying, admitted)
-  bool orphaned = false;    // the client abandoned req (guest fault)
-  uint64_t note = 0;        // set by Finish: the notes it waits for (journal.h)
+  bool orphaned = false;       // the client abandoned req (guest fault)
+  uint64_t note = 0;           // set by Finish: the notes it waits for (journal.h)
   ParkedOp* next_free = nullptr;
 };
 using Op = ParkedOp;
@@ -52,7 +53,7 @@ class ThinChannel final : public io::IoChannel {
     bool zero_data = false;   // the piece's own bytes are zeros (write-zeroes)
     uint64_t vcluster = 0;
     uint64_t pcluster = 0;
-    uint8_t* bounce = nullptr;  // copy-on-write: the source cluster's bytes
+    uint8_t* bounce = nullptr;               // copy-on-write: the source cluster's bytes
     uint64_t within = 0, len = 0, skip = 0;  // the piece: offset in the cluster, bytes, offset in the request
     Child* next_free = nullptr;
     iovec vecs[kChildIov];
@@ -66,23 +67,6 @@ class ThinChannel final : public io::IoChannel {
     free_children_ = c;
   }
   void Continue(Op* op);
-  // The volume's own extent map at vcl (ExtentMap::Lookup), under this
-  // channel's shard; *parent: what its holes read through to.
-  bool LookupOwn(uint64_t vcl, uint64_t* p, uint64_t* run, const Volume** parent = nullptr) {
-    vol_->lock.LockShared(slot_);
-    bool mapped = vol_->map.Lookup(vcl, p, run);
-    if (parent != nullptr) *parent = vol_->parent.get();
-    vol_->lock.UnlockShared(slot_);
-    return mapped;
-  }
-  // Where the volume's chain shows vcl: its own cluster or an ancestor's
-  // (true, *p), or nowhere (zeros). The ancestors' maps never change and
-  // outlive this request (Pool retires them after a grace period).
-  bool LookupChain(uint64_t vcl, uint64_t* p, uint64_t* run) {
-    const Volume* parent = nullptr;
-    if (LookupOwn(vcl, p, run, &parent)) return true;
-    return parent != nullptr && ResolveInAncestors(parent, vcl, p, run);
-  }
   // Modifying requests: counted in Volume::writes unless the write gate is
   // closed (a snapshot is being taken); then parked until it opens (or,
   // without a ring, waited for here). True: admitted now.
@@ -96,7 +80,6 @@ class ThinChannel final : public io::IoChannel {
   bool WritePiece(Op* op);
   bool AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len, bool zero_data = false);
   bool ZeroPiece(Op* op);
-  uint64_t AllocationHint(uint64_t vcl) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(vol_->lock);
   bool WaitForSpace(Op* op);
   void Issue(Child* c);
   void Finish(Op* op);
@@ -111,21 +94,19 @@ class ThinChannel final : public io::IoChannel {
   };
   Position At(const Op* op) const {
     uint64_t off = op->req->offset + op->cursor;
-    return {off / cs_, off % cs_, op->req->length - op->cursor};
+    uint64_t cs = m_.cluster_size();
+    return {off / cs, off % cs, op->req->length - op->cursor};
   }
-  uint64_t Phys(uint64_t p, uint64_t within) const { return pool_->superblock().data_offset + p * cs_ + within; }
+  uint64_t Phys(uint64_t p, uint64_t within) const { return m_.Phys(p, within); }
 
   static void OnChildDone(io::IoRequest* r, int res);
   static void OnResume(io::IoRequest* r, int res);
   static void OnFlushDone(io::IoRequest* r, int res);
 
-  Pool* pool_;
-  std::shared_ptr<Volume> vol_;
+  VolumeMapper m_;
   io::IoUring* ring_;
   std::unique_ptr<io::IoChannel> data_;
-  EpochCounters* epoch_;
-  unsigned slot_;
-  uint64_t cs_;
+  const uint64_t cs_;
   std::vector<std::unique_ptr<Op>> ops_;
   std::vector<std::unique_ptr<Child>> children_;
   Op* free_ops_ = nullptr;
@@ -141,24 +122,13 @@ class ThinChannel final : public io::IoChannel {
   size_t bounce_total_ = 0;
 };
 
-namespace {
-std::atomic<unsigned> g_next_slot{0};
-}
-
 ThinChannel::ThinChannel(Pool* pool, std::shared_ptr<Volume> vol, io::IoUring* ring,
                          std::unique_ptr<io::IoChannel> data)
-    : pool_(pool),
-      vol_(std::move(vol)),
-      ring_(ring),
-      data_(std::move(data)),
-      epoch_(pool->RegisterChannel()),
-      slot_(g_next_slot.fetch_add(1)),
-      cs_(pool->superblock().cluster_size) {}
+    : m_(pool, std::move(vol)), ring_(ring), data_(std::move(data)), cs_(m_.cluster_size()) {}
 
 ThinChannel::~ThinChannel() {
-  if (live_ops_ != 0) NLOG_WARN("volume {}: channel closed with {} request(s) pending", vol_->name, live_ops_);
+  if (live_ops_ != 0) NLOG_WARN("volume {}: channel closed with {} request(s) pending", m_.name(), live_ops_);
   for (uint8_t* b : free_bounce_) free(b);
-  pool_->UnregisterChannel(epoch_);
 }
 
 Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
@@ -184,8 +154,7 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
   op->wake.hook_ctx = op;
   op->bucket = ~0u;
   if (counted) {
-    op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
-    epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+    op->bucket = m_.EnterEpoch();
   }
   req->hook_ctx = op;
   ++live_ops_;
@@ -193,8 +162,8 @@ Op* ThinChannel::NewOp(io::IoRequest* req, bool counted) {
 }
 
 void ThinChannel::FreeOp(Op* op) {
-  if (op->bucket != ~0u) epoch_->active[op->bucket].fetch_sub(1, std::memory_order_release);
-  if (op->write_counted) vol_->writes[slot_ % ShardedRwLock::kShards].n.fetch_sub(1, std::memory_order_seq_cst);
+  if (op->bucket != ~0u) m_.LeaveEpoch(op->bucket);
+  if (op->write_counted) m_.LeaveWrite();
   --live_ops_;
   op->next_free = free_ops_;
   free_ops_ = op;
@@ -224,27 +193,27 @@ ThinChannel::Child* ThinChannel::NewChild(Op* op, io::IoOp kind, uint64_t offset
 }
 
 void ThinChannel::Submit(io::IoRequest* req) {
-  uint64_t size = vol_->size.load(std::memory_order_relaxed);
+  uint64_t size = m_.size_bytes();
   if (req->offset > size || req->length > size - req->offset) {
     req->done(req, -EINVAL);
     return;
   }
   if (req->op == io::IoOp::kFlush) {
-    if (ring_ != nullptr && pool_->committer_running()) {
+    if (ring_ != nullptr && m_.committer_running()) {
       Op* op = NewOp(req, false);
       op->wake.hook = OnFlushDone;
       ring_->ExpectPosted();
-      pool_->RequestFlush(FlushWaiter{&op->wake, ring_});
+      m_.RequestFlush(FlushWaiter{&op->wake, ring_});
       return;
     }
-    req->done(req, pool_->FlushInline());
+    req->done(req, m_.FlushInline());
     return;
   }
   if (req->op == io::IoOp::kRead) {
     Continue(NewOp(req, true));
     return;
   }
-  if (vol_->snapshot) {  // read-only image (exports of snapshots are read-only too)
+  if (m_.read_only()) {  // a snapshot (exports of snapshots are read-only too)
     req->done(req, -EROFS);
     return;
   }
@@ -253,36 +222,25 @@ void ThinChannel::Submit(io::IoRequest* req) {
 }
 
 bool ThinChannel::AdmitWrite(Op* op) {
-  auto& count = vol_->writes[slot_ % ShardedRwLock::kShards].n;
   for (;;) {
-    // Dekker with Pool::CreateSnapshot: count, then look at the gate; it
-    // closes the gate, then waits for the count to drain.
-    count.fetch_add(1, std::memory_order_seq_cst);
-    if (vol_->gate_closed.load(std::memory_order_seq_cst) == 0) {
+    if (m_.EnterWrite()) {
       op->write_counted = true;
-      op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
-      epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+      op->bucket = m_.EnterEpoch();
       return true;
     }
-    count.fetch_sub(1, std::memory_order_seq_cst);
-    if (ring_ == nullptr || !pool_->committer_running()) {
-      while (vol_->gate_closed.load(std::memory_order_seq_cst) != 0) {
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
-      }
-      continue;
-    }
-    vol_->lock.Lock();
-    if (vol_->gate_closed.load(std::memory_order_seq_cst) == 0) {  // opened meanwhile
-      vol_->lock.Unlock();
+    if (ring_ == nullptr || !m_.committer_running()) {
+      while (m_.gate_closed()) std::this_thread::sleep_for(std::chrono::microseconds(20));
       continue;
     }
     op->parked = true;
     op->gate_wait = true;
     op->wake.hook = OnGateOpen;
-    ring_->ExpectPosted();
-    vol_->gate_waiters.push_back(FlushWaiter{&op->wake, ring_});
-    vol_->lock.Unlock();
-    return false;
+    if (m_.ParkAtGate(FlushWaiter{&op->wake, ring_})) {
+      ring_->ExpectPosted();
+      return false;
+    }
+    op->parked = false;  // opened meanwhile
+    op->gate_wait = false;
   }
 }
 
@@ -316,8 +274,7 @@ void ThinChannel::Continue(Op* op) {
 bool ThinChannel::ReadPiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
-  uint64_t p = 0, run = 0;
-  bool mapped = LookupChain(vcl, &p, &run);
+  auto [mapped, p, run] = m_.Chain(vcl);
   uint64_t span = run == UINT64_MAX ? left : std::min(left, run * cs_ - within);
   if (!mapped) {
     // A hole (or a cluster still being initialized): zeros, straight into
@@ -338,8 +295,7 @@ bool ThinChannel::ReadPiece(Op* op) {
 bool ThinChannel::WritePiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
-  uint64_t p = 0, run = 0;
-  bool mapped = LookupOwn(vcl, &p, &run);
+  auto [mapped, p, run] = m_.Own(vcl);
   if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within));
   uint64_t span = std::min(left, run * cs_ - within);
   Child* c = NewChild(op, io::IoOp::kWrite, Phys(p, within), span);
@@ -350,40 +306,22 @@ bool ThinChannel::WritePiece(Op* op) {
 }
 
 bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_t len, bool zero_data) {
-  uint64_t p = 0, run = 0;
-  vol_->lock.Lock();
-  if (vol_->map.Lookup(vcl, &p, &run)) {  // mapped meanwhile: write in place
-    vol_->lock.Unlock();
-    return true;
+  op->parked = true;  // before anyone can resume it (a waker without a ring resumes inline)
+  auto f = m_.BeginFirstWrite(vcl, within == 0 && len == cs_, op);
+  if (f.kind != VolumeMapper::FirstWrite::kParked) op->parked = false;
+  switch (f.kind) {
+    case VolumeMapper::FirstWrite::kMapped: return true;  // write in place
+    case VolumeMapper::FirstWrite::kParked:
+      if (ring_ != nullptr) ring_->ExpectPosted();
+      return false;
+    case VolumeMapper::FirstWrite::kFailed:
+      if (f.err == -ENOSPC && m_.FreesPending()) return WaitForSpace(op);
+      op->result = f.err;
+      return false;
+    case VolumeMapper::FirstWrite::kStarted: break;
   }
-  auto it = vol_->initializing.find(vcl);
-  if (it != vol_->initializing.end()) {
-    // Another write is filling this cluster (zeros or a copy): wait for it,
-    // else its fill could land over our bytes. This is also how two
-    // reactors racing on a shared cluster copy it once.
-    it->second.waiters.push_back(op);
-    op->parked = true;
-    pool_->CountParkedWrite();
-    vol_->lock.Unlock();
-    if (ring_ != nullptr) ring_->ExpectPosted();
-    return false;
-  }
-  // What the cluster holds now, as seen through the chain: the write's
-  // bytes go over a copy of it (copy on write), or over zeros.
-  uint64_t src = 0, src_run = UINT64_MAX;
-  bool copy = vol_->parent != nullptr && ResolveInAncestors(vol_->parent.get(), vcl, &src, &src_run) &&
-              !(within == 0 && len == cs_);
-  Status st = pool_->AllocateCluster(vol_.get(), AllocationHint(vcl), &p);
-  if (!st.ok()) {
-    vol_->lock.Unlock();
-    if (st.err() == ENOSPC && pool_->FreesPending()) return WaitForSpace(op);
-    op->result = -st.err();
-    return false;
-  }
-  vol_->initializing.emplace(vcl, InitEntry{p, {}});
-  vol_->alloc_hint = p + 1;
-  vol_->lock.Unlock();
-
+  uint64_t p = f.p, src = f.src;
+  bool copy = f.copy;
   if (copy) {
     // First the source cluster into a buffer; the write follows
     // (IssueCowWrite) when it is in.
@@ -463,44 +401,35 @@ bool ThinChannel::ZeroPiece(Op* op) {
   io::IoRequest* req = op->req;
   auto [vcl, within, left] = At(op);
   bool may_unmap = req->op == io::IoOp::kDiscard || req->unmap;
-  uint64_t p = 0, run = 0;
-  const Volume* parent = nullptr;
-  bool mapped = LookupOwn(vcl, &p, &run, &parent);
-  // What the ancestors show below this volume's own clusters.
-  uint64_t bp = 0, below_run = UINT64_MAX;
-  bool below = parent != nullptr && ResolveInAncestors(parent, vcl, &bp, &below_run);
-  if (below) {
+  auto [own, below] = m_.OwnAndBelow(vcl);
+  if (below.data) {
     // An ancestor's data is there: unmapping would show it again. DISCARD
     // is advisory: keep what is there. WRITE_ZEROES must read zeros: zero
     // our own cluster in place, or take a cluster of zeros (a copy on
     // write of zeros).
-    uint64_t span = std::min(left, std::min(below_run, mapped ? run : below_run) * cs_ - within);
+    uint64_t span = std::min(left, std::min(below.run, own.data ? own.run : below.run) * cs_ - within);
     if (req->op == io::IoOp::kDiscard) {
       op->cursor += span;
       return true;
     }
-    if (!mapped) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within), /*zero_data=*/true);
-    Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(p, within), span);
+    if (!own.data) return AllocatingWrite(op, vcl, within, std::min(left, cs_ - within), /*zero_data=*/true);
+    Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(own.p, within), span);
     c->iov = nullptr;
     Issue(c);
     op->cursor += span;
     return true;
   }
-  uint64_t limit = below_run == UINT64_MAX ? left : std::min(left, below_run * cs_ - within);
+  uint64_t limit = below.run == UINT64_MAX ? left : std::min(left, below.run * cs_ - within);
   if (may_unmap && within == 0 && limit >= cs_) {
     uint64_t k = limit / cs_;
-    std::vector<Extent> freed;
-    vol_->lock.Lock();
-    vol_->map.Unmap(vcl, k, &freed);
-    if (!freed.empty()) pool_->NoteUnmapped(vol_.get(), freed);
-    vol_->lock.Unlock();
+    m_.Unmap(vcl, k);
     op->cursor += k * cs_;
     return true;
   }
-  uint64_t span = run == UINT64_MAX ? limit : std::min(limit, run * cs_ - within);
+  uint64_t span = own.run == UINT64_MAX ? limit : std::min(limit, own.run * cs_ - within);
   if (may_unmap) span = std::min(span, cs_ - within);  // whole clusters after this get unmapped
-  if (mapped) {
-    Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(p, within), span);
+  if (own.data) {
+    Child* c = NewChild(op, io::IoOp::kWriteZeroes, Phys(own.p, within), span);
     c->iov = nullptr;
     Issue(c);
   }
@@ -517,11 +446,10 @@ bool ThinChannel::WaitForSpace(Op* op) {
   }
   // Waiting ops must not hold up the commit's grace period: leave the
   // epoch count (nothing of this op is in flight) and rejoin after.
-  epoch_->active[op->bucket].fetch_sub(1, std::memory_order_release);
-  if (ring_ == nullptr || !pool_->committer_running()) {
-    int res = pool_->FlushInline();
-    op->bucket = static_cast<unsigned>(pool_->epoch_bucket());
-    epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+  m_.LeaveEpoch(op->bucket);
+  if (ring_ == nullptr || !m_.committer_running()) {
+    int res = m_.FlushInline();
+    op->bucket = m_.EnterEpoch();
     if (res == 0) return true;  // retry this piece
     op->result = res;           // the commit failed (device error): no space is coming
     return false;
@@ -531,24 +459,8 @@ bool ThinChannel::WaitForSpace(Op* op) {
   op->space_wait = true;
   op->wake.hook = OnResume;
   ring_->ExpectPosted();
-  pool_->RequestFlush(FlushWaiter{&op->wake, ring_});
+  m_.RequestFlush(FlushWaiter{&op->wake, ring_});
   return false;
-}
-
-uint64_t ThinChannel::AllocationHint(uint64_t vcl) const {
-  // Right after the physical cluster of the virtual neighbour, so that
-  // extents stay contiguous even when streams interleave their first
-  // writes; a stream that starts somewhere new begins a gap after the
-  // volume's last allocation, leaving room for that one to go on
-  // contiguously. (Exclusive lock held.)
-  if (vcl > 0) {
-    uint64_t p = 0, run = 0;
-    if (vol_->map.Lookup(vcl - 1, &p, &run)) return p + 1;
-    auto it = vol_->initializing.find(vcl - 1);
-    if (it != vol_->initializing.end()) return it->second.p + 1;
-  }
-  constexpr uint64_t kStreamGap = 64;
-  return vol_->alloc_hint + kStreamGap;
 }
 
 void ThinChannel::Issue(Child* c) {
@@ -578,21 +490,7 @@ void ThinChannel::OnChildDone(io::IoRequest* r, int res) {
 }
 
 void ThinChannel::EndAllocation(Child* c, bool ok) {
-  std::vector<Op*> waiters;
-  vol_->lock.Lock();
-  if (ok) {
-    vol_->map.Map(c->vcluster, c->pcluster, 1);
-    pool_->NoteMapped(vol_.get(), c->vcluster, c->pcluster);
-  } else {
-    pool_->ReleaseCluster(vol_.get(), c->pcluster);
-  }
-  auto it = vol_->initializing.find(c->vcluster);
-  if (it != vol_->initializing.end()) {
-    waiters.swap(it->second.waiters);
-    vol_->initializing.erase(it);
-  }
-  vol_->lock.Unlock();
-  for (Op* w : waiters) Wake(w);
+  for (Op* w : m_.EndFirstWrite(c->vcluster, c->pcluster, ok)) Wake(w);
 }
 
 void ThinChannel::Wake(Op* waiter) {
@@ -611,8 +509,7 @@ void ThinChannel::OnResume(io::IoRequest* r, int res) {
   op->parked = false;
   if (op->space_wait) {
     op->space_wait = false;
-    op->bucket = static_cast<unsigned>(op->ch->pool_->epoch_bucket());
-    op->ch->epoch_->active[op->bucket].fetch_add(1, std::memory_order_seq_cst);
+    op->bucket = op->ch->m_.EnterEpoch();
     if (res < 0 && op->result == 0) op->result = res;  // the commit failed: no space is coming
   }
   if (op->orphaned) {
@@ -637,23 +534,23 @@ void ThinChannel::Finish(Op* op) {
   // request may have made and not journaled yet (another queue's first
   // write into the cluster). Reads and FLUSH (a commit) wait for none.
   bool modifies = op->req->op != io::IoOp::kRead && op->req->op != io::IoOp::kFlush;
-  op->note = modifies ? pool_->recorded_notes() : 0;
-  if (op->note > pool_->safe_notes() && pool_->journaling() && !op->orphaned) {
+  op->note = modifies ? m_.recorded_notes() : 0;
+  if (op->note > m_.safe_notes() && m_.journaling() && !op->orphaned) {
     if (ring_ != nullptr) {
       op->parked = true;  // Abandon must leave it to EndOfBatch
       unjournaled_.push_back(op);
       return;
     }
-    Status st = pool_->WriteJournal();
-    if (op->note > pool_->safe_notes() && op->result >= 0) op->result = st.ok() ? -EIO : -st.err();
+    Status st = m_.WriteJournal();
+    if (op->note > m_.safe_notes() && op->result >= 0) op->result = st.ok() ? -EIO : -st.err();
   }
   Complete(op);
 }
 
 void ThinChannel::EndOfBatch() {
   if (unjournaled_.empty()) return;
-  Status st = pool_->WriteJournal();
-  uint64_t safe = pool_->safe_notes();
+  Status st = m_.WriteJournal();
+  uint64_t safe = m_.safe_notes();
   while (!unjournaled_.empty()) {
     Op* op = unjournaled_.front();
     unjournaled_.pop_front();  // before its completion, which may fault
@@ -741,8 +638,8 @@ int ThinChannel::SliceIov(const io::IoRequest* req, uint64_t skip, uint64_t len,
 int ThinChannel::PadZeros(uint64_t bytes, iovec* dst, int max) const {
   int n = 0;
   while (bytes > 0 && n < max) {
-    uint64_t take = std::min<uint64_t>(bytes, pool_->zeros_bytes());
-    dst[n++] = iovec{const_cast<uint8_t*>(pool_->zeros()), take};
+    uint64_t take = std::min<uint64_t>(bytes, m_.zeros_bytes());
+    dst[n++] = iovec{const_cast<uint8_t*>(m_.zeros()), take};
     bytes -= take;
   }
   return n;

@@ -100,8 +100,8 @@ struct Volume {
   // Read-only, point-in-time image: its map and parent never change once
   // it exists (set before anyone can reach it).
   bool snapshot = false;
-  uint32_t parent_id = 0;  // Pool::mu_ (and `lock`, when it changes): 0 = no parent
-  uint32_t children = 0;   // Pool::mu_: images whose parent this is
+  uint32_t parent_id = 0;          // Pool::mu_ (and `lock`, when it changes): 0 = no parent
+  uint32_t children = 0;           // Pool::mu_: images whose parent this is
   std::atomic<uint64_t> size{0};   // bytes (changed under Pool::mu_; only grows while open)
   uint64_t reserved = 0;           // clusters guaranteed to it (preallocation)
   uint64_t allocated = 0;          // clusters it holds, mapped or initializing (Pool::mu_)
