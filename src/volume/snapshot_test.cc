@@ -1693,6 +1693,12 @@ TEST_P(SnapshotUnderWrites, EachSnapshotHoldsTheWritesOfOneInstant) {
   std::mt19937_64 rng(static_cast<uint64_t>(qd));
   for (int j = 0; j < snapshots && !failed; ++j) {
     std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 8000));
+    // At least a few writes between snapshots, however slow the machine.
+    const uint64_t want = (taken.empty() ? 0 : taken.back().submitted_after) + 8;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (completed_prefix.load() < want && std::chrono::steady_clock::now() < until && !failed) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     Taken t;
     t.name = "s" + std::to_string(j);
     uint64_t sub = submitted.load(std::memory_order_acquire);
