@@ -37,7 +37,8 @@
 // flags: bit 0 open read-only, bit 1 check mode (read-only), bit 2 Repair
 // instead of Open, bit 3 after a successful read-write open: I/O on every
 // volume (reads, first writes, a discard, a flush), then Check and a few
-// control operations that commit (create, resize, delete).
+// control operations that commit (create, resize, delete, snapshot, clone,
+// I/O through the clone, decouple, inflate, a space listing).
 #include <unistd.h>
 
 #include <cstdint>
@@ -541,6 +542,20 @@ void Exercise(Pool* pool) {
   }
   (void)pool->DeleteVolume("fz");
   if (vols.size() > 1) (void)pool->DeleteVolume(vols.back().name);
+  // Snapshots and clones of whatever the input left (the image tree may be
+  // damaged: every step must end in a Status).
+  if (!vols.empty()) {
+    (void)pool->CreateSnapshot(vols[0].name, "fz-s");
+    (void)pool->CloneVolume("fz-s", "fz-c");
+    VolumeIo(pool);
+    (void)pool->ListVolumes(true);
+    (void)pool->DecoupleVolume("fz-c");
+    (void)pool->InflateVolume(vols[0].name);
+    (void)pool->Check();
+    (void)pool->DeleteVolume("fz-s");
+    (void)pool->DeleteVolume("fz-c");
+    (void)pool->DeleteVolume("fz-s");
+  }
   (void)pool->Commit();
 }
 

@@ -127,8 +127,13 @@ bool CleanUp() {
   for (const std::string& n : Names(CallMethod("export_list", Json::object()))) {
     CallMethod("export_delete", {{"name", n}, {"force", true}});
   }
-  for (const std::string& n : Names(CallMethod("volume_list", Json::object()))) {
-    CallMethod("volume_delete", {{"name", n}, {"force", true}});
+  // Clones before their snapshots: repeat while a pass deletes something
+  // (each pass removes at least the leaves of the image tree).
+  for (size_t before = SIZE_MAX;;) {
+    auto names = Names(CallMethod("volume_list", Json::object()));
+    if (names.empty() || names.size() >= before) break;
+    before = names.size();
+    for (const std::string& n : names) CallMethod("volume_delete", {{"name", n}, {"force", true}});
   }
   return Names(CallMethod("export_list", Json::object())).empty() &&
          Names(CallMethod("volume_list", Json::object())).empty();

@@ -61,6 +61,20 @@ def export_clear(vol):
     return head(8, vol)
 
 
+def snapshot(vol, source, name):
+    n = name.encode()
+    return head(11, vol) + struct.pack("<IB", source, len(n)) + n
+
+
+def clone(vol, parent, size, name):
+    n = name.encode()
+    return head(12, vol) + struct.pack("<IQB", parent, size, len(n)) + n
+
+
+def link(vol, parent, flags):
+    return head(13, vol) + struct.pack("<IB", parent, flags)
+
+
 def note_mark(n):
     return head(9, 0) + struct.pack("<Q", n)
 
@@ -89,7 +103,9 @@ SEEDS = {
     "sb-bad-crc": bytes([PATCH, CHECK]) + patch(SB, 16, b"\x00\x20"),
     "sb-cluster-size": bytes([PATCH, FIX_SB]) + patch(SB, 16, struct.pack("<I", 8192)),
     "sb-log-bytes": bytes([PATCH, FIX_SB | FIX_CKPT]) + patch(SB, 80, struct.pack("<Q", 1 << 40)),
-    "sb-version": bytes([PATCH, FIX_SB]) + patch(SB, 8, struct.pack("<I", 2)),
+    "sb-version": bytes([PATCH, FIX_SB]) + patch(SB, 8, struct.pack("<I", 3)),
+    # A version 1 pool: opens; snapshot records in it are refused.
+    "sb-version-1": bytes([PATCH, FIX_SB | FIX_CKPT | EXERCISE]) + patch(SB, 8, struct.pack("<I", 1)),
     "sb-both-gone": bytes([PATCH, CHECK]) + patch(SB, 0, b"X") + patch(SLOT0, 0, b"X"),
     # Checkpoint damage: a payload byte (falls back to slot 0), a payload
     # length past the slot, a record changed with every CRC fixed.
@@ -125,6 +141,46 @@ SEEDS = {
     + map_(1, 100, 1, 1)
     + export(1, 0),
     "ckpt-delete": bytes([CKPT, 0]) + create(5, "x", 1 << 20) + map_(5, 0, 400, 5) + delete(5) + export_clear(5),
+    # Snapshots and clones (format v2): a chain written as a checkpoint
+    # (links after the images, parents first), and the broken ones: a link
+    # to a non-snapshot, a loop, a snapshot turned writable, a clone of a
+    # volume, a snapshot deleted under its clone.
+    "ckpt-chain": bytes([CKPT, EXERCISE])
+    + create(1, "g", 256 << 10)
+    + map_(1, 0, 0, 2)
+    + create(2, "g-s", 256 << 10)
+    + map_(2, 2, 20, 2)
+    + create(3, "c", 512 << 10)
+    + map_(3, 1, 30, 1)
+    + create(4, "c2", 256 << 10)
+    + link(2, 0, 1)
+    + link(1, 2, 0)
+    + link(3, 2, 0)
+    + link(4, 2, 0)
+    + note_mark(1),
+    "ckpt-link-bad": bytes([CKPT, CHECK])
+    + create(1, "a", 64 << 10)
+    + create(2, "b", 64 << 10)
+    + link(2, 1, 0)
+    + link(1, 1, 1)
+    + link(1, 0, 0)
+    + link(2, 9, 0)
+    + link(2, 1, 2),
+    "ckpt-loop": bytes([CKPT, CHECK])
+    + create(1, "a", 64 << 10)
+    + create(2, "b", 64 << 10)
+    + link(1, 0, 1)
+    + link(2, 1, 1)
+    + link(1, 2, 1),
+    "ckpt-snap-records": bytes([CKPT, EXERCISE])
+    + create(1, "v", 1 << 20)
+    + map_(1, 0, 0, 4)
+    + snapshot(2, 1, "v-s1")
+    + clone(3, 2, 1 << 20, "c1")
+    + clone(4, 1, 1 << 20, "bad")
+    + snapshot(5, 2, "bad2")
+    + delete(2)
+    + note_mark(2),
     # Log entries behind the seed's: plain, one damaged before a later
     # commit, one of the same commit (torn tail), a wrap to offset 0.
     "log-append": bytes([LOG, EXERCISE])
@@ -136,6 +192,10 @@ SEEDS = {
     "log-damaged-repair": bytes([LOG, REPAIR]) + log_entry(delete(2), 0x80) + log_entry(map_(3, 6, 301, 1)),
     "log-wrap": bytes([LOG, 0]) + log_entry(map_(3, 5, 300, 1), 0x20) + log_entry(delete(1)),
     "log-gap": bytes([LOG, CHECK]) + log_entry(map_(3, 5, 300, 1), 0x40),
+    "log-snapshot": bytes([LOG, EXERCISE])
+    + log_entry(snapshot(10, 1, "alpha-s"))
+    + log_entry(clone(11, 10, 1 << 20, "alpha-c") + map_(11, 3, 310, 1))
+    + log_entry(link(11, 0, 0) + delete(10)),
     # Journal files of this boot: notes after the pool's NoteMark (11).
     "journal": bytes([JOURNAL, 0]) + journal_entry(map_(3, 7, 350, 1) + unmap(1, 0, 1), 2),
     "journal-ro": bytes([JOURNAL, RO]) + journal_entry(map_(3, 7, 350, 1), 1) + journal_entry(map_(3, 8, 351, 1), 1),
@@ -155,7 +215,10 @@ SEEDS = {
     + resize(1, 8192)
     + reserve(1, 2)
     + note_mark(1)
-    + delete(1),
+    + delete(1)
+    + snapshot(2, 1, "s")
+    + clone(3, 2, 4096, "c")
+    + link(3, 0, 1),
     "decode-log": bytes([DECODE, 0, 3])
     + struct.pack("<IIQIIQ", 0x474F4C4E, 0, 1, 17, 1, 0)
     + unmap(1, 0, 1),

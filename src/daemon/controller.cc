@@ -213,7 +213,10 @@ Status Controller::Start() {
   for (const volume::VolumeInfo& info : pool_->ListVolumes()) {
     if (!info.exported && !opts_.export_all) continue;
     volume::ExportSettings s = info.export_settings;
-    if (!info.exported) s.queues = opts_.pool_queues;
+    if (!info.exported) {
+      s.queues = opts_.pool_queues;
+      s.read_only = s.read_only || info.snapshot;  // --export-all: a snapshot is served read-only
+    }
     auto backend = pool_->OpenVolume(info.name);
     if (backend.status().err() == EUCLEAN) {
       // One unusable volume (a size outside the limits, stored by an older
@@ -354,9 +357,10 @@ ParamSpec QosFields() {
           {.name = "write_bps", .types = kUint}};
 }
 
-ParamSpec ExportCreateSpec() {
-  return {Name(),
-          {.name = "queues", .types = kUint, .min = 1, .max = 64},
+// export_create's settings (everything but the name): also the `export`
+// object of volume_clone.
+ParamSpec ExportFields() {
+  return {{.name = "queues", .types = kUint, .min = 1, .max = 64},
           {.name = "readonly", .types = kBool},
           {.name = "qos", .types = kObject, .fields = QosFields()},
           {.name = "socket_owner", .types = kString | kUint, .max = UINT32_MAX - 1},
@@ -364,6 +368,12 @@ ParamSpec ExportCreateSpec() {
           {.name = "socket_mode", .types = kString | kUint, .max = 0777},
           {.name = "allow_uids", .types = kList, .max = UINT32_MAX - 1, .item_types = kString | kUint, .max_items = 8},
           {.name = "allow_gids", .types = kList, .max = UINT32_MAX - 1, .item_types = kString | kUint, .max_items = 8}};
+}
+
+ParamSpec ExportCreateSpec() {
+  ParamSpec spec = ExportFields();
+  spec.insert(spec.begin(), Name());
+  return spec;
 }
 
 ParamSpec QosSetSpec() {
@@ -384,6 +394,17 @@ void Controller::RegisterMethods(control::RpcServer* rpc) {
   rpc->Register("volume_delete", {Name(), Force()}, bind(&Controller::VolumeDelete));
   rpc->Register("volume_resize", {Name(), Size(), Force()}, bind(&Controller::VolumeResize));
   rpc->Register("volume_list", {}, bind(&Controller::VolumeList));
+  rpc->Register("volume_clone",
+                {{.name = "snapshot", .types = kString, .required = true},
+                 Name(),
+                 {.name = "export", .types = kObject, .fields = ExportFields()}},
+                bind(&Controller::VolumeClone));
+  rpc->Register("volume_inflate", {Name()}, bind(&Controller::VolumeInflate));
+  rpc->Register("volume_decouple", {Name()}, bind(&Controller::VolumeDecouple));
+  rpc->Register("snapshot_create", {{.name = "volume", .types = kString, .required = true}, Name()},
+                bind(&Controller::SnapshotCreate));
+  rpc->Register("snapshot_delete", {Name(), Force()}, bind(&Controller::SnapshotDelete));
+  rpc->Register("snapshot_list", {}, bind(&Controller::SnapshotList));
   rpc->Register("export_create", ExportCreateSpec(), bind(&Controller::ExportCreate));
   rpc->Register("export_delete", {Name(), Force()}, bind(&Controller::ExportDelete));
   rpc->Register("export_list", {}, bind(&Controller::ExportList));
@@ -401,13 +422,21 @@ Json Controller::VolumeJson(const volume::VolumeInfo& v) const {
     MutexLock g(&mu_);
     exported = exports_.count(v.name) > 0;
   }
-  return {{"name", v.name},
-          {"id", v.id},
-          {"size", v.size},
-          {"allocated_bytes", v.allocated_bytes},
-          {"reserved_bytes", v.reserved_bytes},
-          {"extents", v.extents},
-          {"exported", exported}};
+  Json j = {{"name", v.name},
+            {"id", v.id},
+            {"size", v.size},
+            {"allocated_bytes", v.allocated_bytes},
+            {"reserved_bytes", v.reserved_bytes},
+            {"extents", v.extents},
+            {"exported", exported},
+            {"snapshot", v.snapshot},
+            {"parent", v.parent.empty() ? Json(nullptr) : Json(v.parent)},
+            {"children", v.children}};
+  if (v.space_known) {  // volume_list, snapshot_list: the walk over the maps is theirs only
+    j["shared_bytes"] = v.shared_bytes;
+    j["delete_frees_bytes"] = v.delete_frees_bytes;
+  }
+  return j;
 }
 
 Result<Json> Controller::PoolInfo(const Json&) {
@@ -415,6 +444,7 @@ Result<Json> Controller::PoolInfo(const Json&) {
   volume::PoolInfo i = pool_->Info();
   return Json{{"path", opts_.pool},
               {"uuid", volume::UuidString(i.sb.uuid)},
+              {"format_version", i.sb.version},
               {"size", i.sb.device_bytes},
               {"cluster_size", i.sb.cluster_size},
               {"data_clusters", i.sb.data_clusters},
@@ -442,23 +472,39 @@ Result<Json> Controller::VolumeCreate(const Json& p) {
   return VolumeJson(*v);
 }
 
+Status Controller::DeleteImage(const std::string& name, bool force) {
+  auto v = pool_->GetVolume(name);
+  if (!v.ok()) return Status::Error(ENOENT, "no volume '" + name + "'");
+  const char* what = v->snapshot ? "snapshot" : "volume";
+  // A snapshot with clones stays (and so does its export): refused before
+  // anything changes, naming the clones (as Pool::DeleteVolume does; it
+  // would say "in use" first for an exported one).
+  if (!v->children.empty()) {
+    std::string children;
+    for (const std::string& c : v->children) children += (children.empty() ? "" : ", ") + c;
+    return Status::Error(EBUSY, std::string(what) + " '" + name + "' has clones (" + children +
+                                    "): delete, inflate or decouple them first");
+  }
+  bool exported;
+  {
+    MutexLock g(&mu_);
+    exported = exports_.count(name) > 0;
+  }
+  if (exported) {
+    if (!force) {
+      return Status::Error(EBUSY,
+                           std::string(what) + " '" + name + "' is exported (delete the export first, or use force)");
+    }
+    NESTOR_RETURN_IF_ERROR(RemoveExport(name, true));
+  }
+  return pool_->DeleteVolume(name);
+}
+
 Result<Json> Controller::VolumeDelete(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  if (!pool_->GetVolume(*name).ok()) return Status::Error(ENOENT, "no volume '" + *name + "'");
-  bool exported;
-  {
-    MutexLock g(&mu_);
-    exported = exports_.count(*name) > 0;
-  }
-  if (exported) {
-    if (!Flag(p, "force")) {
-      return Status::Error(EBUSY, "volume '" + *name + "' is exported (delete the export first, or use force)");
-    }
-    NESTOR_RETURN_IF_ERROR(RemoveExport(*name, true));
-  }
-  NESTOR_RETURN_IF_ERROR(pool_->DeleteVolume(*name));
+  NESTOR_RETURN_IF_ERROR(DeleteImage(*name, Flag(p, "force")));
   return Json(true);
 }
 
@@ -477,8 +523,96 @@ Result<Json> Controller::VolumeResize(const Json& p) {
 Result<Json> Controller::VolumeList(const Json&) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   Json out = Json::array();
-  for (const auto& v : pool_->ListVolumes()) out.push_back(VolumeJson(v));
+  for (const auto& v : pool_->ListVolumes(true)) out.push_back(VolumeJson(v));
   return out;
+}
+
+// ---- snapshots and clones (docs/volumes.md, "Snapshots and clones") ----
+
+Result<Json> Controller::SnapshotCreate(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto source = Str(p, "volume");
+  if (!source.ok()) return source.status();
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  // An exported source keeps serving: the pool pauses its new writes for
+  // the drain and one commit (reads go on).
+  auto v = pool_->CreateSnapshot(*source, *name);
+  if (!v.ok()) return v.status();
+  NLOG_INFO("snapshot {} of {} created", *name, *source);
+  return VolumeJson(*v);
+}
+
+Result<Json> Controller::SnapshotDelete(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  auto v = pool_->GetVolume(*name);
+  if (!v.ok()) return Status::Error(ENOENT, "no snapshot '" + *name + "'");
+  if (!v->snapshot) {
+    return Status::Invalid("'" + *name + "' is not a snapshot (" + (v->parent.empty() ? "a volume" : "a clone") +
+                           "): delete it with volume_delete");
+  }
+  NESTOR_RETURN_IF_ERROR(DeleteImage(*name, Flag(p, "force")));
+  NLOG_INFO("snapshot {} deleted", *name);
+  return Json(true);
+}
+
+Result<Json> Controller::SnapshotList(const Json&) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  Json out = Json::array();
+  for (const auto& v : pool_->ListVolumes(true)) {
+    if (v.snapshot) out.push_back(VolumeJson(v));
+  }
+  return out;
+}
+
+Result<Json> Controller::VolumeClone(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto snap = Str(p, "snapshot");
+  if (!snap.ok()) return snap.status();
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  auto v = pool_->CloneVolume(*snap, *name);
+  if (!v.ok()) return v.status();
+  NLOG_INFO("clone {} of {} created", *name, *snap);
+  if (!p.contains("export")) return VolumeJson(*v);
+  auto e = ExportImage(*name, p["export"]);
+  if (!e.ok()) {
+    // All or nothing: the clone goes again (it is empty, nobody else saw it).
+    Status undone = pool_->DeleteVolume(*name);
+    if (!undone.ok()) {
+      NLOG_ERROR("clone {}: export failed and deleting it again failed too: {}", *name, undone.ToString());
+      return Status::Error(e.status().err(), e.status().message() + " (and the clone '" + *name +
+                                                 "' could not be deleted again: " + undone.message() + ")");
+    }
+    return Status::Error(e.status().err(), e.status().message() + " (the clone '" + *name + "' was not kept)");
+  }
+  Json out = VolumeJson(*v);
+  out["export"] = *e;
+  return out;
+}
+
+Result<Json> Controller::VolumeInflate(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  NESTOR_RETURN_IF_ERROR(pool_->InflateVolume(*name));
+  NLOG_INFO("volume {} inflated", *name);
+  auto v = pool_->GetVolume(*name);
+  if (!v.ok()) return v.status();
+  return VolumeJson(*v);
+}
+
+Result<Json> Controller::VolumeDecouple(const Json& p) {
+  NESTOR_RETURN_IF_ERROR(NeedPool());
+  auto name = Str(p, "name");
+  if (!name.ok()) return name.status();
+  NESTOR_RETURN_IF_ERROR(pool_->DecoupleVolume(*name));
+  NLOG_INFO("volume {} decoupled", *name);
+  auto v = pool_->GetVolume(*name);
+  if (!v.ok()) return v.status();
+  return VolumeJson(*v);
 }
 
 // ---- exports ----
@@ -504,6 +638,10 @@ Result<Json> Controller::ExportCreate(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
+  return ExportImage(*name, p);
+}
+
+Result<Json> Controller::ExportImage(const std::string& name, const Json& p) {
   volume::ExportSettings s;
   if (p.contains("queues")) {
     auto q = U64(p, "queues");
@@ -518,16 +656,21 @@ Result<Json> Controller::ExportCreate(const Json& p) {
   }
   SetLimits(&s, l);
   NESTOR_RETURN_IF_ERROR(ApplyAccess(p, &s.access));
-  auto backend = pool_->OpenVolume(*name);
+  auto info = pool_->GetVolume(name);
+  if (!info.ok()) return info.status();
+  if (info->snapshot && !s.read_only) {
+    return Status::Invalid("'" + name + "' is a snapshot: it can only be exported read-only (readonly: true)");
+  }
+  auto backend = pool_->OpenVolume(name);
   if (!backend.ok()) return backend.status();
-  NESTOR_RETURN_IF_ERROR(AddExport(*name, backend.value(), s, true));
-  Status st = pool_->SetExport(*name, s);
+  NESTOR_RETURN_IF_ERROR(AddExport(name, backend.value(), s, true));
+  Status st = pool_->SetExport(name, s);
   if (!st.ok()) {
-    (void)RemoveExport(*name, true);
+    (void)RemoveExport(name, true);
     return st;
   }
   MutexLock g(&mu_);
-  return ExportJson(*name, *exports_.at(*name)->exp, true);
+  return ExportJson(name, *exports_.at(name)->exp, true);
 }
 
 Result<Json> Controller::ExportDelete(const Json& p) {

@@ -68,6 +68,12 @@ class Controller {
   Result<Json> VolumeDelete(const Json& p);
   Result<Json> VolumeResize(const Json& p);
   Result<Json> VolumeList(const Json& p);
+  Result<Json> SnapshotCreate(const Json& p);
+  Result<Json> SnapshotDelete(const Json& p);
+  Result<Json> SnapshotList(const Json& p);
+  Result<Json> VolumeClone(const Json& p);
+  Result<Json> VolumeInflate(const Json& p);
+  Result<Json> VolumeDecouple(const Json& p);
   Result<Json> ExportCreate(const Json& p);
   Result<Json> ExportDelete(const Json& p);
   Result<Json> ExportList(const Json& p);
@@ -75,6 +81,13 @@ class Controller {
   Result<Json> QosGet(const Json& p);
   Result<Json> ReactorList(const Json& p);
   Result<Json> StatsGet(const Json& p);
+
+  // Deletes a pool image (volume, clone or snapshot); an exported one only
+  // with force (its export goes first).
+  Status DeleteImage(const std::string& name, bool force);
+  // Exports pool image `name` with the settings in `p` (export_create's
+  // params; `name` itself is not read from p) and stores the export.
+  Result<Json> ExportImage(const std::string& name, const Json& p);
 
   Json ExportJson(const std::string& name, const vhost::BlkExport& e, bool persistent) const;
   Json VolumeJson(const volume::VolumeInfo& v) const;

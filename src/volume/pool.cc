@@ -229,11 +229,11 @@ Status Pool::DeleteVolume(const std::string& name) {
     MutexLock g(&mu_);
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
-    if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
     if (v->children > 0) {
       return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" + ChildrenOfLocked(*v) +
                                       "): delete, inflate or decouple them first");
     }
+    if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
     std::vector<Extent> freed;
     v->lock.AssertHeld();  // not open: no channel reaches its map
     v->map.Unmap(0, UINT64_MAX / 2, &freed);

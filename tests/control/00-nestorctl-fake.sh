@@ -122,6 +122,7 @@ req_is pool_info -
 out_is "pool info" <<'EOF'
 path:           /var/lib/nestor/pool0.img
 uuid:           9b0c5e2a-1111-2222-3333-444455556666
+format version: 2
 size:           100.0G (107374182400 bytes)
 cluster size:   64.0K
 data:           1638000 clusters (100.0G)
@@ -156,10 +157,60 @@ req_is volume_resize '{"force":true,"name":"db0","size":8192}'
 r 0 volume list
 req_is volume_list -
 out_is "volume list" <<'EOF'
-NAME             SIZE  ALLOCATED  RESERVED  EXTENTS  EXPORTED
-db0             40.0G       1.0M        0B        1  yes
-scratch-volume  20.0G         0B     20.0G        0  no
+NAME            TYPE      PARENT   SIZE  ALLOCATED  SHARED  FREES  RESERVED  EXTENTS  EXPORTED
+db0             volume    -       40.0G       1.0M      0B   1.0M        0B        1  yes
+scratch-volume  volume    -       20.0G         0B      0B     0B     20.0G        0  no
+golden          snapshot  -        1.0G       4.0M    3.0M     0B        0B        2  no
+fn1             clone     golden   1.0G      64.0K    3.9M  64.0K        0B        1  yes
+fn2             clone     golden   1.0G         0B    4.0M     0B        0B        0  no
 EOF
+
+# Snapshots and clones.
+r 0 snapshot create db0 db0.snap1
+req_is snapshot_create '{"name":"db0.snap1","volume":"db0"}'
+out_is "snapshot create" <<<"snapshot db0.snap1 of db0 created (db0 is now a clone of it)"
+r 0 snapshot delete golden
+req_is snapshot_delete '{"name":"golden"}'
+out_is "snapshot delete" <<<"snapshot golden deleted"
+r 0 snapshot delete golden --force
+req_is snapshot_delete '{"force":true,"name":"golden"}'
+r 6 snapshot delete busy
+r 0 snapshot list
+req_is snapshot_list -
+out_is "snapshot list" <<'EOF'
+NAME       PARENT  SIZE  ALLOCATED  SHARED  FREES  EXPORTED  CLONES
+golden     -       1.0G       4.0M    3.0M     0B  no        fn1,fn2
+golden.v2  fn1     1.0G         0B      0B     0B  yes       -
+EOF
+r 0 volume clone golden fn3
+req_is volume_clone '{"name":"fn3","snapshot":"golden"}'
+out_is "volume clone" <<<"clone fn3 of golden created"
+r 0 volume clone golden fn3 --export --queues 2 --socket-mode 0660 --allow-uid 1000
+req_is volume_clone '{"export":{"allow_uids":[1000],"queues":2,"socket_mode":"0660"},"name":"fn3","snapshot":"golden"}'
+out_is "volume clone --export" <<'EOF'
+clone fn3 of golden created
+export fn3 created: /run/nestor/fn3.sock (2 queues)
+EOF
+r 0 volume clone golden fn3 --export
+req_is volume_clone '{"export":{},"name":"fn3","snapshot":"golden"}'
+r 2 volume clone golden fn3 --readonly
+err_has "--readonly needs --export"
+no_req
+r 2 volume clone golden
+no_req
+r 0 volume inflate fn1
+req_is volume_inflate '{"name":"fn1"}'
+out_is "volume inflate" <<<"volume fn1 inflated: it has no parent"
+r 0 volume decouple fn1
+req_is volume_decouple '{"name":"fn1"}'
+out_is "volume decouple" <<<"volume fn1 decoupled: its parent is now base"
+r 2 snapshot frobnicate x
+err_has "unknown subcommand 'frobnicate' for 'nestorctl snapshot'"
+no_req
+r 2 volume snapshot x y
+err_has "unknown subcommand 'snapshot' for 'nestorctl volume'"
+r 2 snapshot
+err_has "'nestorctl snapshot' needs a subcommand"
 
 r 0 export create db0
 req_is export_create '{"name":"db0"}'
@@ -243,11 +294,19 @@ json_is 'j[0]["size"]' 42949672960
 json_is 'j[1]["reserved_bytes"]' 21474836480
 run 0 volume list --json -s "$SOCK"
 req_is volume_list -
-json_is 'len(j)' 2
+json_is 'len(j)' 5
 r 0 pool info --json
 json_is 'j["free_clusters"]' 1635952
 r 0 volume delete db0 --json
 json_is 'j' True
+r 0 --json volume list
+json_is 'j[3]["parent"]' golden
+json_is 'j[2]["children"]' "['fn1', 'fn2']"
+json_is 'j[3]["delete_frees_bytes"]' 65536
+r 0 snapshot list --json
+json_is 'j[0]["snapshot"]' True
+r 0 --json volume clone golden fn3 --export
+json_is 'j["export"]["socket"]' /run/nestor/fn3.sock
 r 0 --json qos set db0 --write-bps 1M
 json_is 'j["write_bps"]' 1048576
 r 0 reactor list --json

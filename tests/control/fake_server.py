@@ -48,9 +48,14 @@ ERRORS = {
 QOS0 = {"read_iops": 0, "write_iops": 0, "read_bps": 0, "write_bps": 0}
 
 
-def volume(name, size, allocated=0, reserved=0, extents=0, exported=False, vid=3):
-    return {"name": name, "id": vid, "size": size, "allocated_bytes": allocated,
-            "reserved_bytes": reserved, "extents": extents, "exported": exported}
+def volume(name, size, allocated=0, reserved=0, extents=0, exported=False, vid=3,
+           snapshot=False, parent=None, children=(), space=None):
+    v = {"name": name, "id": vid, "size": size, "allocated_bytes": allocated,
+         "reserved_bytes": reserved, "extents": extents, "exported": exported,
+         "snapshot": snapshot, "parent": parent, "children": list(children)}
+    if space is not None:  # (shared_bytes, delete_frees_bytes): volume_list, snapshot_list
+        v["shared_bytes"], v["delete_frees_bytes"] = space
+    return v
 
 
 def export(name, queues=1, readonly=False, sessions=0, qos=None):
@@ -65,16 +70,35 @@ def result_for(method, p):
         return {"path": "/var/lib/nestor/pool0.img", "uuid": "9b0c5e2a-1111-2222-3333-444455556666",
                 "size": 107374182400, "cluster_size": 65536, "data_clusters": 1638000,
                 "used_clusters": 2048, "free_clusters": 1635952, "reserved_unused_clusters": 0,
-                "volumes": 2, "extents": 5, "commit_seq": 41, "commits": 40, "log_used_bytes": 16384}
+                "volumes": 2, "extents": 5, "commit_seq": 41, "commits": 40, "log_used_bytes": 16384,
+                "format_version": 2}
     if method == "volume_create":
         return volume(name, p["size"])
-    if method in ("volume_delete", "export_delete"):
+    if method in ("volume_delete", "export_delete", "snapshot_delete"):
         return True
     if method == "volume_resize":
         return volume(name, p["size"], 1048576, 0, 1, False)
     if method == "volume_list":
-        return [volume("db0", 42949672960, 1048576, 0, 1, True, 3),
-                volume("scratch-volume", 21474836480, 0, 21474836480, 0, False, 4)]
+        return [volume("db0", 42949672960, 1048576, 0, 1, True, 3, space=(0, 1048576)),
+                volume("scratch-volume", 21474836480, 0, 21474836480, 0, False, 4, space=(0, 0)),
+                volume("golden", 1073741824, 4194304, 0, 2, False, 5, True, None, ["fn1", "fn2"],
+                       space=(3145728, 0)),
+                volume("fn1", 1073741824, 65536, 0, 1, True, 6, False, "golden", space=(4128768, 65536)),
+                volume("fn2", 1073741824, 0, 0, 0, False, 7, False, "golden", space=(4194304, 0))]
+    if method == "snapshot_list":
+        return [volume("golden", 1073741824, 4194304, 0, 2, False, 5, True, None, ["fn1", "fn2"],
+                       space=(3145728, 0)),
+                volume("golden.v2", 1073741824, 0, 0, 0, True, 8, True, "fn1", [], space=(0, 0))]
+    if method == "snapshot_create":
+        return volume(name, 1073741824, 4194304, 0, 2, False, 9, True, None, [p["volume"]])
+    if method == "volume_clone":
+        v = volume(name, 1073741824, 0, 0, 0, "export" in p, 10, False, p["snapshot"])
+        if "export" in p:
+            v["export"] = export(name, p["export"].get("queues", 1), p["export"].get("readonly", False))
+        return v
+    if method in ("volume_inflate", "volume_decouple"):
+        return volume(name, 1073741824, 4194304, 0, 2, False, 6, False,
+                      None if method == "volume_inflate" else "base")
     if method == "export_create":
         return export(name, p.get("queues", 1), p.get("readonly", False))
     if method == "export_list":

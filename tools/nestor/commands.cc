@@ -131,12 +131,63 @@ Result<Existing> Inspect(const std::string& path) {
 }
 
 ordered_json VolumeJson(const volume::VolumeInfo& v) {
-  return ordered_json{{"name", v.name},
-                      {"id", v.id},
-                      {"size", v.size},
-                      {"allocated_bytes", v.allocated_bytes},
-                      {"reserved_bytes", v.reserved_bytes},
-                      {"extents", v.extents}};
+  ordered_json j{{"name", v.name},
+                 {"id", v.id},
+                 {"size", v.size},
+                 {"allocated_bytes", v.allocated_bytes},
+                 {"reserved_bytes", v.reserved_bytes},
+                 {"extents", v.extents},
+                 {"snapshot", v.snapshot},
+                 {"parent", v.parent.empty() ? ordered_json(nullptr) : ordered_json(v.parent)},
+                 {"children", v.children}};
+  if (v.space_known) {
+    j["shared_bytes"] = v.shared_bytes;
+    j["delete_frees_bytes"] = v.delete_frees_bytes;
+  }
+  return j;
+}
+
+const char* ImageType(const volume::VolumeInfo& v) {
+  if (v.snapshot) return "snapshot";
+  return v.parent.empty() ? "volume" : "clone";
+}
+
+std::string Joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const std::string& n : names) s += (s.empty() ? "" : ",") + n;
+  return s.empty() ? "-" : s;
+}
+
+// The table of `volume list` and `snapshot list` (space filled in).
+void PrintImages(const std::vector<volume::VolumeInfo>& vols, bool snapshots_only) {
+  size_t w = 4, pw = 6;
+  for (const auto& v : vols) {
+    w = std::max(w, v.name.size());
+    pw = std::max(pw, v.parent.size());
+  }
+  const int iw = static_cast<int>(w), ipw = static_cast<int>(pw);
+  if (snapshots_only) {
+    std::printf("%-*s %-*s %10s %10s %10s %10s  %s\n", iw, "NAME", ipw, "PARENT", "SIZE", "ALLOCATED", "SHARED",
+                "FREES", "CLONES");
+  } else {
+    std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8s  %s\n", iw, "NAME", "TYPE", ipw, "PARENT", "SIZE",
+                "ALLOCATED", "SHARED", "FREES", "RESERVED", "EXTENTS", "CHILDREN");
+  }
+  for (const auto& v : vols) {
+    std::string parent = v.parent.empty() ? "-" : v.parent;
+    std::string shared = v.space_known ? HumanSize(v.shared_bytes) : "-";
+    std::string frees = v.space_known ? HumanSize(v.delete_frees_bytes) : "-";
+    if (snapshots_only) {
+      std::printf("%-*s %-*s %10s %10s %10s %10s  %s\n", iw, v.name.c_str(), ipw, parent.c_str(),
+                  HumanSize(v.size).c_str(), HumanSize(v.allocated_bytes).c_str(), shared.c_str(), frees.c_str(),
+                  Joined(v.children).c_str());
+    } else {
+      std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8lu  %s\n", iw, v.name.c_str(), ImageType(v), ipw,
+                  parent.c_str(), HumanSize(v.size).c_str(), HumanSize(v.allocated_bytes).c_str(), shared.c_str(),
+                  frees.c_str(), HumanSize(v.reserved_bytes).c_str(), static_cast<unsigned long>(v.extents),
+                  Joined(v.children).c_str());
+    }
+  }
 }
 
 }  // namespace
@@ -228,7 +279,9 @@ int PoolInfo(const std::string& path, bool json) {
   }
   std::printf("pool:            %s\n", path.c_str());
   std::printf("uuid:            %s\n", volume::UuidString(sb.uuid).c_str());
-  std::printf("format version:  %u, created %s\n", sb.version, CreatedTime(sb.created_unix).c_str());
+  std::printf("format version:  %u%s, created %s\n", sb.version,
+              sb.version < volume::kFormatVersion ? " (no snapshots or clones until `nestor pool upgrade`)" : "",
+              CreatedTime(sb.created_unix).c_str());
   std::printf("size:            %s\n", Bytes(sb.device_bytes).c_str());
   std::printf("cluster size:    %s\n", Bytes(cs).c_str());
   std::printf("data clusters:   %lu (%s)\n", static_cast<unsigned long>(sb.data_clusters),
@@ -380,22 +433,110 @@ int VolumeResize(const std::string& path, const std::string& name, uint64_t size
 int VolumeList(const std::string& path, bool json) {
   auto pool = OpenPool(path, true);
   if (!pool.ok()) return Fail(pool.status());
-  std::vector<volume::VolumeInfo> vols = (*pool)->ListVolumes();
+  std::vector<volume::VolumeInfo> vols = (*pool)->ListVolumes(true);
   if (json) {
     ordered_json list = ordered_json::array();
     for (const auto& v : vols) list.push_back(VolumeJson(v));
     PrintJson(ordered_json{{"pool", path}, {"volumes", list}});
     return kExitOk;
   }
-  size_t w = 4;
-  for (const auto& v : vols) w = std::max(w, v.name.size());
-  std::printf("%-*s %10s %10s %10s %8s\n", static_cast<int>(w), "NAME", "SIZE", "ALLOCATED", "RESERVED", "EXTENTS");
-  for (const auto& v : vols) {
-    std::printf("%-*s %10s %10s %10s %8lu\n", static_cast<int>(w), v.name.c_str(), HumanSize(v.size).c_str(),
-                HumanSize(v.allocated_bytes).c_str(), HumanSize(v.reserved_bytes).c_str(),
-                static_cast<unsigned long>(v.extents));
-  }
+  PrintImages(vols, false);
   return kExitOk;
 }
+
+// ---- snapshots and clones ----
+
+int PoolUpgrade(const std::string& path) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  uint32_t before = (*pool)->superblock().version;
+  if (before >= volume::kFormatVersion) {
+    std::printf("pool %s: format version %u is current; nothing to do\n", path.c_str(), before);
+    return kExitOk;
+  }
+  Status st = (*pool)->Upgrade();
+  if (!st.ok()) return Fail(Prefixed(path, st));
+  uint32_t after = (*pool)->superblock().version;
+  std::printf(
+      "pool %s: upgraded from format version %u to %u (superblock and a fresh checkpoint rewritten); "
+      "snapshots and clones can be used now; nestor older than format version %u refuses this pool\n",
+      path.c_str(), before, after, after);
+  return kExitOk;
+}
+
+int SnapshotCreate(const std::string& path, const std::string& volume, const std::string& name) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto v = (*pool)->CreateSnapshot(volume, name);
+  if (!v.ok()) return Fail(v.status());
+  std::printf("created snapshot %s of %s: %s (%s is now a clone of it)\n", name.c_str(), volume.c_str(),
+              HumanSize(v->size).c_str(), volume.c_str());
+  return kExitOk;
+}
+
+int SnapshotDelete(const std::string& path, const std::string& name) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto v = (*pool)->GetVolume(name);
+  if (!v.ok()) return Fail(v.status());
+  if (!v->snapshot) {
+    return Fail(Status::Invalid("'" + name + "' is not a snapshot (" + ImageType(*v) +
+                                "): delete it with `nestor volume delete`"));
+  }
+  Status st = (*pool)->DeleteVolume(name);
+  if (!st.ok()) return Fail(st);
+  std::printf("deleted snapshot %s\n", name.c_str());
+  return kExitOk;
+}
+
+int SnapshotList(const std::string& path, bool json) {
+  auto pool = OpenPool(path, true);
+  if (!pool.ok()) return Fail(pool.status());
+  std::vector<volume::VolumeInfo> snaps;
+  for (auto& v : (*pool)->ListVolumes(true)) {
+    if (v.snapshot) snaps.push_back(std::move(v));
+  }
+  if (json) {
+    ordered_json list = ordered_json::array();
+    for (const auto& v : snaps) list.push_back(VolumeJson(v));
+    PrintJson(ordered_json{{"pool", path}, {"snapshots", list}});
+    return kExitOk;
+  }
+  PrintImages(snaps, true);
+  return kExitOk;
+}
+
+int VolumeClone(const std::string& path, const std::string& snapshot, const std::string& name) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto v = (*pool)->CloneVolume(snapshot, name);
+  if (!v.ok()) return Fail(v.status());
+  std::printf("created clone %s of %s: %s\n", name.c_str(), snapshot.c_str(), HumanSize(v->size).c_str());
+  return kExitOk;
+}
+
+namespace {
+
+int InflateOrDecouple(const std::string& path, const std::string& name, bool inflate) {
+  auto pool = OpenPool(path, false);
+  if (!pool.ok()) return Fail(pool.status());
+  auto before = (*pool)->GetVolume(name);
+  if (!before.ok()) return Fail(before.status());
+  Status st = inflate ? (*pool)->InflateVolume(name) : (*pool)->DecoupleVolume(name);
+  if (!st.ok()) return Fail(st);
+  auto after = (*pool)->GetVolume(name);
+  if (!after.ok()) return Fail(after.status());
+  std::string was = before->parent.empty() ? "none" : before->parent;
+  std::string now = after->parent.empty() ? "none" : after->parent;
+  std::printf("%s volume %s: parent %s -> %s, allocated %s -> %s\n", inflate ? "inflated" : "decoupled", name.c_str(),
+              was.c_str(), now.c_str(), HumanSize(before->allocated_bytes).c_str(),
+              HumanSize(after->allocated_bytes).c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+int VolumeInflate(const std::string& path, const std::string& name) { return InflateOrDecouple(path, name, true); }
+int VolumeDecouple(const std::string& path, const std::string& name) { return InflateOrDecouple(path, name, false); }
 
 }  // namespace nestor::tool

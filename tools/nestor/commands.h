@@ -56,6 +56,18 @@ int VolumeDelete(const std::string& pool, const std::string& name);
 int VolumeResize(const std::string& pool, const std::string& name, uint64_t size, bool force);
 int VolumeList(const std::string& pool, bool json);
 
+// Snapshots and clones (docs/volumes.md, "Snapshots and clones").
+// Rewrites a version 1 pool as version 2 (Pool::Upgrade); a current pool
+// is left alone (exit 0, says so).
+int PoolUpgrade(const std::string& path);
+int SnapshotCreate(const std::string& pool, const std::string& volume, const std::string& name);
+// Refuses an image that is not a snapshot (volume delete is for those).
+int SnapshotDelete(const std::string& pool, const std::string& name);
+int SnapshotList(const std::string& pool, bool json);
+int VolumeClone(const std::string& pool, const std::string& snapshot, const std::string& name);
+int VolumeInflate(const std::string& pool, const std::string& name);
+int VolumeDecouple(const std::string& pool, const std::string& name);
+
 using ::nestor::HumanSize;  // base/size.h
 
 }  // namespace nestor::tool

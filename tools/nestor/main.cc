@@ -8,7 +8,14 @@
 //   nestor volume create NAME --pool PATH --size SIZE [--preallocate]
 //   nestor volume delete NAME --pool PATH
 //   nestor volume resize NAME --pool PATH --size SIZE [--force]
+//   nestor pool upgrade PATH
 //   nestor volume list --pool PATH [--json]
+//   nestor volume clone SNAPSHOT NAME --pool PATH
+//   nestor volume inflate NAME --pool PATH
+//   nestor volume decouple NAME --pool PATH
+//   nestor snapshot create VOLUME NAME --pool PATH
+//   nestor snapshot delete NAME --pool PATH
+//   nestor snapshot list --pool PATH [--json]
 //
 // Exit codes (commands.h, kExitCodeHelp): 0 ok, 1 check found problems,
 // 2 usage error / invalid argument, 3 not found (ENOENT), 4 already
@@ -20,6 +27,8 @@
 // Logging: the volume manager's INFO lines are hidden unless -v (or
 // NESTOR_LOG=info|debug); -vv shows debug lines. Warnings always show.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <string_view>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -42,6 +51,39 @@ bool SizeArg(const std::string& option, const std::string& text, uint64_t* out) 
   return true;
 }
 
+// For a command line whose subcommand is missing or unknown: a message
+// naming it and the choices ("" if the subcommands are fine and the parse
+// error is another). value_options: the options before the subcommands
+// that take a value (their value is not a subcommand).
+std::string SubcommandError(CLI::App& app, int argc, char** argv,
+                            std::initializer_list<std::string_view> value_options) {
+  auto all = [](CLI::App*) { return true; };
+  auto names = [&](CLI::App* a) {
+    std::string s;
+    for (CLI::App* sub : a->get_subcommands(all)) s += (s.empty() ? "" : ", ") + sub->get_name();
+    return s;
+  };
+  CLI::App* cur = &app;
+  std::string path = app.get_name();
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a.starts_with("-")) {
+      if (std::find(value_options.begin(), value_options.end(), a) != value_options.end()) ++i;
+      continue;
+    }
+    auto subs = cur->get_subcommands(all);
+    if (subs.empty()) return "";  // a command's own arguments
+    auto it = std::find_if(subs.begin(), subs.end(), [&](CLI::App* s) { return s->check_name(std::string(a)); });
+    if (it == subs.end()) {
+      return "unknown subcommand '" + std::string(a) + "' for '" + path + "' (expected one of: " + names(cur) + ")";
+    }
+    cur = *it;
+    path += " " + std::string(a);
+  }
+  if (!cur->get_subcommands(all).empty()) return "'" + path + "' needs a subcommand: one of " + names(cur);
+  return "";
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"nestor: offline administration of nestor pools and thin volumes", "nestor"};
   app.footer(kExitCodeHelp);
@@ -54,7 +96,7 @@ int Main(int argc, char** argv) {
                  "where nestord keeps its process-crash journals: opening a pool applies what a killed nestord "
                  "left there (default /run/nestor/journal; 'none': ignore)");
 
-  std::string path, name, size_text, cluster_text = "64K";
+  std::string path, name, source, size_text, cluster_text = "64K";
   bool force = false, json = false, preallocate = false;
 
   CLI::App* pool = app.add_subcommand("pool", "create, inspect and check pools");
@@ -89,7 +131,13 @@ int Main(int argc, char** argv) {
                           "where the metadata area is saved first (default: PATH.metadata-<time>.bak for a file, "
                           "./<name>.metadata-<time>.bak for a device)");
 
-  CLI::App* vol = app.add_subcommand("volume", "create, delete, resize and list volumes of a pool");
+  CLI::App* pool_upgrade = pool->add_subcommand(
+      "upgrade",
+      "rewrite a version 1 pool as the current format version (2: snapshots and clones); a current pool is left "
+      "alone. Older nestor refuses an upgraded pool");
+  pool_upgrade->add_option("PATH", path, "the pool's file or block device")->required();
+
+  CLI::App* vol = app.add_subcommand("volume", "create, delete, resize, clone and list volumes of a pool");
   vol->require_subcommand(1);
   CLI::App* vol_create = vol->add_subcommand("create", "create a thin volume (or a fully reserved one)");
   vol_create->add_option("NAME", name, "volume name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'")->required();
@@ -107,15 +155,50 @@ int Main(int argc, char** argv) {
   vol_resize->add_option("--size", size_text, "new size, a multiple of 4K")->required();
   vol_resize->add_flag("--force", force, "shrink even below written data, discarding it");
 
-  CLI::App* vol_list = vol->add_subcommand("list", "list a pool's volumes");
+  CLI::App* vol_list =
+      vol->add_subcommand("list", "list a pool's volumes, snapshots and clones, with parents, children and space");
   vol_list->add_option("--pool", path, "the pool's file or block device")->required();
   vol_list->add_flag("--json", json, "machine-readable output (sizes in bytes)");
+
+  CLI::App* vol_clone =
+      vol->add_subcommand("clone", "create a writable clone of a snapshot (it reads through to it until written)");
+  vol_clone->add_option("SNAPSHOT", source, "the snapshot to clone")->required();
+  vol_clone->add_option("NAME", name, "name of the new clone")->required();
+  vol_clone->add_option("--pool", path, "the pool's file or block device")->required();
+
+  CLI::App* vol_inflate =
+      vol->add_subcommand("inflate", "copy into a clone everything it reads from its snapshots, then drop its parent");
+  vol_inflate->add_option("NAME", name, "the clone")->required();
+  vol_inflate->add_option("--pool", path, "the pool's file or block device")->required();
+
+  CLI::App* vol_decouple = vol->add_subcommand(
+      "decouple", "copy into a clone what its parent snapshot holds itself, then take the grandparent as parent");
+  vol_decouple->add_option("NAME", name, "the clone")->required();
+  vol_decouple->add_option("--pool", path, "the pool's file or block device")->required();
+
+  CLI::App* snap = app.add_subcommand("snapshot", "read-only point-in-time images of volumes");
+  snap->require_subcommand(1);
+  CLI::App* snap_create =
+      snap->add_subcommand("create", "snapshot a volume or clone (instant; the volume becomes a clone of it)");
+  snap_create->add_option("VOLUME", source, "the volume or clone to snapshot")->required();
+  snap_create->add_option("NAME", name, "name of the new snapshot")->required();
+  snap_create->add_option("--pool", path, "the pool's file or block device")->required();
+
+  CLI::App* snap_delete = snap->add_subcommand(
+      "delete", "delete a snapshot (refused while it has clones: delete, inflate or decouple them)");
+  snap_delete->add_option("NAME", name, "snapshot name")->required();
+  snap_delete->add_option("--pool", path, "the pool's file or block device")->required();
+
+  CLI::App* snap_list = snap->add_subcommand("list", "list a pool's snapshots with their clones and space");
+  snap_list->add_option("--pool", path, "the pool's file or block device")->required();
+  snap_list->add_flag("--json", json, "machine-readable output (sizes in bytes)");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "nestor: %s\n(see nestor --help)\n", e.what());
+    std::string sub = SubcommandError(app, argc, argv, {"--journal-dir"});
+    std::fprintf(stderr, "nestor: %s\n(see nestor --help)\n", sub.empty() ? e.what() : sub.c_str());
     return kExitUsage;
   }
   g_journal_dir = journal_dir == "none" ? "" : journal_dir;
@@ -138,6 +221,7 @@ int Main(int argc, char** argv) {
   if (*pool_info) return PoolInfo(path, json);
   if (*pool_check) return PoolCheck(path, json);
   if (*pool_repair) return PoolRepair(path, backup);
+  if (*pool_upgrade) return PoolUpgrade(path);
   if (*vol_create) {
     if (!SizeArg("--size", size_text, &size)) return kExitUsage;
     return VolumeCreate(path, name, size, preallocate);
@@ -148,6 +232,12 @@ int Main(int argc, char** argv) {
     return VolumeResize(path, name, size, force);
   }
   if (*vol_list) return VolumeList(path, json);
+  if (*vol_clone) return VolumeClone(path, source, name);
+  if (*vol_inflate) return VolumeInflate(path, name);
+  if (*vol_decouple) return VolumeDecouple(path, name);
+  if (*snap_create) return SnapshotCreate(path, source, name);
+  if (*snap_delete) return SnapshotDelete(path, name);
+  if (*snap_list) return SnapshotList(path, json);
   return kExitUsage;  // unreachable: a subcommand is required
 }
 

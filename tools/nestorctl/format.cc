@@ -170,6 +170,7 @@ bool PrintPoolInfo(const ordered_json& r) {
   auto size = U64(r, "size");
   line("path:", StrField(r, "path"));
   line("uuid:", StrField(r, "uuid"));
+  line("format version:", IntField(r, "format_version"));
   line("size:", size ? fmt::format("{} ({} bytes)", HumanSize(*size), *size) : "-");
   line("cluster size:", SizeField(r, "cluster_size"));
   line("data:", Clusters(r, "data_clusters", cs));
@@ -183,12 +184,41 @@ bool PrintPoolInfo(const ordered_json& r) {
   return true;
 }
 
+std::string ImageType(const ordered_json& v) {
+  const ordered_json& snap = Field(v, "snapshot");
+  const ordered_json& parent = Field(v, "parent");
+  if (snap.is_boolean() && snap.get<bool>()) return "snapshot";
+  if (parent.is_string()) return "clone";
+  if (snap.is_boolean() || parent.is_null()) return "volume";
+  return "-";
+}
+
 bool PrintVolumeList(const ordered_json& r) {
   if (!r.is_array()) return false;
-  Table t({"NAME", "SIZE", "ALLOCATED", "RESERVED", "EXTENTS", "EXPORTED"}, "lrrrrl");
+  Table t({"NAME", "TYPE", "PARENT", "SIZE", "ALLOCATED", "SHARED", "FREES", "RESERVED", "EXTENTS", "EXPORTED"},
+          "lllrrrrrrl");
   for (const auto& v : r) {
-    t.Add({StrField(v, "name"), SizeField(v, "size"), SizeField(v, "allocated_bytes"), SizeField(v, "reserved_bytes"),
-           IntField(v, "extents"), YesNo(v, "exported")});
+    t.Add({StrField(v, "name"), ImageType(v), StrField(v, "parent"), SizeField(v, "size"),
+           SizeField(v, "allocated_bytes"), SizeField(v, "shared_bytes"), SizeField(v, "delete_frees_bytes"),
+           SizeField(v, "reserved_bytes"), IntField(v, "extents"), YesNo(v, "exported")});
+  }
+  std::fputs(t.Render().c_str(), stdout);
+  return true;
+}
+
+bool PrintSnapshotList(const ordered_json& r) {
+  if (!r.is_array()) return false;
+  Table t({"NAME", "PARENT", "SIZE", "ALLOCATED", "SHARED", "FREES", "EXPORTED", "CLONES"}, "llrrrrll");
+  for (const auto& v : r) {
+    const ordered_json& children = Field(v, "children");
+    std::string clones = children.is_array() ? "" : "-";
+    for (const auto& c : children) {
+      if (!clones.empty()) clones += ",";
+      clones += c.is_string() ? c.get<std::string>() : "?";
+    }
+    t.Add({StrField(v, "name"), StrField(v, "parent"), SizeField(v, "size"), SizeField(v, "allocated_bytes"),
+           SizeField(v, "shared_bytes"), SizeField(v, "delete_frees_bytes"), YesNo(v, "exported"),
+           clones.empty() ? "-" : clones});
   }
   std::fputs(t.Render().c_str(), stdout);
   return true;

@@ -37,6 +37,10 @@ void PrintJson(const ordered_json& j);
 
 bool PrintPoolInfo(const ordered_json& r);
 bool PrintVolumeList(const ordered_json& r);
+bool PrintSnapshotList(const ordered_json& r);
+// "volume", "snapshot" or "clone" (a volume with a parent), from the
+// volume JSON's "snapshot" and "parent"; "-" if it has neither.
+std::string ImageType(const ordered_json& v);
 bool PrintExportList(const ordered_json& r);
 bool PrintReactorList(const ordered_json& r);
 bool PrintStats(const ordered_json& r);

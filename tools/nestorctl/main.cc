@@ -6,6 +6,12 @@
 //   nestorctl volume delete NAME [--force]                   volume_delete
 //   nestorctl volume resize NAME --size SIZE [--force]       volume_resize
 //   nestorctl volume list                                    volume_list
+//   nestorctl volume clone SNAP NAME [--export [EXPORT FLAGS]] volume_clone
+//   nestorctl volume inflate NAME                            volume_inflate
+//   nestorctl volume decouple NAME                           volume_decouple
+//   nestorctl snapshot create VOLUME NAME                    snapshot_create
+//   nestorctl snapshot delete NAME [--force]                 snapshot_delete
+//   nestorctl snapshot list                                  snapshot_list
 //   nestorctl export create NAME [--queues N] [--readonly]   export_create
 //             [--socket-owner U] [--socket-group G] [--socket-mode MODE]
 //             [--allow-uid U,...] [--allow-gid G,...]
@@ -23,6 +29,8 @@
 // after the subcommand) prints the method's result as JSON. Errors go to
 // stderr as "nestorctl: <message>" with the exit code of kExitCodeHelp.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <string_view>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -39,6 +47,8 @@ namespace nestor::ctl {
 namespace {
 
 constexpr char kDefaultSocket[] = "/run/nestor/control.ctl";
+// volume inflate/decouple copy data in the call: their default --timeout.
+constexpr double kCopyTimeoutS = 3600;
 
 const char kSynopsis[] =
     "Commands (global options -s, --json, --timeout go anywhere):\n"
@@ -47,6 +57,12 @@ const char kSynopsis[] =
     "  nestorctl volume delete NAME [--force]\n"
     "  nestorctl volume resize NAME --size SIZE [--force]\n"
     "  nestorctl volume list\n"
+    "  nestorctl volume clone SNAPSHOT NAME [--export [--queues N] [--readonly] [--socket-owner U] ...]\n"
+    "  nestorctl volume inflate NAME\n"
+    "  nestorctl volume decouple NAME\n"
+    "  nestorctl snapshot create VOLUME NAME\n"
+    "  nestorctl snapshot delete NAME [--force]\n"
+    "  nestorctl snapshot list\n"
     "  nestorctl export create NAME [--queues N] [--readonly] [--socket-owner U] [--socket-group G]\n"
     "                           [--socket-mode MODE] [--allow-uid U,...] [--allow-gid G,...]\n"
     "  nestorctl export delete NAME [--force]\n"
@@ -107,12 +123,100 @@ ordered_json IdJson(const std::string& text) {
   return text;
 }
 
+// For a command line whose subcommand is missing or unknown: a message
+// naming it and the choices ("" if the subcommands are fine and the parse
+// error is another). value_options: the options before the subcommands
+// that take a value (their value is not a subcommand).
+std::string SubcommandError(CLI::App& app, int argc, char** argv,
+                            std::initializer_list<std::string_view> value_options) {
+  auto all = [](CLI::App*) { return true; };
+  auto names = [&](CLI::App* a) {
+    std::string s;
+    for (CLI::App* sub : a->get_subcommands(all)) s += (s.empty() ? "" : ", ") + sub->get_name();
+    return s;
+  };
+  CLI::App* cur = &app;
+  std::string path = app.get_name();
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a.starts_with("-")) {
+      if (std::find(value_options.begin(), value_options.end(), a) != value_options.end()) ++i;
+      continue;
+    }
+    auto subs = cur->get_subcommands(all);
+    if (subs.empty()) return "";  // a command's own arguments
+    auto it = std::find_if(subs.begin(), subs.end(), [&](CLI::App* s) { return s->check_name(std::string(a)); });
+    if (it == subs.end()) {
+      return "unknown subcommand '" + std::string(a) + "' for '" + path + "' (expected one of: " + names(cur) + ")";
+    }
+    cur = *it;
+    path += " " + std::string(a);
+  }
+  if (!cur->get_subcommands(all).empty()) return "'" + path + "' needs a subcommand: one of " + names(cur);
+  return "";
+}
+
 // What one subcommand sends, and how its result reads for a human.
 struct Call {
   std::string method;
   ordered_json params = ordered_json::object();
   std::function<bool(const ordered_json&)> print;  // false: unexpected result shape
 };
+
+// The flags of `export create`, also taken by `volume clone --export`.
+struct ExportFlags {
+  int queues = 0;
+  bool readonly = false;
+  std::string socket_owner, socket_group, socket_mode;
+  std::vector<std::string> allow_uids, allow_gids;
+
+  void Add(CLI::App* app) {
+    app->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
+    app->add_flag("--readonly", readonly, "refuse writes");
+    app->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")->type_name("U");
+    app->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")->type_name("G");
+    app->add_option("--socket-mode", socket_mode, "permission bits of the socket file, octal, e.g. 0660")
+        ->type_name("MODE");
+    app->add_option("--allow-uid", allow_uids,
+                    "admit only these peers (with --allow-gid: either list): user names or uids")
+        ->type_name("U,...")
+        ->delimiter(',');
+    app->add_option("--allow-gid", allow_gids, "admit peers whose group (gid) is one of these")
+        ->type_name("G,...")
+        ->delimiter(',');
+  }
+  // The first of them given on `app`, or "" if none.
+  static std::string FirstGiven(CLI::App* app) {
+    for (const char* o : {"--queues", "--readonly", "--socket-owner", "--socket-group", "--socket-mode", "--allow-uid",
+                          "--allow-gid"}) {
+      if (app->count(o) != 0) return o;
+    }
+    return "";
+  }
+  // export_create's params (without the name).
+  void ToParams(CLI::App* app, ordered_json* params) const {
+    if (app->count("--queues") != 0) (*params)["queues"] = queues;  // nestord checks the range
+    if (readonly) (*params)["readonly"] = true;
+    if (app->count("--socket-owner") != 0) (*params)["socket_owner"] = IdJson(socket_owner);
+    if (app->count("--socket-group") != 0) (*params)["socket_group"] = IdJson(socket_group);
+    if (app->count("--socket-mode") != 0) (*params)["socket_mode"] = socket_mode;
+    if (!allow_uids.empty()) {
+      (*params)["allow_uids"] = ordered_json::array();
+      for (const std::string& u : allow_uids) (*params)["allow_uids"].push_back(IdJson(u));
+    }
+    if (!allow_gids.empty()) {
+      (*params)["allow_gids"] = ordered_json::array();
+      for (const std::string& g : allow_gids) (*params)["allow_gids"].push_back(IdJson(g));
+    }
+  }
+};
+
+// "export db0 created: /run/nestor/db0.sock (2 queues, read-only)"
+void PrintExportCreated(const std::string& name, const ordered_json& r) {
+  std::string q = IntField(r, "queues");
+  std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(), q.c_str(),
+              q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"nestorctl: control a running nestord over its JSON-RPC socket (docs/rpc.md)", "nestorctl"};
@@ -126,14 +230,14 @@ int Main(int argc, char** argv) {
                  std::string("nestord's control socket (default: $NESTOR_CONTROL_SOCKET, else ") + kDefaultSocket + ")")
       ->type_name("PATH");
   app.add_flag("--json", json, "print the method's result as JSON (before or after the subcommand)");
-  app.add_option("--timeout", timeout_s, "seconds to wait for nestord, per call (default 10)")->type_name("SECONDS");
+  app.add_option("--timeout", timeout_s,
+                 "seconds to wait for nestord, per call (default 10; volume inflate/decouple: 3600)")
+      ->type_name("SECONDS");
 
-  std::string name, size_text, method, params_text;
+  std::string name, source, size_text, method, params_text;
   std::string read_iops, write_iops, read_bps, write_bps;
-  std::string socket_owner, socket_group, socket_mode;
-  std::vector<std::string> allow_uids, allow_gids;
-  bool force = false, preallocate = false, readonly = false;
-  int queues = 0;
+  ExportFlags export_flags;
+  bool force = false, preallocate = false, clone_export = false;
 
   CLI::App* pool = app.add_subcommand("pool", "the pool nestord serves (--pool)");
   pool->require_subcommand(1);
@@ -152,26 +256,41 @@ int Main(int argc, char** argv) {
   vol_resize->add_option("NAME", name, "volume name")->required();
   vol_resize->add_option("--size", size_text, "new size, a multiple of 4K")->type_name("SIZE")->required();
   vol_resize->add_flag("--force", force, "shrink even below written data, discarding it");
-  CLI::App* vol_list = vol->add_subcommand("list", "list the pool's volumes");
+  CLI::App* vol_list =
+      vol->add_subcommand("list", "list the pool's volumes, snapshots and clones, with parents and space");
+  CLI::App* vol_clone = vol->add_subcommand(
+      "clone", "create a writable clone of a snapshot (instant; it reads through to the snapshot until written)");
+  vol_clone->add_option("SNAPSHOT", source, "the snapshot to clone")->required();
+  vol_clone->add_option("NAME", name, "name of the new clone")->required();
+  vol_clone->add_flag("--export", clone_export,
+                      "export the clone too, in the same call (the export flags of 'export create' apply; if the "
+                      "export fails, the clone is deleted again)");
+  export_flags.Add(vol_clone);
+  CLI::App* vol_inflate =
+      vol->add_subcommand("inflate", "copy into a clone everything it reads from its snapshots, then drop its parent");
+  vol_inflate->add_option("NAME", name, "the clone")->required();
+  CLI::App* vol_decouple = vol->add_subcommand(
+      "decouple", "copy into a clone what its parent snapshot holds itself, then take the grandparent as parent");
+  vol_decouple->add_option("NAME", name, "the clone")->required();
+
+  CLI::App* snap = app.add_subcommand("snapshot", "read-only point-in-time images of volumes");
+  snap->require_subcommand(1);
+  CLI::App* snap_create = snap->add_subcommand(
+      "create",
+      "snapshot a volume or clone, also while it is exported and under I/O (the volume becomes a clone of it)");
+  snap_create->add_option("VOLUME", source, "the volume or clone to snapshot")->required();
+  snap_create->add_option("NAME", name, "name of the new snapshot")->required();
+  CLI::App* snap_delete = snap->add_subcommand(
+      "delete", "delete a snapshot (refused while it has clones: delete, inflate or decouple them)");
+  snap_delete->add_option("NAME", name, "snapshot name")->required();
+  snap_delete->add_flag("--force", force, "delete even while exported (its clients are disconnected)");
+  CLI::App* snap_list = snap->add_subcommand("list", "list the snapshots with their clones and space");
 
   CLI::App* exp = app.add_subcommand("export", "serve volumes as vhost-user-blk sockets");
   exp->require_subcommand(1);
   CLI::App* exp_create = exp->add_subcommand("create", "export a volume as <socket-dir>/NAME.sock");
-  exp_create->add_option("NAME", name, "volume name")->required();
-  exp_create->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
-  exp_create->add_flag("--readonly", readonly, "refuse writes");
-  exp_create->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")->type_name("U");
-  exp_create->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")->type_name("G");
-  exp_create->add_option("--socket-mode", socket_mode, "permission bits of the socket file, octal, e.g. 0660")
-      ->type_name("MODE");
-  exp_create
-      ->add_option("--allow-uid", allow_uids,
-                   "admit only these peers (with --allow-gid: either list): user names or uids")
-      ->type_name("U,...")
-      ->delimiter(',');
-  exp_create->add_option("--allow-gid", allow_gids, "admit peers whose group (gid) is one of these")
-      ->type_name("G,...")
-      ->delimiter(',');
+  exp_create->add_option("NAME", name, "volume name (a snapshot: with --readonly)")->required();
+  export_flags.Add(exp_create);
   CLI::App* exp_delete = exp->add_subcommand("delete", "stop exporting a volume (its data stays)");
   exp_delete->add_option("NAME", name, "volume name")->required();
   exp_delete->add_flag("--force", force, "delete even while a client is connected (it is disconnected)");
@@ -210,7 +329,8 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    return Usage(std::string(e.what()) + (g_json_errors ? "" : "\n(see nestorctl --help)"));
+    std::string sub = SubcommandError(app, argc, argv, {"-s", "--socket", "--timeout"});
+    return Usage((sub.empty() ? std::string(e.what()) : sub) + (g_json_errors ? "" : "\n(see nestorctl --help)"));
   }
 
   if (!(timeout_s >= 0.001 && timeout_s <= 3600)) return Usage("--timeout: give 0.001 to 3600 seconds");
@@ -247,25 +367,41 @@ int Main(int argc, char** argv) {
     if (force) c.params["force"] = true;
   } else if (*vol_list) {
     c = {"volume_list", {}, PrintVolumeList};
-  } else if (*exp_create) {
-    c = {"export_create", {{"name", name}}, confirm([&](const ordered_json& r) {
-           std::string q = IntField(r, "queues");
-           std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(), q.c_str(),
-                       q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
+  } else if (*vol_clone) {
+    std::string stray = ExportFlags::FirstGiven(vol_clone);
+    if (!clone_export && !stray.empty()) return Usage("volume clone: " + stray + " needs --export");
+    c = {"volume_clone", {{"snapshot", source}, {"name", name}}, confirm([&](const ordered_json& r) {
+           std::printf("clone %s of %s created\n", name.c_str(), source.c_str());
+           if (r.is_object() && r.contains("export")) PrintExportCreated(name, r["export"]);
          })};
-    if (exp_create->count("--queues") != 0) c.params["queues"] = queues;  // nestord checks the range
-    if (readonly) c.params["readonly"] = true;
-    if (exp_create->count("--socket-owner") != 0) c.params["socket_owner"] = IdJson(socket_owner);
-    if (exp_create->count("--socket-group") != 0) c.params["socket_group"] = IdJson(socket_group);
-    if (exp_create->count("--socket-mode") != 0) c.params["socket_mode"] = socket_mode;
-    if (!allow_uids.empty()) {
-      c.params["allow_uids"] = ordered_json::array();
-      for (const std::string& u : allow_uids) c.params["allow_uids"].push_back(IdJson(u));
+    if (clone_export) {
+      c.params["export"] = ordered_json::object();
+      export_flags.ToParams(vol_clone, &c.params["export"]);
     }
-    if (!allow_gids.empty()) {
-      c.params["allow_gids"] = ordered_json::array();
-      for (const std::string& g : allow_gids) c.params["allow_gids"].push_back(IdJson(g));
-    }
+  } else if (*vol_inflate || *vol_decouple) {
+    bool inflate = vol_inflate->parsed();
+    c = {inflate ? "volume_inflate" : "volume_decouple", {{"name", name}}, confirm([&, inflate](const ordered_json& r) {
+           const ordered_json& parent = r.is_object() && r.contains("parent") ? r["parent"] : ordered_json();
+           std::string now = parent.is_string() ? "its parent is now " + parent.get<std::string>() : "it has no parent";
+           std::printf("volume %s %s: %s\n", name.c_str(), inflate ? "inflated" : "decoupled", now.c_str());
+         })};
+    // They copy data: allow them more than the usual 10 s unless told.
+    if (app.count("--timeout") == 0) timeout_s = kCopyTimeoutS;
+  } else if (*snap_create) {
+    c = {"snapshot_create", {{"volume", source}, {"name", name}}, confirm([&](const ordered_json&) {
+           std::printf("snapshot %s of %s created (%s is now a clone of it)\n", name.c_str(), source.c_str(),
+                       source.c_str());
+         })};
+  } else if (*snap_delete) {
+    c = {"snapshot_delete", {{"name", name}}, confirm([&](const ordered_json&) {
+           std::printf("snapshot %s deleted\n", name.c_str());
+         })};
+    if (force) c.params["force"] = true;
+  } else if (*snap_list) {
+    c = {"snapshot_list", {}, PrintSnapshotList};
+  } else if (*exp_create) {
+    c = {"export_create", {{"name", name}}, confirm([&](const ordered_json& r) { PrintExportCreated(name, r); })};
+    export_flags.ToParams(exp_create, &c.params);
   } else if (*exp_delete) {
     c = {"export_delete", {{"name", name}}, confirm([&](const ordered_json&) {
            std::printf("export %s deleted\n", name.c_str());
