@@ -962,6 +962,75 @@ TEST(Snapshot, PreallocatedSourceKeepsItsGuarantee) {
   EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
 }
 
+// A pool at its image capacity (ImageCapacity: volumes, snapshots and
+// clones, each with the longest name and the largest export record) whose
+// data clusters are each their own extent: the checkpoint still fits its
+// slot, one more image is refused, and everything reopens.
+TEST(Snapshot, CheckpointAtFullImageCapacity) {
+  constexpr uint32_t kCs = 4096;
+  MemPool p(6 << 20, kCs, 51);
+  ASSERT_NE(p.pool(), nullptr);
+  const uint32_t cap = ImageCapacity(p.pool()->superblock());
+  ASSERT_GE(cap, 4u);
+  std::cout << "image capacity " << cap << ", " << p.pool()->superblock().data_clusters << " data clusters\n";
+  const uint64_t data = p.pool()->superblock().data_clusters;
+  // Every other cluster of a volume twice the pool's size: one extent each.
+  ASSERT_TRUE(p.pool()->CreateVolume("frag", 2 * data * kCs, false).ok());
+  auto d = Pattern(512, 1);
+  for (uint64_t c = 0; c < data; ++c) ASSERT_EQ(p.Write("frag", 2 * c * kCs, d), 512) << c;
+  EXPECT_EQ(p.pool()->GetVolume("frag")->extents, data);
+  p.CloseImage("frag");
+  auto name = [](const char* prefix, uint32_t i) {
+    std::string n = prefix + std::to_string(i);
+    return n + std::string(kMaxNameLen - n.size(), 'x');
+  };
+  ExportSettings e;
+  e.read_only = true;
+  e.read_iops = e.write_iops = e.read_bps = e.write_bps = UINT64_MAX / 3;
+  e.access.socket_uid = e.access.socket_gid = 1000;
+  e.access.socket_mode = 0600;
+  for (uint32_t i = 0; i < ExportAccess::kMaxAllowIds / 2; ++i) {
+    e.access.allow_uids.push_back(2000 + i);
+    e.access.allow_gids.push_back(3000 + i);
+  }
+  // Volumes and a snapshot of each, until the pool is full of images.
+  uint32_t images = 1;
+  for (uint32_t i = 0; images < cap; ++i) {
+    std::string v = name("v", i);
+    ASSERT_TRUE(p.pool()->CreateVolume(v, 1 << 20, false).ok()) << images << " of " << cap;
+    ASSERT_TRUE(p.pool()->SetExport(v, e).ok());
+    ++images;
+    if (images == cap) break;
+    std::string sn = name("s", i);
+    ASSERT_TRUE(p.pool()->CreateSnapshot(v, sn).ok()) << images << " of " << cap;
+    ASSERT_TRUE(p.pool()->SetExport(sn, e).ok());
+    ++images;
+  }
+  EXPECT_EQ(p.pool()->ListVolumes().size(), cap);
+  auto more = p.pool()->CreateVolume("one-more", 1 << 20, false);
+  EXPECT_EQ(more.status().err(), ENOSPC) << more.status().ToString();
+  auto snap_more = p.pool()->CreateSnapshot(name("v", 0), "one-more");
+  EXPECT_EQ(snap_more.status().err(), ENOSPC) << snap_more.status().ToString();
+  auto clone_more = p.pool()->CloneVolume(name("s", 0), "one-more");
+  EXPECT_EQ(clone_more.status().err(), ENOSPC) << clone_more.status().ToString();
+  // A checkpoint of all of it.
+  const uint64_t before = p.pool()->Info().checkpoints;
+  for (int i = 0; i < 2000 && p.pool()->Info().checkpoints == before; ++i) {
+    ExportSettings f = e;
+    f.queues = static_cast<uint16_t>(1 + i % 4);
+    Status st = p.pool()->SetExport(name("v", 0), f);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  ASSERT_GT(p.pool()->Info().checkpoints, before) << "no checkpoint was written";
+  p.CrashAndReopen(52);
+  EXPECT_EQ(p.pool()->ListVolumes().size(), cap);
+  EXPECT_EQ(p.pool()->GetVolume("frag")->extents, data);
+  EXPECT_EQ(p.pool()->GetVolume(name("v", 1))->parent, name("s", 1));
+  EXPECT_EQ(p.pool()->GetVolume(name("s", 1))->export_settings, e);
+  CheckReport rep = p.pool()->Check();
+  EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
+}
+
 // ---- space accounting ----
 
 TEST(Snapshot, SpaceAccountingSharedAndExclusive) {
@@ -1594,6 +1663,44 @@ TEST_F(SnapshotRace, ReadsThroughTheChainSurviveInflateAndDeleteOfTheSnapshot) {
   ASSERT_TRUE(pool_->Commit().ok());
   CheckReport rep = pool_->Check();
   EXPECT_TRUE(rep.clean()) << (rep.problems.empty() ? "" : rep.problems[0]);
+}
+
+// A write that does not drain (its reactor is not polling) makes an online
+// snapshot give up after drain_timeout_ms: EBUSY, no snapshot, the gate
+// open again; once the write is done, the snapshot is taken.
+TEST_F(SnapshotRace, UndrainedWriteTimesTheSnapshotOut) {
+  OpenPool(16 << 20, 0);
+  ASSERT_NE(pool_, nullptr);
+  ASSERT_TRUE(pool_->CreateVolume("v", 1 << 20, false).ok());
+  Reactor re;
+  ASSERT_TRUE(re.Open(pool_.get(), "v"));
+  AlignedBlock a(kBlk), b(kBlk);
+  std::memset(a.p, 0x11, kBlk);
+  std::memset(b.p, 0x22, kBlk);
+  SyncRequest r;
+  iovec v;
+  StartIo(re.ch(), &r, &v, io::IoOp::kWrite, 0, a.p, kBlk);  // prepared, not submitted: in flight
+  ASSERT_EQ(r.result, INT_MIN);
+  auto start = std::chrono::steady_clock::now();
+  auto s = pool_->CreateSnapshot("v", "s", 50);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.status().err(), EBUSY) << s.status().ToString();
+  EXPECT_GE(took, std::chrono::milliseconds(50));
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_FALSE(pool_->GetVolume("s").ok());
+  EXPECT_EQ(pool_->GetVolume("v")->parent, "");
+  ASSERT_EQ(re.Wait(&r), static_cast<int>(kBlk));
+  ASSERT_EQ(re.Io(io::IoOp::kWrite, kBlk, b.p, kBlk), static_cast<int>(kBlk)) << "the gate stayed closed";
+  s = pool_->CreateSnapshot("v", "s", 50);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  re.Close();
+  Reactor rs;
+  ASSERT_TRUE(rs.Open(pool_.get(), "s"));
+  AlignedBlock got(2 * kBlk);
+  ASSERT_EQ(rs.Io(io::IoOp::kRead, 0, got.p, 2 * kBlk), static_cast<int>(2 * kBlk));
+  EXPECT_EQ(0, std::memcmp(got.p, a.p, kBlk));
+  EXPECT_EQ(0, std::memcmp(got.p + kBlk, b.p, kBlk));
+  rs.Close();
 }
 
 // A writer thread (its own ring) writes blocks in a cycle; the main thread
