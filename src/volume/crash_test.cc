@@ -1383,6 +1383,22 @@ bool Iteration::VerifyAll(bool after_crash) {
                   (after_crash ? " (after a crash)" : " (after a clean reopen)"));
     }
   }
+  // Every used cluster belongs to exactly one image; deleting an image frees
+  // what it holds, or nothing while it has clones.
+  uint64_t held = 0;
+  for (const VolumeInfo& i : pool_->ListVolumes(true)) {
+    held += i.allocated_bytes;
+    uint64_t frees = i.children.empty() ? i.allocated_bytes : 0;
+    if (!i.space_known || i.delete_frees_bytes != frees) {
+      return Fail("image " + i.name + ": delete would free " + std::to_string(i.delete_frees_bytes) +
+                  " bytes, it holds " + std::to_string(i.allocated_bytes) + " and has " +
+                  std::to_string(i.children.size()) + " clone(s)");
+    }
+  }
+  if (held != pool_->Info().used_clusters * cluster_) {
+    return Fail("the images hold " + std::to_string(held / cluster_) + " clusters, the pool uses " +
+                std::to_string(pool_->Info().used_clusters));
+  }
   std::vector<uint8_t> back;
   const uint64_t chunk = 512;  // sectors per read
   int bad = 0;
