@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "io/uring.h"
 #include "volume/aligned_buffer.h"
 #include "volume/pool.h"
 #include "volume/thin_volume.h"
@@ -193,6 +194,19 @@ void Pool::OpenGate(Volume& v) {
 
 void Pool::PostLater(const std::vector<FlushWaiter>& w) {
   if (w.empty()) return;
+  if (!committer_running()) {
+    // No committer to post them (a pool driven without one, as tests do):
+    // post from a ring of this thread's own, made for the purpose.
+    auto ring = io::IoUring::Create(8);
+    if (!ring.ok()) {
+      NLOG_ERROR("pool: cannot resume {} parked request(s): {}", w.size(), ring.status().ToString());
+      return;
+    }
+    for (const FlushWaiter& f : w) (*ring)->PostTo(f.ring, f.token, 0);
+    (*ring)->Submit();
+    (*ring)->Reap();
+    return;
+  }
   {
     MutexLock g(&mu_);
     wakeups_.insert(wakeups_.end(), w.begin(), w.end());

@@ -7,8 +7,8 @@
 // FLUSH), and an unflushed write read back as zeros after a restart.
 //
 // Each iteration (seed printed; NESTOR_SEED=N repeats one) drives random
-// writes, discards, write-zeroes and flushes into two volumes of a fresh
-// pool, and after *every* completed operation takes a crash image: the
+// writes, discards, write-zeroes, flushes and snapshots (after which the
+// volume's first writes copy on write) into two volumes of a fresh pool, and after *every* completed operation takes a crash image: the
 // current device view plus the journal directory as it is at that instant.
 // Each image is opened by a new Pool and every 4 KiB block of both volumes
 // must read back exactly as the model says. Power loss keeps its own rules
@@ -146,7 +146,7 @@ TEST_F(ProcessCrash, EveryCompletedWriteSurvivesAtEveryCrashPoint) {
     std::mt19937_64 rng(seed);
     fs::path jdir = root_ / "journal";
     fs::remove_all(jdir);
-    auto dev = std::make_unique<VolatileCacheDevice>(8 << 20, seed);
+    auto dev = std::make_unique<VolatileCacheDevice>(12 << 20, seed);  // room for 3 snapshots' clusters
     VolatileCacheDevice* raw = dev.get();
     ASSERT_TRUE(Pool::Format(raw, kCluster, false).ok());
     auto pool = Pool::Open(std::move(dev), Options(jdir));
@@ -160,12 +160,23 @@ TEST_F(ProcessCrash, EveryCompletedWriteSurvivesAtEveryCrashPoint) {
     }
     Model m, flushed;
     uint32_t gen = 0;
+    bool snapped[kVolumes] = {};
+    int snapshots = 0;
     std::vector<uint8_t> buf(16 * 4096);
     for (int op = 0; op < 30; ++op) {
       int v = static_cast<int>(rng() % kVolumes);
-      uint32_t kind = static_cast<uint32_t>(rng() % 10);
+      uint32_t kind = static_cast<uint32_t>(rng() % 11);
       std::string what;
-      if (kind < 6) {  // write 1..16 blocks
+      if (kind == 10 && snapshots < 3) {
+        ++snapshots;
+        // A snapshot: the volume's clusters move to it; from now on its
+        // first writes copy on write, and those mappings must survive the
+        // crash just the same (the snapshot itself is committed at once).
+        ASSERT_TRUE((*pool)->CreateSnapshot("v" + std::to_string(v), "s" + std::to_string(op)).ok());
+        snapped[v] = true;
+        flushed = m;  // its commit syncs the device first: a durability point, like FLUSH
+        what = "snapshot";
+      } else if (kind < 6) {  // write 1..16 blocks
         uint64_t n = 1 + rng() % 16, first = rng() % (kBlocks - n + 1);
         ++gen;
         for (uint64_t i = 0; i < n; ++i) Fill(buf.data() + i * 4096, gen, first + i);
@@ -177,11 +188,14 @@ TEST_F(ProcessCrash, EveryCompletedWriteSurvivesAtEveryCrashPoint) {
         uint64_t cpb = kCluster / 4096, n = (1 + rng() % 3) * cpb;
         uint64_t first = (rng() % (kBlocks / cpb - 2)) * cpb + (rng() % 2 ? 0 : rng() % cpb);
         n = std::min(n, kBlocks - first);
-        io::IoOp zop = kind == 6 ? io::IoOp::kDiscard : io::IoOp::kWriteZeroes;
+        // (On a volume with a snapshot under it, DISCARD keeps what the
+        // snapshot shows, so the model could not say; WRITE_ZEROES reads
+        // zeros everywhere.)
+        io::IoOp zop = kind == 6 && !snapped[v] ? io::IoOp::kDiscard : io::IoOp::kWriteZeroes;
         ASSERT_EQ(SyncIo(chans[v].get(), zop, first * 4096, nullptr, n * 4096, true), 0);
         for (uint64_t i = 0; i < n; ++i) m.gen[v][first + i] = 0;
-        what = kind == 6 ? "discard" : "write-zeroes";
-      } else {
+        what = zop == io::IoOp::kDiscard ? "discard" : "write-zeroes";
+      } else {  // (kind 8, 9, or a snapshot beyond 3)
         ASSERT_EQ(SyncIo(chans[v].get(), io::IoOp::kFlush, 0, nullptr, 0), 0);
         flushed = m;
         what = "flush";

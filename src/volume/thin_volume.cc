@@ -345,8 +345,10 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
   c->vcluster = vcl;
   c->pcluster = p;
   int n = PadZeros(within, c->vecs, kChildIov);
-  n += zero_data ? PadZeros(len, c->vecs + n, kChildIov - n)
-                 : SliceIov(op->req, op->cursor, len, c->vecs + n, kChildIov - n);
+  // (one entry kept for the zeros after, which PadZeros needs for up to
+  // 4 MiB of them, see zeros_bytes; larger clusters have the room too)
+  n += zero_data ? PadZeros(len, c->vecs + n, kChildIov - n - 16)
+                 : SliceIov(op->req, op->cursor, len, c->vecs + n, kChildIov - n - 16);
   n += PadZeros(cs_ - within - len, c->vecs + n, kChildIov - n);
   c->iovcnt = n;
   op->cursor += len;
@@ -367,8 +369,8 @@ void ThinChannel::IssueCowWrite(Child* read) {
   read->bounce = nullptr;
   int n = 0;
   if (read->within > 0) c->vecs[n++] = iovec{c->bounce, read->within};
-  n += read->zero_data ? PadZeros(read->len, c->vecs + n, kChildIov - n)
-                       : SliceIov(op->req, read->skip, read->len, c->vecs + n, kChildIov - n);
+  n += read->zero_data ? PadZeros(read->len, c->vecs + n, kChildIov - n - 1)
+                       : SliceIov(op->req, read->skip, read->len, c->vecs + n, kChildIov - n - 1);
   uint64_t tail = read->within + read->len;
   if (tail < cs_ && n < kChildIov) c->vecs[n++] = iovec{c->bounce + tail, cs_ - tail};
   c->iovcnt = n;
