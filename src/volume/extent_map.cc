@@ -21,6 +21,19 @@ bool ExtentMap::Lookup(uint64_t v, uint64_t* p, uint64_t* run) const {
 void ExtentMap::DoMap(uint64_t v, uint64_t p, uint64_t n) {
   if (n == 0) return;
   mapped_ += n;
+  // Past the last extent (a checkpoint loads each map in order; sequential
+  // first writes): no search, merge with the last or append at the end.
+  if (map_.empty() || v >= map_.rbegin()->first + map_.rbegin()->second.n) {
+    if (!map_.empty()) {
+      auto& [lv, last] = *map_.rbegin();
+      if (lv + last.n == v && last.p + last.n == p) {
+        last.n += n;
+        return;
+      }
+    }
+    map_.emplace_hint(map_.end(), v, Run{p, n});
+    return;
+  }
   auto next = map_.lower_bound(v);
   // Merge with the previous extent if it ends exactly here in both spaces.
   if (next != map_.begin()) {

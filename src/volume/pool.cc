@@ -197,10 +197,7 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
   {
     MutexLock g(&mu_);
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
-    if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC,
-                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
-    }
+    NESTOR_RETURN_IF_ERROR(RoomForImageLocked());
     uint64_t reserve = preallocate ? ClustersFor(size) : 0;
     if (reserve > 0 && !RoomToReserveLocked(reserve)) {
       return Status::Error(ENOSPC, "pool has no room to preallocate " + std::to_string(size) + " bytes");

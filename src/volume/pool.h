@@ -333,6 +333,10 @@ class Pool {
   // parent only; 0: all) show and v does not hold.
   Status CopyUp(const std::shared_ptr<Volume>& v, int levels) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   Status CopyCluster(Volume& v, uint64_t vcl, uint64_t src) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Inflate (levels 0) and decouple (1): CopyUp, commit, then the new link.
+  Status CopyUpAndRelink(const std::string& name, int levels) ABSL_LOCKS_EXCLUDED(admin_mu_, commit_mu_, mu_);
+  // ENOSPC naming the limit when the checkpoint has no room for one more image.
+  Status RoomForImageLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Completes parked requests on their rings from a thread without one.
   void PostLater(const std::vector<FlushWaiter>& w) ABSL_LOCKS_EXCLUDED(mu_);
   std::string ChildrenOfLocked(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

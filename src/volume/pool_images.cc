@@ -216,6 +216,11 @@ void Pool::PostLater(const std::vector<FlushWaiter>& w) {
 
 // ---- operations ----
 
+Status Pool::RoomForImageLocked() const {
+  if (volumes_.size() < ImageCapacity(sb_)) return Status::Ok();
+  return Status::Error(ENOSPC, "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
+}
+
 Result<VolumeInfo> Pool::CreateSnapshot(const std::string& source, const std::string& name, uint32_t drain_timeout_ms) {
   NESTOR_RETURN_IF_ERROR(ValidateVolumeName(name));
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
@@ -228,10 +233,7 @@ Result<VolumeInfo> Pool::CreateSnapshot(const std::string& source, const std::st
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + source + "'");
     if (v->snapshot) return Status::Invalid("'" + source + "' is a snapshot already: clone it instead");
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
-    if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC,
-                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
-    }
+    NESTOR_RETURN_IF_ERROR(RoomForImageLocked());
     // A preallocated volume stays so: its clusters go to the snapshot and
     // every one it writes again must still be guaranteed.
     if (v->reserved > 0 && !RoomToReserveLocked(std::min(v->allocated, v->reserved))) {
@@ -302,10 +304,7 @@ Result<VolumeInfo> Pool::CloneVolume(const std::string& snap, const std::string&
       return Status::Invalid("'" + snap + "' is not a snapshot: take one first (snapshot create " + snap + " NAME)");
     }
     if (FindLocked(name) != nullptr) return Status::Error(EEXIST, "volume '" + name + "' already exists");
-    if (volumes_.size() >= ImageCapacity(sb_)) {
-      return Status::Error(ENOSPC,
-                           "pool holds the maximum number of images (" + std::to_string(ImageCapacity(sb_)) + ")");
-    }
+    NESTOR_RETURN_IF_ERROR(RoomForImageLocked());
     auto v = std::make_shared<Volume>();
     v->id = volumes_.rbegin()->first + 1;
     v->name = name;
@@ -402,32 +401,11 @@ Status RefuseCopyUp(const std::shared_ptr<Volume>& v, const std::string& name, b
 }
 }  // namespace
 
-Status Pool::InflateVolume(const std::string& name) {
-  if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
-  MutexLock a(&admin_mu_);
-  std::shared_ptr<Volume> v;
-  {
-    MutexLock g(&mu_);
-    v = FindLocked(name);
-    NESTOR_RETURN_IF_ERROR(RefuseCopyUp(v, name, true));
-  }
-  NESTOR_RETURN_IF_ERROR(CopyUp(v, 0));
-  MutexLock c(&commit_mu_);
-  NESTOR_RETURN_IF_ERROR(CommitLocked());  // the copies first: then the link may go
-  v->lock.Lock();
-  {
-    MutexLock g(&mu_);
-    retired_.push_back(v->parent);
-    LinkLocked(*v, nullptr);
-    AppendPendingLocked(Record{RecordType::kImageLink, v->id, 0, 0, 0, {}});
-  }
-  v->lock.Unlock();
-  NESTOR_RETURN_IF_ERROR(CommitLocked());
-  NLOG_INFO("pool: inflated {}", name);
-  return Status::Ok();
-}
+Status Pool::InflateVolume(const std::string& name) { return CopyUpAndRelink(name, 0); }
 
-Status Pool::DecoupleVolume(const std::string& name) {
+Status Pool::DecoupleVolume(const std::string& name) { return CopyUpAndRelink(name, 1); }
+
+Status Pool::CopyUpAndRelink(const std::string& name, int levels) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   MutexLock a(&admin_mu_);
   std::shared_ptr<Volume> v;
@@ -436,21 +414,23 @@ Status Pool::DecoupleVolume(const std::string& name) {
     v = FindLocked(name);
     NESTOR_RETURN_IF_ERROR(RefuseCopyUp(v, name, true));
   }
-  NESTOR_RETURN_IF_ERROR(CopyUp(v, 1));
+  NESTOR_RETURN_IF_ERROR(CopyUp(v, levels));
   MutexLock c(&commit_mu_);
-  NESTOR_RETURN_IF_ERROR(CommitLocked());
+  NESTOR_RETURN_IF_ERROR(CommitLocked());  // the copies first: then the link may change
   v->lock.Lock();
   {
     MutexLock g(&mu_);
     std::shared_ptr<Volume> old = v->parent;
-    std::shared_ptr<Volume> grand = ABSL_TS_UNCHECKED_READ(old->parent);  // a snapshot's: never changes
-    retired_.push_back(old);
-    LinkLocked(*v, grand);
+    // Inflate: no parent. Decouple: the grandparent (a snapshot's parent
+    // never changes).
+    std::shared_ptr<Volume> next = levels == 0 ? nullptr : ABSL_TS_UNCHECKED_READ(old->parent);
+    retired_.push_back(old);  // a request may still walk it: kept until the grace period
+    LinkLocked(*v, next);
     AppendPendingLocked(Record{RecordType::kImageLink, v->id, v->parent_id, 0, 0, {}});
   }
   v->lock.Unlock();
   NESTOR_RETURN_IF_ERROR(CommitLocked());
-  NLOG_INFO("pool: decoupled {} (one level)", name);
+  NLOG_INFO("pool: {} {}", levels == 0 ? "inflated" : "decoupled (one level)", name);
   return Status::Ok();
 }
 

@@ -8,13 +8,11 @@
 //
 // Each iteration (seed printed; NESTOR_SEED=N repeats one) drives random
 // writes, discards, write-zeroes, flushes and snapshots (after which the
-// volume's first writes copy on write) into two volumes of a fresh pool, and after *every* completed operation takes a crash image: the
-// current device view plus the journal directory as it is at that instant.
-// Each image is opened by a new Pool and every 4 KiB block of both volumes
-// must read back exactly as the model says. Power loss keeps its own rules
-// (FLUSH is the durability point; unit.volume.crash tests them): the same
-// images opened as after a reboot (another boot id) must ignore the
-// journal and still hold everything flushed.
+// volume's first writes copy on write) into two volumes of a fresh pool, and after *every* completed operation takes a
+// crash image: the current device view plus the journal directory as it is at that instant. Each image is opened by a
+// new Pool and every 4 KiB block of both volumes must read back exactly as the model says. Power loss keeps its own
+// rules (FLUSH is the durability point; unit.volume.crash tests them): the same images opened as after a reboot
+// (another boot id) must ignore the journal and still hold everything flushed.
 #include <gtest/gtest.h>
 
 #include <climits>

@@ -48,17 +48,7 @@ start() {
 	# comes once every stored export listens.
 	"$CTL" --timeout 20 export list >/dev/null || fail "nestord does not answer"
 }
-stop() {
-	kill -TERM "$PID"
-	wait "$PID" || fail "nestord exited $? on SIGTERM"
-	PID=
-}
-expect_rc() {  # expect_rc CODE CMD...
-	local want=$1 rc=0
-	shift
-	"$@" >"$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/err")"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 # The errno name of a plain connect() to socket $1 as uid 65534 ("OK" if it connects).
 connect_errno() {

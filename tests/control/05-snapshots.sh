@@ -40,17 +40,7 @@ start() {  # start POOL
 	for _ in $(seq 200); do [ -S "$T/control.ctl" ] && return 0; sleep 0.05; done
 	fail "nestord did not create its control socket"
 }
-stop() {
-	kill -TERM "$PID"
-	wait "$PID" || fail "nestord exited $? on SIGTERM"
-	PID=
-}
-expect_rc() {  # expect_rc CODE CMD...
-	local want=$1 rc=0
-	shift
-	timeout 60 "$@" >"$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/err") $(cat "$T/out")"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
 err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
 out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
 # blk SOCKET write|check SEED OFFSET LEN, or SOCKET zeroes|discard OFFSET LEN

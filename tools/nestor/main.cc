@@ -35,6 +35,7 @@
 
 #include "base/log.h"
 #include "base/size.h"
+#include "common/cli.h"
 #include "nestor/commands.h"
 
 namespace nestor::tool {
@@ -49,39 +50,6 @@ bool SizeArg(const std::string& option, const std::string& text, uint64_t* out) 
   }
   *out = *s;
   return true;
-}
-
-// For a command line whose subcommand is missing or unknown: a message
-// naming it and the choices ("" if the subcommands are fine and the parse
-// error is another). value_options: the options before the subcommands
-// that take a value (their value is not a subcommand).
-std::string SubcommandError(CLI::App& app, int argc, char** argv,
-                            std::initializer_list<std::string_view> value_options) {
-  auto all = [](CLI::App*) { return true; };
-  auto names = [&](CLI::App* a) {
-    std::string s;
-    for (CLI::App* sub : a->get_subcommands(all)) s += (s.empty() ? "" : ", ") + sub->get_name();
-    return s;
-  };
-  CLI::App* cur = &app;
-  std::string path = app.get_name();
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a.starts_with("-")) {
-      if (std::find(value_options.begin(), value_options.end(), a) != value_options.end()) ++i;
-      continue;
-    }
-    auto subs = cur->get_subcommands(all);
-    if (subs.empty()) return "";  // a command's own arguments
-    auto it = std::find_if(subs.begin(), subs.end(), [&](CLI::App* s) { return s->check_name(std::string(a)); });
-    if (it == subs.end()) {
-      return "unknown subcommand '" + std::string(a) + "' for '" + path + "' (expected one of: " + names(cur) + ")";
-    }
-    cur = *it;
-    path += " " + std::string(a);
-  }
-  if (!cur->get_subcommands(all).empty()) return "'" + path + "' needs a subcommand: one of " + names(cur);
-  return "";
 }
 
 int Main(int argc, char** argv) {
@@ -197,7 +165,7 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::string sub = SubcommandError(app, argc, argv, {"--journal-dir"});
+    std::string sub = cli::SubcommandError(app, argc, argv, {"--journal-dir"});
     std::fprintf(stderr, "nestor: %s\n(see nestor --help)\n", sub.empty() ? e.what() : sub.c_str());
     return kExitUsage;
   }

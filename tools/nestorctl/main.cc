@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "base/size.h"
+#include "common/cli.h"
 #include "nestorctl/format.h"
 #include "nestorctl/rpc_client.h"
 
@@ -121,39 +122,6 @@ ordered_json IdJson(const std::string& text) {
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec == std::errc() && p == text.data() + text.size() && !text.empty()) return v;
   return text;
-}
-
-// For a command line whose subcommand is missing or unknown: a message
-// naming it and the choices ("" if the subcommands are fine and the parse
-// error is another). value_options: the options before the subcommands
-// that take a value (their value is not a subcommand).
-std::string SubcommandError(CLI::App& app, int argc, char** argv,
-                            std::initializer_list<std::string_view> value_options) {
-  auto all = [](CLI::App*) { return true; };
-  auto names = [&](CLI::App* a) {
-    std::string s;
-    for (CLI::App* sub : a->get_subcommands(all)) s += (s.empty() ? "" : ", ") + sub->get_name();
-    return s;
-  };
-  CLI::App* cur = &app;
-  std::string path = app.get_name();
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a.starts_with("-")) {
-      if (std::find(value_options.begin(), value_options.end(), a) != value_options.end()) ++i;
-      continue;
-    }
-    auto subs = cur->get_subcommands(all);
-    if (subs.empty()) return "";  // a command's own arguments
-    auto it = std::find_if(subs.begin(), subs.end(), [&](CLI::App* s) { return s->check_name(std::string(a)); });
-    if (it == subs.end()) {
-      return "unknown subcommand '" + std::string(a) + "' for '" + path + "' (expected one of: " + names(cur) + ")";
-    }
-    cur = *it;
-    path += " " + std::string(a);
-  }
-  if (!cur->get_subcommands(all).empty()) return "'" + path + "' needs a subcommand: one of " + names(cur);
-  return "";
 }
 
 // What one subcommand sends, and how its result reads for a human.
@@ -329,7 +297,7 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::string sub = SubcommandError(app, argc, argv, {"-s", "--socket", "--timeout"});
+    std::string sub = cli::SubcommandError(app, argc, argv, {"-s", "--socket", "--timeout"});
     return Usage((sub.empty() ? std::string(e.what()) : sub) + (g_json_errors ? "" : "\n(see nestorctl --help)"));
   }
 
