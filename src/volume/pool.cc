@@ -231,15 +231,22 @@ Status Pool::DeleteVolume(const std::string& name) {
                                       "): delete, inflate or decouple them first");
     }
     if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");
-    std::vector<Extent> freed;
-    v->lock.AssertHeld();  // not open: no channel reaches its map
-    v->map.Unmap(0, UINT64_MAX / 2, &freed);
-    for (const Extent& e : freed) pending_frees_.push_back(e);
+    // Its map and parent stay as they are: a request of a clone that was
+    // relinked from it a moment ago may still walk them (without a lock);
+    // the image is retired, and dropped after the grace period.
+    v->lock.AssertHeld();  // not open: no channel of its own reaches its map
+    v->map.ForEach([&](const Extent& e) {
+      mu_.AssertHeld();  // called back synchronously, in this scope
+      pending_frees_.push_back(e);
+    });
     reserved_unused_ -= UnusedReservation(*v);
     AppendPendingLocked(Record{RecordType::kVolumeDelete, v->id, 0, 0, 0, {}});
-    LinkLocked(*v, nullptr);
+    if (v->parent_id != 0) {
+      auto p = volumes_.find(v->parent_id);
+      if (p != volumes_.end() && p->second->children > 0) --p->second->children;
+    }
     volumes_.erase(v->id);
-    retired_.push_back(std::move(v));  // a reader may still walk its map: gone after the grace period
+    retired_.push_back(std::move(v));
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: deleted volume {}", name);

@@ -326,7 +326,7 @@ class Pool {
   void CheckTree(CheckReport* rep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Write gate of a volume (volume.h): closed, new modifying requests wait.
   // Closing is counted (several snapshots may close it); opening posts the
-  // waiters back to their reactors (through the committer's ring).
+  // waiters back to their reactors (PostLater).
   void CloseGate(Volume& v) ABSL_LOCKS_EXCLUDED(mu_);
   void OpenGate(Volume& v) ABSL_LOCKS_EXCLUDED(mu_);
   // Copies into clone v every cluster that `levels` ancestors (1: the
@@ -337,7 +337,9 @@ class Pool {
   Status CopyUpAndRelink(const std::string& name, int levels) ABSL_LOCKS_EXCLUDED(admin_mu_, commit_mu_, mu_);
   // ENOSPC naming the limit when the checkpoint has no room for one more image.
   Status RoomForImageLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Completes parked requests on their rings from a thread without one.
+  // Completes parked requests on their rings from a thread without one (a
+  // ring of the calling thread's, made on first use; not the committer's,
+  // which may be waiting for those very requests).
   void PostLater(const std::vector<FlushWaiter>& w) ABSL_LOCKS_EXCLUDED(mu_);
   std::string ChildrenOfLocked(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -395,7 +397,6 @@ class Pool {
   } last_map_ ABSL_GUARDED_BY(mu_);
   std::vector<Extent> pending_frees_ ABSL_GUARDED_BY(mu_);  // freed, reusable after commit + grace
   std::vector<FlushWaiter> flush_waiters_ ABSL_GUARDED_BY(mu_);
-  std::vector<FlushWaiter> wakeups_ ABSL_GUARDED_BY(mu_);  // PostLater: posted by the committer
   // Images that left the pool or a chain: kept alive until the grace period
   // after the next commit (a reader may still walk their maps).
   std::vector<std::shared_ptr<Volume>> retired_ ABSL_GUARDED_BY(mu_);

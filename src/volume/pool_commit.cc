@@ -254,23 +254,17 @@ void Pool::CommitterLoop() {
   }
   auto interval = std::chrono::milliseconds(opts_.commit_interval_ms);
   for (;;) {
-    std::vector<FlushWaiter> waiters, wakeups;
+    std::vector<FlushWaiter> waiters;
     bool pending;
     {
       MutexLock l(&mu_);
       const auto deadline = std::chrono::steady_clock::now() + interval;
-      while (!stop_ && flush_waiters_.empty() && wakeups_.empty()) {
+      while (!stop_ && flush_waiters_.empty()) {
         if (!cv_.WaitUntil(&mu_, deadline)) break;
       }
-      wakeups.swap(wakeups_);
       waiters.swap(flush_waiters_);
       pending = !pending_.empty() || !pending_frees_.empty();
-      if (stop_ && waiters.empty() && wakeups.empty()) break;
-    }
-    if (!wakeups.empty()) {  // PostLater: requests another thread let go on
-      for (const FlushWaiter& w : wakeups) (*ring)->PostTo(w.ring, w.token, 0);
-      (*ring)->Submit();
-      (*ring)->Reap();
+      if (stop_ && waiters.empty()) break;
     }
     if (waiters.empty() && !pending) continue;
     int res = FlushInline();

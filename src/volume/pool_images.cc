@@ -194,24 +194,21 @@ void Pool::OpenGate(Volume& v) {
 
 void Pool::PostLater(const std::vector<FlushWaiter>& w) {
   if (w.empty()) return;
-  if (!committer_running()) {
-    // No committer to post them (a pool driven without one, as tests do):
-    // post from a ring of this thread's own, made for the purpose.
-    auto ring = io::IoUring::Create(8);
-    if (!ring.ok()) {
-      NLOG_ERROR("pool: cannot resume {} parked request(s): {}", w.size(), ring.status().ToString());
+  // From this (control) thread's own ring, made once per thread: never
+  // through the committer, which may itself be waiting (grace period) for
+  // a request that only this post lets finish.
+  thread_local std::unique_ptr<io::IoUring> ring;
+  if (ring == nullptr) {
+    auto r = io::IoUring::Create(16);
+    if (!r.ok()) {
+      NLOG_ERROR("pool: cannot resume {} parked request(s): {}", w.size(), r.status().ToString());
       return;
     }
-    for (const FlushWaiter& f : w) (*ring)->PostTo(f.ring, f.token, 0);
-    (*ring)->Submit();
-    (*ring)->Reap();
-    return;
+    ring = std::move(*r);
   }
-  {
-    MutexLock g(&mu_);
-    wakeups_.insert(wakeups_.end(), w.begin(), w.end());
-  }
-  cv_.Signal();
+  for (const FlushWaiter& f : w) ring->PostTo(f.ring, f.token, 0);
+  ring->Submit();
+  ring->Reap();  // (only failed posts complete here)
 }
 
 // ---- operations ----
@@ -449,9 +446,12 @@ Status Pool::Upgrade() {
     MutexLock g(&mu_);
     sb_.version = kFormatVersion;
   }
-  // A checkpoint now, so the superblock copies in the slot headers agree.
-  force_checkpoint_ = true;
-  NESTOR_RETURN_IF_ERROR(CommitLocked());
+  // A checkpoint into each slot now, so both superblock copies (the
+  // fallback reads slot 0's) say version 2.
+  for (int slot = 0; slot < 2; ++slot) {
+    force_checkpoint_ = true;
+    NESTOR_RETURN_IF_ERROR(CommitLocked());
+  }
   NLOG_INFO("pool {}: upgraded to format version {}", dev_->Describe(), kFormatVersion);
   return Status::Ok();
 }

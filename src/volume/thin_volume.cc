@@ -228,7 +228,7 @@ bool ThinChannel::AdmitWrite(Op* op) {
       op->bucket = m_.EnterEpoch();
       return true;
     }
-    if (ring_ == nullptr || !m_.committer_running()) {
+    if (ring_ == nullptr) {  // a synchronous channel: nothing of its own is in flight
       while (m_.gate_closed()) std::this_thread::sleep_for(std::chrono::microseconds(20));
       continue;
     }

@@ -4,7 +4,8 @@
 # idle=poll, virtio_blk.poll_queues, debug-threads for pinning), and
 # nestor-vm refuses what breaks it with exit code 2 and a message:
 # overlapping --cpus/--reactor-cpus, unknown reactor CPUs, missing
-# hugepages, a missing socket.
+# hugepages, a missing socket. --clone-of: the dry run's volume_clone call
+# and clone socket, clone name checks, an unreachable nestord (exit 1).
 # usage: 01-dry-run.sh NESTOR_VM_BINARY
 set -euo pipefail
 VM=${1:?usage: $0 NESTOR_VM_BINARY}
@@ -123,6 +124,34 @@ fi
 "$VM" --dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --hugepages \
 	>"$TMP/out5" 2>/dev/null || fail "--hugepages --dry-run exited $?"
 expect_in "$TMP/out5" "share=on,hugetlb=on,hugetlbsize=" "prealloc=on"
+
+# --clone-of: the dry run contacts nothing, shows the volume_clone call and
+# puts the clone's planned socket (beside --control) first, --socket after.
+"$VM" --dry-run --clone-of gold-snap --control /run/n/control.ctl --clone-name fn1-disk --keep \
+	--socket /s/extra.sock --kernel /k --cpus 0 --reactor-cpus 1 >"$TMP/out6" 2>"$TMP/err6" ||
+	fail "--clone-of --dry-run exited $?: $(cat "$TMP/err6")"
+expect_in "$TMP/out6" "-chardev socket,id=vhost0,path=/run/n/fn1-disk.sock,reconnect=1" \
+	"-chardev socket,id=vhost1,path=/s/extra.sock,reconnect=1"
+expect_in "$TMP/err6" 'volume_clone {"snapshot":"gold-snap","name":"fn1-disk","export":{"queues":2}} on /run/n/control.ctl' \
+	"(and keep the clone: --keep)" "2 disks x 2 queues"
+# Default clone name: SNAP-NAME-PID; no --socket needed.
+"$VM" --dry-run --clone-of gold-snap --control /run/n/control.ctl --name fn2 --kernel /k --cpus 0 \
+	--reactor-cpus 1 >"$TMP/out7" 2>"$TMP/err7" || fail "--clone-of default name exited $?: $(cat "$TMP/err7")"
+grep -qE -- '-chardev socket,id=vhost0,path=/run/n/gold-snap-fn2-[0-9]+[.]sock,reconnect=1' "$TMP/out7" ||
+	fail "default clone socket missing: $(cat "$TMP/out7")"
+expect_in "$TMP/err7" "and volume_delete"
+expect_refused bad-clone-name "--clone-name: volume name '-x' must not start" \
+	--dry-run --clone-of gold-snap --clone-name -x --kernel /k --cpus 0 --reactor-cpus 1
+expect_refused keep-without-clone "need --clone-of" \
+	--dry-run --socket /s/a.sock --keep --kernel /k --cpus 0 --reactor-cpus 1
+expect_refused no-disk "--socket or --clone-of" --dry-run --kernel /k --cpus 0 --reactor-cpus 1
+# A real run against no nestord: exit 1, the socket named, QEMU never run.
+rc=0
+"$VM" --clone-of gold-snap --control "$TMP/none.ctl" --kernel /bin/sh --cpus 0 --reactor-cpus 1 \
+	--qemu /bin/false >"$TMP/out8" 2>"$TMP/err8" || rc=$?
+[ $rc -eq 1 ] || fail "unreachable nestord: exit $rc, want 1: $(cat "$TMP/err8")"
+expect_in "$TMP/err8" "cannot clone snapshot 'gold-snap'" "cannot reach nestord at $TMP/none.ctl" "is nestord running?"
+grep -q "QEMU pid" "$TMP/err8" && fail "QEMU started without a clone"
 
 # --help works and exits 0.
 "$VM" --help >/dev/null || fail "--help exited $?"

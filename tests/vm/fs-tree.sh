@@ -21,3 +21,12 @@ fs_tree() {
 		_i=$((_i + 1))
 	done
 }
+
+# clone_tree TAG SEED: the files that guest TAG of vm.13-clones writes on
+# its own clone of the golden filesystem (which holds fs_tree), in the
+# format of fs_tree. TAG is [a-z0-9]; SEED a decimal number.
+clone_tree() {
+	echo "own-$1/note 777 $2"
+	echo "own-$1/data 1048576 $(($2 + 1))"
+	echo "own-$1/sub/odd 70001 $(($2 + 2))"
+}

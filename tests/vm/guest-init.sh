@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the nestor VM-test initramfs (busybox-static + iopoll_io helper).
 # Parameters come from the kernel command line:
-#   nestor.test=direct|iopoll|fs|loop   workload (see below)
+#   nestor.test=direct|iopoll|fs|loop|clone   workload (see below)
 #   nestor.poll_queues=N        passed to insmod virtio_blk (default 0;
 #                               the iopoll test forces >= 1)
 #   nestor.offset=BYTES nestor.length=BYTES nestor.seed=N   pattern range
@@ -21,6 +21,9 @@
 #                               next one overwrites it (iopoll_io loop --check)
 #   nestor.loop_discard=1       loop: discard the range before each
 #                               generation (iopoll_io loop --discard)
+#   nestor.tag=TAG              clone: this guest's name ([a-z0-9]); with
+#                               nestor.seed (decimal) it picks the files
+#                               of clone_tree TAG SEED (/fs-tree.sh)
 # Prints exactly one "NESTOR-VM-RESULT: PASS" or "NESTOR-VM-RESULT: FAIL <why>"
 # line on the console, then powers off.
 #
@@ -34,6 +37,12 @@
 #   tree of /fs-tree.sh (deterministic content), sync, umount, drop caches,
 #   mount read-only, check every file's sha256 and the file count, umount.
 #   Prints "nestor-vm: fs: <sha256>  <path>" for every file.
+# clone: /dev/vda holds the golden ext4 filesystem of vm.13-clones (the
+#   files of fs_tree, written on the host): insmod the ext4 modules, mount,
+#   require exactly the fs_tree files with their content (sha256), write
+#   the files of clone_tree TAG SEED, sync, umount, drop caches, mount
+#   read-only, check golden and own files again and the total file count.
+#   Prints "nestor-vm: clone: <sha256>  <path>" for every own file.
 # loop: iopoll_io loop: O_DIRECT write generations of the pattern (seed +
 #   generation) over [offset, offset+length) for loop_secs, loop_qd writes
 #   in flight, counting write
@@ -85,6 +94,7 @@ LOOPIOPOLL=0
 LOOPNOSYNC=0
 LOOPCHECK=0
 LOOPDISCARD=0
+TAG=
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -100,11 +110,13 @@ for w in $(cat /proc/cmdline); do
 	nestor.loop_nosync=*) LOOPNOSYNC=${w#*=} ;;
 	nestor.loop_check=*) LOOPCHECK=${w#*=} ;;
 	nestor.loop_discard=*) LOOPDISCARD=${w#*=} ;;
+	nestor.tag=*) TAG=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
 case "$TEST" in
 direct | fs | loop) ;;
+clone) case "$TAG" in "" | *[!a-z0-9]*) fail "clone: bad nestor.tag='$TAG'" ;; esac ;;
 iopoll) [ "$POLLQ" -ge 1 ] 2>/dev/null || POLLQ=1 ;;
 *) fail "unknown nestor.test='$TEST'" ;;
 esac
@@ -285,6 +297,57 @@ run_fs() {
 	result PASS
 }
 
+# manifest TREE-FILE: "sha256  /mnt/path" lines for sha256sum -c.
+manifest() {
+	while read -r path size seed; do
+		echo "$($H gen --seed "$seed" --offset 0 --bytes "$size" | sha256sum | cut -d' ' -f1)  /mnt/$path"
+	done < "$1"
+}
+
+# check_files MANIFEST N WHAT: every file of MANIFEST matches and /mnt
+# holds exactly N regular files (lost+found aside).
+check_files() {
+	bounded "sha256sum -c ($3)" sha256sum -c "$1" || {
+		grep -v ': OK$' /tmp/out | sed 's/^/nestor-vm: /'
+		fail "clone: $3: files differ"
+	}
+	got=$(find /mnt -path /mnt/lost+found -prune -o -type f -print | wc -l)
+	[ "$got" -eq "$2" ] || {
+		find /mnt -path /mnt/lost+found -prune -o -type f -print | sed 's/^/nestor-vm: file: /'
+		fail "clone: $3: $got files, want $2"
+	}
+}
+
+run_clone() {
+	for m in $(cat /modules/fs/order); do
+		insmod /modules/fs/$m.ko || fail "insmod $m"
+	done
+	. /fs-tree.sh
+	mkdir -p /mnt
+	bounded "mount" mount -t ext4 /dev/vda /mnt || fail "mount ext4: $(cat /tmp/out)"
+	fs_tree > /tmp/gold
+	manifest /tmp/gold > /tmp/gold.sums
+	ngold=$(wc -l < /tmp/gold)
+	check_files /tmp/gold.sums "$ngold" "golden files"
+	say "clone: $ngold golden files present and intact"
+	clone_tree "$TAG" "$SEED" > /tmp/own
+	while read -r path size seed; do
+		mkdir -p "/mnt/${path%/*}"
+		$H gen --seed "$seed" --offset 0 --bytes "$size" > "/mnt/$path" || fail "writing /mnt/$path"
+	done < /tmp/own
+	manifest /tmp/own > /tmp/own.sums
+	sed 's|  /mnt/|  |; s/^/nestor-vm: clone: /' /tmp/own.sums
+	bounded "sync" sync || fail "sync: $(cat /tmp/out)"
+	bounded "umount" umount /mnt || fail "umount: $(cat /tmp/out)"
+	echo 3 > /proc/sys/vm/drop_caches
+	bounded "mount -o ro" mount -t ext4 -o ro /dev/vda /mnt || fail "remount: $(cat /tmp/out)"
+	cat /tmp/gold.sums /tmp/own.sums > /tmp/all.sums
+	check_files /tmp/all.sums $((ngold + $(wc -l < /tmp/own))) "after remount"
+	bounded "umount" umount /mnt || fail "umount: $(cat /tmp/out)"
+	say "clone: $TAG wrote $(wc -l < /tmp/own) files; golden and own files verified after remount"
+	result PASS
+}
+
 run_loop() {
 	pollarg=
 	if [ "$LOOPIOPOLL" = 1 ]; then
@@ -304,5 +367,6 @@ direct) run_direct ;;
 iopoll) run_iopoll ;;
 fs) run_fs ;;
 loop) run_loop ;;
+clone) run_clone ;;
 esac
 fail "unreachable"

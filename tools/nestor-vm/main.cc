@@ -5,7 +5,8 @@
 // --timeout stopped it, 127 if QEMU could not be executed, 2 for a bad
 // command line or a refused configuration (overlapping CPUs, no free
 // hugepages, missing socket), 1 for other start-up failures, 0 after
-// --dry-run.
+// --dry-run. With --clone-of, a failed clean-up turns a QEMU status of 0
+// into 1; a clone that cannot be created is 1 too (nothing started).
 //
 // Pinning: QEMU is started under the affinity mask of --cpus (set in the
 // child before exec, so every QEMU thread inherits it); once QEMU has
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "nestor-vm/clone.h"
 #include "nestor-vm/host.h"
 #include "nestor-vm/options.h"
 #include "nestor-vm/qemu_command.h"
@@ -58,12 +60,30 @@ int ExitCodeOf(int status) {
   return 1;
 }
 
-int Launch(const VmOptions& o, const std::vector<std::string>& args) {
-  sigset_t watched, old;
+// The signals nestor-vm handles itself: blocked from the start of a real
+// run (before a --clone-of clone exists) and taken with sigtimedwait, so a
+// SIGINT/SIGTERM/SIGHUP at any moment still ends in the clean-up.
+sigset_t WatchedSignals() {
+  sigset_t watched;
   sigemptyset(&watched);
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) sigaddset(&watched, s);
-  sigprocmask(SIG_BLOCK, &watched, &old);
+  return watched;
+}
 
+// A stop signal that arrived while nothing could be forwarded (0: none).
+int TakePendingStopSignal() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, s);
+  timespec zero{0, 0};
+  siginfo_t info;
+  int sig = sigtimedwait(&stop, &info, &zero);
+  return sig > 0 ? sig : 0;
+}
+
+// Runs QEMU to its end. WATCHED is blocked in this process; OLD is the
+// mask QEMU starts with.
+int Launch(const VmOptions& o, const std::vector<std::string>& args, const sigset_t& watched, const sigset_t& old) {
   std::vector<char*> argv;
   for (const std::string& s : args) argv.push_back(const_cast<char*>(s.c_str()));
   argv.push_back(nullptr);
@@ -158,13 +178,47 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "nestor-vm: refused: %s\n", st.message().c_str());
     return kExitUsage;
   }
-  std::vector<std::string> args = BuildQemuArgv(o);
-  PrintPlan(o);
   if (o.dry_run) {
-    std::fputs(FormatCommand(args).c_str(), stdout);
+    if (!o.clone_of.empty()) {
+      o.sockets.insert(o.sockets.begin(), PlannedCloneSocket(o));
+      std::fprintf(stderr,
+                   "nestor-vm: clone: would call volume_clone %s on %s, boot with the clone as disk 0 (%s), and "
+                   "when QEMU exits call export_delete%s\n",
+                   CloneParams(o).dump().c_str(), o.control_socket.c_str(), o.sockets[0].c_str(),
+                   o.keep ? " (and keep the clone: --keep)" : " and volume_delete");
+    }
+    PrintPlan(o);
+    std::fputs(FormatCommand(BuildQemuArgv(o)).c_str(), stdout);
     return 0;
   }
-  return Launch(o, args);
+
+  const sigset_t watched = WatchedSignals();
+  sigset_t old;
+  sigprocmask(SIG_BLOCK, &watched, &old);
+  CloneLifecycle clone(o);
+  if (!o.clone_of.empty()) {
+    auto sock = clone.Create();
+    if (!sock.ok()) {
+      std::fprintf(stderr, "nestor-vm: %s\n", sock.status().message().c_str());
+      if (Status rm = clone.Remove(); !rm.ok()) std::fprintf(stderr, "nestor-vm: %s\n", rm.message().c_str());
+      return 1;
+    }
+    o.sockets.insert(o.sockets.begin(), *sock);
+  }
+  std::vector<std::string> args = BuildQemuArgv(o);
+  PrintPlan(o);
+  int rc;
+  if (int sig = TakePendingStopSignal(); sig != 0) {
+    std::fprintf(stderr, "nestor-vm: %s before QEMU started: not starting it\n", strsignal(sig));
+    rc = 128 + sig;
+  } else {
+    rc = Launch(o, args, watched, old);
+  }
+  if (Status rm = clone.Remove(); !rm.ok()) {
+    std::fprintf(stderr, "nestor-vm: clean-up failed: %s\n", rm.message().c_str());
+    if (rc == 0) rc = 1;
+  }
+  return rc;
 }
 
 }  // namespace

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 
+#include "nestor-vm/clone.h"
 #include "nestor-vm/host.h"
 #include "nestor-vm/options.h"
 #include "nestor-vm/qemu_command.h"
+#include "volume/limits.h"
 
 namespace nestor::vm {
 namespace {
@@ -154,6 +156,59 @@ TEST(NestorVm, Quoting) {
   EXPECT_EQ(FormatCommand({"q", "-m", "1G", "-nodefaults", "-append", "x y"}),
             "q \\\n  -m 1G \\\n  -nodefaults \\\n  -append 'x y'\n");
   EXPECT_EQ(FormatCpuList({3, 0, 1, 2, 6, 6}), "0-3,6");
+}
+
+TEST(NestorVm, CloneOfOptions) {
+  VmOptions o = Base();
+  o.sockets.clear();
+  std::vector<std::string> w;
+  EXPECT_FALSE(Validate(&o, Host(), &w).ok());  // neither --socket nor --clone-of
+  o.keep = true;
+  o.clone_of = "gold-snap";
+  o.control_socket = "/run/nestor/control.ctl";
+  ASSERT_TRUE(Validate(&o, Host(), &w).ok());
+  EXPECT_EQ(o.clone_name, DefaultCloneName("gold-snap", "nestor-vm", getpid()));
+  EXPECT_EQ(PlannedCloneSocket(o), "/run/nestor/" + o.clone_name + ".sock");
+  EXPECT_EQ(CloneParams(o).dump(),
+            "{\"snapshot\":\"gold-snap\",\"name\":\"" + o.clone_name + "\",\"export\":{\"queues\":2}}");
+
+  VmOptions bad = Base();
+  bad.keep = true;  // --keep without --clone-of
+  EXPECT_FALSE(Validate(&bad, Host(), &w).ok());
+  bad = Base();
+  bad.clone_of = "gold";
+  bad.clone_name = "-no";
+  EXPECT_FALSE(Validate(&bad, Host(), &w).ok());
+  bad.clone_name = "";
+  bad.clone_of = "bad/name";
+  EXPECT_FALSE(Validate(&bad, Host(), &w).ok());
+}
+
+TEST(NestorVm, DefaultCloneName) {
+  EXPECT_EQ(DefaultCloneName("gold-snap", "fn1", 42), "gold-snap-fn1-42");
+  EXPECT_EQ(DefaultCloneName("gold", "my vm,x", 7), "gold-my-vm-x-7");
+  // Always a valid volume name, however long the parts.
+  std::string snap(63, 's'), vm(200, 'v');
+  for (const auto& [a, b] :
+       {std::pair{snap, vm}, std::pair{snap, std::string("fn")}, std::pair{std::string("g"), vm}}) {
+    std::string n = DefaultCloneName(a, b, 4194304);
+    EXPECT_TRUE(volume::ValidateVolumeName(n).ok()) << n;
+    EXPECT_TRUE(n.ends_with("-4194304")) << n;
+    EXPECT_EQ(n.substr(0, std::min<size_t>(a.size(), 16)), a.substr(0, 16)) << n;
+  }
+}
+
+TEST(NestorVm, CloneSocketFromResult) {
+  using nlohmann::ordered_json;
+  EXPECT_EQ(SocketFromCloneResult(ordered_json::parse(R"({"name":"c","export":{"socket":"/d/c.sock"}})")), "/d/c.sock");
+  EXPECT_EQ(SocketFromCloneResult(ordered_json::parse(R"({"name":"c","socket":"/e/c.sock"})")), "/e/c.sock");
+  EXPECT_EQ(SocketFromCloneResult(ordered_json::parse(R"({"name":"c"})")), "");
+  VmOptions o;
+  o.clone_name = "c";
+  o.control_socket = "ctl";
+  EXPECT_EQ(PlannedCloneSocket(o), "./c.sock");
+  o.control_socket = "/ctl";
+  EXPECT_EQ(PlannedCloneSocket(o), "/c.sock");
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include "base/size.h"
+#include "nestor-vm/clone.h"
+#include "volume/limits.h"
 
 namespace nestor::vm {
 namespace {
@@ -182,9 +184,22 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
       "reconnect). See docs/function-vms.md."};
   VmOptions o;
   std::string memory = "512M", cpus, reactor_cpus, accel = "tcg";
-  app.add_option("--socket", o.sockets, "vhost-user-blk socket of a nestor volume; repeatable (one disk each)")
-      ->required()
+  app.add_option("--socket", o.sockets,
+                 "vhost-user-blk socket of a nestor volume; repeatable (one disk each; after the --clone-of disk)")
       ->type_name("PATH");
+  app.add_option("--clone-of", o.clone_of,
+                 "boot on a fresh clone of snapshot SNAP (the first disk): volume_clone + export over "
+                 "--control before QEMU starts; export and clone deleted when QEMU exits (any way but "
+                 "SIGKILL of nestor-vm) unless --keep")
+      ->type_name("SNAP");
+  app.add_option("--control", o.control_socket,
+                 "nestord's control socket for --clone-of (default $NESTOR_CONTROL_SOCKET, else "
+                 "/run/nestor/control.ctl)")
+      ->type_name("SOCKET");
+  app.add_option("--clone-name", o.clone_name,
+                 "name of the clone (default SNAP-NAME-PID, NAME from --name, shortened to 63 characters)")
+      ->type_name("NAME");
+  app.add_flag("--keep", o.keep, "--clone-of: keep the clone after QEMU exits (only its export is deleted)");
   app.add_option("--vcpus", o.vcpus, "guest vCPUs (default 1)")->type_name("N")->check(CLI::Range(1, 255));
   app.add_option("--memory", memory, "guest memory, e.g. 512M, 2G (default 512M)")->type_name("SIZE");
   app.add_option("--cpus", cpus,
@@ -255,7 +270,22 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
 }
 
 Status Validate(VmOptions* o, const HostInfo& host, std::vector<std::string>* warnings) {
-  if (o->sockets.empty()) return Status::Invalid("at least one --socket is required");
+  if (o->sockets.empty() && o->clone_of.empty())
+    return Status::Invalid("at least one --socket or --clone-of is required");
+  if (o->clone_of.empty()) {
+    if (!o->clone_name.empty() || o->keep || !o->control_socket.empty()) {
+      return Status::Invalid("--clone-name, --keep and --control need --clone-of");
+    }
+  } else {
+    if (Status st = volume::ValidateVolumeName(o->clone_of); !st.ok()) {
+      return Status::Invalid("--clone-of: " + st.message());
+    }
+    if (o->control_socket.empty()) o->control_socket = DefaultControlSocket();
+    if (o->clone_name.empty()) o->clone_name = DefaultCloneName(o->clone_of, o->name, getpid());
+    if (Status st = volume::ValidateVolumeName(o->clone_name); !st.ok()) {
+      return Status::Invalid("--clone-name: " + st.message());
+    }
+  }
   if (o->kernel.empty() && o->disk_image.empty()) {
     return Status::Invalid("nothing to boot: pass --kernel (and --initrd) or --disk-image");
   }

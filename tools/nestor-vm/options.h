@@ -36,6 +36,13 @@ struct VmOptions {
   bool dry_run = false;
   std::string qemu = "qemu-system-x86_64";
   std::string name = "nestor-vm";
+  // --clone-of: the first disk is a clone of this snapshot, created and
+  // exported through control_socket before QEMU starts, deleted after it
+  // exits unless keep (clone.h).
+  std::string clone_of;
+  std::string control_socket;  // default DefaultControlSocket() (clone.h)
+  std::string clone_name;      // default DefaultCloneName() (clone.h)
+  bool keep = false;
 
   int PollQueues() const { return poll_queues < 0 ? vcpus : poll_queues; }
   // Interrupt-driven queues = vCPUs, plus the poll queues.
