@@ -38,6 +38,22 @@
 // clean reopen exactly `cur`. Discard reads as zeros (partial clusters are
 // zeroed in place, whole ones unmapped).
 //
+// Snapshots and clones (issue #12): at random points (quiet moments, like
+// the control ops) a snapshot of a volume or clone (its channel open: the
+// online path), a clone of a snapshot, inflate, decouple, the delete of an
+// image without children, and operations that must be refused (a snapshot
+// of a snapshot or a clone of a non-snapshot: EINVAL; deleting a snapshot
+// with clones: EBUSY naming them; writes to a snapshot: EROFS; resizing a
+// snapshot, shrinking a clone). Each image has its own model: a snapshot
+// starts as a copy of its source's (every write completed before it) and
+// never changes, a clone as a copy of its snapshot's. Sector headers name
+// the image that wrote them; a generation is written by one image only,
+// so a clone that reads another clone's write, or a deleted image's, fails.
+// DISCARD on an image with a parent reads old-or-zeros per sector, and
+// old where the parent shows data in the whole cluster (a no-op there).
+// After every crash the image tree (snapshot flag, parent, children) must
+// be exactly the model's: image operations commit before returning.
+//
 // Knobs: NESTOR_CRASH_ITERATIONS (default 600), NESTOR_CRASH_SEED (default
 // time-based). Iteration i uses seed base+i, printed with every failure;
 // NESTOR_CRASH_SEED=<seed> NESTOR_CRASH_ITERATIONS=1 replays it.
@@ -113,7 +129,11 @@ struct Decoded {
   uint64_t tag = 0, lba = 0;  // kForeign
 };
 
-Decoded Decode(const uint8_t* p, uint64_t tag, uint64_t lba) {
+// gen_tag[gen]: the tag of the image that wrote generation gen (images
+// share sectors: a snapshot and its clones read what their source wrote,
+// under the source's tag). A sector is a value if it is the sector asked
+// for and its generation was written by the image its header names.
+Decoded Decode(const uint8_t* p, uint64_t lba, const std::vector<uint64_t>& gen_tag) {
   Decoded d;
   if (IsZero(p, kSector)) {
     d.kind = Decoded::kZeros;
@@ -127,10 +147,10 @@ Decoded Decode(const uint8_t* p, uint64_t tag, uint64_t lba) {
     if (w[i] != BodyWord(h, i)) return d;  // a valid header, a wrong body
   }
   d.gen = w[3];
-  if (w[1] != tag || w[2] != lba) {
+  d.tag = w[1];
+  d.lba = w[2];
+  if (w[2] != lba || d.gen == 0 || d.gen >= gen_tag.size() || gen_tag[d.gen] != w[1]) {
     d.kind = Decoded::kForeign;
-    d.tag = w[1];
-    d.lba = w[2];
     return d;
   }
   d.kind = Decoded::kValue;
@@ -204,7 +224,18 @@ struct Totals {
   uint64_t checkpoints = 0;
   uint64_t log_entries = 0;
   uint64_t log_wrap_iterations = 0;
-  uint64_t recovered_sectors_new = 0;     // after a crash: held a value newer than `durable`
+  uint64_t recovered_sectors_new = 0;  // after a crash: held a value newer than `durable`
+  // Snapshots and clones (issue #12): committed image operations, refusals
+  // checked, and crash points with a non-trivial image tree.
+  uint64_t snapshots = 0, clones = 0, inflates = 0, decouples = 0, image_deletes = 0;
+  uint64_t image_enospc = 0;  // inflate/decouple/snapshot refused for lack of space
+  uint64_t refusals = 0;      // refused as they must be (EINVAL, EBUSY, EROFS)
+  uint64_t clone_discards = 0;
+  uint64_t crash_points_with_tree = 0;    // crashes with at least one snapshot
+  uint64_t checkpoints_with_tree = 0;     // written by a pool that had snapshots at its close
+  uint64_t torn_image_ops = 0;            // failed in their commit (fault), then a crash decided
+  uint64_t torn_image_ops_kept = 0;       // ... and the crash kept them
+  uint64_t max_depth = 0;                 // the longest chain seen (images)
   uint64_t cluster_sizes[3] = {0, 0, 0};  // iterations with 4K / 8K / 64K clusters
 };
 
@@ -225,6 +256,14 @@ struct VolModel {
   std::vector<uint64_t> touched;              // sectors whose recent is non-empty
   std::shared_ptr<io::BlockBackend> backend;
   std::unique_ptr<io::IoChannel> ch;
+  // Snapshots and clones: a snapshot is read-only and its sectors never
+  // change (its model is the source's at the instant it was taken); an
+  // image with a parent reads through to it (s holds what it shows).
+  bool snapshot = false;
+  std::string parent;  // "" none
+  // An image operation on it failed in a commit (injected fault): until the
+  // crash decides, its parent may be either (discards are checked leniently).
+  bool uncertain = false;
   uint64_t sectors() const { return size / kSector; }
 };
 
@@ -285,6 +324,24 @@ class Iteration {
   bool FlushOp(VolModel& v);
   bool CommitOp();
   bool ControlOp();
+  // ---- snapshots and clones ----
+  bool ImageOp();
+  bool SnapshotOp(VolModel& v);
+  bool CloneOp(VolModel& snap);
+  bool InflateOp(VolModel& v, bool decouple);
+  bool DeleteLeafOp();
+  bool RefusalOp();
+  // An image operation whose commit failed (EIO, injected fault): the
+  // crash decides whether it happened; the model keeps both outcomes.
+  bool Pending(int kind, const std::string& name, std::unique_ptr<VolModel> model, const std::string& source,
+               const std::string& old_parent, const std::string& new_parent);
+  bool ResolvePending(bool live);
+  bool SnapshotDataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, uint64_t count);
+  bool CloneDiscard(VolModel& v, uint64_t sector, uint64_t count);
+  VolModel* Find(const std::string& name);
+  std::vector<std::string> ChildrenOf(const std::string& name) const;
+  VolModel* AnyWritable();
+  uint64_t Depth(const VolModel& v);
   bool Burst();
   bool Storm();
   bool CrashAndReopen();
@@ -302,7 +359,7 @@ class Iteration {
   void Set(VolModel& v, uint64_t sector, uint64_t value);
   void Committed();  // a commit succeeded: every sector is durable as it is now
   void PickRange(const VolModel& v, int shape, uint64_t* sector, uint64_t* count);
-  VolModel* AddVolume(uint64_t size, bool prealloc);
+  VolModel* AddVolume(uint64_t size, bool prealloc, const char* prefix = "vol");
   std::string Describe(const VolModel& v, uint64_t sector, const Decoded& d);
   std::string History(const VolModel& v, uint64_t sector);
   std::string ValueName(uint64_t gen);
@@ -340,12 +397,22 @@ class Iteration {
   uint32_t op_index_ = 0;
   std::vector<OpRec> history_;
   std::vector<uint8_t> buf_;
+  std::vector<uint64_t> gen_tag_{0};  // the writer of each generation (Decode)
+  struct PendingImage {
+    int kind = 0;  // 0 none, 1 snapshot, 2 clone, 3 relink (inflate/decouple), 4 delete
+    std::string name, source, old_parent, new_parent;
+    std::unique_ptr<VolModel> model;  // snapshot/clone: the new image; delete: the deleted one
+  } pending_;
 };
 
-VolModel* Iteration::AddVolume(uint64_t size, bool prealloc) {
+// Images (volumes, snapshots, clones) an iteration keeps at most: every
+// crash reads all of them back.
+constexpr size_t kMaxImages = 8;
+
+VolModel* Iteration::AddVolume(uint64_t size, bool prealloc, const char* prefix) {
   auto v = std::make_unique<VolModel>();
   v->tag = (seed_ << 16) ^ (++next_tag_);
-  v->name = "vol" + std::to_string(next_tag_);
+  v->name = prefix + std::to_string(next_tag_);
   v->size = size;
   v->prealloc = prealloc;
   v->s.assign(size / kSector, SectorState{});
@@ -458,6 +525,9 @@ void Iteration::ClosePool() {
   if (pool_ == nullptr) return;
   PoolInfo info = pool_->Info();
   totals_->checkpoints += info.checkpoints;
+  if (std::any_of(vols_.begin(), vols_.end(), [](const auto& v) { return v->snapshot; })) {
+    totals_->checkpoints_with_tree += info.checkpoints;  // about: the tree may be younger than some of them
+  }
   totals_->log_entries += info.log_entries;
   // The destructor commits what is pending: let it, without faults.
   dev_->ClearFaults();
@@ -537,10 +607,11 @@ std::string Iteration::Describe(const VolModel& v, uint64_t sector, const Decode
         if (w->tag == d.tag) owner = w.get();
       }
       o << "FOREIGN bytes: "
-        << (d.tag == v.tag ? "this volume"
+        << (d.tag == v.tag ? "this image"
             : owner        ? owner->name
-                           : "a deleted volume")
+                           : "a deleted image")
         << " sector " << d.lba << " " << ValueName(d.gen);
+      if (d.gen < gen_tag_.size() && gen_tag_[d.gen] != d.tag) o << " (that generation was written elsewhere)";
       break;
     }
   }
@@ -598,6 +669,7 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
   uint64_t gen = 0;
   if (write) {
     gen = ++next_gen_;
+    gen_tag_.push_back(v.tag);
     buf_.resize(count * kSector);
     for (uint64_t i = 0; i < count; ++i) FillSector(buf_.data() + i * kSector, v.tag, sector + i, gen);
   }
@@ -606,10 +678,14 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
   int ok = write ? static_cast<int>(count * kSector) : 0;
   if (write) totals_->writes++;
   if (r == ok) {
+    if (op == io::IoOp::kDiscard && (!v.parent.empty() || v.uncertain)) return CloneDiscard(v, sector, count);
     for (uint64_t i = 0; i < count; ++i) Set(v, sector + i, gen);
     return true;
   }
-  if (r == -ENOSPC && write) {
+  // On an image with a parent, WRITE_ZEROES over its ancestors' data takes
+  // a cluster of zeros (a copy on write): it may find the pool full too.
+  const bool may_need_space = write || (op == io::IoOp::kWriteZeroes && (!v.parent.empty() || v.uncertain));
+  if (r == -ENOSPC && may_need_space) {
     totals_->enospc++;
     if (v.prealloc) {
       return Fail("write " + v.name + " [" + std::to_string(sector) + ",+" + std::to_string(count) +
@@ -628,7 +704,7 @@ bool Iteration::DataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, ui
   if (!ReadRange(v, sector, count, &back)) return false;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t s = sector + i;
-    Decoded d = Decode(back.data() + i * kSector, v.tag, s);
+    Decoded d = Decode(back.data() + i * kSector, s, gen_tag_);
     uint64_t got = d.kind == Decoded::kValue ? d.gen : 0;
     bool valid = d.kind == Decoded::kZeros || d.kind == Decoded::kValue;
     if (!valid || (got != v.s[s].cur && got != gen)) {
@@ -645,7 +721,7 @@ bool Iteration::ReadCheck(VolModel& v, uint64_t sector, uint64_t count) {
   if (!ReadRange(v, sector, count, &back)) return false;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t s = sector + i;
-    Decoded d = Decode(back.data() + i * kSector, v.tag, s);
+    Decoded d = Decode(back.data() + i * kSector, s, gen_tag_);
     uint64_t got = d.kind == Decoded::kValue ? d.gen : 0;
     bool valid = d.kind == Decoded::kZeros || d.kind == Decoded::kValue;
     if (!valid || got != v.s[s].cur) {
@@ -656,11 +732,16 @@ bool Iteration::ReadCheck(VolModel& v, uint64_t sector, uint64_t count) {
 }
 
 bool Iteration::FlushOp(VolModel& v) {
+  if (v.snapshot) {  // FLUSHes go to writable images (a pool whose only images are snapshots: a commit)
+    VolModel* w = AnyWritable();
+    return w == nullptr ? CommitOp() : FlushOp(*w);
+  }
   int r = SyncIo(v.ch.get(), io::IoOp::kFlush, 0, nullptr, 0);
   history_.push_back(OpRec{generation_, op_index_, "FLUSH", 0, 0, 0, 0, r});
   totals_->flushes++;
   if (r == 0) {
     if (pool_failed_) return Fail("FLUSH succeeded after an earlier commit failed");
+    if (!ResolvePending(true)) return false;
     Committed();
     return true;
   }
@@ -677,6 +758,7 @@ bool Iteration::CommitOp() {
   history_.push_back(OpRec{generation_, op_index_, "Pool::Commit", 0, 0, 0, 0, -st.err()});
   if (st.ok()) {
     if (pool_failed_) return Fail("Pool::Commit succeeded after an earlier commit failed");
+    if (!ResolvePending(true)) return false;
     Committed();
     return true;
   }
@@ -701,7 +783,8 @@ bool Iteration::ControlOp() {
   totals_->control_ops++;
   VolModel& v = *vols_[Below(vols_.size())];
   uint64_t r = Below(4);
-  if (r == 3) {  // export settings: stored in the pool like the volume itself
+  if (r == 3 && v.snapshot) r = 0;  // export settings: writable images (a snapshot's grow is refused below)
+  if (r == 3) {                     // export settings: stored in the pool like the volume itself
     Status st;
     if (v.exported && Chance(0.4)) {
       st = pool_->ClearExport(v.name);
@@ -729,6 +812,11 @@ bool Iteration::ControlOp() {
     uint64_t size = v.size + Range(1, 2 * cluster_ / 4096 + 2) * 4096;
     Status st = pool_->ResizeVolume(v.name, size, false);
     history_.push_back(OpRec{generation_, op_index_, "grow", v.tag, 0, kWholeVolume, size, -st.err()});
+    if (v.snapshot) {  // read-only, fixed size
+      if (st.ok()) return Fail("grow of snapshot " + v.name + " succeeded (a snapshot cannot be resized)");
+      totals_->refusals++;
+      return ReadCheck(v, 0, std::min<uint64_t>(v.sectors(), 64));
+    }
     if (grow_failed(st)) return Fail("grow " + v.name + ": " + st.ToString());
     if (!st.ok()) return true;
     uint64_t old = v.size;
@@ -744,6 +832,15 @@ bool Iteration::ControlOp() {
     uint64_t size = std::max<uint64_t>(Range(1, v.size / 4096 - 1) * 4096, 4096);
     Status st = pool_->ResizeVolume(v.name, size, true);
     history_.push_back(OpRec{generation_, op_index_, "shrink", v.tag, 0, kWholeVolume, size, -st.err()});
+    if (v.snapshot || !v.parent.empty()) {  // snapshots keep their size; images with a parent only grow
+      if (st.ok()) {
+        return Fail("shrink of " + std::string(v.snapshot ? "snapshot " : "clone ") + v.name + " to " +
+                    std::to_string(size) + " bytes succeeded (images with a parent only grow)");
+      }
+      totals_->refusals++;
+      if (!OpenChannel(v)) return false;
+      return ReadCheck(v, size / kSector, std::min<uint64_t>(v.sectors() - size / kSector, 64));
+    }
     if (!st.ok()) {
       return Fail("shrink " + v.name + (v.prealloc ? " (preallocated)" : "") + " to " + std::to_string(size) +
                   " bytes: " + st.ToString() + " (a shrink needs no space)");
@@ -768,15 +865,32 @@ bool Iteration::ControlOp() {
     }
     return OpenChannel(v);
   }
-  // Delete and create another (its id may be the deleted one's).
+  // Delete and create another (its id may be the deleted one's). A
+  // snapshot with clones is refused, naming them.
   v.ch.reset();
   v.backend.reset();
   Status st = pool_->DeleteVolume(v.name);
   history_.push_back(OpRec{generation_, op_index_, "delete", v.tag, 0, kWholeVolume, 0, -st.err()});
+  std::vector<std::string> children = ChildrenOf(v.name);
+  if (!children.empty()) {
+    if (st.err() != EBUSY) {
+      return Fail("delete of snapshot " + v.name + " with clone(s) (" + children[0] + ", ...) returned " +
+                  st.ToString() + ", expected EBUSY");
+    }
+    for (const auto& c : children) {
+      if (st.message().find(c) == std::string::npos) {
+        return Fail("delete of snapshot " + v.name + " refused without naming its clone " + c + ": " + st.ToString());
+      }
+    }
+    totals_->refusals++;
+    return OpenChannel(v);
+  }
   if (!st.ok()) return Fail("delete " + v.name + ": " + st.ToString());
   uint64_t size = v.size;
+  bool was_snapshot = v.snapshot;
   vols_.erase(std::find_if(vols_.begin(), vols_.end(), [&](auto& p) { return p.get() == &v; }));
   Committed();
+  if (was_snapshot) totals_->image_deletes++;
   size = std::max<uint64_t>((size / 2 + Below(size)) / 4096 * 4096, 4096);
   auto info = pool_->CreateVolume("vol" + std::to_string(next_tag_ + 1), size, false);
   history_.push_back(OpRec{generation_, op_index_, "create", 0, 0, 0, 0, -info.status().err()});
@@ -784,6 +898,367 @@ bool Iteration::ControlOp() {
   VolModel* nv = AddVolume(size, false);
   Committed();
   return OpenChannel(*nv);
+}
+
+// ---- snapshots and clones ----
+
+VolModel* Iteration::Find(const std::string& name) {
+  for (auto& v : vols_) {
+    if (v->name == name) return v.get();
+  }
+  return nullptr;
+}
+
+std::vector<std::string> Iteration::ChildrenOf(const std::string& name) const {
+  std::vector<std::string> out;
+  for (const auto& v : vols_) {
+    if (!name.empty() && v->parent == name) out.push_back(v->name);
+  }
+  return out;
+}
+
+VolModel* Iteration::AnyWritable() {
+  std::vector<VolModel*> w;
+  for (auto& v : vols_) {
+    if (!v->snapshot) w.push_back(v.get());
+  }
+  return w.empty() ? nullptr : w[Below(w.size())];
+}
+
+uint64_t Iteration::Depth(const VolModel& v) {
+  uint64_t d = 1;
+  for (const VolModel* p = Find(v.parent); p != nullptr && d < 1000; p = Find(p->parent)) ++d;
+  return d;
+}
+
+// A snapshot, clone, inflate, decouple, delete of a leaf, or an operation
+// that must be refused; each commits (or changes nothing), like ControlOp.
+bool Iteration::ImageOp() {
+  if (pending_.kind != 0) return true;  // one interrupted operation at a time
+  std::vector<VolModel*> writable, snaps, clones;
+  for (auto& v : vols_) {
+    (v->snapshot ? snaps : writable).push_back(v.get());
+    if (!v->snapshot && !v->parent.empty()) clones.push_back(v.get());
+  }
+  bool room = vols_.size() < kMaxImages;
+  uint64_t k = Below(100);
+  if (!room && k < 50) k = 80;  // make room first
+  if (k < 28 && !writable.empty()) return SnapshotOp(*writable[Below(writable.size())]);
+  if (k < 50 && !snaps.empty()) return CloneOp(*snaps[Below(snaps.size())]);
+  if (k < 62 && !clones.empty()) return InflateOp(*clones[Below(clones.size())], false);
+  if (k < 76 && !clones.empty()) return InflateOp(*clones[Below(clones.size())], true);
+  if (k < 92) return DeleteLeafOp();
+  return RefusalOp();
+}
+
+bool Iteration::SnapshotOp(VolModel& v) {
+  std::string name = "snap" + std::to_string(next_tag_ + 1);
+  // The source is open (its channel), so this is the online path: writes
+  // are gated and drained; none is in flight here (inline completions).
+  auto info = pool_->CreateSnapshot(v.name, name);
+  history_.push_back(OpRec{generation_, op_index_, "snapshot", v.tag, 0, kWholeVolume, 0, -info.status().err()});
+  if (!info.ok()) {
+    if (v.prealloc && info.status().err() == ENOSPC) {  // a preallocated source must stay preallocated
+      totals_->image_enospc++;
+      return true;
+    }
+    if (fault_armed_ && info.status().err() == EIO) {
+      auto s = std::make_unique<VolModel>();
+      s->tag = (seed_ << 16) ^ (++next_tag_);
+      s->name = name;
+      s->size = v.size;
+      s->s = v.s;
+      s->recent = v.recent;  // what it may hold: as v, since the last commit
+      s->touched = v.touched;
+      s->snapshot = true;
+      s->parent = v.parent;
+      v.uncertain = true;
+      return Pending(1, name, std::move(s), v.name, v.parent, name);
+    }
+    return Fail("snapshot of " + v.name + " as " + name + ": " + info.status().ToString());
+  }
+  Committed();  // every write completed before it is in it, and durable
+  totals_->snapshots++;
+  std::string parent = v.parent;
+  VolModel* s = AddVolume(v.size, false, "snap");
+  s->snapshot = true;
+  s->parent = parent;
+  s->s = v.s;
+  v.parent = name;
+  if (!info->snapshot || info->name != name || info->parent != parent || info->size != v.size) {
+    return Fail("snapshot " + name + " of " + v.name +
+                ": CreateSnapshot returned snapshot=" + std::to_string(info->snapshot) + " name '" + info->name +
+                "' parent '" + info->parent + "' size " + std::to_string(info->size) + ", expected a snapshot of " +
+                std::to_string(v.size) + " bytes with parent '" + parent + "'");
+  }
+  totals_->max_depth = std::max(totals_->max_depth, Depth(v));
+  if (!OpenChannel(*s)) return false;
+  uint64_t sec, n;
+  PickRange(*s, static_cast<int>(Below(4)), &sec, &n);
+  if (!ReadCheck(*s, sec, n)) return false;
+  return ReadCheck(v, sec, n);  // the source reads the same through its new parent
+}
+
+bool Iteration::CloneOp(VolModel& snap) {
+  std::string name = "clone" + std::to_string(next_tag_ + 1);
+  auto info = pool_->CloneVolume(snap.name, name);
+  history_.push_back(OpRec{generation_, op_index_, "clone", snap.tag, 0, kWholeVolume, 0, -info.status().err()});
+  if (!info.ok()) {
+    if (fault_armed_ && info.status().err() == EIO) {
+      auto c = std::make_unique<VolModel>();
+      c->tag = (seed_ << 16) ^ (++next_tag_);
+      c->name = name;
+      c->size = snap.size;
+      c->s = snap.s;
+      c->recent.assign(snap.s.size(), {});
+      c->parent = snap.name;
+      return Pending(2, name, std::move(c), snap.name, snap.name, snap.name);
+    }
+    return Fail("clone of " + snap.name + " as " + name + ": " + info.status().ToString());
+  }
+  Committed();
+  totals_->clones++;
+  VolModel* c = AddVolume(snap.size, false, "clone");
+  c->parent = snap.name;
+  c->s = snap.s;
+  if (info->snapshot || info->name != name || info->parent != snap.name || info->size != snap.size) {
+    return Fail("clone " + name + " of " + snap.name + ": CloneVolume returned snapshot=" +
+                std::to_string(info->snapshot) + " parent '" + info->parent + "' size " + std::to_string(info->size));
+  }
+  totals_->max_depth = std::max(totals_->max_depth, Depth(*c));
+  if (!OpenChannel(*c)) return false;
+  uint64_t sec, n;
+  PickRange(*c, static_cast<int>(Below(4)), &sec, &n);
+  return ReadCheck(*c, sec, n);
+}
+
+bool Iteration::InflateOp(VolModel& v, bool decouple) {
+  const std::string before = v.parent;
+  const VolModel* p = Find(v.parent);
+  if (p == nullptr) return Fail("model: " + v.name + " has an unknown parent " + v.parent);
+  const std::string after = decouple ? p->parent : "";
+  // On an open clone (its channel): the online path.
+  Status st = decouple ? pool_->DecoupleVolume(v.name) : pool_->InflateVolume(v.name);
+  const char* what = decouple ? "decouple" : "inflate";
+  history_.push_back(OpRec{generation_, op_index_, what, v.tag, 0, kWholeVolume, 0, -st.err()});
+  std::string expect_parent = after;
+  if (!st.ok() && fault_armed_ && st.err() == EIO) {
+    v.uncertain = true;
+    return Pending(3, v.name, nullptr, "", before, after);
+  }
+  if (!st.ok()) {
+    if (st.err() != ENOSPC) return Fail(std::string(what) + " " + v.name + ": " + st.ToString());
+    totals_->image_enospc++;  // nothing lost: the content and the parent stay
+    expect_parent = before;
+  } else {
+    Committed();
+    v.parent = after;
+    (decouple ? totals_->decouples : totals_->inflates)++;
+  }
+  auto info = pool_->GetVolume(v.name);
+  if (!info.ok()) return Fail(std::string(what) + " " + v.name + ": GetVolume: " + info.status().ToString());
+  if (info->parent != expect_parent) {
+    return Fail(std::string(what) + " " + v.name + " (" + (st.ok() ? "ok" : st.ToString()) + "): parent '" +
+                info->parent + "', expected '" + expect_parent + "'");
+  }
+  uint64_t sec, n;
+  PickRange(v, static_cast<int>(Below(4)), &sec, &n);
+  return ReadCheck(v, sec, n);  // the content is unchanged
+}
+
+bool Iteration::DeleteLeafOp() {
+  size_t writable = 0;
+  for (auto& v : vols_) writable += v->snapshot ? 0 : 1;
+  std::vector<VolModel*> leaves;
+  for (auto& v : vols_) {
+    if (!ChildrenOf(v->name).empty()) continue;
+    if (!v->snapshot && writable <= 1) continue;  // keep one writable image
+    leaves.push_back(v.get());
+  }
+  if (leaves.empty()) return true;
+  VolModel& v = *leaves[Below(leaves.size())];
+  v.ch.reset();
+  v.backend.reset();
+  Status st = pool_->DeleteVolume(v.name);
+  history_.push_back(OpRec{generation_, op_index_, "delete image", v.tag, 0, kWholeVolume, 0, -st.err()});
+  if (!st.ok() && fault_armed_ && st.err() == EIO) {
+    auto it = std::find_if(vols_.begin(), vols_.end(), [&](auto& p) { return p.get() == &v; });
+    std::unique_ptr<VolModel> gone = std::move(*it);
+    vols_.erase(it);
+    std::string name = gone->name;
+    return Pending(4, name, std::move(gone), "", "", "");
+  }
+  if (!st.ok()) return Fail("delete of " + v.name + " (no children): " + st.ToString());
+  vols_.erase(std::find_if(vols_.begin(), vols_.end(), [&](auto& p) { return p.get() == &v; }));
+  Committed();
+  totals_->image_deletes++;
+  return true;
+}
+
+bool Iteration::RefusalOp() {
+  std::vector<VolModel*> snaps, writable, parents;
+  for (auto& v : vols_) {
+    (v->snapshot ? snaps : writable).push_back(v.get());
+    if (!ChildrenOf(v->name).empty()) parents.push_back(v.get());
+  }
+  const size_t before = pool_->ListVolumes().size();
+  const std::string name = "refused" + std::to_string(next_tag_ + 1);
+  uint64_t k = Below(3);
+  if (k == 0 && !snaps.empty()) {
+    VolModel& s = *snaps[Below(snaps.size())];
+    auto r = pool_->CreateSnapshot(s.name, name);
+    history_.push_back(
+        OpRec{generation_, op_index_, "snapshot of a snapshot", s.tag, 0, kWholeVolume, 0, -r.status().err()});
+    if (r.status().err() != EINVAL) {
+      return Fail("snapshot of snapshot " + s.name + " returned " + r.status().ToString() + ", expected EINVAL");
+    }
+  } else if (k == 1 && !writable.empty()) {
+    VolModel& w = *writable[Below(writable.size())];
+    auto r = pool_->CloneVolume(w.name, name);
+    history_.push_back(
+        OpRec{generation_, op_index_, "clone of a non-snapshot", w.tag, 0, kWholeVolume, 0, -r.status().err()});
+    if (r.status().err() != EINVAL) {
+      return Fail("clone of " + w.name + " (not a snapshot) returned " + r.status().ToString() + ", expected EINVAL");
+    }
+  } else if (!parents.empty()) {
+    VolModel& p = *parents[Below(parents.size())];
+    p.ch.reset();
+    p.backend.reset();
+    Status st = pool_->DeleteVolume(p.name);
+    history_.push_back(OpRec{generation_, op_index_, "delete with clones", p.tag, 0, kWholeVolume, 0, -st.err()});
+    std::vector<std::string> children = ChildrenOf(p.name);
+    if (st.err() != EBUSY) {
+      return Fail("delete of snapshot " + p.name + " with clone(s) " + children[0] + "... returned " + st.ToString() +
+                  ", expected EBUSY");
+    }
+    for (const auto& c : children) {
+      if (st.message().find(c) == std::string::npos) {
+        return Fail("delete of snapshot " + p.name + " refused without naming its clone " + c + ": " + st.ToString());
+      }
+    }
+    if (!OpenChannel(p)) return false;
+  } else {
+    return true;
+  }
+  totals_->refusals++;
+  if (pool_->ListVolumes().size() != before || pool_->GetVolume(name).ok()) {
+    return Fail("a refused operation changed the image list (" + name + ")");
+  }
+  return true;
+}
+
+// Writes, discards and write-zeroes of a snapshot fail with EROFS and
+// change nothing; mostly, a snapshot is read and compared.
+bool Iteration::Pending(int kind, const std::string& name, std::unique_ptr<VolModel> model, const std::string& source,
+                        const std::string& old_parent, const std::string& new_parent) {
+  totals_->torn_image_ops++;
+  if (pending_.kind != 0) return Fail("model: two image operations pending");
+  pending_.kind = kind;
+  pending_.name = name;
+  pending_.source = source;
+  pending_.old_parent = old_parent;
+  pending_.new_parent = new_parent;
+  pending_.model = std::move(model);
+  return true;
+}
+
+// After a crash (or, if the failure was not in a commit, at the next
+// successful one): the pool says which outcome the interrupted image
+// operation has; the model takes it. The live pool's channels are opened
+// here; after a crash OpenChannels does it.
+bool Iteration::ResolvePending(bool live) {
+  if (pending_.kind == 0) return true;
+  PendingImage p = std::move(pending_);
+  pending_ = PendingImage{};
+  for (auto& v : vols_) v->uncertain = false;
+  auto info = pool_->GetVolume(p.name);
+  const bool exists = info.ok();
+  bool kept = false;
+  if (p.kind == 1 || p.kind == 2) {  // snapshot, clone: the new image exists or not
+    kept = exists;
+    if (exists) {
+      VolModel* m = p.model.get();
+      vols_.push_back(std::move(p.model));
+      if (p.kind == 1) {
+        VolModel* src = Find(p.source);
+        if (src == nullptr) return Fail("model: the source " + p.source + " of snapshot " + p.name + " is gone");
+        src->parent = p.name;
+      }
+      if (live && !OpenChannel(*m)) return false;
+    }
+  } else if (p.kind == 3) {  // inflate, decouple: either parent
+    VolModel* v = Find(p.name);
+    if (v == nullptr || !exists) return Fail("image " + p.name + " is gone after an interrupted inflate/decouple");
+    if (info->parent != p.old_parent && info->parent != p.new_parent) {
+      return Fail("image " + p.name + " has parent '" + info->parent + "' after an interrupted inflate/decouple, " +
+                  "expected '" + p.old_parent + "' or '" + p.new_parent + "'");
+    }
+    kept = info->parent == p.new_parent;
+    v->parent = info->parent;
+  } else {  // delete: gone or not
+    kept = !exists;
+    if (exists) {
+      VolModel* m = p.model.get();
+      vols_.push_back(std::move(p.model));
+      if (live && !OpenChannel(*m)) return false;
+    }
+  }
+  if (kept) totals_->torn_image_ops_kept++;
+  history_.push_back(OpRec{generation_, op_index_, kept ? "interrupted image op: done" : "interrupted image op: undone",
+                           0, 0, 0, 0, 0});
+  return true;
+}
+
+bool Iteration::SnapshotDataOp(VolModel& v, io::IoOp op, bool unmap, uint64_t sector, uint64_t count) {
+  if (Chance(0.8)) return ReadCheck(v, sector, count);
+  const bool write = op == io::IoOp::kWrite;
+  uint64_t gen = 0;
+  if (write) {
+    gen = ++next_gen_;
+    gen_tag_.push_back(v.tag);
+    buf_.resize(count * kSector);
+    for (uint64_t i = 0; i < count; ++i) FillSector(buf_.data() + i * kSector, v.tag, sector + i, gen);
+  }
+  int r = SyncIo(v.ch.get(), op, sector * kSector, write ? buf_.data() : nullptr, count * kSector, unmap);
+  history_.push_back(OpRec{generation_, op_index_, OpName(op, unmap), v.tag, sector, count, gen, r});
+  if (r != -EROFS) {
+    return Fail(std::string(OpName(op, unmap)) + " of snapshot " + v.name + " [" + std::to_string(sector) + ",+" +
+                std::to_string(count) + ") returned " + std::to_string(r) + ", expected -EROFS (" +
+                std::to_string(-EROFS) + ")");
+  }
+  totals_->refusals++;
+  return ReadCheck(v, sector, count);
+}
+
+// DISCARD on an image with a parent frees only where nothing below shows
+// data, elsewhere it is a no-op: each sector reads its old value or zeros,
+// and never what the parent holds; in a whole cluster where the parent
+// shows data it reads its old value.
+bool Iteration::CloneDiscard(VolModel& v, uint64_t sector, uint64_t count) {
+  totals_->clone_discards++;
+  std::vector<uint8_t> back;
+  if (!ReadRange(v, sector, count, &back)) return false;
+  const VolModel* p = Find(v.parent);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t s = sector + i;
+    Decoded d = Decode(back.data() + i * kSector, s, gen_tag_);
+    uint64_t got = d.kind == Decoded::kValue ? d.gen : 0;
+    bool valid = d.kind == Decoded::kZeros || d.kind == Decoded::kValue;
+    uint64_t c0 = s / cs_sectors_ * cs_sectors_;
+    bool whole = c0 >= sector && c0 + cs_sectors_ <= sector + count;
+    bool below = false;
+    for (uint64_t k = c0; whole && !v.uncertain && p != nullptr && k < c0 + cs_sectors_ && k < p->sectors(); ++k) {
+      below = below || p->s[k].cur != 0;
+    }
+    if (!valid || !(got == v.s[s].cur || (got == 0 && !below))) {
+      return Fail("discard of " + v.name + " (parent " + v.parent + ") [" + std::to_string(sector) + ",+" +
+                  std::to_string(count) + "): sector " + std::to_string(s) + " reads " + Describe(v, s, d) +
+                  (below ? " (the parent shows data in this cluster: the discard must leave it unchanged)"
+                         : " (must read its old value or zeros)"));
+    }
+    if (got != v.s[s].cur) Set(v, s, got);
+  }
+  return true;
 }
 
 bool Iteration::DoOp() {
@@ -799,8 +1274,15 @@ bool Iteration::DoOp() {
   x -= 0.004;
   if (x < 0.006) return quiet ? ControlOp() : true;
   x -= 0.006;
+  // Image operations also under armed faults (more often: their commits
+  // may fail, and the crash decides), not once a commit failed.
+  // Long-lived pools churn the log with plain volumes mostly (discards of a
+  // clone over its parent's data do not free anything).
+  const double image_p = (marathon_ || ring_) ? 0.0005 : fault_armed_ ? 0.03 : 0.008;
+  if (x < image_p) return pool_failed_ ? true : ImageOp();
+  x -= image_p;
   // The rest are data ops: x rescaled to [0, 1).
-  x /= 1 - flush_p - commit_p_ - 0.010;
+  x /= 1 - flush_p - commit_p_ - 0.010 - image_p;
   uint64_t s, n;
   if (x < 0.08) {  // read and compare with the model
     PickRange(v, static_cast<int>(Below(4)), &s, &n);
@@ -817,12 +1299,12 @@ bool Iteration::DoOp() {
   if (x < zero_share) {
     PickRange(v, marathon_ && Chance(0.7) ? 1 : static_cast<int>(Below(3)), &s, &n);
     uint64_t k = Below(10);
-    if (k < 4) return DataOp(v, io::IoOp::kDiscard, false, s, n);
-    if (k < 8) return DataOp(v, io::IoOp::kWriteZeroes, true, s, n);
-    return DataOp(v, io::IoOp::kWriteZeroes, false, s, n);
+    io::IoOp op = k < 4 ? io::IoOp::kDiscard : io::IoOp::kWriteZeroes;
+    bool unmap = k >= 4 && k < 8;
+    return v.snapshot ? SnapshotDataOp(v, op, unmap, s, n) : DataOp(v, op, unmap, s, n);
   }
   PickRange(v, static_cast<int>(Below(4)), &s, &n);
-  return DataOp(v, io::IoOp::kWrite, false, s, n);
+  return v.snapshot ? SnapshotDataOp(v, io::IoOp::kWrite, false, s, n) : DataOp(v, io::IoOp::kWrite, false, s, n);
 }
 
 bool Iteration::Burst() {
@@ -834,12 +1316,20 @@ bool Iteration::Burst() {
   bool full = false;
   for (size_t vi = 0; vi < vols_.size(); ++vi) {
     VolModel& v = *vols_[vi];
+    if (v.snapshot) continue;  // read-only
     uint64_t clusters = v.sectors() / cs_sectors_;
     for (uint64_t c = phase; c < clusters; c += 2) {
       uint64_t s0 = c * cs_sectors_;
       bool data = false;
       for (uint64_t k = 0; k < cs_sectors_ && !data; ++k) data = v.s[s0 + k].cur != 0;
       if (!data && full) continue;
+      // A clone's discard over its parent's data is a no-op: no churn there.
+      const VolModel* p = Find(v.parent);
+      bool below = false;
+      for (uint64_t k = s0; p != nullptr && k < s0 + cs_sectors_ && k < p->sectors() && !below; ++k) {
+        below = p->s[k].cur != 0;
+      }
+      if (below || v.uncertain) continue;
       uint64_t enospc = totals_->enospc;
       bool ok = data ? DataOp(v, io::IoOp::kDiscard, false, s0, cs_sectors_)
                      : DataOp(v, io::IoOp::kWrite, false, s0 + Below(cs_sectors_), 1);
@@ -876,6 +1366,38 @@ bool Iteration::VerifyAll(bool after_crash) {
       return Fail("volume " + v->name + ": export settings differ from the last ones committed (exported " +
                   std::to_string(it->exported) + ", expected " + std::to_string(v->exported) + ")");
     }
+    // The image tree: every committed snapshot, clone, inflate, decouple
+    // and delete is in it, exactly.
+    std::vector<std::string> children = ChildrenOf(v->name), listed = it->children;
+    std::sort(children.begin(), children.end());
+    std::sort(listed.begin(), listed.end());
+    if (it->snapshot != v->snapshot || it->parent != v->parent || listed != children) {
+      auto join = [](const std::vector<std::string>& l) {
+        std::string o;
+        for (const auto& x : l) o += (o.empty() ? "" : ",") + x;
+        return "{" + o + "}";
+      };
+      return Fail("image " + v->name + ": snapshot " + std::to_string(it->snapshot) + " parent '" + it->parent +
+                  "' children " + join(listed) + ", expected snapshot " + std::to_string(v->snapshot) + " parent '" +
+                  v->parent + "' children " + join(children) +
+                  (after_crash ? " (after a crash)" : " (after a clean reopen)"));
+    }
+  }
+  // Every used cluster belongs to exactly one image; deleting an image frees
+  // what it holds, or nothing while it has clones.
+  uint64_t held = 0;
+  for (const VolumeInfo& i : pool_->ListVolumes(true)) {
+    held += i.allocated_bytes;
+    uint64_t frees = i.children.empty() ? i.allocated_bytes : 0;
+    if (!i.space_known || i.delete_frees_bytes != frees) {
+      return Fail("image " + i.name + ": delete would free " + std::to_string(i.delete_frees_bytes) +
+                  " bytes, it holds " + std::to_string(i.allocated_bytes) + " and has " +
+                  std::to_string(i.children.size()) + " clone(s)");
+    }
+  }
+  if (held != pool_->Info().used_clusters * cluster_) {
+    return Fail("the images hold " + std::to_string(held / cluster_) + " clusters, the pool uses " +
+                std::to_string(pool_->Info().used_clusters));
   }
   std::vector<uint8_t> back;
   const uint64_t chunk = 512;  // sectors per read
@@ -890,7 +1412,7 @@ bool Iteration::VerifyAll(bool after_crash) {
       if (!ReadRange(v, s0, n, &back)) return false;
       for (uint64_t i = 0; i < n; ++i) {
         uint64_t s = s0 + i;
-        Decoded d = Decode(back.data() + i * kSector, v.tag, s);
+        Decoded d = Decode(back.data() + i * kSector, s, gen_tag_);
         uint64_t got = d.kind == Decoded::kValue ? d.gen : 0;
         bool valid = d.kind == Decoded::kZeros || d.kind == Decoded::kValue;
         const SectorState& st = v.s[s];
@@ -944,6 +1466,12 @@ bool Iteration::CrashAndReopen() {
   history_.push_back(OpRec{generation_, op_index_, "CRASH", 0, 0, 0, 0, 0});
   ClosePool();
   totals_->crash_points++;
+  for (auto& v : vols_) {
+    if (v->snapshot) {
+      totals_->crash_points_with_tree++;
+      break;
+    }
+  }
   std::shared_ptr<VolatileCacheDevice> dev =
       VolatileCacheDevice::FromImage(std::move(image), Mix(seed_ ^ (generation_ + 77)));
   {
@@ -963,6 +1491,7 @@ bool Iteration::CrashAndReopen() {
   }
   if (!OpenPool(std::move(dev), "crash")) return false;
   if (!CheckPool("after the crash")) return false;
+  if (!ResolvePending(false)) return false;
   if (!OpenChannels()) return false;
   return VerifyAll(true);
 }
@@ -1197,6 +1726,17 @@ TEST(VolumeCrash, RandomOpsSurviveCrashes) {
       (unsigned long long)t.targeted_faults, (unsigned long long)t.control_ops, (unsigned long long)t.checkpoints,
       (unsigned long long)t.log_entries, (unsigned long long)t.log_wrap_iterations,
       (unsigned long long)t.recovered_sectors_new, secs);
+  std::printf(
+      "volume crash test: images: %llu snapshots, %llu clones, %llu inflates, %llu decouples, %llu deletes of "
+      "snapshots/leaves, %llu refused for space, %llu refusals checked, %llu discards of clones, %llu crash points "
+      "with snapshots, chains up to %llu images, %llu image operations interrupted by a failed commit (%llu "
+      "kept), %llu checkpoints by pools with snapshots\n",
+      (unsigned long long)t.snapshots, (unsigned long long)t.clones, (unsigned long long)t.inflates,
+      (unsigned long long)t.decouples, (unsigned long long)t.image_deletes, (unsigned long long)t.image_enospc,
+      (unsigned long long)t.refusals, (unsigned long long)t.clone_discards,
+      (unsigned long long)t.crash_points_with_tree, (unsigned long long)t.max_depth,
+      (unsigned long long)t.torn_image_ops, (unsigned long long)t.torn_image_ops_kept,
+      (unsigned long long)t.checkpoints_with_tree);
   std::fflush(stdout);
   SetLogLevel(level);
   if (HasFailure() || iterations < 300) return;  // short runs (replays) need not reach every path
@@ -1206,6 +1746,16 @@ TEST(VolumeCrash, RandomOpsSurviveCrashes) {
   EXPECT_GT(t.failed_flushes, 0u) << "no injected fault ever failed a FLUSH";
   EXPECT_GT(t.targeted_faults, 0u) << "no Sync ever failed right after a checkpoint or wrapped log write";
   EXPECT_GT(t.recovered_sectors_new, 0u) << "no unflushed write ever survived a crash";
+  EXPECT_GT(t.snapshots, 0u) << "no snapshot was taken";
+  EXPECT_GT(t.clones, 0u) << "no clone was made";
+  EXPECT_GT(t.inflates, 0u) << "no inflate completed";
+  EXPECT_GT(t.decouples, 0u) << "no decouple completed";
+  EXPECT_GT(t.image_deletes, 0u) << "no snapshot or leaf image was deleted";
+  EXPECT_GT(t.refusals, 0u) << "no refusal was checked";
+  EXPECT_GT(t.crash_points_with_tree, 0u) << "no crash hit a pool with snapshots";
+  EXPECT_GE(t.max_depth, 4u) << "no chain of 4 images";
+  EXPECT_GT(t.torn_image_ops, 0u) << "no image operation was interrupted by a failed commit";
+  EXPECT_GT(t.checkpoints_with_tree, 0u) << "no checkpoint was written by a pool with snapshots";
 }
 
 }  // namespace
