@@ -46,6 +46,7 @@ class ThinChannel final : public io::IoChannel {
 
  private:
   static constexpr int kChildIov = 192;
+  static constexpr int kMaxRequestIov = kChildIov - 32;  // room for 16 + 16 entries of zeros/copy around
   struct Child : io::IoRequest {
     Op* parent_op = nullptr;
     bool allocating = false;  // the write of a new cluster: maps it when done
@@ -194,7 +195,10 @@ ThinChannel::Child* ThinChannel::NewChild(Op* op, io::IoOp kind, uint64_t offset
 
 void ThinChannel::Submit(io::IoRequest* req) {
   uint64_t size = m_.size_bytes();
-  if (req->offset > size || req->length > size - req->offset) {
+  // A piece's sub-request holds its slice of the buffers plus the zeros or
+  // copied bytes around it: more buffers than kMaxRequestIov could not be
+  // carried whole (virtio's requests have at most 160, BlkQueue::kMaxIov).
+  if (req->offset > size || req->length > size - req->offset || req->iovcnt > kMaxRequestIov) {
     req->done(req, -EINVAL);
     return;
   }
