@@ -50,6 +50,13 @@ int64_t GenOf(const uint8_t* buf, uint64_t block) {
   return static_cast<int64_t>(first & 0xFFFFFFFF);
 }
 
+// A pool file on /dev/shm, removed however the test ends.
+struct ScratchFile {
+  explicit ScratchFile(std::string p) : path(std::move(p)) { unlink(path.c_str()); }
+  ~ScratchFile() { unlink(path.c_str()); }
+  std::string path;
+};
+
 // Synchronous I/O on a ring channel: submit, then run the reactor loop.
 int RingIo(io::IoUring* ring, io::IoChannel* ch, io::IoOp op, uint64_t off, void* buf, uint64_t len) {
   SyncRequest r;
@@ -126,8 +133,8 @@ void Writer(Pool* pool, int t, Shared* s) {
 }
 
 TEST(SnapshotOnline, EachSnapshotHoldsExactlyTheWritesAroundItsInstant) {
-  std::string path = "/dev/shm/nestor-snap-online-" + std::to_string(getpid());
-  unlink(path.c_str());
+  ScratchFile file("/dev/shm/nestor-snap-online-" + std::to_string(getpid()));
+  const std::string& path = file.path;
   auto dev = OpenFilePoolDevice(path, true, 256ull << 20);
   ASSERT_TRUE(dev.ok()) << dev.status().ToString();
   ASSERT_TRUE(Pool::Format(dev->get(), kCluster, false).ok());
@@ -191,7 +198,6 @@ TEST(SnapshotOnline, EachSnapshotHoldsExactlyTheWritesAroundItsInstant) {
   EXPECT_TRUE(check.clean()) << (check.problems.empty() ? "" : check.problems.front());
   EXPECT_EQ(pool->GetVolume("v")->parent, "s" + std::to_string(kSnapshots - 1));
   pool.reset();
-  unlink(path.c_str());
 }
 
 // Forwards to a device; holds ReadAt of the data area (the copy-up of
@@ -233,8 +239,8 @@ class HoldDevice final : public PoolDevice {
 // frees pending from a discard) waits out the grace period for that very
 // write. When the copy's wake-up went through the committer, both hung.
 TEST(SnapshotOnline, InflateResumesAParkedWriteWhileACommitWaitsForIt) {
-  std::string path = "/dev/shm/nestor-inflate-wake-" + std::to_string(getpid());
-  unlink(path.c_str());
+  ScratchFile file("/dev/shm/nestor-inflate-wake-" + std::to_string(getpid()));
+  const std::string& path = file.path;
   auto dev = OpenFilePoolDevice(path, true, 64ull << 20);
   ASSERT_TRUE(dev.ok());
   ASSERT_TRUE(Pool::Format(dev->get(), kCluster, false).ok());
@@ -305,7 +311,6 @@ TEST(SnapshotOnline, InflateResumesAParkedWriteWhileACommitWaitsForIt) {
   cc.reset(), co.reset();
   bc->reset(), bo->reset();
   pool.reset();
-  unlink(path.c_str());
 }
 
 }  // namespace
