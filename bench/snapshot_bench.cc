@@ -611,7 +611,7 @@ std::unique_ptr<Pool> MakePool(const std::string& path, uint64_t bytes, uint32_t
 // `qd` requests in flight, completions reaped by polling.
 class Driver {
  public:
-  Driver(Pool* pool, const std::string& vol, unsigned qd) : qd_(qd) {
+  Driver(Pool* pool, const std::string& vol, unsigned qd) {
     auto ring = io::IoUring::Create(256);
     if (!ring.ok()) Die("io_uring", ring.status());
     ring_ = std::move(ring.value());
@@ -707,7 +707,6 @@ class Driver {
     }
   }
 
-  unsigned qd_;
   std::unique_ptr<io::IoUring> ring_;
   std::shared_ptr<io::BlockBackend> backend_;
   std::unique_ptr<io::IoChannel> ch_;
