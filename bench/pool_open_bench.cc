@@ -54,6 +54,7 @@
 #include "volume/aligned_buffer.h"
 #include "volume/format.h"
 #include "volume/pool.h"
+#include "bench_util.h"
 
 namespace nestor::volume {
 namespace {
@@ -76,63 +77,26 @@ void Check(const std::string& what, const Status& st) {
   if (!st.ok()) Die(what, st);
 }
 
-// A field of /proc/self/status in bytes ("VmRSS:   1234 kB").
-uint64_t ProcStatusBytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  size_t klen = std::strlen(key);
-  while (std::getline(f, line)) {
-    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':') {
-      return std::strtoull(line.c_str() + klen + 1, nullptr, 10) * 1024;
-    }
-  }
-  return 0;
-}
+using bench::CpuSeconds;
+using bench::Median;
+using bench::Now;
+using bench::ProcStatusBytes;
+using bench::ResetPeakRss;
 
-void ResetPeakRss() {
-  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)!write(fd, "5", 1);  // 5: reset VmHWM to the current RSS
-    close(fd);
-  }
-}
-
-double CpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// Writes `len` bytes at `off` through a plain (buffered) descriptor.
 void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
-  auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = pwrite(fd, p, std::min<size_t>(len, 64u << 20), static_cast<off_t>(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) Die("pwrite " + path, Status::FromErrno("pwrite"));
-    p += n;
-    off += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
+  Check("pwrite " + path, bench::WriteAllAt(fd, off, buf, len));
+}
+
+Superblock ReadSuperblock(int fd, const std::string& path) {
+  auto sb = bench::ReadSuperblockAt(fd);
+  if (!sb.ok()) Die("superblock of " + path, sb.status());
+  return *sb;
 }
 
 // fsync, then drop the file's pages so the next read comes from the disk.
 void DropCache(int fd, const std::string& path) {
   if (fsync(fd) != 0) Die("fsync " + path, Status::FromErrno("fsync"));
   posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-}
-
-Superblock ReadSuperblock(int fd, const std::string& path) {
-  AlignedBuffer b(kBlock);
-  if (pread(fd, b.data(), kBlock, 0) != static_cast<ssize_t>(kBlock)) {
-    Die("read superblock of " + path, Status::FromErrno("pread"));
-  }
-  auto sb = DecodeSuperblock(b.data());
-  if (!sb.ok()) Die("decode superblock", sb.status());
-  return *sb;
 }
 
 struct Measured {
@@ -164,12 +128,6 @@ std::unique_ptr<Pool> OpenPool(const std::string& path, uint64_t want_extents) {
     Die("unexpected pool state", Status::Invalid("mismatch"));
   }
   return std::move(pool.value());
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 std::string JsonList(const std::vector<double>& v) {

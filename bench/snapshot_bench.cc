@@ -76,6 +76,7 @@
 #include "volume/extent_map.h"
 #include "volume/format.h"
 #include "volume/pool.h"
+#include "bench_util.h"
 
 namespace nestor::volume {
 namespace {
@@ -115,39 +116,20 @@ void Check(const std::string& what, const Status& st) {
   if (!st.ok()) Die(what, st);
 }
 
-uint64_t ProcStatusBytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  size_t klen = std::strlen(key);
-  while (std::getline(f, line)) {
-    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':') {
-      return std::strtoull(line.c_str() + klen + 1, nullptr, 10) * 1024;
-    }
-  }
-  return 0;
+using bench::CpuSeconds;
+using bench::Median;
+using bench::Now;
+using bench::ProcStatusBytes;
+using bench::ResetPeakRss;
+
+void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
+  Check("pwrite " + path, bench::WriteAllAt(fd, off, buf, len));
 }
 
-void ResetPeakRss() {
-  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)!write(fd, "5", 1);
-    close(fd);
-  }
-}
-
-double CpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+Superblock ReadSuperblockOf(int fd, const std::string& path) {
+  auto sb = bench::ReadSuperblockAt(fd);
+  if (!sb.ok()) Die("superblock of " + path, sb.status());
+  return *sb;
 }
 
 double Quantile(std::vector<double> v, double q) {
@@ -191,18 +173,6 @@ uint64_t CountArg(const std::string& t) {  // "10M" = 10 million, "1K" = 1000
   return static_cast<uint64_t>(v * mul);
 }
 
-void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
-  auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = pwrite(fd, p, std::min<size_t>(len, 64u << 20), static_cast<off_t>(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) Die("pwrite " + path, Status::FromErrno("pwrite"));
-    p += n;
-    off += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
-}
-
 bool g_drop_global = false;
 
 // fsync and drop the file's pages; with --drop-caches every clean page of
@@ -222,16 +192,6 @@ void DropCache(const std::string& path) {
       close(d);
     }
   }
-}
-
-Superblock ReadSuperblockOf(int fd, const std::string& path) {
-  AlignedBuffer b(kBlock);
-  if (pread(fd, b.data(), kBlock, 0) != static_cast<ssize_t>(kBlock)) {
-    Die("read superblock of " + path, Status::FromErrno("pread"));
-  }
-  auto sb = DecodeSuperblock(b.data());
-  if (!sb.ok()) Die("decode superblock", sb.status());
-  return *sb;
 }
 
 // ======================================================================
