@@ -63,9 +63,9 @@ VolumeMapper::FirstWrite VolumeMapper::BeginFirstWrite(uint64_t vcl, bool whole,
     // Another write is filling this cluster (zeros or a copy): wait for it,
     // else its fill could land over our bytes. This is also how two
     // reactors racing on a shared cluster copy it once.
-    it->second.waiters.push_back(waiter);
+    if (waiter != nullptr) it->second.waiters.push_back(waiter);
     vol_->lock.Unlock();
-    pool_->CountParkedWrite();
+    if (waiter != nullptr) pool_->CountParkedWrite();
     f.kind = FirstWrite::kParked;
     return f;
   }
@@ -77,7 +77,7 @@ VolumeMapper::FirstWrite VolumeMapper::BeginFirstWrite(uint64_t vcl, bool whole,
   if (!st.ok()) {
     vol_->lock.Unlock();
     f.kind = FirstWrite::kFailed;
-    f.err = -st.err();
+    f.status = st;
     return f;
   }
   vol_->initializing.emplace(vcl, InitEntry{f.p, {}});

@@ -64,14 +64,15 @@ class VolumeMapper {
       kMapped,   // mapped meanwhile: write in place (look it up again)
       kParked,   // another first write is filling it: `waiter` resumes after
       kStarted,  // p is the new cluster; copy: fill it from src first
-      kFailed,   // err (-ENOSPC, -EIO)
+      kFailed,   // status (ENOSPC, EIO)
     } kind = kFailed;
     uint64_t p = 0;
     bool copy = false;
     uint64_t src = 0;
-    int err = 0;
+    Status status;
   };
-  // whole: the write covers the cluster (nothing to copy).
+  // whole: the write covers the cluster (nothing to copy). waiter null:
+  // kParked only reports that another first write is filling it.
   FirstWrite BeginFirstWrite(uint64_t vcl, bool whole, ParkedOp* waiter);
   // The write of a started cluster ended: written, it is mapped and
   // recorded (a note); else the cluster goes back. Returns the requests

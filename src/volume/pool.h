@@ -45,6 +45,8 @@ class IoUring;
 
 namespace nestor::volume {
 
+class VolumeMapper;
+
 struct PoolOptions {
   bool read_only = false;
   uint32_t commit_interval_ms = 100;  // StartCommitter's timer
@@ -332,7 +334,9 @@ class Pool {
   // Copies into clone v every cluster that `levels` ancestors (1: the
   // parent only; 0: all) show and v does not hold.
   Status CopyUp(const std::shared_ptr<Volume>& v, int levels) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
-  Status CopyCluster(Volume& v, uint64_t vcl, uint64_t src) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // One cluster through the data path's first-write protocol (mapper.h):
+  // skipped if the clone holds it or a write is filling it.
+  Status CopyCluster(VolumeMapper& m, uint64_t vcl, uint64_t src) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   // Inflate (levels 0) and decouple (1): CopyUp, commit, then the new link.
   Status CopyUpAndRelink(const std::string& name, int levels) ABSL_LOCKS_EXCLUDED(admin_mu_, commit_mu_, mu_);
   // ENOSPC naming the limit when the checkpoint has no room for one more image.

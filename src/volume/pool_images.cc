@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "io/uring.h"
 #include "volume/aligned_buffer.h"
+#include "volume/mapper.h"
 #include "volume/pool.h"
 #include "volume/thin_volume.h"
 
@@ -317,41 +318,18 @@ Result<VolumeInfo> Pool::CloneVolume(const std::string& snap, const std::string&
   return info;
 }
 
-Status Pool::CopyCluster(Volume& v, uint64_t vcl, uint64_t src) {
-  uint64_t p = 0, run = 0;
-  v.lock.Lock();
-  if (v.map.Lookup(vcl, &p, &run) || v.initializing.count(vcl) != 0) {
-    v.lock.Unlock();  // written meanwhile: it holds its own copy already
-    return Status::Ok();
-  }
-  Status st = AllocateCluster(&v, v.alloc_hint, &p);
-  if (!st.ok()) {
-    v.lock.Unlock();
-    return st;
-  }
-  v.initializing.emplace(vcl, InitEntry{p, {}});
-  v.alloc_hint = p + 1;
-  v.lock.Unlock();
+Status Pool::CopyCluster(VolumeMapper& m, uint64_t vcl, uint64_t src) {
+  auto f = m.BeginFirstWrite(vcl, /*whole=*/true, /*waiter=*/nullptr);
+  if (f.kind == VolumeMapper::FirstWrite::kFailed) return f.status;
+  if (f.kind != VolumeMapper::FirstWrite::kStarted) return Status::Ok();  // it holds its own copy, or will
   // Writers of this cluster wait meanwhile (as for a first write).
   AlignedBuffer buf(sb_.cluster_size);
-  st = dev_->ReadAt(sb_.data_offset + src * sb_.cluster_size, buf.data(), sb_.cluster_size);
-  if (st.ok()) st = dev_->WriteAt(sb_.data_offset + p * sb_.cluster_size, buf.data(), sb_.cluster_size);
-  std::vector<ParkedOp*> waiters;
-  v.lock.Lock();
-  if (st.ok()) {
-    v.map.Map(vcl, p, 1);
-    NoteMapped(&v, vcl, p);
-  } else {
-    ReleaseCluster(&v, p);
-  }
-  auto it = v.initializing.find(vcl);
-  waiters.swap(it->second.waiters);
-  v.initializing.erase(it);
-  v.lock.Unlock();
+  Status st = dev_->ReadAt(m.Phys(src, 0), buf.data(), sb_.cluster_size);
+  if (st.ok()) st = dev_->WriteAt(m.Phys(f.p, 0), buf.data(), sb_.cluster_size);
   std::vector<FlushWaiter> posts;
-  for (ParkedOp* w : waiters) {
-    FlushWaiter f = ResumeToken(w);
-    if (f.ring != nullptr) posts.push_back(f);  // else resumed inline by ResumeToken
+  for (ParkedOp* w : m.EndFirstWrite(vcl, f.p, st.ok())) {
+    FlushWaiter token = ResumeToken(w);
+    if (token.ring != nullptr) posts.push_back(token);  // else resumed inline by ResumeToken
   }
   PostLater(posts);
   return st;
@@ -362,6 +340,7 @@ Status Pool::CopyUp(const std::shared_ptr<Volume>& v, int levels) {
   std::shared_ptr<Volume> parent = v->parent;
   v->lock.UnlockShared(0);
   if (parent == nullptr) return Status::Ok();
+  VolumeMapper mapper(this, v);  // the copies go through the data path's protocol
   uint64_t end = ClustersFor(v->size.load());
   uint64_t copied = 0;
   for (uint64_t vcl = 0; vcl < end;) {
@@ -375,11 +354,11 @@ Status Pool::CopyUp(const std::shared_ptr<Volume>& v, int levels) {
     uint64_t n = std::min(run, end - vcl);
     if (data) {
       for (uint64_t i = 0; i < n; ++i) {
-        Status st = CopyCluster(*v, vcl + i, src + i);
+        Status st = CopyCluster(mapper, vcl + i, src + i);
         if (st.ok()) continue;
         if (st.err() != ENOSPC || !FreesPending()) return st;
         NESTOR_RETURN_IF_ERROR(Commit());  // freed clusters come back: retry once
-        NESTOR_RETURN_IF_ERROR(CopyCluster(*v, vcl + i, src + i));
+        NESTOR_RETURN_IF_ERROR(CopyCluster(mapper, vcl + i, src + i));
       }
       copied += n;
     }

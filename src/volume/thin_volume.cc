@@ -319,8 +319,8 @@ bool ThinChannel::AllocatingWrite(Op* op, uint64_t vcl, uint64_t within, uint64_
       if (ring_ != nullptr) ring_->ExpectPosted();
       return false;
     case VolumeMapper::FirstWrite::kFailed:
-      if (f.err == -ENOSPC && m_.FreesPending()) return WaitForSpace(op);
-      op->result = f.err;
+      if (f.status.err() == ENOSPC && m_.FreesPending()) return WaitForSpace(op);
+      op->result = -f.status.err();
       return false;
     case VolumeMapper::FirstWrite::kStarted: break;
   }
