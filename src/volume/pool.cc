@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "base/crc32c.h"
 #include "base/log.h"
@@ -179,11 +180,7 @@ VolumeInfo Pool::InfoOf(const Volume& v) const {
     auto p = volumes_.find(v.parent_id);
     if (p != volumes_.end()) i.parent = p->second->name;
   }
-  if (v.children > 0) {
-    for (const auto& entry : volumes_) {
-      if (entry.second->parent_id == v.id) i.children.push_back(entry.second->name);
-    }
-  }
+  if (v.children > 0) i.children = ChildrenOfLocked(v);
   return i;
 }
 
@@ -227,7 +224,8 @@ Status Pool::DeleteVolume(const std::string& name) {
     auto v = FindLocked(name);
     if (v == nullptr) return Status::Error(ENOENT, "no volume '" + name + "'");
     if (v->children > 0) {
-      return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" + ChildrenOfLocked(*v) +
+      return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" +
+                                      fmt::format("{}", fmt::join(ChildrenOfLocked(*v), ", ")) +
                                       "): delete, inflate or decouple them first");
     }
     if (v->open_count.load() > 0) return Status::Error(EBUSY, "volume '" + name + "' is in use");

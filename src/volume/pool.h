@@ -345,7 +345,8 @@ class Pool {
   // ring of the calling thread's, made on first use; not the committer's,
   // which may be waiting for those very requests).
   void PostLater(const std::vector<FlushWaiter>& w) ABSL_LOCKS_EXCLUDED(mu_);
-  std::string ChildrenOfLocked(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The names of the images whose parent v is.
+  std::vector<std::string> ChildrenOfLocked(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Shrink: unmaps past `size` and zeroes the rest of the last cluster
   // (the volume is not open).

@@ -53,12 +53,10 @@ void Pool::LinkLocked(Volume& v, std::shared_ptr<Volume> parent) {
   v.parent = std::move(parent);
 }
 
-std::string Pool::ChildrenOfLocked(const Volume& v) const {
-  std::string out;
+std::vector<std::string> Pool::ChildrenOfLocked(const Volume& v) const {
+  std::vector<std::string> out;
   for (const auto& entry : volumes_) {
-    if (entry.second->parent_id != v.id) continue;
-    if (!out.empty()) out += ", ";
-    out += entry.second->name;
+    if (entry.second->parent_id == v.id) out.push_back(entry.second->name);
   }
   return out;
 }
