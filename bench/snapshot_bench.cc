@@ -731,7 +731,11 @@ int RunOps(int argc, char** argv) {
       return 2;
     }
   }
-  if (clones + 2 * static_cast<uint64_t>(snapshots) + 4 > kMaxVolumes) Die("--clones", Status::Invalid("too many"));
+  // The clones are deleted before the snapshots are taken (the snapshots of
+  // each volume stay until the end).
+  if (std::max(clones + 1, 2 * static_cast<uint64_t>(snapshots) + 4) > kMaxVolumes) {
+    Die("--clones/--snapshots", Status::Invalid("too many images for one pool"));
+  }
   constexpr uint32_t kCluster = 64 * 1024;
   std::string base = dir + "/nestor-snapshot-bench." + std::to_string(getpid());
   // Every busy snapshot keeps what the volume held, and the writes after

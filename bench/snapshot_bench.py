@@ -9,6 +9,9 @@ overlay with a backing file). Ratios only within one run.
 nestor targets, all in ONE pool file on tmpfs (64 KiB clusters) exported by
 ONE nestord (--export-all, one poll-mode reactor on the server CPU):
   plain       a thin volume filled by one sequential write (1 MiB blocks)
+  plain-rand  a thin volume filled by random cluster-sized writes, each
+              cluster once: as fragmented as clone-100 (one extent per
+              cluster), without a snapshot above it
   clone-0     a clone of snapshot gold-snap (golden filled the same way):
               every read goes through to the snapshot
   clone-50    a clone in which half the clusters were rewritten (random
@@ -74,7 +77,7 @@ import volume_bench as vb  # noqa: E402 (summarize, Pressure, pool_stats, wait_q
 
 log = rb.log
 CLUSTER = 64 * 1024
-READ_TARGETS = ["plain", "clone-0", "clone-50", "clone-100"]
+READ_TARGETS = ["plain", "plain-rand", "clone-0", "clone-50", "clone-100"]
 FIRST_TARGETS = ["plain", "fresh", "cow"]
 
 
@@ -253,9 +256,9 @@ class SnapBench:
     def run_nestor(self):
         pool = os.path.join(self.shm, "pool.img")
         n_first = 2 * self.fw_reps
-        data = 2 * self.size + 2 * self.size + 2 * n_first * self.fw_size  # plain, golden, clone-50/100, fresh + cow
+        data = 3 * self.size + 2 * self.size + 2 * n_first * self.fw_size  # plain(-rand), golden, clone-50/100, fresh + cow
         pool_bytes = vb.VolumeBench.pool_bytes(None, data, CLUSTER) + (256 << 20)
-        ops = [f"create:plain:{self.size}", f"create:golden:{self.size}"]
+        ops = [f"create:plain:{self.size}", f"create:plain-rand:{self.size}", f"create:golden:{self.size}"]
         for qd in (1, 32):
             for rep in range(self.fw_reps):
                 ops.append(f"create:fresh-qd{qd}-r{rep}:{self.fw_size}")
@@ -276,6 +279,7 @@ class SnapBench:
         try:
             for v in ("plain", "golden"):
                 self.fio_fill(self.sock(srv, v), "write", "1M", self.size)
+            self.fio_fill(self.sock(srv, "plain-rand"), "randwrite", str(CLUSTER), self.size)
         finally:
             srv.stop()
         # The golden snapshot and its clones (offline, through the Pool API).
@@ -327,7 +331,8 @@ class SnapBench:
         self.qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", raw, base)
         os.unlink(raw)
         shutil.copyfile(base, plain)
-        images, backing = {"plain": plain}, {"plain": False}
+        images, backing = {"plain": plain, "plain-rand": os.path.join(d, "plain-rand.qcow2")}, \
+            {"plain": False, "plain-rand": False}
         for n in ("clone-0", "clone-50", "clone-100"):
             images[n] = os.path.join(d, f"{n}.qcow2")
             backing[n] = True
@@ -346,12 +351,13 @@ class SnapBench:
             if backing[name]:
                 self.qemu_img("create", "-f", "qcow2", "-o", "cluster_size=65536", "-b", base, "-F", "qcow2", path)
             else:
-                size = self.fw_size
+                size = self.size if name == "plain-rand" else self.fw_size
                 self.qemu_img("create", "-f", "qcow2", "-o", "cluster_size=65536", path, str(size))
         srv = self.start_qsd(images, backing)
         try:
             socks = {n: os.path.join(srv.dir, f"{n}.sock") for n in images}
             clusters = self.size // CLUSTER
+            self.fio_fill(socks["plain-rand"], "randwrite", str(CLUSTER), self.size)
             for name, frac in (("clone-50", 0.5), ("clone-100", 1.0)):
                 self.fio_fill(socks[name], "randwrite", str(CLUSTER), self.size, io_size=int(clusters * frac) * CLUSTER)
             if not self.args.skip_reads:
@@ -374,8 +380,9 @@ class SnapBench:
             rr = [r for r in recs if r.get("system") == system and r.get("kind") == "read"]
             if rr:
                 out.append(f"\n### {system}: 4 KiB random read, clone vs plain volume\n")
-                out.append("| workload | target | IOPS | mean / p99 us | IOPS / plain, median of pairs [q1-q3] |")
-                out.append("|---|---|---|---|---|")
+                out.append("| workload | target | IOPS | mean / p99 us | IOPS / plain, median of pairs [q1-q3] | "
+                           "IOPS / plain-rand, same |")
+                out.append("|---|---|---|---|---|---|")
                 for wl in sorted({r["workload"] for r in rr}, key=lambda w: int(w.rsplit("qd", 1)[1])):
                     by = {}
                     for r in rr:
@@ -385,12 +392,18 @@ class SnapBench:
                         rows = list(by.get(t, {}).values())
                         if not rows:
                             continue
-                        ratios = [by[t][k]["iops"] / by["plain"][k]["iops"] for k in by[t] if k in by["plain"]]
-                        q1, q3 = quantiles(ratios)
+                        cells = []
+                        for base in ("plain", "plain-rand"):
+                            ratios = [by[t][k]["iops"] / by[base][k]["iops"] for k in by[t] if k in by.get(base, {})]
+                            if ratios:
+                                q1, q3 = quantiles(ratios)
+                                cells.append(f"**{statistics.median(ratios):.3f}** [{q1:.3f}-{q3:.3f}]")
+                            else:
+                                cells.append("-")
                         out.append(f"| {wl} | {t} | {statistics.median(r['iops'] for r in rows):,.0f} | "
                                    f"{statistics.median(r['lat_mean_us'] for r in rows):.2f} / "
                                    f"{statistics.median(r['lat_p99_us'] for r in rows):.2f} | "
-                                   f"**{statistics.median(ratios):.3f}** [{q1:.3f}-{q3:.3f}] |")
+                                   + " | ".join(cells) + " |")
             fr = [r for r in recs if r.get("system") == system and r.get("kind") == "first"]
             if not fr:
                 continue

@@ -12,7 +12,7 @@
 //
 // Input: request lines separated by '\n' (at most 64 per input). A line
 // that starts with '{' or '[' goes to Handle as it is. Any other line is
-// shorthand: its first byte picks a method (byte % 12, in the order of
+// shorthand: its first byte picks a method (byte % 18, in the order of
 // kMethods) and the rest of the line is the params JSON, wrapped into
 // {"jsonrpc":"2.0","id":N,"method":M,"params":REST} (so the fuzzer reaches
 // the methods without having to spell their names).
@@ -42,9 +42,12 @@ namespace {
 
 using control::Json;
 
-constexpr const char* kMethods[] = {"pool_info",   "volume_create", "volume_delete", "volume_resize",
-                                    "volume_list", "export_create", "export_delete", "export_list",
-                                    "qos_set",     "qos_get",       "reactor_list",  "stats_get"};
+// New methods go at the end: a shorthand byte below the old count keeps
+// naming the same method, so the corpus keeps its meaning.
+constexpr const char* kMethods[] = {
+    "pool_info",       "volume_create",   "volume_delete", "volume_resize", "volume_list",    "export_create",
+    "export_delete",   "export_list",     "qos_set",       "qos_get",       "reactor_list",   "stats_get",
+    "snapshot_create", "snapshot_delete", "snapshot_list", "volume_clone",  "volume_inflate", "volume_decouple"};
 constexpr size_t kMaxLines = 64;
 constexpr int kRebuildEvery = 500;
 

@@ -6,8 +6,8 @@ Usage: fuzz/seeds/rpc_seeds.py [OUT_DIR]   (default fuzz/corpus/rpc)
 Rewrites only its own files (snapshot-*): the hand-written inputs beside
 them, and those that found bugs, stay. The input format is described at
 the top of fuzz/rpc.cc: request lines, each one JSON-RPC call (these
-seeds spell the methods out; the shorthand reaches only the methods in the
-harness's kMethods). The harness's pool is 8 MiB with 4 KiB clusters, so
+seeds spell the methods out; the harness's shorthand names each method
+by a byte, see kMethods). The harness's pool is 8 MiB with 4 KiB clusters, so
 the volumes here are small. Each input ends by deleting what it made,
 children before their snapshots, so the harness's clean-up finds an empty
 pool.

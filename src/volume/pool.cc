@@ -158,10 +158,23 @@ Pool::~Pool() {
 }
 
 std::shared_ptr<Volume> Pool::FindLocked(const std::string& name) const {
-  for (const auto& [id, v] : volumes_) {
-    if (v->name == name) return v;
-  }
-  return nullptr;
+  auto n = names_.find(name);
+  if (n == names_.end()) return nullptr;
+  return volumes_.at(n->second->id);
+}
+
+void Pool::AddImageLocked(std::shared_ptr<Volume> v) {
+  names_.emplace(v->name, v.get());
+  uint32_t id = v->id;
+  volumes_.emplace(id, std::move(v));
+}
+
+void Pool::EraseImageLocked(uint32_t id) {
+  auto it = volumes_.find(id);
+  if (it == volumes_.end()) return;
+  names_.erase(it->second->name);
+  if (last_applied_ == it->second.get()) last_applied_ = nullptr;
+  volumes_.erase(it);
 }
 
 VolumeInfo Pool::InfoOf(const Volume& v) const {
@@ -208,7 +221,7 @@ Result<VolumeInfo> Pool::CreateVolume(const std::string& name, uint64_t size, bo
     reserved_unused_ += reserve;
     AppendPendingLocked(Record{RecordType::kVolumeCreate, id, size, reserve, 0, name});
     info = InfoOf(*v);
-    volumes_.emplace(id, std::move(v));
+    AddImageLocked(std::move(v));
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: created volume {} ({} bytes{})", name, size, preallocate ? ", preallocated" : "");
@@ -243,7 +256,7 @@ Status Pool::DeleteVolume(const std::string& name) {
       auto p = volumes_.find(v->parent_id);
       if (p != volumes_.end() && p->second->children > 0) --p->second->children;
     }
-    volumes_.erase(v->id);
+    EraseImageLocked(v->id);
     retired_.push_back(std::move(v));
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());

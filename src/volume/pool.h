@@ -362,6 +362,9 @@ class Pool {
   static Status UsableSize(const Volume& v);
   // Volume bookkeeping.
   std::shared_ptr<Volume> FindLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The image table: by id (volumes_) and by name (names_), kept together.
+  void AddImageLocked(std::shared_ptr<Volume> v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseImageLocked(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t UnusedReservation(const Volume& v) const { return v.reserved > v.allocated ? v.reserved - v.allocated : 0; }
   VolumeInfo InfoOf(const Volume& v) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdjustAllocated(Volume& v, int64_t delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -391,6 +394,8 @@ class Pool {
   // The fields of Volume that Pool keeps (allocated, reserved, exported,
   // export_settings, size changes) are mu_'s too; Volume cannot name it.
   std::map<uint32_t, std::shared_ptr<Volume>> volumes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Volume*> names_ ABSL_GUARDED_BY(mu_);  // the same images by name
+  Volume* last_applied_ ABSL_GUARDED_BY(mu_) = nullptr;                   // Apply's last image (records come grouped)
   Allocator alloc_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_unused_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> pending_ ABSL_GUARDED_BY(mu_);  // record chunks, each one log entry

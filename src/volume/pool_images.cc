@@ -40,7 +40,7 @@ void Pool::TakeSnapshotLocked(Volume& src, const std::shared_ptr<Volume>& s) {
   src.parent = s;
   src.parent_id = s->id;
   s->children = 1;
-  volumes_.emplace(s->id, s);
+  AddImageLocked(s);
 }
 
 void Pool::LinkLocked(Volume& v, std::shared_ptr<Volume> parent) {
@@ -93,7 +93,7 @@ Status Pool::ApplyImageRecord(const Record& r) {
       v->size.store(r.b);
       v->lock.AssertHeld();
       LinkLocked(*v, from);
-      volumes_.emplace(v->id, std::move(v));
+      AddImageLocked(std::move(v));
       return Status::Ok();
     }
     case RecordType::kImageLink: {
@@ -167,11 +167,19 @@ void Pool::CheckTree(CheckReport* rep) const {
     }
   }
   for (const auto& entry : volumes_) {
+    auto n = names_.find(entry.second->name);
+    if (n == names_.end() || n->second != entry.second.get()) {
+      rep->problems.push_back("image " + entry.second->name + ": missing from the name index");
+    }
     uint32_t want = children.count(entry.first) ? children[entry.first] : 0;
     if (entry.second->children != want) {
       rep->problems.push_back("image " + entry.second->name + ": counts " + std::to_string(entry.second->children) +
                               " children, has " + std::to_string(want));
     }
+  }
+  if (names_.size() != volumes_.size()) {
+    rep->problems.push_back("the name index holds " + std::to_string(names_.size()) + " names for " +
+                            std::to_string(volumes_.size()) + " images");
   }
 }
 
@@ -309,7 +317,7 @@ Result<VolumeInfo> Pool::CloneVolume(const std::string& snap, const std::string&
     LinkLocked(*v, s);
     AppendPendingLocked(Record{RecordType::kVolumeClone, v->id, s->id, v->size.load(), 0, name});
     info = InfoOf(*v);
-    volumes_.emplace(v->id, std::move(v));
+    AddImageLocked(std::move(v));
   }
   NESTOR_RETURN_IF_ERROR(CommitLocked());
   NLOG_INFO("pool: clone {} of {}", name, snap);

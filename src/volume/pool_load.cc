@@ -223,9 +223,8 @@ Status Pool::Apply(const Record& r) {
     load_hardened_ = r.a;
     return Status::Ok();
   }
-  auto it = volumes_.find(r.volume);
   if (r.type == RecordType::kVolumeCreate) {
-    if (it != volumes_.end()) return Corruption("volume id " + std::to_string(r.volume) + " created twice");
+    if (volumes_.contains(r.volume)) return Corruption("volume id " + std::to_string(r.volume) + " created twice");
     if (FindLocked(r.name) != nullptr) return Corruption("volume name '" + r.name + "' used twice");
     auto v = std::make_shared<Volume>();
     v->id = r.volume;
@@ -233,11 +232,17 @@ Status Pool::Apply(const Record& r) {
     v->size.store(r.a);
     v->reserved = r.b;
     reserved_unused_ += v->reserved;
-    volumes_.emplace(v->id, std::move(v));
+    AddImageLocked(std::move(v));
     return Status::Ok();
   }
-  if (it == volumes_.end()) return Corruption("record for unknown volume id " + std::to_string(r.volume));
-  Volume& v = *it->second;
+  // A checkpoint holds each image's records together: most records are for
+  // the image of the one before.
+  if (last_applied_ == nullptr || last_applied_->id != r.volume) {
+    auto it = volumes_.find(r.volume);
+    if (it == volumes_.end()) return Corruption("record for unknown volume id " + std::to_string(r.volume));
+    last_applied_ = it->second.get();
+  }
+  Volume& v = *last_applied_;
   v.lock.AssertHeld();  // loading: no other thread reaches the pool
   switch (r.type) {
     case RecordType::kVolumeDelete:
@@ -248,7 +253,7 @@ Status Pool::Apply(const Record& r) {
       });
       reserved_unused_ -= UnusedReservation(v);
       LinkLocked(v, nullptr);
-      volumes_.erase(it);
+      EraseImageLocked(v.id);
       return Status::Ok();
     case RecordType::kVolumeResize: v.size.store(r.a); return Status::Ok();
     case RecordType::kExportSet:
