@@ -173,6 +173,24 @@ Result<std::unique_ptr<io::BlockBackend>> OpenFileVolume(const VolumeSpec& v) {
 
 }  // namespace
 
+Result<std::unique_ptr<io::BlockBackend>> Controller::OpenRbdVolume(const VolumeSpec& v) {
+  if (ceph_ == nullptr) {  // one connection per nestord, made for the first rbd volume
+    rbd::CephOptions co;
+    co.conf = opts_.ceph_conf;
+    co.id = opts_.ceph_id;
+    co.op_timeout_s = opts_.ceph_op_timeout_s;
+    auto c = rbd::RadosCluster::Connect(co);
+    if (!c.ok()) return c.status();
+    ceph_ = std::move(c.value());
+  }
+  auto spec = rbd::ParseImageSpec(v.path);
+  if (!spec.ok()) return spec.status();
+  rbd::RbdOpenOptions ro;
+  ro.size = v.size;
+  ro.read_only = v.read_only;
+  return rbd::OpenRbdBackend(ceph_, *spec, ro);
+}
+
 Controller::Controller(const Options& o, std::vector<reactor::Reactor*> reactors)
     : opts_(o), reactors_(std::move(reactors)) {}
 
@@ -200,6 +218,7 @@ Status Controller::Start() {
     if (v.backend == "mem") b = io::OpenMemBackend(v.size);
     if (v.backend == "null") b = io::OpenNullBackend(v.size);
     if (v.backend == "file") b = OpenFileVolume(v);
+    if (v.backend == "rbd") b = OpenRbdVolume(v);
     if (!b.ok()) return Status::Error(b.status().err(), "volume " + v.name + ": " + b.status().message());
     volume::ExportSettings s;
     s.queues = v.queues;

@@ -26,6 +26,7 @@
 #include "base/status.h"
 #include "control/rpc_server.h"
 #include "daemon/options.h"
+#include "rbd/rbd.h"
 #include "reactor/reactor.h"
 #include "vhost/blk_export.h"
 #include "volume/pool.h"
@@ -56,6 +57,8 @@ class Controller {
   };
   using Json = control::Json;
 
+  // A --volume with backend=rbd (start-up, control thread).
+  Result<std::unique_ptr<io::BlockBackend>> OpenRbdVolume(const VolumeSpec& v);
   Status AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend, const volume::ExportSettings& s,
                    bool persistent, std::vector<int> queue_reactor = {});
   Status RemoveExport(const std::string& name, bool force);
@@ -95,7 +98,8 @@ class Controller {
   Options opts_;
   std::vector<reactor::Reactor*> reactors_;
   std::unique_ptr<volume::Pool> pool_;
-  mutable Mutex mu_;  // exports_ (the map; each Export's own state is its own)
+  std::shared_ptr<rbd::RadosCluster> ceph_;  // the first rbd volume connects
+  mutable Mutex mu_;                         // exports_ (the map; each Export's own state is its own)
   std::map<std::string, std::unique_ptr<Export>> exports_ ABSL_GUARDED_BY(mu_);
 };
 

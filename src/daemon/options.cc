@@ -6,6 +6,7 @@
 
 #include "base/size.h"
 #include "daemon/access.h"
+#include "rbd/rbd.h"
 #include "volume/limits.h"
 
 namespace nestor::daemon {
@@ -63,8 +64,13 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     } else if (value.starts_with("file:") && value.size() > 5) {
       v->backend = "file";
       v->path = std::string(value.substr(5));
+    } else if (value.starts_with("rbd:")) {
+      auto spec = rbd::ParseImageSpec(value.substr(4));
+      if (!spec.ok()) return spec.status();
+      v->backend = "rbd";
+      v->path = spec->ToString();
     } else {
-      return Status::Invalid("backend must be mem, null or file:PATH");
+      return Status::Invalid("backend must be mem, null, file:PATH or rbd:POOL/IMAGE");
     }
   } else if (key == "queues") {
     int q = 0;
@@ -121,8 +127,10 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
     Status st = ApplyVolumeOption(&v, key, value);
     if (!st.ok()) return Status::Invalid("--volume " + text + ": " + st.message());
   }
-  if (v.size == 0 && v.backend != "file") return Status::Invalid("--volume " + text + ": size= is required");
-  if (v.size != 0) {  // 0: a file backend's own size
+  if (v.size == 0 && v.backend != "file" && v.backend != "rbd") {
+    return Status::Invalid("--volume " + text + ": size= is required");
+  }
+  if (v.size != 0) {  // 0: a file's or an rbd image's own size
     Status sized = volume::ValidateExportSize(v.size);
     if (!sized.ok()) return Status::Invalid("--volume " + text + ": " + sized.message());
   }
@@ -143,11 +151,21 @@ Result<Options> ParseOptions(int argc, char** argv) {
   app.add_option("--socket-dir", o.socket_dir,
                  "directory for the per-volume sockets DIR/NAME.sock; one nestord per directory (locked)")
       ->required();
-  app.add_option("--volume", volumes,
-                 "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
-                 "[,delay_us=N][,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..]"
-                 "[,allow-gid=G:G..]. file:PATH is locked (shared if readonly) like a pool: a file another "
-                 "process holds, or one carrying a nestor pool signature, is refused unless force");
+  app.add_option(
+      "--volume", volumes,
+      "NAME,size=SIZE[,backend=mem|null|file:PATH|rbd:POOL/IMAGE][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
+      "[,delay_us=N][,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..]"
+      "[,allow-gid=G:G..]. file:PATH is locked (shared if readonly) like a pool: a file another "
+      "process holds, or one carrying a nestor pool signature, is refused unless force. rbd:POOL/IMAGE "
+      "is a Ceph RBD image (created with size= if missing, its exclusive lock taken unless readonly)");
+  app.add_option("--ceph-conf", o.ceph_conf,
+                 "rbd volumes: the cluster's ceph.conf (default: Ceph's own search, $CEPH_CONF or "
+                 "/etc/ceph/ceph.conf)");
+  app.add_option("--ceph-id", o.ceph_id, "rbd volumes: the cephx user, client.ID (default admin)");
+  app.add_option("--ceph-op-timeout", o.ceph_op_timeout_s,
+                 "rbd volumes: seconds after which a request to a cluster that stopped answering fails (EIO to "
+                 "the guest) instead of hanging; 0 waits forever (default 30)")
+      ->check(CLI::Range(0, 86400));
   app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
   app.add_flag("--export-all", o.export_all,
                "export every volume of the pool, not only the stored exports (and store them)");

@@ -17,8 +17,8 @@ namespace nestor::daemon {
 struct VolumeSpec {
   std::string name;
   uint64_t size = 0;
-  std::string backend = "mem";  // mem | null | file
-  std::string path;             // for file
+  std::string backend = "mem";  // mem | null | file | rbd
+  std::string path;             // file: the path; rbd: POOL/IMAGE
   uint16_t queues = 1;
   bool read_only = false;
   bool force = false;              // file: serve it although locked by another process or a pool
@@ -49,9 +49,13 @@ struct Options {
   // Pool: where the process-crash journal lives (tmpfs; see
   // volume/journal.h). Empty: none.
   std::string journal_dir = "/run/nestor/journal";
+  // Ceph, for backend=rbd volumes (one connection per nestord).
+  std::string ceph_conf;          // empty: Ceph's own search (CEPH_CONF, /etc/ceph/ceph.conf)
+  std::string ceph_id = "admin";  // cephx user client.<id>
+  uint32_t ceph_op_timeout_s = 30;
 };
 
-// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH][,queues=N][,readonly][,force][,reactor=A/B/..]
+// Parses "NAME,size=SIZE[,backend=mem|null|file:PATH|rbd:POOL/IMAGE][,queues=N][,readonly][,force][,reactor=A/B/..]
 //          [,delay_us=N][,read_iops=N][,write_iops=N][,read_bps=N][,write_bps=N]
 //          [,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..][,allow-gid=G:G..]".
 // The access keys also take underscores (socket_group=, allow_uid=, ...).

@@ -29,6 +29,23 @@ TEST(VolumeSpec, Errors) {
   EXPECT_FALSE(ParseVolumeSpec("v,backend=file:/x,force=1").ok());
 }
 
+TEST(VolumeSpec, Rbd) {
+  auto v = ParseVolumeSpec("r1,backend=rbd:rbd/img-1,queues=2");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->backend, "rbd");
+  EXPECT_EQ(v->path, "rbd/img-1");
+  EXPECT_EQ(v->size, 0u);  // the image's own size
+  EXPECT_TRUE(ParseVolumeSpec("r1,size=1G,backend=rbd:p/i").ok());
+  for (const char* bad : {"r1,backend=rbd:", "r1,backend=rbd:img", "r1,backend=rbd:/img", "r1,backend=rbd:p/",
+                          "r1,backend=rbd:p/a/b", "r1,backend=rbd:p/i@snap", "r1,backend=rbd:p/i,force"}) {
+    auto e = ParseVolumeSpec(bad);
+    EXPECT_FALSE(e.ok()) << bad;
+    if (!e.ok() && std::string(bad).find("force") == std::string::npos) {
+      EXPECT_NE(e.status().message().find("rbd:POOL/IMAGE"), std::string::npos) << e.status().message();
+    }
+  }
+}
+
 TEST(VolumeSpec, Force) {
   auto v = ParseVolumeSpec("v,backend=file:/tmp/pool.img,readonly,force");
   ASSERT_TRUE(v.ok()) << v.status().message();
