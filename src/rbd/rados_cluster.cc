@@ -20,8 +20,8 @@ Result<std::shared_ptr<RadosCluster>> RadosCluster::Connect(const CephOptions& o
   cluster->opts_ = o;
   r = rados_conf_read_file(c, o.conf.empty() ? nullptr : o.conf.c_str());
   if (r < 0) {
-    return Status::Error(-r, who + ": reading " + (o.conf.empty() ? "the default ceph.conf" : o.conf) + ": " +
-                                 strerror(-r));
+    return Status::Error(
+        -r, who + ": reading " + (o.conf.empty() ? "the default ceph.conf" : o.conf) + ": " + strerror(-r));
   }
   r = rados_conf_parse_env(c, nullptr);  // CEPH_ARGS, as every Ceph tool does
   if (r < 0) return Status::Error(-r, who + ": CEPH_ARGS: " + strerror(-r));

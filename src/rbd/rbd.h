@@ -67,7 +67,7 @@ struct RbdOpenOptions {
 // exclusive lock for this client: another live client holding it makes the
 // open fail with EBUSY; a dead one's lock is broken once the cluster has
 // noticed (osd_client_watch_timeout) and the dead client is blocklisted.
-Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCluster> cluster,
-                                                         const ImageSpec& spec, const RbdOpenOptions& o);
+Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCluster> cluster, const ImageSpec& spec,
+                                                         const RbdOpenOptions& o);
 
 }  // namespace nestor::rbd

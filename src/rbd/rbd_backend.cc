@@ -93,10 +93,8 @@ class RbdChannel final : public io::IoChannel {
  private:
   int Start(io::IoRequest* req, rbd_completion_t c) {
     switch (req->op) {
-      case io::IoOp::kRead:
-        return rbd_aio_readv(image_, req->iov, req->iovcnt, req->offset, c);
-      case io::IoOp::kWrite:
-        return rbd_aio_writev(image_, req->iov, req->iovcnt, req->offset, c);
+      case io::IoOp::kRead: return rbd_aio_readv(image_, req->iov, req->iovcnt, req->offset, c);
+      case io::IoOp::kWrite: return rbd_aio_writev(image_, req->iov, req->iovcnt, req->offset, c);
       case io::IoOp::kFlush: return rbd_aio_flush(image_, c);
       case io::IoOp::kDiscard: return rbd_aio_discard(image_, req->offset, req->length, c);
       case io::IoOp::kWriteZeroes:
@@ -228,22 +226,24 @@ Status LockImage(rbd_image_t image, const std::string& name) {
   int r = rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
   if (r == 0) return Status::Ok();
   if (r == -EINVAL || r == -EOPNOTSUPP) {
-    NLOG_WARN("rbd {}: the image has no exclusive-lock feature: served without a lock (another writer would "
-              "corrupt it)",
-              name);
+    NLOG_WARN(
+        "rbd {}: the image has no exclusive-lock feature: served without a lock (another writer would "
+        "corrupt it)",
+        name);
     return Status::Ok();
   }
   if (r == -EROFS || r == -EBUSY || r == -EAGAIN) {
-    return Status::Error(EBUSY, "rbd image " + name + " is in use by another client (it holds the image's "
-                                "exclusive lock)");
+    return Status::Error(EBUSY, "rbd image " + name +
+                                    " is in use by another client (it holds the image's "
+                                    "exclusive lock)");
   }
   return RbdError(r, "rbd image " + name + ": taking its exclusive lock");
 }
 
 }  // namespace
 
-Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCluster> cluster,
-                                                         const ImageSpec& spec, const RbdOpenOptions& o) {
+Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCluster> cluster, const ImageSpec& spec,
+                                                         const RbdOpenOptions& o) {
   const std::string name = spec.ToString();
   if (o.size % 512 != 0) return Status::Invalid("rbd image " + name + ": size must be a multiple of 512");
   rados_ioctx_t ioctx = nullptr;
@@ -270,8 +270,8 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
   if (r < 0) {
     rados_ioctx_destroy(ioctx);
     if (r == -ENOENT) {
-      return Status::Error(ENOENT, "rbd image " + name + " does not exist" +
-                                       (o.read_only ? "" : " (give size= to create it)"));
+      return Status::Error(ENOENT,
+                           "rbd image " + name + " does not exist" + (o.read_only ? "" : " (give size= to create it)"));
     }
     return RbdError(r, "opening rbd image " + name);
   }

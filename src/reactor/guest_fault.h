@@ -5,13 +5,24 @@
 // loop, which breaks the queue that was running (its frontend is
 // disconnected) and carries on serving everyone else.
 //
+// Threads that cannot unwind (a library's, e.g. librbd's completion
+// threads copying read data into the guest's buffers) touch guest memory
+// too: for a fault there inside a registered guest mapping, the handler
+// maps a private zero page over the lost page and lets the access go on.
+// The frontend that shrank its memory gets garbage in memory it no longer
+// has; the daemon and everyone else carry on.
+//
 // Thread: InstallGuestFaultHandler once at start-up (any thread); the
-// thread-locals belong to each reactor thread. A SIGBUS on a thread with no
-// recovery point (every non-reactor thread) keeps its default action.
-// Control threads therefore never touch guest memory.
+// thread-locals belong to each reactor thread; Register/Unregister from
+// any thread (a fixed table of atomics, read by the signal handler). A
+// SIGBUS outside every registered mapping on a thread with no recovery
+// point keeps its default action (the daemon dies: a real bug).
 #pragma once
 
 #include <setjmp.h>
+
+#include <cstddef>
+#include <cstdint>
 
 namespace nestor::reactor {
 
@@ -24,6 +35,16 @@ extern thread_local sigjmp_buf* tls_fault_jmp;
 extern thread_local Poller* tls_active_poller;
 
 void InstallGuestFaultHandler();
+
+// Guest memory mapped at [base, base+len), in pages of `page` bytes
+// (hugetlbfs: the huge page). At most kMaxGuestRanges at once; false if
+// the table is full (such a mapping is then not patched on a fault).
+constexpr size_t kMaxGuestRanges = 4096;
+bool RegisterGuestRange(void* base, size_t len, size_t page);
+// Before the range is unmapped.
+void UnregisterGuestRange(void* base);
+// Faults on non-reactor threads patched with a zero page so far.
+uint64_t GuestFaultsPatched();
 // After recovering: SIGBUS is still blocked (we left the handler by
 // siglongjmp without restoring the mask); unblock it.
 void UnblockGuestFaults();

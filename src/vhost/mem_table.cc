@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "reactor/guest_fault.h"
 
 namespace nestor::vhost {
 namespace {
@@ -16,6 +17,7 @@ bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a <
 std::atomic<uint64_t> g_mapped_bytes{0};
 
 void Unmap(void* base, size_t len) {
+  reactor::UnregisterGuestRange(base);
   if (munmap(base, len) != 0) {
     NLOG_ERROR("munmap of a frontend region ({} bytes) failed: {}", len, errno);
     return;
@@ -75,6 +77,11 @@ Result<MemTable::Mapped> MemTable::MapOne(const MemRegion& r, int fd) {
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) return Status::FromErrno("mmap memory region");
   g_mapped_bytes.fetch_add(len, std::memory_order_relaxed);
+  // Faults on it from threads that cannot unwind (librbd's) get a zero page.
+  if (!reactor::RegisterGuestRange(p, len, page)) {
+    NLOG_WARN("more than {} guest memory regions mapped: a fault on this one outside the reactors ends nestord",
+              reactor::kMaxGuestRanges);
+  }
   return Mapped{r, p, len};
 }
 

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
+
+#include "reactor/guest_fault.h"
 
 namespace nestor::vhost {
 namespace {
@@ -39,6 +42,30 @@ TEST(MemTable, MapsAndTranslatesBothAddressKinds) {
   EXPECT_EQ(t.map().TranslateContiguous(0x100000 + (1 << 20) - 2, 6), nullptr);  // runs off the end
   EXPECT_EQ(t.map().TranslateContiguous(0xfffff, 1), nullptr);                   // below the region
   munmap(own, 2 << 20);
+}
+
+// A frontend shrinks the memory it shared while a thread that cannot
+// unwind (librbd's, copying read data into the guest's buffer) writes to
+// it: that thread gets a zero page and goes on, the daemon lives.
+TEST(MemTable, FaultOnShrunkMemoryOutsideReactorsIsPatched) {
+  reactor::InstallGuestFaultHandler();
+  UniqueFd fd = Memfd(2 << 20);
+  UniqueFd frontend(dup(fd.get()));  // the frontend keeps its own
+  MemTable t;
+  ASSERT_TRUE(t.SetAll({MemRegion{0, 2 << 20, 0x7f0000000000, 0}}, Fds(std::move(fd))).ok());
+  auto* p = static_cast<char*>(t.map().TranslateContiguous(4096 * 3 + 10, 6));
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(ftruncate(frontend.get(), 0), 0);  // what a hostile frontend does
+  uint64_t before = reactor::GuestFaultsPatched();
+  char back[7] = {};
+  std::thread([&] {
+    std::memcpy(p, "nestor", 6);  // SIGBUS without the patch
+    std::memcpy(back, p, 6);
+  }).join();
+  EXPECT_EQ(reactor::GuestFaultsPatched(), before + 1);
+  EXPECT_STREQ(back, "nestor");
+  t.Clear();  // unmaps the patched region as a whole
+  EXPECT_EQ(MemTable::TotalMappedBytes(), 0u);
 }
 
 TEST(MemTable, RejectsRegionLargerThanItsFile) {
