@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages nestor needs to build, run and test.
+# Installs the Debian 12 packages nestor needs to build, run and test
+# (librbd-dev to build the RBD backend; ceph-mon, ceph-osd and ceph-common
+# for the throwaway cluster of tests/ceph/: nothing starts by itself).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
       libfmt-dev libcli11-dev nlohmann-json3-dev libabsl-dev libblkid-dev
       qemu-system-x86 qemu-utils busybox-static fio cpio gzip e2fsprogs python3 curl
-      clang libclang-rt-14-dev llvm clang-format clang-tidy)
+      clang libclang-rt-14-dev llvm clang-format clang-tidy
+      ceph-mon ceph-osd ceph-common librbd-dev)
 # --bench: also what `make bench` needs (plots).
 [ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib)
 missing=()
