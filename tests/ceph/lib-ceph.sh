@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the Ceph tests: a throwaway single-node Ceph cluster (one
 # monitor, one bluestore OSD on a sparse file, 127.0.0.1 only, cephx, the
 # pool `rbd` initialised), following
@@ -36,7 +37,7 @@ _ceph_alive() {
 	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 # _ceph_child PID: the pid of PID's (timeout's) child, the daemon itself.
-_ceph_child() { cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }'; }
+_ceph_child() { awk '{ print $1 }' "/proc/$1/task/$1/children" 2>/dev/null; }
 
 # _ceph_bounded SECS CMD...: CMD (a command, or one of our functions run in
 # a child bash) under timeout.
@@ -44,6 +45,7 @@ _ceph_bounded() {
 	local secs=$1
 	shift
 	if declare -F "$1" >/dev/null; then
+		# shellcheck disable=SC2163  # the function named by $1
 		export -f "$1"
 		timeout -k 3 "$secs" bash -c '"$@"' bash "$@"
 	else
@@ -276,13 +278,13 @@ ceph_down() {
 	for pid in "$CEPH_DIR"/run/*.pid; do
 		[ -f "$pid" ] || continue
 		pid=$(cat "$pid" 2>/dev/null) || continue
-		[ -n "$pid" ] && grep -qF -- "$CEPH_DIR/ceph.conf" "/proc/$pid/cmdline" 2>/dev/null || continue
+		if [ -z "$pid" ] || ! grep -qF -- "$CEPH_DIR/ceph.conf" "/proc/$pid/cmdline" 2>/dev/null; then continue; fi
 		kill -KILL "$pid" 2>/dev/null || true
 		for _ in $(seq 20); do _ceph_alive "$pid" || break; sleep 0.1; done
 	done
 	rm -rf "$CEPH_DIR"
 	_ceph_log "cluster down in $(_ceph_secs "$t0") s"
-	CEPH_DIR= CEPH_CONF_FILE= CEPH_DAEMONS=()
+	CEPH_DIR='' CEPH_CONF_FILE='' CEPH_DAEMONS=()
 }
 
 ceph_rbd() { timeout -k 5 60 rbd -c "$CEPH_CONF_FILE" --id admin "$@"; }

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# ceph.01: nestord serving Ceph RBD images (issue #13, docs/ceph.md) from a
+# throwaway single-node cluster (lib-ceph.sh):
+#  a. `rbd create --size 64M rbd/t1`;
+#  b. nestord --ceph-conf ... --volume r1,backend=rbd:rbd/t1 (no size=: the
+#     image's own 64 MiB is served);
+#  c. nestor-io writes and verifies 16 MiB over 2 queues; control-blk-io
+#     writes two seeded ranges (4 MiB at 0, 1 MiB at 32 MiB) and checks
+#     them, and an unwritten range reads zeros;
+#  d. nestord exits 0 on SIGTERM; a new nestord on the same image reads
+#     the same data (it is in Ceph, not in nestord);
+#  e. --volume r2,size=32M,backend=rbd:rbd/t2 with t2 missing: nestord
+#     creates it (`rbd info` says 32 MiB) and serves it;
+#  f. `rbd export rbd/t1` to a file, served by a file-backed nestord
+#     volume: the same checks pass (Ceph holds exactly what the guest
+#     wrote);
+#  g. a missing pool, a missing image without size= (not created) and
+#     `rbd:bad` make nestord exit non-zero at start-up, naming them.
+# Every daemon and client is bounded; the trap stops nestord and the
+# cluster. Needs ceph-mon, ceph-osd, ceph-common (scripts/install-deps.sh).
+# usage: 01-rbd-volume.sh NESTORD NESTOR_IO BLK_IO NESTORCTL
+set -euo pipefail
+NESTORD=$1 NIO=$2 BLK=$3 CTL=$4
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+T=$(mktemp -d)
+T0=$(date +%s.%N)
+PID=
+. "$HERE/lib-ceph.sh"
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+# PID is timeout's: SIGKILL to timeout alone would leave nestord running,
+# and to its whole process group would leave nestord a zombie for PID 1 to
+# reap. So nestord first (timeout reaps it and exits), then what is left.
+kill_nestord() {
+	local c
+	c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
+	# shellcheck disable=SC2086  # one pid or none
+	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
+	for _ in $(seq 20); do
+		[ "$(cut -d' ' -f3 "/proc/$PID/stat" 2>/dev/null || echo Z)" != Z ] || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$PID" 2>/dev/null || kill -KILL "$PID" 2>/dev/null || true
+	wait "$PID" 2>/dev/null || true
+	PID=
+}
+cleanup() {
+	local rc=$?
+	[ -z "$PID" ] || kill_nestord
+	ceph_down
+	rm -rf "$T"
+	echo "ceph.01-rbd-volume: total $(elapsed) s (exit $rc)" >&2
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+fail() {
+	echo "FAIL: $*" >&2
+	echo "---- nestord log ----" >&2
+	tail -n 30 "$T/log" >&2 || true
+	exit 1
+}
+step() { echo "-- $(elapsed) s: $*"; }
+. "$HERE/../control/lib-control.sh"  # stop, expect_rc
+err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
+# start VOLUME_SPEC...: nestord on the cluster with these volumes; waits
+# for every volume's socket.
+start() {
+	local args=() v
+	for v in "$@"; do args+=(--volume "$v"); done
+	rm -rf "$T/s"
+	mkdir -p "$T/s"
+	echo "---- nestord ${args[*]}" >>"$T/log"
+	timeout -k 5 120 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
+		--reactors 1 --control-socket "$T/ctl" "${args[@]}" >>"$T/log" 2>&1 &
+	PID=$!
+	for v in "$@"; do
+		for _ in $(seq 600); do
+			[ -S "$T/s/${v%%,*}.sock" ] && continue 2
+			kill -0 "$PID" 2>/dev/null || { wait "$PID" || true; PID=; fail "nestord exited at start-up"; }
+			sleep 0.05
+		done
+		fail "nestord did not create $T/s/${v%%,*}.sock in 30 s"
+	done
+}
+# blk VOLUME write|check SEED OFFSET LEN
+blk() { timeout 60 "$BLK" "$T/s/$1.sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"; }
+# The content written in c., checked after every restart and on the export.
+check_t1() {
+	blk "$1" check 7 0 $((4 * M))
+	blk "$1" check 9 $((32 * M)) $M
+	blk "$1" check 0 $((48 * M)) $M   # never written: zeros
+}
+# start_fails WORD VOLUME_SPEC: nestord must exit non-zero at start-up,
+# with WORD in its output.
+start_fails() {
+	local rc=0
+	mkdir -p "$T/s"
+	timeout -k 5 60 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
+		--reactors 1 --control-socket "$T/ctl" --volume "$2" >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" -ne 0 ] || fail "nestord --volume $2 exited 0"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		fail "nestord --volume $2 did not exit at start-up (still running after 60 s)"
+	fi
+	grep -qF -- "$1" "$T/err" || fail "nestord --volume $2 (exit $rc): stderr lacks '$1': $(cat "$T/err") $(cat "$T/out")"
+	echo "   --volume $2: exit $rc, $(grep -F -- "$1" "$T/err" | head -n 1)"
+}
+M=$((1 << 20))
+
+step "a. the cluster, and rbd/t1 (64 MiB)"
+ceph_up "$T/ceph" || fail "no Ceph cluster"
+ceph_rbd create --size 64M rbd/t1 || fail "rbd create rbd/t1"
+
+step "b. nestord serves rbd/t1 as r1 (the image's own size)"
+start r1,backend=rbd:rbd/t1,queues=2
+expect_rc 0 "$CTL" -s "$T/ctl" --json export list
+python3 -c 'import json,sys; e=[x for x in json.load(open(sys.argv[1])) if x["name"]=="r1"]; assert e and e[0]["size"]==64<<20, e' \
+	"$T/out" || fail "export list: $(cat "$T/out")"
+
+step "c. nestor-io (2 queues, qd 8, 16 MiB), then two seeded ranges"
+timeout -k 5 120 "$NIO" --socket "$T/s/r1.sock" --queues 2 --qd 8 --bytes 16M >"$T/nio" 2>&1 ||
+	fail "nestor-io on r1: $(cat "$T/nio")"
+grep -q "^OK" "$T/nio" || fail "nestor-io: $(cat "$T/nio")"
+grep "^OK" "$T/nio" | sed 's/^/   /'
+blk r1 write 7 0 $((4 * M))
+blk r1 write 9 $((32 * M)) $M
+check_t1 r1
+
+step "d. SIGTERM (exit 0), a new nestord on the same image reads the same data"
+stop
+start r1,backend=rbd:rbd/t1
+check_t1 r1
+
+step "e. a missing image with size= is created (rbd/t2, 32 MiB)"
+stop
+if ceph_rbd info rbd/t2 >/dev/null 2>&1; then fail "rbd/t2 exists before nestord creates it"; fi
+start r1,backend=rbd:rbd/t1 r2,size=32M,backend=rbd:rbd/t2
+ceph_rbd info rbd/t2 >"$T/info" 2>&1 || fail "rbd info rbd/t2: $(cat "$T/info")"
+grep -q "size 32 MiB in" "$T/info" || fail "rbd info rbd/t2: $(cat "$T/info")"
+blk r2 write 11 $((31 * M)) $M
+blk r2 check 11 $((31 * M)) $M
+check_t1 r1
+stop
+
+step "f. rbd export rbd/t1, served from a file: what the guest wrote"
+ceph_rbd export --no-progress rbd/t1 "$T/t1.raw" >/dev/null 2>"$T/err" || fail "rbd export: $(cat "$T/err")"
+[ "$(stat -c %s "$T/t1.raw")" -eq $((64 * M)) ] || fail "rbd export: $(stat -c %s "$T/t1.raw") bytes, want 64 MiB"
+start "f1,backend=file:$T/t1.raw"
+check_t1 f1
+stop
+
+step "g. start-up errors name the pool and image"
+start_fails nopool "x,backend=rbd:nopool/img"
+start_fails missing "x,backend=rbd:rbd/missing"
+ceph_rbd ls rbd >"$T/ls" || fail "rbd ls"
+if grep -qx missing "$T/ls"; then fail "nestord created rbd/missing without size="; fi
+start_fails bad "x,backend=rbd:bad"
+
+step "h. done"
+echo "PASS: ceph.01-rbd-volume"
