@@ -7,8 +7,14 @@
 #  c. nestor-io writes and verifies 16 MiB over 2 queues; control-blk-io
 #     writes two seeded ranges (4 MiB at 0, 1 MiB at 32 MiB) and checks
 #     them, and an unwritten range reads zeros;
+#  c2. the exclusive lock: a second nestord on rbd/t1 is refused while
+#     the first serves it ("in use", naming the image); a read-only one
+#     (no lock) serves it beside the first and reads the same data;
 #  d. nestord exits 0 on SIGTERM; a new nestord on the same image reads
 #     the same data (it is in Ceph, not in nestord);
+#  d2. nestord SIGKILLed holding the lock: the next one takes it once the
+#     cluster notices (osd client watch timeout = 5 s here) and reads the
+#     same data;
 #  e. --volume r2,size=32M,backend=rbd:rbd/t2 with t2 missing: nestord
 #     creates it (`rbd info` says 32 MiB) and serves it;
 #  f. `rbd export rbd/t1` to a file, served by a file-backed nestord
@@ -24,28 +30,31 @@ NESTORD=$1 NIO=$2 BLK=$3 CTL=$4
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 T=$(mktemp -d)
 T0=$(date +%s.%N)
-PID=
+PID='' PID2=''
 . "$HERE/lib-ceph.sh"
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 # PID is timeout's: SIGKILL to timeout alone would leave nestord running,
 # and to its whole process group would leave nestord a zombie for PID 1 to
 # reap. So nestord first (timeout reaps it and exits), then what is left.
-kill_nestord() {
-	local c
-	c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
+kill_nestord() {  # VAR: the variable holding the pid (PID or PID2)
+	local var=$1 c p
+	p=${!var}
+	c=$(cat "/proc/$p/task/$p/children" 2>/dev/null || true)
 	# shellcheck disable=SC2086  # one pid or none
 	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
 	for _ in $(seq 20); do
-		[ "$(cut -d' ' -f3 "/proc/$PID/stat" 2>/dev/null || echo Z)" != Z ] || break
+		[ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null || echo Z)" != Z ] || break
 		sleep 0.1
 	done
-	kill -KILL -- "-$PID" 2>/dev/null || kill -KILL "$PID" 2>/dev/null || true
-	wait "$PID" 2>/dev/null || true
-	PID=
+	kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	printf -v "$var" ''
 }
 cleanup() {
 	local rc=$?
-	[ -z "$PID" ] || kill_nestord
+	set +eu  # nothing may stop the clean-up half way
+	[ -z "$PID" ] || kill_nestord PID
+	[ -z "$PID2" ] || kill_nestord PID2
 	ceph_down
 	rm -rf "$T"
 	echo "ceph.01-rbd-volume: total $(elapsed) s (exit $rc)" >&2
@@ -81,21 +90,26 @@ start() {
 		fail "nestord did not create $T/s/${v%%,*}.sock in 30 s"
 	done
 }
-# blk VOLUME write|check SEED OFFSET LEN
-blk() { timeout 60 "$BLK" "$T/s/$1.sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"; }
+# blk VOLUME|SOCKET_PATH write|check SEED OFFSET LEN
+blk() {
+	local sock=$T/s/$1.sock
+	[[ $1 != */* ]] || sock=$1
+	timeout 60 "$BLK" "$sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"
+}
 # The content written in c., checked after every restart and on the export.
 check_t1() {
 	blk "$1" check 7 0 $((4 * M))
 	blk "$1" check 9 $((32 * M)) $M
 	blk "$1" check 0 $((48 * M)) $M   # never written: zeros
 }
-# start_fails WORD VOLUME_SPEC: nestord must exit non-zero at start-up,
-# with WORD in its output.
+# start_fails WORD VOLUME_SPEC: nestord (in its own socket directory,
+# beside the one under test if any) must exit non-zero at start-up, with
+# WORD in its output.
 start_fails() {
 	local rc=0
-	mkdir -p "$T/s"
-	timeout -k 5 60 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
-		--reactors 1 --control-socket "$T/ctl" --volume "$2" >"$T/out" 2>"$T/err" || rc=$?
+	mkdir -p "$T/s2"
+	timeout -k 5 60 "$NESTORD" --socket-dir "$T/s2" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
+		--reactors 1 --control-socket "$T/ctl2" --volume "$2" >"$T/out" 2>"$T/err" || rc=$?
 	[ "$rc" -ne 0 ] || fail "nestord --volume $2 exited 0"
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		fail "nestord --volume $2 did not exit at start-up (still running after 60 s)"
@@ -124,10 +138,40 @@ blk r1 write 7 0 $((4 * M))
 blk r1 write 9 $((32 * M)) $M
 check_t1 r1
 
+step "c2. exclusive lock: a second writer is refused, a read-only nestord shares the image"
+start_fails "in use" "x,backend=rbd:rbd/t1"
+err_has "rbd/t1"
+rm -rf "$T/s2"
+mkdir -p "$T/s2"
+timeout -k 5 120 "$NESTORD" --socket-dir "$T/s2" --ceph-conf "$CEPH_CONF_FILE" --reactors 1 \
+	--control-socket "$T/ctl2" --volume ro,backend=rbd:rbd/t1,readonly >>"$T/log" 2>&1 &
+PID2=$!
+for _ in $(seq 600); do
+	[ -S "$T/s2/ro.sock" ] && break
+	kill -0 "$PID2" 2>/dev/null || fail "the read-only nestord exited at start-up"
+	sleep 0.05
+done
+[ -S "$T/s2/ro.sock" ] || fail "the read-only nestord did not create its socket in 30 s"
+check_t1 "$T/s2/ro.sock"
+if timeout 60 "$BLK" "$T/s2/ro.sock" write 3 0 4096 2>"$T/blk"; then fail "a write to a read-only rbd volume succeeded"; fi
+kill -TERM "$PID2"
+wait "$PID2" || fail "the read-only nestord exited $? on SIGTERM"
+PID2=
+blk r1 write 7 0 4096   # the first still writes (and holds the lock)
+check_t1 r1
+
 step "d. SIGTERM (exit 0), a new nestord on the same image reads the same data"
 stop
 start r1,backend=rbd:rbd/t1
 check_t1 r1
+
+step "d2. SIGKILL holding the lock: the next nestord takes it after the watch timeout"
+kill_nestord PID
+t=$(date +%s.%N)
+start r1,backend=rbd:rbd/t1
+echo "   lock taken over $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the SIGKILL"
+check_t1 r1
+blk r1 write 9 $((32 * M)) $M
 
 step "e. a missing image with size= is created (rbd/t2, 32 MiB)"
 stop
