@@ -164,6 +164,8 @@ keyring = $CEPH_DIR/ceph.client.admin.keyring
 run dir = $CEPH_DIR/run
 log file = $CEPH_DIR/log/\$name.log
 pid file = $CEPH_DIR/run/\$name.pid
+# The monitor's cluster and audit logs (default /var/log/ceph/).
+mon cluster log file = $CEPH_DIR/log/ceph.\$channel.log
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg autoscale mode = off
