@@ -32,6 +32,9 @@ T=$(mktemp -d)
 T0=$(date +%s.%N)
 PID='' PID2=''
 . "$HERE/lib-ceph.sh"
+# alive PID: running (our exited children stay zombies until waited for,
+# and kill -0 succeeds on them).
+alive() { [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null || echo Z)" != Z ]; }
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 # PID is timeout's: SIGKILL to timeout alone would leave nestord running,
 # and to its whole process group would leave nestord a zombie for PID 1 to
@@ -43,7 +46,7 @@ kill_nestord() {  # VAR: the variable holding the pid (PID or PID2)
 	# shellcheck disable=SC2086  # one pid or none
 	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
 	for _ in $(seq 20); do
-		[ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null || echo Z)" != Z ] || break
+		alive "$p" || break
 		sleep 0.1
 	done
 	kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
@@ -84,7 +87,12 @@ start() {
 	for v in "$@"; do
 		for _ in $(seq 600); do
 			[ -S "$T/s/${v%%,*}.sock" ] && continue 2
-			kill -0 "$PID" 2>/dev/null || { wait "$PID" || true; PID=; fail "nestord exited at start-up"; }
+			if ! alive "$PID"; then
+				local rc=0
+				wait "$PID" || rc=$?
+				PID=
+				fail "nestord exited $rc at start-up"
+			fi
 			sleep 0.05
 		done
 		fail "nestord did not create $T/s/${v%%,*}.sock in 30 s"
@@ -148,7 +156,7 @@ timeout -k 5 120 "$NESTORD" --socket-dir "$T/s2" --ceph-conf "$CEPH_CONF_FILE" -
 PID2=$!
 for _ in $(seq 600); do
 	[ -S "$T/s2/ro.sock" ] && break
-	kill -0 "$PID2" 2>/dev/null || fail "the read-only nestord exited at start-up"
+	alive "$PID2" || fail "the read-only nestord exited at start-up"
 	sleep 0.05
 done
 [ -S "$T/s2/ro.sock" ] || fail "the read-only nestord did not create its socket in 30 s"
