@@ -9,10 +9,11 @@ NESTORD=$1 CTL=$2 NESTOR=$3 NIO=$4
 T=$(mktemp -d)
 PID=
 cleanup() {
-	[ -z "$PID" ] || { kill -KILL "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+	kill_nestord
 	rm -rf "$T"
 }
 trap cleanup EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
 fail() { echo "FAIL: $*" >&2; echo "---- nestord log ----" >&2; tail -n 30 "$T/log" >&2 || true; exit 1; }
 PORT=$((20000 + $$ % 20000))
 start() {
@@ -20,12 +21,6 @@ start() {
 	PID=$!
 	for _ in $(seq 100); do [ -S "$T/control.ctl" ] && return 0; sleep 0.05; done
 	fail "nestord did not create its control socket"
-}
-expect_rc() {  # expect_rc CODE CMD...
-	local want=$1 rc=0
-	shift
-	"$@" >"$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/err")"
 }
 export NESTOR_CONTROL_SOCKET=$T/control.ctl
 

@@ -23,7 +23,7 @@ T=$(mktemp -d)
 PID= IOPID=
 cleanup() {
 	[ -z "$IOPID" ] || { kill -KILL "$IOPID" 2>/dev/null || true; wait "$IOPID" 2>/dev/null || true; }
-	[ -z "$PID" ] || { kill -KILL "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+	kill_nestord
 	rm -rf "$T"
 }
 trap cleanup EXIT
