@@ -32,27 +32,8 @@ T=$(mktemp -d)
 T0=$(date +%s.%N)
 PID='' PID2=''
 . "$HERE/lib-ceph.sh"
-# alive PID: running (our exited children stay zombies until waited for,
-# and kill -0 succeeds on them).
-alive() { [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null || echo Z)" != Z ]; }
+. "$HERE/../control/lib-control.sh"  # fail, stop, expect_rc, alive, kill_nestord
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-# PID is timeout's: SIGKILL to timeout alone would leave nestord running,
-# and to its whole process group would leave nestord a zombie for PID 1 to
-# reap. So nestord first (timeout reaps it and exits), then what is left.
-kill_nestord() {  # VAR: the variable holding the pid (PID or PID2)
-	local var=$1 c p
-	p=${!var}
-	c=$(cat "/proc/$p/task/$p/children" 2>/dev/null || true)
-	# shellcheck disable=SC2086  # one pid or none
-	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
-	for _ in $(seq 20); do
-		alive "$p" || break
-		sleep 0.1
-	done
-	kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-	printf -v "$var" ''
-}
 cleanup() {
 	local rc=$?
 	set +eu  # nothing may stop the clean-up half way
@@ -64,14 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
-fail() {
-	echo "FAIL: $*" >&2
-	echo "---- nestord log ----" >&2
-	tail -n 30 "$T/log" >&2 || true
-	exit 1
-}
 step() { echo "-- $(elapsed) s: $*"; }
-. "$HERE/../control/lib-control.sh"  # stop, expect_rc
 err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
 # start VOLUME_SPEC...: nestord on the cluster with these volumes; waits
 # for every volume's socket.

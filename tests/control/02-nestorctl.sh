@@ -14,7 +14,6 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
-fail() { echo "FAIL: $*" >&2; echo "---- nestord log ----" >&2; tail -n 30 "$T/log" >&2 || true; exit 1; }
 PORT=$((20000 + $$ % 20000))
 start() {
 	timeout -k 5 60 "$NESTORD" --socket-dir "$T" --pool "$T/pool.img" --metrics-port "$PORT" >>"$T/log" 2>&1 &

@@ -27,12 +27,6 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	echo "---- nestord log ----" >&2
-	tail -n 30 "$T/log" >&2 || true
-	exit 1
-}
 step() { echo "-- $*"; }
 start() {  # start POOL
 	timeout -k 5 120 "$NESTORD" --socket-dir "$T" --pool "$1" --journal-dir "$T/journal" >>"$T/log" 2>&1 &

@@ -1,9 +1,13 @@
-# Sourced by control tests once they have defined T (their scratch
-# directory), PID (nestord's `timeout` wrapper's, or empty) and fail MESSAGE.
+# Sourced by control (and ceph) tests once they have defined T (their
+# scratch directory) and PID (nestord's `timeout` wrapper's, or empty).
+#   fail MESSAGE          the test fails, with the end of $T/log (unless the
+#                         test defined its own fail first)
 #   stop                  SIGTERM to nestord; it must exit 0
-#   kill_nestord          SIGKILL to nestord and its wrapper (clean-up: a
-#                         SIGKILLed `timeout` cannot pass the signal on, and
-#                         nestord would outlive the test)
+#   alive PID             the process runs (an exited child stays a zombie
+#                         until waited for, and kill -0 succeeds on it)
+#   kill_nestord [VAR]    SIGKILL to the nestord whose `timeout` wrapper's pid
+#                         is in VAR (default PID), then the wrapper; VAR is
+#                         emptied
 #   expect_rc CODE CMD... runs CMD (at most 60 s), which must exit CODE;
 #                         its stdout and stderr are left in $T/out, $T/err
 stop() {
@@ -11,12 +15,31 @@ stop() {
 	wait "$PID" || fail "nestord exited $? on SIGTERM"
 	PID=
 }
+declare -F fail >/dev/null || fail() {
+	echo "FAIL: $*" >&2
+	echo "---- nestord log ----" >&2
+	tail -n 30 "$T/log" >&2 || true
+	exit 1
+}
+alive() { [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null || echo Z)" != Z ]; }
+# SIGKILL to the wrapper alone would leave nestord running (timeout cannot
+# pass it on), and to its whole process group would leave nestord a zombie
+# for PID 1 to reap. So nestord first (timeout reaps it and exits), then
+# what is left.
 kill_nestord() {
-	[ -n "$PID" ] || return 0
-	pkill -KILL -P "$PID" 2>/dev/null || true
-	kill -KILL "$PID" 2>/dev/null || true
-	wait "$PID" 2>/dev/null || true
-	PID=
+	local var=${1:-PID} c p
+	p=${!var}
+	[ -n "$p" ] || return 0
+	c=$(cat "/proc/$p/task/$p/children" 2>/dev/null || true)
+	# shellcheck disable=SC2086  # one pid or none
+	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
+	for _ in $(seq 20); do
+		alive "$p" || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	printf -v "$var" ''
 }
 expect_rc() {
 	local want=$1 rc=0
