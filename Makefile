@@ -7,6 +7,7 @@
 #               thin pool volume vs raw file through the same nestord.
 #   make bench-volume-journal  first writes with the process-crash journal
 #               on vs off.
+#   make bench-rbd  RBD volumes: nestord vs librbd (fio) vs qemu-storage-daemon.
 #   make bench-snapshots  pool open with 10M extents over 1,000 clones;
 #               clone/snapshot operations; clone reads and copy-on-write
 #               vs plain volumes and vs qcow2 (qemu-storage-daemon).
@@ -76,6 +77,14 @@ bench-volume-journal: build
 # QUICK=1: 1M extents over 100 clones, 100 clones, 2 reps (a few minutes);
 # full: 10M over 1,000 clones, 1,000 clones, 11 reps (about 20 minutes on a
 # quiet machine). POOL_DIR as for bench-volume (ext4: the open and ops pools).
+# RBD volumes (docs/ceph.md): nestord vs fio's rbd engine vs
+# qemu-storage-daemon on a throwaway single-node Ceph cluster. QUICK=1: 2
+# reps of 2 s (about 2 minutes); full: 5 reps of 5 s (about 6 minutes).
+.PHONY: bench-rbd
+bench-rbd: build
+	@scripts/install-deps.sh --bench
+	@/usr/bin/python3 bench/rbd_bench.py --build $(BUILD) $(if $(QUICK),--quick)
+
 .PHONY: bench-snapshots
 bench-snapshots: build
 	@scripts/install-deps.sh --bench

@@ -10,7 +10,7 @@ PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
       clang libclang-rt-14-dev llvm clang-format clang-tidy
       ceph-mon ceph-osd ceph-common librbd-dev)
 # --bench: also what `make bench` needs (plots).
-[ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib)
+[ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib qemu-block-extra)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
