@@ -59,8 +59,18 @@ void CheckSpec(const daemon::VolumeSpec& v, const std::string& text) {
   if (!volume::ValidateVolumeName(v.name).ok()) Broken("bad volume name accepted", text);
   if (v.queues < 1 || v.queues > 64) Broken("queue count out of range accepted", text);
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) Broken("reactor list size mismatch", text);
-  if (v.backend != "mem" && v.backend != "null" && v.backend != "file") Broken("unknown backend accepted", text);
-  if (v.backend != "file" && !volume::ValidateExportSize(v.size).ok()) Broken("bad size accepted", text);
+  if (v.backend != "mem" && v.backend != "null" && v.backend != "file" && v.backend != "rbd") {
+    Broken("unknown backend accepted", text);
+  }
+  bool own_size = v.backend == "file" || v.backend == "rbd";  // size 0: the file's or image's
+  if (!(own_size && v.size == 0) && !volume::ValidateExportSize(v.size).ok()) Broken("bad size accepted", text);
+  if (v.backend == "rbd") {
+    auto slash = v.path.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == v.path.size() ||
+        v.path.find('/', slash + 1) != std::string::npos || v.path.find('@') != std::string::npos) {
+      Broken("bad rbd POOL/IMAGE accepted", text);
+    }
+  }
   if (v.force && v.backend != "file") Broken("force without a file accepted", text);
 }
 
