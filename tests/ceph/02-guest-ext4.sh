@@ -48,35 +48,21 @@ PID=''
 . "$HERE/fs-tree.sh"
 . "$HERE/lib-fs-check.sh"
 . "$HERE/lib-guests.sh"  # guest_start, guest_wait, nestor_pre_cleanup
+# fail (with the tail of $T/log, nestord's log), alive, kill_nestord
+. "$CEPH_HERE/../control/lib-control.sh"
 PATH=$PATH:/usr/sbin:/sbin
 for t in mkfs.ext4 debugfs e2fsck qemu-system-x86_64 python3; do
 	command -v $t >/dev/null || { echo "FAIL: $t not found" >&2; exit 1; }
 done
 
-alive() { [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null || echo Z)" != Z ]; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.1f", b - a }'; }
-# PID is timeout's: nestord itself first (timeout reaps it and exits), then
-# what is left (as ceph.01 does).
-kill_nestord() {
-	local c
-	c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
-	# shellcheck disable=SC2086  # one pid or none
-	[ -z "$c" ] || kill -KILL $c 2>/dev/null || true
-	for _ in $(seq 20); do
-		alive "$PID" || break
-		sleep 0.1
-	done
-	kill -KILL -- "-$PID" 2>/dev/null || kill -KILL "$PID" 2>/dev/null || true
-	wait "$PID" 2>/dev/null || true
-	PID=
-}
 TIMES=''
 cleanup() {
 	local rc=$?
 	set +eu  # nothing may stop the clean-up half way
 	nestor_pre_cleanup  # SIGKILLs a QEMU still running, reaps run-guest.sh
-	[ -z "$PID" ] || kill_nestord
+	kill_nestord PID
 	ceph_down
 	rm -rf "$T"
 	echo "ceph.02-guest-ext4: ${TIMES}total $(secs "$T0") s (exit $rc)" >&2
@@ -84,15 +70,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
-nestord_log() {
-	echo "---- nestord log (tail) ----" >&2
-	tail -n 40 "$T/nestord.log" >&2 || true
-}
-fail() {
-	echo "FAIL: $*" >&2
-	nestord_log
-	exit 1
-}
 step() { echo "-- $(secs "$T0") s: $*"; }
 M=$((1 << 20))
 
@@ -114,7 +91,7 @@ step "b. nestord serves rbd/g1 and rbd/g2 (1 queue each, 1 reactor)"
 mkdir -p "$T/s"
 timeout -k 5 240 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
 	--reactors 1 --volume g1,backend=rbd:rbd/g1,queues=1 --volume g2,backend=rbd:rbd/g2,queues=1 \
-	>"$T/nestord.log" 2>&1 &
+	>"$T/log" 2>&1 &
 PID=$!
 for v in g1 g2; do
 	for _ in $(seq 600); do
