@@ -37,6 +37,9 @@
 #   tree of /fs-tree.sh (deterministic content), sync, umount, drop caches,
 #   mount read-only, check every file's sha256 and the file count, umount.
 #   Prints "nestor-vm: fs: <sha256>  <path>" for every file.
+#   nestor.fs_mkfs=0: no mke2fs; /dev/vda already holds an empty ext4
+#   filesystem (made on the host), mounted as ext4 (default 1: mke2fs,
+#   mounted as ext2).
 # clone: /dev/vda holds the golden ext4 filesystem of vm.13-clones (the
 #   files of fs_tree, written on the host): insmod the ext4 modules, mount,
 #   require exactly the fs_tree files with their content (sha256), write
@@ -95,6 +98,7 @@ LOOPNOSYNC=0
 LOOPCHECK=0
 LOOPDISCARD=0
 TAG=
+FSMKFS=1
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -111,6 +115,7 @@ for w in $(cat /proc/cmdline); do
 	nestor.loop_check=*) LOOPCHECK=${w#*=} ;;
 	nestor.loop_discard=*) LOOPDISCARD=${w#*=} ;;
 	nestor.tag=*) TAG=${w#*=} ;;
+	nestor.fs_mkfs=*) FSMKFS=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
@@ -265,9 +270,15 @@ run_fs() {
 		insmod /modules/fs/$m.ko || fail "insmod $m"
 	done
 	. /fs-tree.sh
-	bounded "mke2fs" mke2fs -b 1024 -L nestor /dev/vda || fail "mke2fs: $(tail -n 3 /tmp/out)"
+	FSTYPE=ext2
+	if [ "$FSMKFS" = 0 ]; then
+		FSTYPE=ext4
+	else
+		bounded "mke2fs" mke2fs -b 1024 -L nestor /dev/vda || fail "mke2fs: $(tail -n 3 /tmp/out)"
+	fi
 	mkdir -p /mnt
-	bounded "mount" mount -t ext2 /dev/vda /mnt || fail "mount: $(cat /tmp/out)"
+	bounded "mount" mount -t "$FSTYPE" /dev/vda /mnt || fail "mount: $(cat /tmp/out)"
+	say "fs: mounted /dev/vda as $FSTYPE"
 	fs_tree > /tmp/tree
 	: > /tmp/manifest
 	n=0
@@ -285,7 +296,7 @@ run_fs() {
 	bounded "umount" umount /mnt || fail "umount: $(cat /tmp/out)"
 	say "fs: wrote $n files, $bytes bytes; unmounted"
 	echo 3 > /proc/sys/vm/drop_caches
-	bounded "mount -o ro" mount -t ext2 -o ro /dev/vda /mnt || fail "remount: $(cat /tmp/out)"
+	bounded "mount -o ro" mount -t "$FSTYPE" -o ro /dev/vda /mnt || fail "remount: $(cat /tmp/out)"
 	bounded "sha256sum -c" sha256sum -c /tmp/manifest || {
 		grep -v ': OK$' /tmp/out | sed 's/^/nestor-vm: /'
 		fail "fs: files differ after remount"

@@ -13,6 +13,7 @@
 #          [--log FILE] [--mem MiB] [--pidfile FILE] [--reconnect SEC]
 #          [--hold SEC] [--loop-secs SEC] [--loop-qd N] [--loop-iopoll 0|1]
 #          [--loop-nosync 0|1] [--loop-check 0|1] [--loop-discard 0|1]
+#          [--fs-mkfs 0|1]
 # Defaults: smp 1, timeout 90, offset 1 MiB, length 8 MiB, poll-queues 1 for
 # iopoll (0 for direct), guest dir $NESTOR_GUEST_DIR or
 # ~/.cache/nestor/guest (built/refreshed with build-guest.sh).
@@ -29,13 +30,16 @@
 # (the writes are never flushed). --loop-check 1: each generation is read
 # back and checked before the next one overwrites it. --loop-discard 1: the
 # range is discarded before each generation.
+# --fs-mkfs 0: the "fs" test makes no filesystem; the disk already holds an
+# empty ext4 one (made on the host), mounted as ext4 (default 1: the
+# guest's busybox mke2fs, mounted as ext2).
 # For "loop", --verify-file checks the last generation written (its seed,
 # SEED + G, is taken from the guest's "last-seed" line).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOCK= DRIVE= TEST= QUEUES= SMP=1 TMO=90 POLLQ= VERIFY= LOG= MEM=256
-PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1 LOOPIOPOLL=0 LOOPNOSYNC=0 LOOPCHECK=0 LOOPDISCARD=0
+PIDFILE= RECONNECT= HOLD=0 LOOPSECS=10 LOOPQD=1 LOOPIOPOLL=0 LOOPNOSYNC=0 LOOPCHECK=0 LOOPDISCARD=0 FSMKFS=1
 GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
 OFFSET=$((1 << 20)) LENGTH=$((8 << 20)) SEED=0x6e657374
 
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--loop-nosync) LOOPNOSYNC=$2 ;;
 	--loop-check) LOOPCHECK=$2 ;;
 	--loop-discard) LOOPDISCARD=$2 ;;
+	--fs-mkfs) FSMKFS=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
@@ -110,6 +115,7 @@ APPEND+=" nestor.io_timeout=$((TMO * 2 / 3))"
 [ "$TEST" != loop ] || APPEND+=" nestor.loop_secs=$LOOPSECS nestor.loop_qd=$LOOPQD nestor.loop_iopoll=$LOOPIOPOLL"
 [ "$TEST" != loop ] || [ "$LOOPNOSYNC$LOOPCHECK$LOOPDISCARD" = 000 ] ||
 	APPEND+=" nestor.loop_nosync=$LOOPNOSYNC nestor.loop_check=$LOOPCHECK nestor.loop_discard=$LOOPDISCARD"
+[ "$TEST" != fs ] || [ "$FSMKFS" = 1 ] || APPEND+=" nestor.fs_mkfs=$FSMKFS"
 PIDARG=()
 [ -z "$PIDFILE" ] || PIDARG=(-pidfile "$PIDFILE")
 
