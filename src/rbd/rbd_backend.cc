@@ -11,6 +11,7 @@
 // (librbd allocates its completion).
 #include <rados/librados.h>
 #include <rbd/librbd.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 
 #include "base/fd.h"
@@ -221,10 +223,96 @@ class RbdBackend final : public io::BlockBackend {
 
 Status RbdError(int r, const std::string& what) { return Status::Error(-r, what + ": " + strerror(-r)); }
 
+// Who holds an image's lock, as nestord records it in the image's metadata
+// once it has the lock: the machine's boot (boot_id), the pid namespace,
+// the pid, the cluster's name for the client and its address. Another nestord on the
+// same boot and pid namespace can then tell a dead holder from a live one.
+constexpr const char* kOwnerKey = "nestor.lock_owner";
+
+std::string ReadSmallFile(const char* path) {
+  char buf[128] = {};
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  std::string s(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string PidNamespace() {
+  char link[64] = {};
+  ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+  return n > 0 ? std::string(link, static_cast<size_t>(n)) : "";
+}
+
+std::string OwnerRecord(const RadosCluster& c, pid_t pid) {
+  return "boot=" + ReadSmallFile("/proc/sys/kernel/random/boot_id") + " pidns=" + PidNamespace() +
+         " pid=" + std::to_string(pid) + " client=client." +
+         std::to_string(rados_get_instance_id(static_cast<rados_t>(c.handle()))) + " addr=" + c.Address();
+}
+
+// The recorded holder ran on this boot, in this pid namespace, and its
+// process is gone (or is no longer a nestord): it is dead, and its lock
+// would otherwise stall us for the cluster's watch timeout.
+bool RecordedOwnerIsDeadHere(const std::string& rec, const std::string& owner) {
+  auto field = [&](const std::string& key) {
+    auto at = rec.find(key + "=");
+    if (at == std::string::npos) return std::string();
+    auto end = rec.find(' ', at);
+    return rec.substr(at + key.size() + 1, end == std::string::npos ? std::string::npos : end - at - key.size() - 1);
+  };
+  // The lock owner is named by its client address (ip:port/nonce); the
+  // cluster may print ours with a v1:/v2: list around it.
+  std::string addr = field("addr");
+  if (owner.empty() || addr.find(owner) == std::string::npos) return false;  // someone else's lock now
+  if (field("boot") != ReadSmallFile("/proc/sys/kernel/random/boot_id") || field("pidns") != PidNamespace()) {
+    return false;  // another machine or container: cannot tell
+  }
+  long pid = std::strtol(field("pid").c_str(), nullptr, 10);
+  if (pid <= 0) return false;
+  std::string comm = ReadSmallFile(("/proc/" + std::to_string(pid) + "/comm").c_str());
+  std::string state = ReadSmallFile(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  bool zombie = state.find(") Z") != std::string::npos;
+  return comm != "nestord" || zombie;
+}
+
+// A lock held by a nestord that died on this machine: break it (librbd
+// blocklists the dead client first, so it can never write again) instead
+// of waiting for the cluster to notice.
+void BreakDeadLocalOwner(rbd_image_t image, const std::string& name) {
+  rbd_lock_mode_t mode;
+  char* owners[4] = {};
+  size_t count = 4;
+  if (rbd_lock_get_owners(image, &mode, owners, &count) < 0 || count == 0) return;
+  std::string owner = owners[0];
+  rbd_lock_get_owners_cleanup(owners, count);
+  char rec[512] = {};
+  size_t len = sizeof(rec);
+  if (rbd_metadata_get(image, kOwnerKey, rec, &len) < 0) rec[0] = 0;
+  bool dead = RecordedOwnerIsDeadHere(rec, owner);
+  NLOG_INFO("rbd {}: lock held by {} (recorded holder: {}){}", name, owner, rec[0] ? rec : "none",
+            dead ? ": dead, on this machine" : "");
+  if (!dead) return;
+  int r = rbd_lock_break(image, RBD_LOCK_MODE_EXCLUSIVE, owner.c_str());
+  if (r < 0) {
+    NLOG_WARN("rbd {}: breaking the lock of a dead nestord ({}): {}", name, owner, strerror(-r));
+    return;
+  }
+  NLOG_WARN("rbd {}: broke the lock of a nestord that died on this machine ({}; {}), blocklisting it", name, owner,
+            rec);
+}
+
 // Takes the exclusive lock for this client (see rbd.h).
-Status LockImage(rbd_image_t image, const std::string& name) {
+Status LockImage(const RadosCluster& cluster, rbd_image_t image, const std::string& name) {
+  BreakDeadLocalOwner(image, name);
   int r = rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
-  if (r == 0) return Status::Ok();
+  if (r == 0) {
+    std::string rec = OwnerRecord(cluster, getpid());
+    int m = rbd_metadata_set(image, kOwnerKey, rec.c_str());
+    if (m < 0) NLOG_WARN("rbd {}: recording the lock owner: {}", name, strerror(-m));
+    return Status::Ok();
+  }
   if (r == -EINVAL || r == -EOPNOTSUPP) {
     NLOG_WARN(
         "rbd {}: the image has no exclusive-lock feature: served without a lock (another writer would "
@@ -281,7 +369,7 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
     return st;
   };
   if (!o.read_only) {
-    Status st = LockImage(image, name);
+    Status st = LockImage(*cluster, image, name);
     if (!st.ok()) return fail(st);
   }
   uint64_t have = 0;

@@ -12,9 +12,13 @@
 #     (no lock) serves it beside the first and reads the same data;
 #  d. nestord exits 0 on SIGTERM; a new nestord on the same image reads
 #     the same data (it is in Ceph, not in nestord);
-#  d2. nestord SIGKILLed holding the lock: the next one takes it once the
-#     cluster notices (osd client watch timeout = 5 s here) and reads the
-#     same data;
+#  d2. nestord SIGKILLed holding the lock: the next one, on the same
+#     machine, sees the recorded holder is dead, breaks its lock (the dead
+#     client is blocklisted) and serves at once (< 3 s; the cluster's watch
+#     timeout is 5 s here), with the same data;
+#  d3. the holder ran in another pid namespace (as on another machine or
+#     in another container: its death cannot be told from here): the next
+#     nestord waits for the cluster to notice (>= 4 s), then serves;
 #  e. --volume r2,size=32M,backend=rbd:rbd/t2 with t2 missing: nestord
 #     creates it (`rbd info` says 32 MiB) and serves it;
 #  f. `rbd export rbd/t1` to a file, served by a file-backed nestord
@@ -49,13 +53,16 @@ step() { echo "-- $(elapsed) s: $*"; }
 err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
 # start VOLUME_SPEC...: nestord on the cluster with these volumes; waits
 # for every volume's socket.
+# WRAP="cmd args": run nestord under it (d3: another pid namespace).
+WRAP=
 start() {
-	local args=() v
+	local args=() v wrap
+	read -r -a wrap <<<"$WRAP"
 	for v in "$@"; do args+=(--volume "$v"); done
 	rm -rf "$T/s"
 	mkdir -p "$T/s"
 	echo "---- nestord ${args[*]}" >>"$T/log"
-	timeout -k 5 120 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
+	timeout -k 5 120 "${wrap[@]}" "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
 		--reactors 1 --control-socket "$T/ctl" "${args[@]}" >>"$T/log" 2>&1 &
 	PID=$!
 	for v in "$@"; do
@@ -147,13 +154,35 @@ stop
 start r1,backend=rbd:rbd/t1
 check_t1 r1
 
-step "d2. SIGKILL holding the lock: the next nestord takes it after the watch timeout"
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+step "d2. SIGKILL holding the lock: the next nestord breaks the dead holder's lock at once"
+dead=$(ceph_rbd lock ls rbd/t1 | awk '/^client\./ { print $NF }')
+[ -n "$dead" ] || fail "rbd lock ls rbd/t1 shows no holder"
 kill_nestord PID
 t=$(date +%s.%N)
 start r1,backend=rbd:rbd/t1
-echo "   lock taken over $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the SIGKILL"
+took=$(since "$t")
+echo "   lock taken over $took s after the SIGKILL (holder $dead)"
+awk -v x="$took" 'BEGIN { exit !(x < 3) }' || fail "takeover took $took s (want < 3: the holder died here)"
+grep -q "broke the lock of a nestord that died on this machine" "$T/log" || fail "no lock break in the log"
+ceph_cli osd blocklist ls >"$T/bl" 2>&1 || fail "osd blocklist ls: $(cat "$T/bl")"
+grep -qF "${dead%%/*}" "$T/bl" || fail "the dead holder $dead is not blocklisted: $(cat "$T/bl")"
 check_t1 r1
 blk r1 write 9 $((32 * M)) $M
+
+step "d3. SIGKILL of a holder in another pid namespace: the next nestord waits for the cluster"
+stop
+WRAP="unshare --pid --fork --kill-child"
+start r1,backend=rbd:rbd/t1
+WRAP=
+kill_nestord PID
+t=$(date +%s.%N)
+start r1,backend=rbd:rbd/t1
+took=$(since "$t")
+echo "   lock taken over $took s after the SIGKILL (watch timeout 5 s)"
+awk -v x="$took" 'BEGIN { exit !(x >= 4) }' || fail "takeover took $took s: a holder we cannot see was broken"
+check_t1 r1
+blk r1 check 9 $((32 * M)) $M
 
 step "e. a missing image with size= is created (rbd/t2, 32 MiB)"
 stop
