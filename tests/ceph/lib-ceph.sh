@@ -15,6 +15,14 @@
 #                    most.
 #   ceph_rbd ARGS... rbd -c $CEPH_CONF_FILE --id admin ARGS (at most 60 s).
 #   ceph_cli ARGS... ceph -c $CEPH_CONF_FILE ARGS (at most 30 s).
+#   ceph_osd_kill    SIGKILLs the osd (the daemon, not its timeout wrapper) and
+#                    returns at once; CEPH_OSD_KILLED is its pid.
+#   ceph_osd_start   starts the osd again once the killed one is gone (retries
+#                    while the old one still holds its pid file) and returns
+#                    when it is active and a client write completes, at most
+#                    CEPH_UP_SECONDS (default 60). Prints the time to stderr.
+#                    Call both from the shell that ran ceph_up (not in a
+#                    subshell): they wait for the daemons' wrappers.
 #
 # Each daemon runs in the foreground under `timeout` (CEPH_MAX_SECONDS,
 # default 600), so even a test killed with SIGKILL leaves no daemon behind
@@ -291,3 +299,81 @@ ceph_down() {
 
 ceph_rbd() { timeout -k 5 60 rbd -c "$CEPH_CONF_FILE" --id admin "$@"; }
 ceph_cli() { timeout -k 5 30 ceph -c "$CEPH_CONF_FILE" --connect-timeout 10 "$@"; }
+
+# _ceph_osd_index: the index of osd.0's entry in CEPH_DAEMONS.
+_ceph_osd_index() {
+	local i
+	for i in "${!CEPH_DAEMONS[@]}"; do
+		[ "${CEPH_DAEMONS[i]%%:*}" != osd.0 ] || { echo "$i"; return 0; }
+	done
+	return 1
+}
+
+CEPH_OSD_KILLED=
+ceph_osd_kill() {
+	local i pid child
+	i=$(_ceph_osd_index) || { _ceph_log "ceph_osd_kill: no osd started"; return 1; }
+	pid=${CEPH_DAEMONS[i]#*:}
+	child=$(_ceph_child "$pid")
+	if ! _ceph_alive "$pid" || [ -z "$child" ]; then
+		_ceph_log "ceph_osd_kill: osd.0 is not running"
+		return 1
+	fi
+	kill -KILL "$child" || return 1
+	CEPH_OSD_KILLED=$child
+	_ceph_log "osd.0 (pid $child) SIGKILLed"
+}
+
+# _ceph_osd_active ASOK: the osd's admin socket says it is active (booted).
+_ceph_osd_active() {
+	ceph --admin-daemon "$1" status 2>/dev/null | grep -q '"state": "active"'
+}
+
+ceph_osd_start() {
+	local i pid try conf=$CEPH_DIR/ceph.conf asok=$CEPH_DIR/run/osd.0.asok
+	i=$(_ceph_osd_index) || { _ceph_log "ceph_osd_start: no osd started"; return 1; }
+	pid=${CEPH_DAEMONS[i]#*:}
+	if _ceph_alive "$pid" && [ "$(_ceph_child "$pid")" != "$CEPH_OSD_KILLED" ]; then
+		_ceph_log "ceph_osd_start: osd.0 is running"
+		return 1
+	fi
+	_CEPH_T0=$(_ceph_now)
+	_CEPH_DEADLINE=$(awk -v n="$_CEPH_T0" -v s="${CEPH_UP_SECONDS:-60}" 'BEGIN { printf "%.3f", n + s }')
+	# The killed daemon must be gone (or a zombie: PID 1 may reap it late)
+	# before a new one can lock the pid file; its wrapper exits with it.
+	for _ in $(seq 100); do
+		if { [ -z "$CEPH_OSD_KILLED" ] || ! _ceph_alive "$CEPH_OSD_KILLED"; } && ! _ceph_alive "$pid"; then break; fi
+		sleep 0.1
+	done
+	if _ceph_alive "$pid"; then
+		_ceph_log "ceph_osd_start: the killed osd.0 (pid ${CEPH_OSD_KILLED:-?}) is still running after 10 s"
+		return 1
+	fi
+	wait "$pid" 2>/dev/null || true
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		echo "---- restart $try" >>"$CEPH_DIR/osd.0.out"
+		timeout -k 5 "${CEPH_MAX_SECONDS:-600}" ceph-osd -c "$conf" -i 0 -f </dev/null >>"$CEPH_DIR/osd.0.out" 2>&1 &
+		pid=$!
+		CEPH_DAEMONS[i]=osd.0:$pid
+		echo "+ $(_ceph_secs "$_CEPH_T0") [restart osd.0, try $try] pid $pid" >>"$CEPH_DIR/setup.log"
+		# A start that fails on the old pid file ends within a second or two.
+		for _ in $(seq 30); do
+			_ceph_alive "$pid" || break
+			_ceph_osd_active "$asok" && break
+			sleep 0.1
+		done
+		_ceph_alive "$pid" && break
+		wait "$pid" 2>/dev/null || true
+		if ! tail -n 5 "$CEPH_DIR/osd.0.out" | grep -q pidfile; then
+			_ceph_log "ceph_osd_start: osd.0 exited at start"
+			_ceph_fail_logs
+			return 1
+		fi
+		_ceph_log "ceph_osd_start: the old osd.0 still holds the pid file (try $try)"
+		sleep 0.5
+	done
+	_ceph_until 60 "osd active" _ceph_osd_active "$asok" || { _ceph_fail_logs; return 1; }
+	_ceph_until 60 "rados put" rados -c "$conf" --id admin -p rbd put ceph-lib-probe "$CEPH_DIR/probe" ||
+		{ _ceph_fail_logs; return 1; }
+	_ceph_log "osd.0 restarted in $(_ceph_secs "$_CEPH_T0") s (pid $(_ceph_child "$pid"))"
+}
