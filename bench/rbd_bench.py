@@ -5,7 +5,7 @@ throwaway single-node Ceph cluster (tests/ceph/lib-ceph.sh), through
   librbd   fio's own rbd engine: librbd in the client, no server (the floor
            of what any server in front of librbd can add to)
   nestord  nestord --volume r,backend=rbd:rbd/IMG (one reactor, --poll-mode
-           poll or adaptive), fio with our engine (nestor_poll=1)
+           poll, adaptive or interrupt), fio with our engine (nestor_poll=1)
   qsd      qemu-storage-daemon --blockdev driver=rbd, exported as
            vhost-user-blk (one iothread), the same fio engine
 
@@ -20,6 +20,12 @@ system) is repeated --reps times in rotated order; per system the median
 IOPS and latency, and system / librbd as the median of per-rep ratios.
 
 usage: rbd_bench.py --build BUILD [--quick] [--reps N] [--runtime S] [--size 1G] [--out DIR]
+                    [--systems nestord-adaptive,qsd,...] [--workloads randread-4k-qd32,...]
+
+librbd's baseline is not like for like on writes: fio's rbd engine flushes
+at open, which turns librbd's cache from writethrough to writeback, while
+the servers' guests (fio through our engine) never flush, so their cache
+stays writethrough. Compare the servers with each other there.
 Results: bench/results/rbd-<timestamp>/results.{json,md} and rbd-latest/.
 """
 import argparse
@@ -98,7 +104,7 @@ class RbdBench:
 
     def start_servers(self, conf):
         servers = {}
-        for mode in ("poll", "adaptive"):
+        for mode in ("poll", "adaptive", "interrupt"):
             d = os.path.join(self.tmp, f"nestord-{mode}")
             os.makedirs(d)
             argv = [self.nestord, "--socket-dir", d, "--ceph-conf", conf, "--reactors", "1", "--poll-mode", mode,
@@ -136,7 +142,11 @@ class RbdBench:
             rb.fio_json(fill, timeout=600)
             argvs = self.start_servers(cluster.conf)
             systems = ["librbd"] + list(argvs)
+            if self.args.systems:
+                systems = ["librbd"] + [s for s in systems if s in self.args.systems.split(",")]
             for (name, rw, qd) in WORKLOADS:
+                if self.args.workloads and name not in self.args.workloads.split(","):
+                    continue
                 for rep in range(self.reps):
                     order = systems[rep % len(systems):] + systems[:rep % len(systems)]
                     for system in order:
@@ -202,6 +212,9 @@ def main():
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--runtime", type=int, default=0, help="seconds per run (default 5, quick 2)")
     ap.add_argument("--size", default="1G", help="image size (default 1G)")
+    ap.add_argument("--systems", help="comma list of nestord-poll, nestord-adaptive, nestord-interrupt, qsd "
+                                     "(default all; librbd always runs, as the baseline)")
+    ap.add_argument("--workloads", help="comma list of " + ", ".join(w[0] for w in WORKLOADS) + " (default all)")
     ap.add_argument("--out")
     args = ap.parse_args()
     b = RbdBench(args)
