@@ -51,34 +51,10 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT
 step() { echo "-- $(elapsed) s: $*"; }
 err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
-# start VOLUME_SPEC...: nestord on the cluster with these volumes; waits
-# for every volume's socket.
-# WRAP="cmd args": run nestord under it (d3: another pid namespace).
-WRAP=
-start() {
-	local args=() v wrap
-	read -r -a wrap <<<"$WRAP"
-	for v in "$@"; do args+=(--volume "$v"); done
-	rm -rf "$T/s"
-	mkdir -p "$T/s"
-	echo "---- nestord ${args[*]}" >>"$T/log"
-	timeout -k 5 120 "${wrap[@]}" "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
-		--reactors 1 --control-socket "$T/ctl" "${args[@]}" >>"$T/log" 2>&1 &
-	PID=$!
-	for v in "$@"; do
-		for _ in $(seq 600); do
-			[ -S "$T/s/${v%%,*}.sock" ] && continue 2
-			if ! alive "$PID"; then
-				local rc=0
-				wait "$PID" || rc=$?
-				PID=
-				fail "nestord exited $rc at start-up"
-			fi
-			sleep 0.05
-		done
-		fail "nestord did not create $T/s/${v%%,*}.sock in 30 s"
-	done
-}
+. "$HERE/lib-rbd-nestord.sh"
+# start VOLUME_SPEC...: nestord on the cluster with these volumes
+# (RBD_NESTORD_WRAP: d3 runs it in another pid namespace).
+start() { RBD_NESTORD_MAX=120 rbd_nestord_start "$@"; }
 # blk VOLUME|SOCKET_PATH write|check SEED OFFSET LEN
 blk() {
 	local sock=$T/s/$1.sock
@@ -172,9 +148,7 @@ blk r1 write 9 $((32 * M)) $M
 
 step "d3. SIGKILL of a holder in another pid namespace: the next nestord waits for the cluster"
 stop
-WRAP="unshare --pid --fork --kill-child"
-start r1,backend=rbd:rbd/t1
-WRAP=
+RBD_NESTORD_WRAP="unshare --pid --fork --kill-child" start r1,backend=rbd:rbd/t1
 kill_nestord PID
 t=$(date +%s.%N)
 start r1,backend=rbd:rbd/t1

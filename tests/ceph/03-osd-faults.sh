@@ -57,31 +57,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 step() { echo "-- $(elapsed) s: $*"; }
+. "$HERE/lib-rbd-nestord.sh"
 # start OP_TIMEOUT VOLUME_SPEC...: nestord on the cluster with these
 # volumes and this --ceph-op-timeout; waits for every volume's socket.
 start() {
-	local args=() v to=$1
+	local to=$1
 	shift
-	for v in "$@"; do args+=(--volume "$v"); done
-	rm -rf "$T/s"
-	mkdir -p "$T/s"
-	echo "---- $(elapsed) s: nestord --ceph-op-timeout $to ${args[*]}" >>"$T/log"
-	timeout -k 5 240 "$NESTORD" --socket-dir "$T/s" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin \
-		--ceph-op-timeout "$to" --reactors 1 --control-socket "$T/ctl" "${args[@]}" >>"$T/log" 2>&1 &
-	PID=$!
-	for v in "$@"; do
-		for _ in $(seq 600); do
-			[ -S "$T/s/${v%%,*}.sock" ] && continue 2
-			if ! alive "$PID"; then
-				local rc=0
-				wait "$PID" || rc=$?
-				PID=
-				fail "nestord exited $rc at start-up"
-			fi
-			sleep 0.05
-		done
-		fail "nestord did not create $T/s/${v%%,*}.sock in 30 s"
-	done
+	RBD_NESTORD_ARGS="--ceph-op-timeout $to" rbd_nestord_start "$@"
 }
 # blk VOLUME write|check SEED OFFSET LEN
 blk() {
