@@ -1,11 +1,14 @@
 // Helpers shared by the in-process benchmarks (pool_open_bench,
-// snapshot_bench): process CPU and memory figures, clocks, medians, and
-// the raw pool-file I/O they use to build pools directly.
+// snapshot_bench): process CPU and memory figures, clocks, medians, the
+// raw pool-file I/O they use to build pools directly, and their exit on an
+// error, which removes the pool files they were building.
 //
-// Thread: any. Errors: Status (the callers report and exit).
+// Thread: any (the clean-up list: the main thread, and the signal handler).
+// Errors: Status, or Die/Check, which report and exit 1.
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -83,6 +87,62 @@ inline double Median(std::vector<double> v) {
     return Status::FromErrno("pread superblock");
   }
   return volume::DecodeSuperblock(b.data());
+}
+
+// ---- files removed on an error exit or SIGINT/SIGTERM ----
+inline char g_cleanup[4][4096];  // fixed: the signal handler reads it
+inline const char* g_program = "bench";
+
+inline void AddCleanup(const std::string& path) {
+  for (auto& p : g_cleanup) {
+    if (p[0] == '\0') {
+      std::snprintf(p, sizeof(p), "%s", path.c_str());
+      return;
+    }
+  }
+}
+
+// Removes (and forgets) every file added.
+inline void RemoveCleanups() {
+  for (auto& p : g_cleanup) {
+    if (p[0] != '\0') unlink(p);
+    p[0] = '\0';
+  }
+}
+
+inline void OnStopSignal(int sig) {
+  for (auto& p : g_cleanup) {
+    if (p[0] != '\0') unlink(p);
+  }
+  _exit(128 + sig);
+}
+
+// The program Die's messages name.
+inline void SetProgram(const char* name) { g_program = name; }
+// From here on SIGINT and SIGTERM remove the files and exit 128 + sig.
+inline void RemoveCleanupsOnStopSignals() {
+  signal(SIGINT, OnStopSignal);
+  signal(SIGTERM, OnStopSignal);
+}
+
+[[noreturn]] inline void Die(const std::string& what, const Status& st) {
+  std::fprintf(stderr, "%s: %s: %s\n", g_program, what.c_str(), st.ToString().c_str());
+  RemoveCleanups();
+  std::exit(1);
+}
+
+inline void Check(const std::string& what, const Status& st) {
+  if (!st.ok()) Die(what, st);
+}
+
+inline void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
+  Check("pwrite " + path, WriteAllAt(fd, off, buf, len));
+}
+
+inline volume::Superblock ReadSuperblock(int fd, const std::string& path) {
+  auto sb = ReadSuperblockAt(fd);
+  if (!sb.ok()) Die("superblock of " + path, sb.status());
+  return *sb;
 }
 
 }  // namespace nestor::bench

@@ -60,38 +60,15 @@ namespace nestor::volume {
 namespace {
 
 constexpr uint32_t kCluster = 4096;
-char g_cleanup_path[4096];  // removed on SIGINT/SIGTERM
-
-void OnSignal(int sig) {
-  if (g_cleanup_path[0] != '\0') unlink(g_cleanup_path);
-  _exit(128 + sig);
-}
-
-[[noreturn]] void Die(const std::string& what, const Status& st) {
-  std::fprintf(stderr, "pool_open_bench: %s: %s\n", what.c_str(), st.ToString().c_str());
-  if (g_cleanup_path[0] != '\0') unlink(g_cleanup_path);
-  std::exit(1);
-}
-
-void Check(const std::string& what, const Status& st) {
-  if (!st.ok()) Die(what, st);
-}
-
+using bench::Check;
 using bench::CpuSeconds;
+using bench::Die;
 using bench::Median;
 using bench::Now;
 using bench::ProcStatusBytes;
+using bench::ReadSuperblock;
 using bench::ResetPeakRss;
-
-void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
-  Check("pwrite " + path, bench::WriteAllAt(fd, off, buf, len));
-}
-
-Superblock ReadSuperblock(int fd, const std::string& path) {
-  auto sb = bench::ReadSuperblockAt(fd);
-  if (!sb.ok()) Die("superblock of " + path, sb.status());
-  return *sb;
-}
+using bench::WriteAll;
 
 // fsync, then drop the file's pages so the next read comes from the disk.
 void DropCache(int fd, const std::string& path) {
@@ -144,7 +121,7 @@ Measured RunOne(const std::string& dir, uint64_t n, bool do_commit, int repeat) 
   Measured m;
   m.extents = n;
   std::string path = dir + "/nestor-pool-open-bench." + std::to_string(getpid()) + "." + std::to_string(n) + ".pool";
-  std::snprintf(g_cleanup_path, sizeof(g_cleanup_path), "%s", path.c_str());
+  bench::AddCleanup(path);
   unlink(path.c_str());
 
   // A device whose data area holds 2N clusters (the layout's metadata
@@ -358,16 +335,15 @@ int Main(int argc, char** argv) {
     }
   }
   SetLogLevel(LogLevel::kWarn);
+  bench::SetProgram("pool_open_bench");
   if (!make_pool.empty()) return MakePool(make_pool, pool_size, cluster, make_vols);
 
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  bench::RemoveCleanupsOnStopSignals();
   std::vector<Measured> all;
   for (uint64_t n : counts) {
     std::fprintf(stderr, "pool_open_bench: %" PRIu64 " extents in %s ...\n", n, dir.c_str());
     Measured m = RunOne(dir, n, do_commit, repeat);
-    unlink(g_cleanup_path);
-    g_cleanup_path[0] = '\0';
+    bench::RemoveCleanups();
     all.push_back(m);
     std::printf("{\"extents\": %" PRIu64 ", \"cluster_size\": %u, \"device_bytes\": %" PRIu64
                 ", \"checkpoint_payload_bytes\": %" PRIu64

@@ -81,56 +81,16 @@
 namespace nestor::volume {
 namespace {
 
-char g_cleanup_c[4][4096];  // removed on exit and on SIGINT/SIGTERM
-
-void OnSignal(int sig) {
-  for (auto& p : g_cleanup_c) {
-    if (p[0] != '\0') unlink(p);
-  }
-  _exit(128 + sig);
-}
-
-void AddCleanup(const std::string& path) {
-  for (auto& p : g_cleanup_c) {
-    if (p[0] == '\0') {
-      std::snprintf(p, sizeof(p), "%s", path.c_str());
-      return;
-    }
-  }
-}
-
-void CleanupAll() {
-  for (auto& p : g_cleanup_c) {
-    if (p[0] != '\0') unlink(p);
-    p[0] = '\0';
-  }
-}
-
-[[noreturn]] void Die(const std::string& what, const Status& st) {
-  std::fprintf(stderr, "snapshot_bench: %s: %s\n", what.c_str(), st.ToString().c_str());
-  CleanupAll();
-  std::exit(1);
-}
-
-void Check(const std::string& what, const Status& st) {
-  if (!st.ok()) Die(what, st);
-}
-
+using bench::AddCleanup;
+using bench::Check;
 using bench::CpuSeconds;
+using bench::Die;
 using bench::Median;
 using bench::Now;
 using bench::ProcStatusBytes;
+using bench::ReadSuperblock;
 using bench::ResetPeakRss;
-
-void WriteAll(int fd, uint64_t off, const void* buf, size_t len, const std::string& path) {
-  Check("pwrite " + path, bench::WriteAllAt(fd, off, buf, len));
-}
-
-Superblock ReadSuperblockOf(int fd, const std::string& path) {
-  auto sb = bench::ReadSuperblockAt(fd);
-  if (!sb.ok()) Die("superblock of " + path, sb.status());
-  return *sb;
-}
+using bench::WriteAll;
 
 double Quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -266,7 +226,7 @@ BuiltPool Build(const std::string& dir, const Layout& l) {
   }
   int fd = open(b.path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) Die("open " + b.path, Status::FromErrno("open"));
-  Superblock sb = ReadSuperblockOf(fd, b.path);
+  Superblock sb = ReadSuperblock(fd, b.path);
   if (sb.version != kFormatVersion) Die("format", Status::Invalid("not a version 2 pool"));
   b.data_clusters = sb.data_clusters;
   std::string payload = Payload(l);
@@ -344,7 +304,7 @@ Parts TimeParts(const BuiltPool& b) {
   int fd = open(b.path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
   if (fd < 0) Die("open " + b.path, Status::FromErrno("open"));
   AlignedBuffer hb(kBlock);
-  Superblock sb = ReadSuperblockOf(fd, b.path);
+  Superblock sb = ReadSuperblock(fd, b.path);
   if (pread(fd, hb.data(), kBlock, static_cast<off_t>(sb.ckpt_offset[1])) != static_cast<ssize_t>(kBlock)) {
     Die("read header", Status::FromErrno("pread"));
   }
@@ -542,7 +502,7 @@ int RunOpen(int argc, char** argv) {
       "\nparts of one open of the clones pool, timed outside the pool: payload read (O_DIRECT, cold) %.2f s, "
       "CRC-32C %.2f s, record decode %.2f s, decode + extent maps + free map %.2f s\n",
       parts.read, parts.crc, parts.decode, parts.maps);
-  CleanupAll();
+  bench::RemoveCleanups();
   if (expect_max_s > 0 && Median(res[0].cold_ro) > expect_max_s) {
     std::fprintf(stderr, "snapshot_bench: open took %.3f s (median), more than --expect-max-s %.3f\n",
                  Median(res[0].cold_ro), expect_max_s);
@@ -854,7 +814,7 @@ int RunOps(int argc, char** argv) {
     }
   }
   pa.reset();
-  CleanupAll();
+  bench::RemoveCleanups();
 
   std::printf("{\"bench\": \"clone-create\", \"count\": %" PRIu64
               ", \"clone_s\": %s, \"create_plain_s\": %s, "
@@ -990,8 +950,8 @@ int RunAdmin(int argc, char** argv) {
 
 int Main(int argc, char** argv) {
   SetLogLevel(LogLevel::kWarn);
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  bench::SetProgram("snapshot_bench");
+  bench::RemoveCleanupsOnStopSignals();
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "open") return RunOpen(argc, argv);
   if (mode == "ops") return RunOps(argc, argv);
