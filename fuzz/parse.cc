@@ -28,6 +28,7 @@
 
 #include "base/size.h"
 #include "daemon/options.h"
+#include "rbd/rbd.h"
 #include "nestor-vm/options.h"
 #include "nestor-vm/qemu_command.h"
 #include "reactor/reactor.h"
@@ -64,13 +65,8 @@ void CheckSpec(const daemon::VolumeSpec& v, const std::string& text) {
   }
   bool own_size = v.backend == "file" || v.backend == "rbd";  // size 0: the file's or image's
   if (!(own_size && v.size == 0) && !volume::ValidateExportSize(v.size).ok()) Broken("bad size accepted", text);
-  if (v.backend == "rbd") {
-    auto slash = v.path.find('/');
-    if (slash == std::string::npos || slash == 0 || slash + 1 == v.path.size() ||
-        v.path.find('/', slash + 1) != std::string::npos || v.path.find('@') != std::string::npos) {
-      Broken("bad rbd POOL/IMAGE accepted", text);
-    }
-  }
+  // What nestord will open must parse again as POOL/IMAGE (rbd/rbd.h).
+  if (v.backend == "rbd" && !rbd::ParseImageSpec(v.path).ok()) Broken("bad rbd POOL/IMAGE accepted", text);
   if (v.force && v.backend != "file") Broken("force without a file accepted", text);
 }
 

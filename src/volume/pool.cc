@@ -159,12 +159,11 @@ Pool::~Pool() {
 
 std::shared_ptr<Volume> Pool::FindLocked(const std::string& name) const {
   auto n = names_.find(name);
-  if (n == names_.end()) return nullptr;
-  return volumes_.at(n->second->id);
+  return n == names_.end() ? nullptr : n->second;
 }
 
 void Pool::AddImageLocked(std::shared_ptr<Volume> v) {
-  names_.emplace(v->name, v.get());
+  names_.emplace(v->name, v);
   uint32_t id = v->id;
   volumes_.emplace(id, std::move(v));
 }

@@ -394,8 +394,8 @@ class Pool {
   // The fields of Volume that Pool keeps (allocated, reserved, exported,
   // export_settings, size changes) are mu_'s too; Volume cannot name it.
   std::map<uint32_t, std::shared_ptr<Volume>> volumes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Volume*> names_ ABSL_GUARDED_BY(mu_);  // the same images by name
-  Volume* last_applied_ ABSL_GUARDED_BY(mu_) = nullptr;                   // Apply's last image (records come grouped)
+  absl::flat_hash_map<std::string, std::shared_ptr<Volume>> names_ ABSL_GUARDED_BY(mu_);  // the same, by name
+  Volume* last_applied_ ABSL_GUARDED_BY(mu_) = nullptr;  // Apply's last image (records come grouped)
   Allocator alloc_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_unused_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> pending_ ABSL_GUARDED_BY(mu_);  // record chunks, each one log entry

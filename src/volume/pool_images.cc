@@ -168,7 +168,7 @@ void Pool::CheckTree(CheckReport* rep) const {
   }
   for (const auto& entry : volumes_) {
     auto n = names_.find(entry.second->name);
-    if (n == names_.end() || n->second != entry.second.get()) {
+    if (n == names_.end() || n->second != entry.second) {
       rep->problems.push_back("image " + entry.second->name + ": missing from the name index");
     }
     uint32_t want = children.count(entry.first) ? children[entry.first] : 0;
