@@ -173,16 +173,20 @@ Result<std::unique_ptr<io::BlockBackend>> OpenFileVolume(const VolumeSpec& v) {
 
 }  // namespace
 
+Status Controller::ConnectCeph() {
+  if (ceph_ != nullptr) return Status::Ok();  // one connection per nestord, shared by every image
+  rbd::CephOptions co;
+  co.conf = opts_.ceph_conf;
+  co.id = opts_.ceph_id;
+  co.op_timeout_s = opts_.ceph_op_timeout_s;
+  auto c = rbd::RadosCluster::Connect(co);
+  if (!c.ok()) return c.status();
+  ceph_ = std::move(c.value());
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<io::BlockBackend>> Controller::OpenRbdVolume(const VolumeSpec& v) {
-  if (ceph_ == nullptr) {  // one connection per nestord, made for the first rbd volume
-    rbd::CephOptions co;
-    co.conf = opts_.ceph_conf;
-    co.id = opts_.ceph_id;
-    co.op_timeout_s = opts_.ceph_op_timeout_s;
-    auto c = rbd::RadosCluster::Connect(co);
-    if (!c.ok()) return c.status();
-    ceph_ = std::move(c.value());
-  }
+  NESTOR_RETURN_IF_ERROR(ConnectCeph());
   auto spec = rbd::ParseImageSpec(v.path);
   if (!spec.ok()) return spec.status();
   rbd::RbdOpenOptions ro;
@@ -191,25 +195,39 @@ Result<std::unique_ptr<io::BlockBackend>> Controller::OpenRbdVolume(const Volume
   return rbd::OpenRbdBackend(ceph_, *spec, ro);
 }
 
+// --pool PATH (a local pool) or --pool rbd:POOL (a Ceph pool).
+Status Controller::OpenPool() {
+  if (opts_.pool.empty()) return Status::Ok();
+  if (opts_.pool.rfind("rbd:", 0) == 0) {
+    NESTOR_RETURN_IF_ERROR(ConnectCeph());
+    auto pool = rbd::RbdPool::Open(ceph_, opts_.pool.substr(4));
+    if (!pool.ok()) return pool.status();
+    rbd_pool_ = std::move(pool.value());
+    images_ = rbd_pool_.get();
+    return Status::Ok();
+  }
+  auto dev = volume::OpenFilePoolDevice(opts_.pool, false, 0);
+  if (!dev.ok()) return dev.status();
+  volume::PoolOptions po;
+  po.commit_interval_ms = opts_.commit_ms;
+  po.journal_dir = opts_.journal_dir;
+  auto pool = volume::Pool::Open(std::move(dev.value()), po);
+  if (!pool.ok()) return pool.status();
+  pool_ = std::move(pool.value());
+  pool_->StartCommitter();
+  images_ = pool_.get();
+  return Status::Ok();
+}
+
 Controller::Controller(const Options& o, std::vector<reactor::Reactor*> reactors)
     : opts_(o), reactors_(std::move(reactors)) {}
 
 Controller::~Controller() { Shutdown(); }
 
 Status Controller::Start() {
-  if (!opts_.pool.empty()) {
-    auto dev = volume::OpenFilePoolDevice(opts_.pool, false, 0);
-    if (!dev.ok()) return dev.status();
-    volume::PoolOptions po;
-    po.commit_interval_ms = opts_.commit_ms;
-    po.journal_dir = opts_.journal_dir;
-    auto pool = volume::Pool::Open(std::move(dev.value()), po);
-    if (!pool.ok()) return pool.status();
-    pool_ = std::move(pool.value());
-    pool_->StartCommitter();
-  }
+  NESTOR_RETURN_IF_ERROR(OpenPool());
   for (const VolumeSpec& v : opts_.volumes) {
-    if (pool_ != nullptr && pool_->GetVolume(v.name).ok()) {
+    if (images_ != nullptr && images_->GetVolume(v.name).ok()) {
       return Status::Invalid("--volume " + v.name + " clashes with a pool volume");
     }
     Result<std::unique_ptr<io::BlockBackend>> b = Status::Invalid("unknown backend");
@@ -228,18 +246,19 @@ Status Controller::Start() {
     NESTOR_RETURN_IF_ERROR(
         AddExport(v.name, std::shared_ptr<io::BlockBackend>(std::move(b.value())), s, false, v.queue_reactor));
   }
-  if (pool_ == nullptr) return Status::Ok();
-  for (const volume::VolumeInfo& info : pool_->ListVolumes()) {
+  if (images_ == nullptr) return Status::Ok();
+  for (const volume::VolumeInfo& info : images_->ListVolumes()) {
     if (!info.exported && !opts_.export_all) continue;
     volume::ExportSettings s = info.export_settings;
     if (!info.exported) {
       s.queues = opts_.pool_queues;
       s.read_only = s.read_only || info.snapshot;  // --export-all: a snapshot is served read-only
     }
-    auto backend = pool_->OpenVolume(info.name);
-    if (backend.status().err() == EUCLEAN) {
+    auto backend = images_->OpenVolume(info.name);
+    if (backend.status().err() == EUCLEAN || (rbd_pool_ != nullptr && backend.status().err() == EBUSY)) {
       // One unusable volume (a size outside the limits, stored by an older
-      // nestor) must not take the others down: serve them, name it.
+      // nestor), or a Ceph image another live client serves (its exclusive
+      // lock): must not take the others down: serve them, name it.
       NLOG_ERROR("not exporting {}: {}", info.name, backend.status().message());
       continue;
     }
@@ -252,7 +271,7 @@ Status Controller::Start() {
       continue;
     }
     NESTOR_RETURN_IF_ERROR(added);
-    if (!info.exported) NESTOR_RETURN_IF_ERROR(pool_->SetExport(info.name, s));
+    if (!info.exported) NESTOR_RETURN_IF_ERROR(images_->SetExport(info.name, s));
   }
   return Status::Ok();
 }
@@ -328,7 +347,7 @@ Status Controller::RemoveExport(const std::string& name, bool force) {
   bool persistent = e->persistent;
   e.reset();  // unlinks the socket (if still the one it bound), releases the volume
   NLOG_INFO("export {} deleted{}", name, force ? " (forced)" : "");
-  if (persistent && pool_ != nullptr) return pool_->ClearExport(name);
+  if (persistent && images_ != nullptr) return images_->ClearExport(name);
   return Status::Ok();
 }
 
@@ -350,7 +369,7 @@ std::vector<std::pair<std::string, vhost::BlkExport*>> Controller::Exports() con
 }
 
 Status Controller::NeedPool() const {
-  if (pool_ == nullptr) return Status::Error(EOPNOTSUPP, "nestord runs without a pool (start it with --pool)");
+  if (images_ == nullptr) return Status::Error(EOPNOTSUPP, "nestord runs without a pool (start it with --pool)");
   return Status::Ok();
 }
 
@@ -460,8 +479,22 @@ Json Controller::VolumeJson(const volume::VolumeInfo& v) const {
 
 Result<Json> Controller::PoolInfo(const Json&) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
+  if (rbd_pool_ != nullptr) {
+    auto r = rbd_pool_->Info();
+    if (!r.ok()) return r.status();
+    return Json{{"kind", "rbd"},
+                {"path", opts_.pool},
+                {"pool", r->pool},
+                {"volumes", r->images},
+                {"snapshots", r->snapshots},
+                {"stored_bytes", r->stored_bytes},
+                {"objects", r->objects},
+                {"cluster_bytes", r->cluster_bytes},
+                {"cluster_free_bytes", r->cluster_free_bytes}};
+  }
   volume::PoolInfo i = pool_->Info();
-  return Json{{"path", opts_.pool},
+  return Json{{"kind", "local"},
+              {"path", opts_.pool},
               {"uuid", volume::UuidString(i.sb.uuid)},
               {"format_version", i.sb.version},
               {"size", i.sb.device_bytes},
@@ -486,13 +519,13 @@ Result<Json> Controller::VolumeCreate(const Json& p) {
   if (!name.ok()) return name.status();
   auto size = U64(p, "size");
   if (!size.ok()) return size.status();
-  auto v = pool_->CreateVolume(*name, *size, Flag(p, "preallocate"));
+  auto v = images_->CreateVolume(*name, *size, Flag(p, "preallocate"));
   if (!v.ok()) return v.status();
   return VolumeJson(*v);
 }
 
 Status Controller::DeleteImage(const std::string& name, bool force) {
-  auto v = pool_->GetVolume(name);
+  auto v = images_->GetVolume(name);
   if (!v.ok()) return Status::Error(ENOENT, "no volume '" + name + "'");
   const char* what = v->snapshot ? "snapshot" : "volume";
   // A snapshot with clones stays (and so does its export): refused before
@@ -501,8 +534,11 @@ Status Controller::DeleteImage(const std::string& name, bool force) {
   if (!v->children.empty()) {
     std::string children;
     for (const std::string& c : v->children) children += (children.empty() ? "" : ", ") + c;
-    return Status::Error(EBUSY, std::string(what) + " '" + name + "' has clones (" + children +
-                                    "): delete, inflate or decouple them first");
+    if (!v->snapshot) {  // (a Ceph pool's volume: its snapshots are its own)
+      return Status::Error(EBUSY, "volume '" + name + "' has snapshots (" + children + "): delete them first");
+    }
+    return Status::Error(EBUSY, std::string(what) + " '" + name + "' has clones (" + children + "): delete, inflate" +
+                                    (rbd_pool_ != nullptr ? "" : " or decouple") + " them first");
   }
   bool exported;
   {
@@ -516,7 +552,7 @@ Status Controller::DeleteImage(const std::string& name, bool force) {
     }
     NESTOR_RETURN_IF_ERROR(RemoveExport(name, true));
   }
-  return pool_->DeleteVolume(name);
+  return images_->DeleteVolume(name);
 }
 
 Result<Json> Controller::VolumeDelete(const Json& p) {
@@ -533,8 +569,8 @@ Result<Json> Controller::VolumeResize(const Json& p) {
   if (!name.ok()) return name.status();
   auto size = U64(p, "size");
   if (!size.ok()) return size.status();
-  NESTOR_RETURN_IF_ERROR(pool_->ResizeVolume(*name, *size, Flag(p, "force")));
-  auto v = pool_->GetVolume(*name);
+  NESTOR_RETURN_IF_ERROR(images_->ResizeVolume(*name, *size, Flag(p, "force")));
+  auto v = images_->GetVolume(*name);
   if (!v.ok()) return v.status();
   return VolumeJson(*v);
 }
@@ -542,7 +578,7 @@ Result<Json> Controller::VolumeResize(const Json& p) {
 Result<Json> Controller::VolumeList(const Json&) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   Json out = Json::array();
-  for (const auto& v : pool_->ListVolumes(true)) out.push_back(VolumeJson(v));
+  for (const auto& v : images_->ListVolumes(true)) out.push_back(VolumeJson(v));
   return out;
 }
 
@@ -556,7 +592,7 @@ Result<Json> Controller::SnapshotCreate(const Json& p) {
   if (!name.ok()) return name.status();
   // An exported source keeps serving: the pool pauses its new writes for
   // the drain and one commit (reads go on).
-  auto v = pool_->CreateSnapshot(*source, *name);
+  auto v = images_->CreateSnapshot(*source, *name);
   if (!v.ok()) return v.status();
   NLOG_INFO("snapshot {} of {} created", *name, *source);
   return VolumeJson(*v);
@@ -566,7 +602,7 @@ Result<Json> Controller::SnapshotDelete(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  auto v = pool_->GetVolume(*name);
+  auto v = images_->GetVolume(*name);
   if (!v.ok()) return Status::Error(ENOENT, "no snapshot '" + *name + "'");
   if (!v->snapshot) {
     return Status::Invalid("'" + *name + "' is not a snapshot (" + (v->parent.empty() ? "a volume" : "a clone") +
@@ -580,7 +616,7 @@ Result<Json> Controller::SnapshotDelete(const Json& p) {
 Result<Json> Controller::SnapshotList(const Json&) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   Json out = Json::array();
-  for (const auto& v : pool_->ListVolumes(true)) {
+  for (const auto& v : images_->ListVolumes(true)) {
     if (v.snapshot) out.push_back(VolumeJson(v));
   }
   return out;
@@ -592,14 +628,14 @@ Result<Json> Controller::VolumeClone(const Json& p) {
   if (!snap.ok()) return snap.status();
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  auto v = pool_->CloneVolume(*snap, *name);
+  auto v = images_->CloneVolume(*snap, *name);
   if (!v.ok()) return v.status();
   NLOG_INFO("clone {} of {} created", *name, *snap);
   if (!p.contains("export")) return VolumeJson(*v);
   auto e = ExportImage(*name, p["export"]);
   if (!e.ok()) {
     // All or nothing: the clone goes again (it is empty, nobody else saw it).
-    Status undone = pool_->DeleteVolume(*name);
+    Status undone = images_->DeleteVolume(*name);
     if (!undone.ok()) {
       NLOG_ERROR("clone {}: export failed and deleting it again failed too: {}", *name, undone.ToString());
       return Status::Error(e.status().err(), e.status().message() + " (and the clone '" + *name +
@@ -616,9 +652,9 @@ Result<Json> Controller::VolumeInflate(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  NESTOR_RETURN_IF_ERROR(pool_->InflateVolume(*name));
+  NESTOR_RETURN_IF_ERROR(images_->InflateVolume(*name));
   NLOG_INFO("volume {} inflated", *name);
-  auto v = pool_->GetVolume(*name);
+  auto v = images_->GetVolume(*name);
   if (!v.ok()) return v.status();
   return VolumeJson(*v);
 }
@@ -627,9 +663,9 @@ Result<Json> Controller::VolumeDecouple(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
-  NESTOR_RETURN_IF_ERROR(pool_->DecoupleVolume(*name));
+  NESTOR_RETURN_IF_ERROR(images_->DecoupleVolume(*name));
   NLOG_INFO("volume {} decoupled", *name);
-  auto v = pool_->GetVolume(*name);
+  auto v = images_->GetVolume(*name);
   if (!v.ok()) return v.status();
   return VolumeJson(*v);
 }
@@ -675,15 +711,15 @@ Result<Json> Controller::ExportImage(const std::string& name, const Json& p) {
   }
   SetLimits(&s, l);
   NESTOR_RETURN_IF_ERROR(ApplyAccess(p, &s.access));
-  auto info = pool_->GetVolume(name);
+  auto info = images_->GetVolume(name);
   if (!info.ok()) return info.status();
   if (info->snapshot && !s.read_only) {
     return Status::Invalid("'" + name + "' is a snapshot: it can only be exported read-only (readonly: true)");
   }
-  auto backend = pool_->OpenVolume(name);
+  auto backend = images_->OpenVolume(name);
   if (!backend.ok()) return backend.status();
   NESTOR_RETURN_IF_ERROR(AddExport(name, backend.value(), s, true));
-  Status st = pool_->SetExport(name, s);
+  Status st = images_->SetExport(name, s);
   if (!st.ok()) {
     (void)RemoveExport(name, true);
     return st;
@@ -722,12 +758,12 @@ Result<Json> Controller::QosSet(const Json& p) {
     it->second->exp->qos().Set(l);  // the reactors see it at their next request
     persistent = it->second->persistent;
   }
-  if (persistent && pool_ != nullptr) {
-    auto v = pool_->GetVolume(*name);
+  if (persistent && images_ != nullptr) {
+    auto v = images_->GetVolume(*name);
     if (!v.ok()) return v.status();
     volume::ExportSettings s = v->export_settings;
     SetLimits(&s, l);
-    NESTOR_RETURN_IF_ERROR(pool_->SetExport(*name, s));
+    NESTOR_RETURN_IF_ERROR(images_->SetExport(*name, s));
   }
   NLOG_INFO("qos {}: read_iops {} write_iops {} read_bps {} write_bps {}", *name, l.read_iops, l.write_iops, l.read_bps,
             l.write_bps);

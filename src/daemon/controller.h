@@ -1,7 +1,8 @@
 // Controller: nestord's control plane. Owns the pool and the exports (each
 // with its own acceptor thread), and implements the JSON-RPC methods of
-// docs/rpc.md on top of the volume manager (volume/pool.h) and the
-// vhost-user exports (vhost/blk_export.h).
+// docs/rpc.md on top of an image store (volume/image_store.h: a local pool,
+// volume/pool.h, or a Ceph pool, rbd/rbd_pool.h) and the vhost-user
+// exports (vhost/blk_export.h).
 //
 // Thread: RPC methods run on the control socket's thread; LogStats and
 // PrometheusText may run on others (signal loop, metrics): the export map
@@ -27,6 +28,7 @@
 #include "control/rpc_server.h"
 #include "daemon/options.h"
 #include "rbd/rbd.h"
+#include "rbd/rbd_pool.h"
 #include "reactor/reactor.h"
 #include "vhost/blk_export.h"
 #include "volume/pool.h"
@@ -57,6 +59,10 @@ class Controller {
   };
   using Json = control::Json;
 
+  // --pool: a local pool or a Ceph pool (rbd:POOL); sets images_.
+  Status OpenPool();
+  // The Ceph connection, made for the first rbd volume or pool.
+  Status ConnectCeph();
   // A --volume with backend=rbd (start-up, control thread).
   Result<std::unique_ptr<io::BlockBackend>> OpenRbdVolume(const VolumeSpec& v);
   Status AddExport(const std::string& name, std::shared_ptr<io::BlockBackend> backend, const volume::ExportSettings& s,
@@ -97,8 +103,10 @@ class Controller {
 
   Options opts_;
   std::vector<reactor::Reactor*> reactors_;
-  std::unique_ptr<volume::Pool> pool_;
-  std::shared_ptr<rbd::RadosCluster> ceph_;  // the first rbd volume connects
+  std::shared_ptr<rbd::RadosCluster> ceph_;  // the first rbd volume or pool connects
+  std::unique_ptr<volume::Pool> pool_;       // --pool PATH
+  std::unique_ptr<rbd::RbdPool> rbd_pool_;   // --pool rbd:POOL
+  volume::ImageStore* images_ = nullptr;     // whichever of the two serves, or null
   mutable Mutex mu_;                         // exports_ (the map; each Export's own state is its own)
   std::map<std::string, std::unique_ptr<Export>> exports_ ABSL_GUARDED_BY(mu_);
 };

@@ -166,7 +166,9 @@ Result<Options> ParseOptions(int argc, char** argv) {
                  "rbd volumes: seconds after which a request to a cluster that stopped answering fails (EIO to "
                  "the guest) instead of hanging; 0 waits forever (default 30)")
       ->check(CLI::Range(0, 86400));
-  app.add_option("--pool", o.pool, "serve every volume of the pool at PATH (see `nestor pool create`)");
+  app.add_option("--pool", o.pool,
+                 "serve every volume of the pool at PATH (see `nestor pool create`), or of the Ceph pool POOL "
+                 "given as rbd:POOL (docs/ceph.md)");
   app.add_flag("--export-all", o.export_all,
                "export every volume of the pool, not only the stored exports (and store them)");
   app.add_option("--pool-queues", o.pool_queues, "queues per volume exported by --export-all (default 1)")

@@ -61,6 +61,7 @@ struct RbdOpenOptions {
   uint64_t size = 0;       // 0: the image's size. Else: a missing image is created with it,
                            // a smaller one is grown to it (not when read-only).
   bool read_only = false;  // opened read-only; no lock taken
+  std::string snapshot;    // non-empty: this snapshot of the image (read-only)
 };
 
 // Opens (creating when asked) the image and, unless read-only, takes its
@@ -69,5 +70,12 @@ struct RbdOpenOptions {
 // noticed (osd_client_watch_timeout) and the dead client is blocklisted.
 Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCluster> cluster, const ImageSpec& spec,
                                                          const RbdOpenOptions& o);
+
+// The librbd image (rbd_image_t) behind a backend OpenRbdBackend made, or
+// null for any other backend. For control operations on a served image
+// (rbd_pool.cc), from the control thread; librbd serializes them with I/O.
+void* ImageOf(io::BlockBackend* b);
+// After a resize through ImageOf(b): the size the backend reports.
+void SetServedSize(io::BlockBackend* b, uint64_t size);
 
 }  // namespace nestor::rbd

@@ -204,7 +204,9 @@ class RbdBackend final : public io::BlockBackend {
     rbd_close(image_);  // releases the exclusive lock
     rados_ioctx_destroy(ioctx_);
   }
-  uint64_t size_bytes() const override { return size_; }
+  uint64_t size_bytes() const override { return size_.load(std::memory_order_relaxed); }
+  rbd_image_t image() const { return image_; }
+  void set_size(uint64_t s) { size_.store(s, std::memory_order_relaxed); }
   std::string Describe() const override { return "rbd:" + spec_.ToString(); }
   Result<std::unique_ptr<io::IoChannel>> OpenChannel(io::IoUring* ring) override {
     if (ring == nullptr) return Status::Invalid("rbd:" + spec_.ToString() + ": a channel needs a reactor's ring");
@@ -218,7 +220,7 @@ class RbdBackend final : public io::BlockBackend {
   rados_ioctx_t ioctx_;
   rbd_image_t image_;
   ImageSpec spec_;
-  uint64_t size_;
+  std::atomic<uint64_t> size_;
 };
 
 Status RbdError(int r, const std::string& what) { return Status::Error(-r, what + ": " + strerror(-r)); }
@@ -341,9 +343,11 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
                         : RbdError(r, "ceph pool '" + spec.pool + "' (rbd:" + name + ")");
   }
   rbd_image_t image = nullptr;
-  r = o.read_only ? rbd_open_read_only(ioctx, spec.image.c_str(), &image, nullptr)
-                  : rbd_open(ioctx, spec.image.c_str(), &image, nullptr);
-  if (r == -ENOENT && o.size > 0 && !o.read_only) {
+  const bool read_only = o.read_only || !o.snapshot.empty();
+  const char* snap = o.snapshot.empty() ? nullptr : o.snapshot.c_str();
+  r = read_only ? rbd_open_read_only(ioctx, spec.image.c_str(), &image, snap)
+                : rbd_open(ioctx, spec.image.c_str(), &image, nullptr);
+  if (r == -ENOENT && o.size > 0 && !read_only) {
     rbd_image_options_t opts;
     rbd_image_options_create(&opts);
     r = rbd_create4(ioctx, spec.image.c_str(), o.size, opts);
@@ -358,8 +362,9 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
   if (r < 0) {
     rados_ioctx_destroy(ioctx);
     if (r == -ENOENT) {
+      if (snap != nullptr) return Status::Error(ENOENT, "rbd snapshot " + name + "@" + o.snapshot + " does not exist");
       return Status::Error(ENOENT,
-                           "rbd image " + name + " does not exist" + (o.read_only ? "" : " (give size= to create it)"));
+                           "rbd image " + name + " does not exist" + (read_only ? "" : " (give size= to create it)"));
     }
     return RbdError(r, "opening rbd image " + name);
   }
@@ -368,7 +373,7 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
     rados_ioctx_destroy(ioctx);
     return st;
   };
-  if (!o.read_only) {
+  if (!read_only) {
     Status st = LockImage(*cluster, image, name);
     if (!st.ok()) return fail(st);
   }
@@ -378,14 +383,26 @@ Result<std::unique_ptr<io::BlockBackend>> OpenRbdBackend(std::shared_ptr<RadosCl
   uint64_t size = o.size == 0 ? have : o.size;
   if (size == 0) return fail(Status::Invalid("rbd image " + name + " is empty; give a size"));
   if (have < size) {
-    if (o.read_only) return fail(Status::Invalid("rbd image " + name + " is smaller than the volume size"));
+    if (read_only) return fail(Status::Invalid("rbd image " + name + " is smaller than the volume size"));
     r = rbd_resize(image, size);
     if (r < 0) return fail(RbdError(r, "growing rbd image " + name));
     NLOG_INFO("rbd {}: grown from {} to {} bytes", name, have, size);
   }
   size -= size % 512;
-  NLOG_INFO("backend rbd:{}: {} bytes{}", name, size, o.read_only ? ", read-only" : "");
-  return std::unique_ptr<io::BlockBackend>(std::make_unique<RbdBackend>(std::move(cluster), ioctx, image, spec, size));
+  std::string shown = snap == nullptr ? name : name + "@" + o.snapshot;
+  NLOG_INFO("backend rbd:{}: {} bytes{}", shown, size, read_only ? ", read-only" : "");
+  ImageSpec as = spec;
+  if (snap != nullptr) as.image += "@" + o.snapshot;
+  return std::unique_ptr<io::BlockBackend>(std::make_unique<RbdBackend>(std::move(cluster), ioctx, image, as, size));
+}
+
+void* ImageOf(io::BlockBackend* b) {
+  auto* r = dynamic_cast<RbdBackend*>(b);
+  return r == nullptr ? nullptr : r->image();
+}
+
+void SetServedSize(io::BlockBackend* b, uint64_t size) {
+  if (auto* r = dynamic_cast<RbdBackend*>(b)) r->set_size(size - size % 512);
 }
 
 }  // namespace nestor::rbd

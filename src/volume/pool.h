@@ -34,6 +34,7 @@
 #include "io/backend.h"
 #include "volume/allocator.h"
 #include "volume/format.h"
+#include "volume/image_store.h"
 #include "volume/journal.h"
 #include "volume/limits.h"
 #include "volume/pool_device.h"
@@ -58,32 +59,6 @@ struct PoolOptions {
   std::string journal_dir;
   // This boot's identity (tests); empty: /proc/sys/kernel/random/boot_id.
   std::string boot_id;
-};
-
-struct VolumeInfo {
-  uint32_t id = 0;
-  std::string name;
-  uint64_t size = 0;             // bytes
-  uint64_t allocated_bytes = 0;  // mapped or being written
-  uint64_t reserved_bytes = 0;   // guaranteed (preallocated) space
-  uint64_t extents = 0;
-  bool open = false;
-  bool exported = false;
-  ExportSettings export_settings;
-  // Snapshots and clones (volume.h).
-  bool snapshot = false;
-  std::string parent;                 // the snapshot holes read through to ("" if none)
-  std::vector<std::string> children;  // images whose parent this is
-  // Space, filled only when asked for (ListVolumes(true)), in bytes of
-  // whole clusters. allocated_bytes are the clusters the image holds; of
-  // them, a snapshot shares those some child still reads (shared_bytes) and
-  // holds alone those every child has overwritten. A clone's shared_bytes
-  // are what it reads from its ancestors. Deleting the image frees
-  // delete_frees_bytes: its allocated clusters, or 0 while it has children
-  // (a snapshot with clones cannot be deleted).
-  bool space_known = false;
-  uint64_t shared_bytes = 0;
-  uint64_t delete_frees_bytes = 0;
 };
 
 struct PoolInfo {
@@ -125,7 +100,7 @@ struct alignas(64) EpochCounters {
 // The record that stores an export's settings.
 Record ExportRecord(uint32_t id, const ExportSettings& s);
 
-class Pool {
+class Pool final : public ImageStore {
  public:
   // Writes a fresh superblock and an empty checkpoint. Refuses a device
   // already holding a nestor pool unless force (file-system and partition
@@ -140,11 +115,11 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  Result<VolumeInfo> CreateVolume(const std::string& name, uint64_t size, bool preallocate);
+  Result<VolumeInfo> CreateVolume(const std::string& name, uint64_t size, bool preallocate) override;
   // Deletes a volume, clone or snapshot and frees the clusters it holds.
   // Refused (EBUSY) while it is open, and for a snapshot while it has
   // clones (the message names them: delete, inflate or decouple them).
-  Status DeleteVolume(const std::string& name);
+  Status DeleteVolume(const std::string& name) override;
 
   // ---- snapshots and clones (docs/volumes.md, "Snapshots and clones") ----
   // Snapshot `name` of volume or clone `source`, open or not: a read-only
@@ -157,10 +132,13 @@ class Pool {
   // `nestor pool upgrade`); a preallocated source needs room to stay
   // preallocated (ENOSPC).
   Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name,
-                                    uint32_t drain_timeout_ms = 10000);
+                                    uint32_t drain_timeout_ms);
+  Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name) override {
+    return CreateSnapshot(source, name, 10000);
+  }
   // A writable clone `name` of snapshot `snap`: same size, empty map, its
   // holes read through to the snapshot. Instant (one record).
-  Result<VolumeInfo> CloneVolume(const std::string& snap, const std::string& name);
+  Result<VolumeInfo> CloneVolume(const std::string& snap, const std::string& name) override;
   // Inflate: copies into clone `name` every cluster it reads from its
   // ancestors, then drops its parent (it becomes a plain volume).
   // Decouple: copies only the clusters its parent holds itself, then takes
@@ -168,21 +146,21 @@ class Pool {
   // clone under I/O (each copy is a copy-on-write the data path waits
   // for), need the space they copy (ENOSPC, nothing lost: what was copied
   // stays), and commit before returning.
-  Status InflateVolume(const std::string& name);
-  Status DecoupleVolume(const std::string& name);
+  Status InflateVolume(const std::string& name) override;
+  Status DecoupleVolume(const std::string& name) override;
   // Rewrites a version 1 pool as version 2 (the superblock and a fresh
   // checkpoint); a version 2 pool is left alone. Older nestor refuses a
   // version 2 pool (ENOTSUP), so this is explicit (`nestor pool upgrade`).
   Status Upgrade() ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
-  Status ResizeVolume(const std::string& name, uint64_t size, bool force);
+  Status ResizeVolume(const std::string& name, uint64_t size, bool force) override;
   // Records that the volume is exported with `s` (create or update) / not
   // exported; committed before returning. nestord re-exports at start.
-  Status SetExport(const std::string& name, const ExportSettings& s);
-  Status ClearExport(const std::string& name);
+  Status SetExport(const std::string& name, const ExportSettings& s) override;
+  Status ClearExport(const std::string& name) override;
   // with_space: fill the space fields too (walks the maps of every image
   // and its ancestors: O(extents) per image).
-  std::vector<VolumeInfo> ListVolumes(bool with_space = false) const ABSL_LOCKS_EXCLUDED(mu_);
-  Result<VolumeInfo> GetVolume(const std::string& name) const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<VolumeInfo> ListVolumes(bool with_space = false) const override ABSL_LOCKS_EXCLUDED(mu_);
+  Result<VolumeInfo> GetVolume(const std::string& name) const override ABSL_LOCKS_EXCLUDED(mu_);
   PoolInfo Info() const ABSL_LOCKS_EXCLUDED(mu_);
   // Cross-checks the loaded state: every extent inside the pool and its
   // volume, no cluster owned twice, free space consistent; plus what Open
@@ -204,7 +182,7 @@ class Pool {
 
   // The data path of a volume (see thin_volume.h). The volume cannot be
   // deleted while the backend lives.
-  Result<std::shared_ptr<io::BlockBackend>> OpenVolume(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
+  Result<std::shared_ptr<io::BlockBackend>> OpenVolume(const std::string& name) override ABSL_LOCKS_EXCLUDED(mu_);
 
   const Superblock& superblock() const { return sb_; }
   PoolDevice* device() { return dev_.get(); }

@@ -167,6 +167,14 @@ bool PrintPoolInfo(const ordered_json& r) {
   if (!r.is_object()) return false;
   auto cs = U64(r, "cluster_size");
   auto line = [](const char* label, const std::string& value) { std::printf("%-15s %s\n", label, value.c_str()); };
+  if (StrField(r, "kind") == "rbd") {  // a Ceph pool (docs/ceph.md)
+    line("path:", StrField(r, "path"));
+    line("kind:", "ceph pool " + StrField(r, "pool"));
+    line("volumes:", IntField(r, "volumes") + " images, " + IntField(r, "snapshots") + " snapshots");
+    line("stored:", SizeField(r, "stored_bytes") + " in " + IntField(r, "objects") + " objects");
+    line("cluster:", SizeField(r, "cluster_bytes") + " raw, " + SizeField(r, "cluster_free_bytes") + " free");
+    return true;
+  }
   auto size = U64(r, "size");
   line("path:", StrField(r, "path"));
   line("uuid:", StrField(r, "uuid"));
