@@ -16,8 +16,10 @@
 #     must each fail with -EIO (control-blk-io exit 1) within 30 s, not
 #     hang; m1 is written and checked while f2's write is stuck; nestord
 #     still answers on its control socket; then SIGTERM: it must exit 0
-#     within 60 s (it takes ~3 op timeouts per writable image: librbd's
-#     close waits on the dead OSD three times).
+#     within 25 s: librbd's close of a writable image waits on the dead
+#     OSD three times (~3 op timeouts, 15 s), and nestord closes its two
+#     writable images (f2 and f3) side by side, not one after the other
+#     (30 s).
 # Times of each phase are printed. Every daemon and client is bounded; the
 # trap stops nestord and the cluster. Needs ceph-mon, ceph-osd, ceph-common
 # (scripts/install-deps.sh).
@@ -165,8 +167,10 @@ tb=$(now)
 # f1r: rbd/f1 read-only, for a read that only the OSD can answer (a fresh
 # nestord, an empty client cache; an image's never-written objects would
 # read as zeros without asking the OSD).
-start 5 f2,size=64M,backend=rbd:rbd/f2,queues=1 m1,size=16M f1r,backend=rbd:rbd/f1,readonly
+start 5 f2,size=64M,backend=rbd:rbd/f2,queues=1 m1,size=16M f1r,backend=rbd:rbd/f1,readonly \
+	f3,size=64M,backend=rbd:rbd/f3,queues=1
 blk f2 write 5 0 $M
+blk f3 write 5 0 $M
 blk f2 check 5 0 $M
 blk m1 write 6 0 $M
 tk=$(now)
@@ -217,7 +221,7 @@ python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["volumes"][0]; print
 expect_rc 0 "$CTL" -s "$T/ctl" export list
 blk m1 check 9 0 $M
 
-step "b. SIGTERM with the OSD still dead: nestord must exit within 60 s"
+step "b. SIGTERM with the OSD still dead: nestord must exit within 25 s (two writable images closed side by side)"
 # SIGTERM to nestord itself: its `timeout -k 5` wrapper, signalled, would
 # SIGKILL it 5 s later.
 c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
@@ -244,7 +248,11 @@ echo "   nestord exited $rc $(since "$ts") s after SIGTERM; phase b took $(since
 [ "$rc" -eq 0 ] || fail "nestord exited $rc on SIGTERM with the OSD dead, want 0"
 # librbd's close of a writable image with the OSD dead waits out three
 # operations one after the other (object map unlock, lock release, the
-# watch), each --ceph-op-timeout: ~15 s here for f2.
+# watch), each --ceph-op-timeout: ~15 s for each of f2 and f3, which
+# nestord closes at the same time.
+d=$(since "$ts")
+awk -v d="$d" 'BEGIN { exit !(d < 25) }' ||
+	fail "nestord took $d s to stop with two writable images and the OSD dead: they were closed one after the other (~15 s each), not side by side"
 sed -n '/--ceph-op-timeout 5/,$p' "$T/log" | grep -E 'WARN|ERROR|signal 15|stopped' | sed 's/^/   nestord: /'
 
 step "c. done"
