@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# ceph.04: nestord SIGKILLed and restarted under a writing guest on a Ceph
+# RBD volume (issue #13): vm.07 (tests/vm/lib-restart.sh) with rbd/v0 in
+# place of the backing file.
+#
+#  a. a throwaway single-node cluster (lib-ceph.sh);
+#  b. nestord (1 reactor, adaptive; --ceph-conf, --ceph-id admin) serves
+#     --volume v0,backend=rbd:rbd/v0,size=64M,queues=2 (the image is
+#     created by size=) on $TMP/v0.sock; the guest (QEMU TCG, chardev
+#     reconnect=1) runs the "loop" test: O_DIRECT 64 KiB write generations
+#     (the seed + generation number in every 4 KiB block) over 4 MiB at
+#     1 MiB, LOOP_QD (default 8) in flight, fdatasync after each, for
+#     LOOP_SECS (default 10);
+#  c. while it loops, the host SIGKILLs nestord KILLS times (default 2),
+#     each at an instant when the inflight region marks RESTART_MIN
+#     (default 3) requests in flight (within 5 s, else at once), starts it
+#     again 0.3 s later with the same arguments (it must become ready within
+#     10 s: it finds the image's exclusive lock held by the dead nestord)
+#     and waits for two more generations;
+#  d. nestord exits 0 on SIGTERM (librbd flushes and closes the image);
+#  e. `rbd export rbd/v0` to a file.
+# Asserts (lib-restart.sh restart_check): each kill stalled guest requests
+# (> 0.5 s), in as many distinct generations as kills; the nestord started
+# after each kill logged "queue Q: resubmitting N request(s)" for exactly
+# the N requests the region marked in flight on queue Q after the kill; the
+# guest reports zero write errors and reads back the last generation in
+# every block; its kernel logged no I/O or virtio errors. And: the first
+# nestord broke no lock (a new image), each nestord started after a kill
+# logged "broke the lock of a nestord that died on this machine" (the dead
+# holder's lock taken over at once, not after the cluster's watch timeout);
+# after the SIGTERM `rbd lock ls rbd/v0` lists no lock; the exported image
+# is 64 MiB, holds the last generation in every 4 KiB block of the 4 MiB
+# (iopoll_io verify, run-guest.sh's --verify-file checker, with the
+# loop's last seed) and zeros everywhere else.
+# The export is taken after the clean stop, not from restart_check
+# (RESTART_VERIFY is empty): there the guest has finished but nestord still
+# holds the image open and locked, and what another client reads would not
+# show that the stop loses nothing.
+# Prints, per kill: when the restarted nestord broke the lock and was ready
+# (from the SIGKILL: the time nestord was down, 0.3 s of it the test's
+# pause before the start) and the guest's longest request across it (its
+# stall: held by the killed nestord or issued while none ran, until
+# resubmitted or served after QEMU reconnected 1 s later); and the time of
+# each phase.
+# Every process is bounded (timeout); the trap kills QEMU and nestord and
+# stops the cluster. Needs ceph-mon, ceph-osd, ceph-common, qemu-system-x86
+# and the guest of vm.00-build-guest ($NESTOR_GUEST_DIR).
+# Env: LOOP_SECS, LOOP_QD, KILLS (more kills need more LOOP_SECS, about
+# 3 s each), RESTART_MIN.
+# usage: 04-guest-restart.sh NESTORD   (or env NESTORD)
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+CEPH_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The VM helpers (lib-guests.sh runs $HERE/run-guest.sh).
+HERE=$(cd "$CEPH_HERE/../vm" && pwd)
+# Read by lib-restart.sh:
+# shellcheck disable=SC2034 # delay_us= is for file backends (RBD requests take ~1 ms)
+DELAY_US=
+# shellcheck disable=SC2034 # no backing file: the exported image is checked below
+RESTART_VERIFY=
+# shellcheck source=../vm/lib-nestord.sh
+. "$HERE/lib-nestord.sh"
+# shellcheck source=../vm/lib-guests.sh
+. "$HERE/lib-guests.sh"
+# shellcheck source=../vm/lib-restart.sh
+. "$HERE/lib-restart.sh"
+# shellcheck source=lib-ceph.sh
+. "$CEPH_HERE/lib-ceph.sh"
+GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
+BIN=${1:-${NESTORD:-}}
+[ -x "$BIN" ] || { echo "usage: $0 NESTORD (or env NESTORD)" >&2; exit 2; }
+LOOP_SECS=${LOOP_SECS:-10}
+KILLS=${KILLS:-2}
+M=$((1 << 20))
+OFFSET=$M LENGTH=$((4 * M)) # run-guest.sh's default offset, lib-restart.sh's length
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.1f", b - a }'; }
+T0=$(now)
+TIMES=''
+# QEMU, then nestord (the cluster must outlive its client), then the
+# cluster (under $TMP), then $TMP (_nestord_cleanup).
+cleanup() {
+	local rc=$?
+	set +eu # nothing may stop the clean-up half way
+	nestor_pre_cleanup
+	GUEST_NAMES=()
+	if [ -n "$NESTORD_PID" ] && kill -0 "$NESTORD_PID" 2>/dev/null; then
+		kill -KILL -- "-$NESTORD_PID" 2>/dev/null
+		wait "$NESTORD_PID" 2>/dev/null
+	fi
+	NESTORD_PID=
+	ceph_down
+	_nestord_cleanup
+	echo "ceph.04-guest-restart: ${TIMES}total $(secs "$T0") s (exit $rc)" >&2
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; _nestord_log; exit 1; }
+step() { echo "-- $(secs "$T0") s: $*"; }
+
+# The lines of nestord.log written by the nestord started at restart I (0:
+# the first start): (RESTART_AT[I], RESTART_AT[I+1]].
+nestord_log_of() {
+	local i=$1 to='$'
+	[ "$i" -eq $((${#RESTART_AT[@]} - 1)) ] || to=${RESTART_AT[$((i + 1))]}
+	sed -n "$((RESTART_AT[i] + 1)),${to}p" "$TMP/nestord.log"
+}
+# Seconds since UTC midnight: of the first log line on stdin matching ERE
+# (nestord's lines start with the UTC time of day), or of an epoch time.
+log_tod() { awk -v e="$1" '$0 ~ e && $1 ~ /^[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\./ {
+	split($1, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3]; exit }'; }
+epoch_tod() { awk -v e="$1" 'BEGIN { printf "%.6f\n", e - 86400 * int(e / 86400) }'; }
+tod_diff() { awk -v a="$1" -v b="$2" 'BEGIN { d = b - a; if (d < -43200) d += 86400; printf "%.2f", d }'; }
+
+step "a. the cluster"
+t=$(now)
+ceph_up "$TMP/ceph" || fail "no Ceph cluster"
+TIMES+="cluster up $(secs "$t") s, "
+
+step "b. nestord serves rbd/v0 (64 MiB, created; 2 queues); the guest's write loop starts"
+ARGS=(--volume "v0,backend=rbd:rbd/v0,size=64M,queues=2" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin
+	--reactors 1 --poll-mode adaptive)
+echo "nestord ${ARGS[*]}"
+t=$(now)
+restart_begin 0xce040000
+TIMES+="guest up $(secs "$t") s, "
+
+step "c. $KILLS SIGKILL(s) of nestord under the loop, each followed by a restart"
+t=$(now)
+for k in $(seq "$KILLS"); do
+	restart_cycle "$k" kill9
+done
+restart_check
+TIMES+="loop and kills $(secs "$t") s, "
+
+# The lock: the first nestord found none (a new image); each one started
+# after a kill broke the dead one's, and how long after the kill.
+BROKE='broke the lock of a nestord that died on this machine'
+if nestord_log_of 0 | grep -q "$BROKE"; then fail "the first nestord broke a lock on a new image"; fi
+bad=0
+for i in $(seq "$KILLS"); do
+	nestord_log_of "$i" >"$TMP/log.$i"
+	if ! grep -q "$BROKE" "$TMP/log.$i"; then
+		echo "FAIL: restart $i: the restarted nestord did not log \"$BROKE\"" >&2
+		bad=1
+		continue
+	fi
+	killed=$(epoch_tod "${RESTART_STOPPED[i]}")
+	broke=$(tod_diff "$killed" "$(log_tod "$BROKE" <"$TMP/log.$i")")
+	ready=$(tod_diff "$killed" "$(log_tod 'nestord ready' <"$TMP/log.$i")")
+	# The guest's longest request in the generations after the stop, up to
+	# the next stop's ("generation G: write at O took S s", > 0.5 s only).
+	hi=${RESTART_GENS[$((i + 1))]:-1000000000}
+	stall=$(tr -d '\r' <"$TMP/g.console" |
+		sed -n 's/.*loop: generation \([0-9]*\): .* took \([0-9.]*\) s.*/\1 \2/p' |
+		awk -v lo="${RESTART_GENS[i]}" -v hi="$hi" '$1 > lo && $1 <= hi && $2 > m { m = $2; g = $1 }
+			END { if (g) printf "%.2f s (generation %d)", m, g; else print "none over 0.5 s" }')
+	echo "restart $i: the restarted nestord broke the dead one's lock $broke s and was ready $ready s" \
+		"after the SIGKILL (started 0.3 s after it); the guest's longest request across it: $stall"
+	TIMES+="restart $i: lock $broke s, ready $ready s, guest stall ${stall%% (*}, "
+done
+[ "$bad" -eq 0 ] || fail "a restarted nestord did not break the dead holder's lock"
+
+step "d. nestord exits 0 on SIGTERM"
+last=$(tr -d '\r' <"$TMP/g.console" | grep -aoP 'iopoll_io: loop: generations [0-9]+ last-seed \K0x[0-9a-f]+' | tail -n 1)
+[ -n "$last" ] || fail "no last-seed line from the guest's loop"
+nestord_stop
+ceph_rbd lock ls rbd/v0 >"$TMP/locks" 2>&1 || fail "rbd lock ls rbd/v0: $(cat "$TMP/locks")"
+if grep -q . "$TMP/locks"; then fail "rbd/v0 is still locked after nestord's clean stop: $(cat "$TMP/locks")"; fi
+
+step "e. rbd export rbd/v0: the last generation ($last) in every block the loop wrote, zeros elsewhere"
+t=$(now)
+ceph_rbd export --no-progress rbd/v0 "$TMP/v0.raw" >/dev/null 2>"$TMP/err" || fail "rbd export: $(cat "$TMP/err")"
+TIMES+="export $(secs "$t") s, "
+size=$(stat -c %s "$TMP/v0.raw")
+[ "$size" -eq $((64 * M)) ] || fail "rbd export rbd/v0: $size bytes, want 64 MiB"
+"$GUEST/iopoll_io" verify --seed "$last" --offset "$OFFSET" --length "$LENGTH" "$TMP/v0.raw" ||
+	fail "the exported rbd/v0 does not hold the guest's last generation ($last)"
+cmp -s -n "$OFFSET" "$TMP/v0.raw" /dev/zero || fail "the exported rbd/v0 is not zero before the loop's range"
+tail -c +$((OFFSET + LENGTH + 1)) "$TMP/v0.raw" | cmp -s - <(head -c $((size - OFFSET - LENGTH)) /dev/zero) ||
+	fail "the exported rbd/v0 is not zero after the loop's range"
+echo "the exported rbd/v0 holds the last generation ($last) in every 4 KiB block of [1 MiB, 5 MiB), zeros elsewhere"
+echo "PASS: ceph.04-guest-restart ($(secs "$T0") s)"
