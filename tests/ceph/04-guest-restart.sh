@@ -163,7 +163,8 @@ TIMES+="loop and kills $(secs "$t") s, "
 # The lock: the first nestord found none (a new image); each one started
 # after a kill broke the dead one's, and how long after the kill.
 BROKE='broke the lock of a nestord that died on this machine'
-if nestord_log_of 0 | grep -q "$BROKE"; then fail "the first nestord broke a lock on a new image"; fi
+nestord_log_of 0 >"$TMP/log.0" # (a file: grep -q on a pipe could end it early, and pipefail fail it)
+if grep -q "$BROKE" "$TMP/log.0"; then fail "the first nestord broke a lock on a new image"; fi
 bad=0 caught=0
 for i in $(seq "$KILLS"); do
 	nestord_log_of "$i" >"$TMP/log.$i"
