@@ -59,12 +59,12 @@
 # last one.
 # KNOWN FAILURE, hence LOOP_CHECK=0 by default: with librbd's cache on (the
 # default, writeback after the guest's first FLUSH) LOOP_CHECK=1 failed in
-# 3 of 5 runs (4 to 116 of the 1024 blocks of the interrupted generation
+# 7 of 9 runs (4 to 187 of the 1024 blocks of the interrupted generation
 # read back the generation before it): writes nestord had acknowledged from
 # librbd's cache die with the SIGKILLed process; they are not in flight in
 # the region, so not resubmitted, and the guest's next fdatasync succeeds
-# without them. It passed 4 of 4 runs with RBD_CLIENT_CONF="rbd cache =
-# false" or "rbd cache max dirty = 0" (writethrough).
+# without them. It passed 6 of 6 runs with RBD_CLIENT_CONF="rbd cache =
+# false" (4) or "rbd cache max dirty = 0" (writethrough, 2).
 # usage: 04-guest-restart.sh NESTORD   (or env NESTORD)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
