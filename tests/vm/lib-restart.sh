@@ -53,6 +53,12 @@ ARGS=(--volume "v0,size=64M,backend=file:$TMP/v0.img,queues=2${DELAY_US:+,delay_
 	--reactors 1 --poll-mode adaptive)
 RESTART_AT=()  # line of nestord.log where each started nestord's output begins
 RESTART_HOW=() # how the nestord before it ended: "" (first start), kill9, term
+# Index K (restart K; 0: the first start, ""): when restart_cycle's stop of
+# the nestord before it returned (date +%s.%N: a SIGKILLed one is gone), and
+# how many generations the guest had completed just before that stop. Only
+# recorded, for a test's own timings (ceph.04).
+RESTART_STOPPED=("")
+RESTART_GENS=("")
 RESTART_T0=
 
 restart_launch() {
@@ -124,6 +130,8 @@ restart_cycle() {
 	fi
 	before=$(loop_gens)
 	_restart_stop "$k" "$how"
+	RESTART_STOPPED+=("$(date +%s.%N)")
+	RESTART_GENS+=("$before")
 	echo "restart $k ($how, $(_restart_since) into the loop): guest had written $before generations;" \
 		"in flight in the region: $(grep 'queue' "$TMP/inflight.$k" | sed 's/^inflight: //' | paste -sd, -)" \
 		"$(sed -n 's/^inflight: killed [0-9]* \(after .*\)/(killed \1)/p' "$TMP/inflight.$k")"
