@@ -33,6 +33,14 @@ Result<std::shared_ptr<RadosCluster>> RadosCluster::Connect(const CephOptions& o
     r = rados_conf_set(c, key, t.c_str());
     if (r < 0) return Status::Error(-r, who + ": setting " + key + ": " + strerror(-r));
   }
+  // Writethrough: a write nestord acknowledges is in the cluster, as a
+  // guest's later FLUSH promises. librbd's writeback cache (its default
+  // once a FLUSH came) acknowledges writes it still holds: a nestord that
+  // crashes loses them, the restarted one cannot resubmit them (they are
+  // no longer in flight), and the guest's next FLUSH succeeds without
+  // them (ceph.04-guest-restart with LOOP_CHECK). Reads stay cached.
+  r = rados_conf_set(c, "rbd_cache_max_dirty", "0");
+  if (r < 0) return Status::Error(-r, who + ": setting rbd_cache_max_dirty: " + strerror(-r));
   r = rados_connect(c);
   if (r < 0) return Status::Error(-r, who + ": connecting to the cluster: " + strerror(-r));
   NLOG_INFO("{}: connected (op timeout {} s)", who, o.op_timeout_s);

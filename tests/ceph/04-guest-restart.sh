@@ -53,18 +53,14 @@
 # Env: LOOP_SECS, LOOP_QD, KILLS (more kills need more LOOP_SECS, about
 # 3 s each), RESTART_MIN; RBD_CLIENT_CONF: lines added to the cluster's
 # ceph.conf under [client] (read by nestord's librbd: e.g. "rbd cache =
-# false"); LOOP_CHECK=1: the guest reads each generation back and checks it
-# before the next one overwrites it (--loop-check 1), so the generation a
-# kill interrupted must read back whole after its fdatasync, not only the
-# last one.
-# KNOWN FAILURE, hence LOOP_CHECK=0 by default: with librbd's cache on (the
-# default, writeback after the guest's first FLUSH) LOOP_CHECK=1 failed in
-# 7 of 9 runs (4 to 187 of the 1024 blocks of the interrupted generation
-# read back the generation before it): writes nestord had acknowledged from
-# librbd's cache die with the SIGKILLed process; they are not in flight in
-# the region, so not resubmitted, and the guest's next fdatasync succeeds
-# without them. It passed 6 of 6 runs with RBD_CLIENT_CONF="rbd cache =
-# false" (4) or "rbd cache max dirty = 0" (writethrough, 2).
+# false"); LOOP_CHECK (default 1): the guest reads each generation back
+# and checks it before the next one overwrites it (--loop-check 1), so the
+# generation a kill interrupted must read back whole after its fdatasync,
+# not only the last one. This is what caught librbd's writeback cache
+# losing acknowledged writes with the SIGKILLed nestord (7 of 9 runs, 4 to
+# 187 of the interrupted generation's 1024 blocks read back the generation
+# before): nestord now serves RBD writethrough (rbd_cache_max_dirty = 0,
+# rados_cluster.cc).
 # usage: 04-guest-restart.sh NESTORD   (or env NESTORD)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -89,7 +85,7 @@ BIN=${1:-${NESTORD:-}}
 [ -x "$BIN" ] || { echo "usage: $0 NESTORD (or env NESTORD)" >&2; exit 2; }
 LOOP_SECS=${LOOP_SECS:-8}
 KILLS=${KILLS:-2}
-LOOP_CHECK=${LOOP_CHECK:-0}
+LOOP_CHECK=${LOOP_CHECK:-1}
 M=$((1 << 20))
 OFFSET=$M LENGTH=$((4 * M)) # run-guest.sh's default offset, lib-restart.sh's length
 
