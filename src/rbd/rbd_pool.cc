@@ -5,11 +5,10 @@
 #include <rbd/librbd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <sstream>
 
 #include "base/log.h"
+#include "rbd/export_meta.h"
 #include "volume/limits.h"
 
 namespace nestor::rbd {
@@ -21,88 +20,6 @@ std::string ExportKey(const std::string& snap) { return snap.empty() ? kExportKe
 Status Err(int r, const std::string& what) { return Status::Error(-r, what + ": " + strerror(-r)); }
 
 rados_ioctx_t Io(void* p) { return static_cast<rados_ioctx_t>(p); }
-
-// ---- the stored export: "key=value" words (a malformed one is refused
-// when read, never trusted) ----
-
-std::string Ids(const std::vector<uint32_t>& ids) {
-  std::string s;
-  for (uint32_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s.empty() ? "-" : s;
-}
-
-std::string EncodeExport(const volume::ExportSettings& s) {
-  const volume::ExportAccess& a = s.access;
-  std::ostringstream o;
-  o << "v1 queues=" << s.queues << " readonly=" << (s.read_only ? 1 : 0) << " read_iops=" << s.read_iops
-    << " write_iops=" << s.write_iops << " read_bps=" << s.read_bps << " write_bps=" << s.write_bps
-    << " socket_uid=" << a.socket_uid << " socket_gid=" << a.socket_gid << " socket_mode=" << a.socket_mode
-    << " allow_uids=" << Ids(a.allow_uids) << " allow_gids=" << Ids(a.allow_gids);
-  return o.str();
-}
-
-bool ParseU64(std::string_view t, uint64_t* out) {
-  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
-  return ec == std::errc() && end == t.data() + t.size() && !t.empty();
-}
-
-bool ParseIds(std::string_view t, std::vector<uint32_t>* out) {
-  out->clear();
-  if (t == "-") return true;
-  while (!t.empty()) {
-    auto comma = t.find(',');
-    uint64_t v = 0;
-    if (!ParseU64(t.substr(0, comma), &v) || v > UINT32_MAX) return false;
-    out->push_back(static_cast<uint32_t>(v));
-    if (comma == std::string_view::npos) break;
-    t.remove_prefix(comma + 1);
-  }
-  return out->size() <= volume::ExportAccess::kMaxAllowIds;
-}
-
-Result<volume::ExportSettings> DecodeExport(const std::string& text) {
-  volume::ExportSettings s;
-  std::istringstream in(text);
-  std::string word;
-  in >> word;
-  if (word != "v1") return Status::Error(EUCLEAN, "stored export '" + text + "': unknown version");
-  while (in >> word) {
-    auto eq = word.find('=');
-    std::string key = word.substr(0, eq);
-    std::string_view val = eq == std::string::npos ? std::string_view() : std::string_view(word).substr(eq + 1);
-    uint64_t v = 0;
-    bool ok = true;
-    if (key == "allow_uids") {
-      ok = ParseIds(val, &s.access.allow_uids);
-    } else if (key == "allow_gids") {
-      ok = ParseIds(val, &s.access.allow_gids);
-    } else if ((ok = ParseU64(val, &v))) {
-      if (key == "queues") {
-        ok = v >= 1 && v <= 64;
-        s.queues = static_cast<uint16_t>(v);
-      } else if (key == "readonly") {
-        ok = v <= 1;
-        s.read_only = v == 1;
-      } else if (key == "read_iops") {
-        s.read_iops = v;
-      } else if (key == "write_iops") {
-        s.write_iops = v;
-      } else if (key == "read_bps") {
-        s.read_bps = v;
-      } else if (key == "write_bps") {
-        s.write_bps = v;
-      } else if (key == "socket_uid" || key == "socket_gid" || key == "socket_mode") {
-        ok = v <= UINT32_MAX && (key != "socket_mode" || v <= 07777 || v == volume::ExportAccess::kUnset);
-        uint32_t* f = key == "socket_uid"   ? &s.access.socket_uid
-                      : key == "socket_gid" ? &s.access.socket_gid
-                                            : &s.access.socket_mode;
-        *f = static_cast<uint32_t>(v);
-      }  // (unknown keys: from a newer nestor, ignored)
-    }
-    if (!ok) return Status::Error(EUCLEAN, "stored export '" + text + "': bad " + key);
-  }
-  return s;
-}
 
 // ---- librbd's lists, as vectors ----
 
