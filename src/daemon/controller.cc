@@ -255,10 +255,12 @@ Status Controller::Start() {
       s.read_only = s.read_only || info.snapshot;  // --export-all: a snapshot is served read-only
     }
     auto backend = images_->OpenVolume(info.name);
-    if (backend.status().err() == EUCLEAN || (rbd_pool_ != nullptr && backend.status().err() == EBUSY)) {
+    int err = backend.status().err();
+    if (err == EUCLEAN || (rbd_pool_ != nullptr && (err == EBUSY || err == EINVAL))) {
       // One unusable volume (a size outside the limits, stored by an older
       // nestor), or a Ceph image another live client serves (its exclusive
-      // lock): must not take the others down: serve them, name it.
+      // lock) or named against nestor's rules (made outside nestor): must
+      // not take the others down: serve them, name it.
       NLOG_ERROR("not exporting {}: {}", info.name, backend.status().message());
       continue;
     }

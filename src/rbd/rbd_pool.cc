@@ -500,6 +500,11 @@ Result<std::shared_ptr<io::BlockBackend>> RbdPool::OpenVolume(const std::string&
   MutexLock g(&mu_);
   auto ref = Find(name);
   if (!ref.ok()) return ref.status();
+  // An image made outside nestor may have any name; served, it becomes a
+  // socket DIR/NAME.sock: only names nestor itself would accept.
+  if (Status valid = volume::ValidateVolumeName(ref->snap.empty() ? ref->image : ref->snap); !valid.ok()) {
+    return Status::Invalid(Where(name) + " cannot be served under its name: " + valid.message());
+  }
   RbdOpenOptions o;
   o.snapshot = ref->snap;
   if (ref->snap.empty()) {
