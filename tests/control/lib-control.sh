@@ -10,8 +10,14 @@
 #                         emptied
 #   expect_rc CODE CMD... runs CMD (at most 60 s), which must exit CODE;
 #                         its stdout and stderr are left in $T/out, $T/err
+# SIGTERM to nestord itself, not to its `timeout -k 5` wrapper: the
+# wrapper would pass it on but SIGKILL nestord 5 s later, and a clean stop
+# may take longer (closing RBD images on a slow cluster).
 stop() {
-	kill -TERM "$PID"
+	local c
+	c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
+	# shellcheck disable=SC2086  # one pid, or none: then the wrapper
+	kill -TERM ${c:-$PID}
 	wait "$PID" || fail "nestord exited $? on SIGTERM"
 	PID=
 }
