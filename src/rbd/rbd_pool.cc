@@ -152,7 +152,9 @@ Result<std::unique_ptr<RbdPool>> RbdPool::Open(std::shared_ptr<RadosCluster> clu
   }
   rados_ioctx_t io = nullptr;
   int r = rados_ioctx_create(static_cast<rados_t>(cluster->handle()), pool.c_str(), &io);
-  if (r == -ENOENT) return Status::Error(ENOENT, "ceph pool '" + pool + "' does not exist (create it with ceph osd pool create and rbd pool init)");
+  if (r == -ENOENT)
+    return Status::Error(
+        ENOENT, "ceph pool '" + pool + "' does not exist (create it with ceph osd pool create and rbd pool init)");
   if (r < 0) return Err(r, "ceph pool '" + pool + "'");
   auto images = ListImages(io);
   if (!images.ok()) {
@@ -317,8 +319,8 @@ Status RbdPool::DeleteVolume(const std::string& name) {
     auto v = InfoOf(*ref, false);
     if (!v.ok()) return v.status();
     if (!v->children.empty()) {
-      return Status::Error(EBUSY, "snapshot '" + name + "' has clones (" + Join(v->children) +
-                                      "): delete or inflate them first");
+      return Status::Error(
+          EBUSY, "snapshot '" + name + "' has clones (" + Join(v->children) + "): delete or inflate them first");
     }
     auto h = Handle(ref->image, false);
     if (!h.ok()) return h.status();
@@ -436,7 +438,8 @@ Status RbdPool::InflateVolume(const std::string& name) {
 }
 
 Status RbdPool::DecoupleVolume(const std::string& name) {
-  return Status::Error(EOPNOTSUPP, "'" + name + "': a Ceph pool copies every level at once: use volume inflate (rbd flatten)");
+  return Status::Error(EOPNOTSUPP,
+                       "'" + name + "': a Ceph pool copies every level at once: use volume inflate (rbd flatten)");
 }
 
 // ---- stored exports ----

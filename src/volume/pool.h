@@ -131,8 +131,7 @@ class Pool final : public ImageStore {
   // snapshot commits: milliseconds. A version 1 pool refuses (ENOTSUP:
   // `nestor pool upgrade`); a preallocated source needs room to stay
   // preallocated (ENOSPC).
-  Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name,
-                                    uint32_t drain_timeout_ms);
+  Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name, uint32_t drain_timeout_ms);
   Result<VolumeInfo> CreateSnapshot(const std::string& source, const std::string& name) override {
     return CreateSnapshot(source, name, 10000);
   }
