@@ -9,8 +9,8 @@ namespace nestor {
 
 namespace {
 
-// The multiplier of a unit suffix ("", "B", "K", "KB", "KiB", ... "T"), or
-// 0 if it is not one.
+// The multiplier of a unit suffix ("", "B", "K", "KB", "KiB", ... "E":
+// the units HumanSize prints), or 0 if it is not one.
 uint64_t UnitOf(std::string_view suffix) {
   if (suffix.empty() || suffix == "B") return 1;
   if (suffix.size() == 3 && suffix.ends_with("iB"))
@@ -27,6 +27,10 @@ uint64_t UnitOf(std::string_view suffix) {
     case 'g': return uint64_t{1} << 30;
     case 'T':
     case 't': return uint64_t{1} << 40;
+    case 'P':
+    case 'p': return uint64_t{1} << 50;
+    case 'E':
+    case 'e': return uint64_t{1} << 60;
     default: return 0;
   }
 }
@@ -43,7 +47,10 @@ Result<uint64_t> ParseSize(std::string_view text) {
     return Status::Invalid("bad size '" + std::string(text) + "'");
   }
   uint64_t unit = UnitOf(std::string_view(ptr, text.data() + text.size() - ptr));
-  if (unit == 0) return Status::Invalid("bad size suffix in '" + std::string(text) + "'");
+  if (unit == 0) {
+    return Status::Invalid("bad size suffix in '" + std::string(text) +
+                           "': use bytes or K, M, G, T, P, E (powers of 1024; also KB/KiB and so on)");
+  }
   uint64_t bytes = 0;
   if (__builtin_mul_overflow(value, unit, &bytes)) {
     return Status::Invalid("size '" + std::string(text) + "' overflows 64 bits");

@@ -36,9 +36,26 @@ TEST(ParseSize, SuffixForms) {
   EXPECT_EQ(*ParseSize("1TB"), 1ull << 40);
   EXPECT_FALSE(ParseSize("4096BB").ok());
   EXPECT_FALSE(ParseSize("4096iB").ok());
-  EXPECT_FALSE(ParseSize("1P").ok());
+  EXPECT_EQ(*ParseSize("1P"), 1ull << 50);
+  EXPECT_EQ(*ParseSize("2EiB"), 2ull << 60);
+  EXPECT_FALSE(ParseSize("16E").ok());  // 2^64
+  EXPECT_FALSE(ParseSize("1Z").ok());
   EXPECT_FALSE(ParseSize("1.5G").ok());
   EXPECT_FALSE(ParseSize("G").ok());
+}
+
+// What HumanSize prints, ParseSize reads (issue #16: sizes were accepted
+// up to T but printed up to E), and a bad suffix names the good ones.
+TEST(ParseSize, ReadsEverySuffixHumanSizePrints) {
+  for (int shift = 10; shift <= 60; shift += 10) {
+    std::string printed = HumanSize(uint64_t{1} << shift);  // "1.0K" .. "1.0E"
+    ASSERT_EQ(printed.substr(0, 4), "1.0" + printed.substr(3, 1)) << printed;
+    auto back = ParseSize("1" + printed.substr(3));
+    ASSERT_TRUE(back.ok()) << printed << ": " << back.status().ToString();
+    EXPECT_EQ(*back, uint64_t{1} << shift) << printed;
+  }
+  auto st = ParseSize("12X").status();
+  EXPECT_NE(st.message().find("K, M, G, T, P, E"), std::string::npos) << st.ToString();
 }
 
 TEST(ParseCpuList, Ranges) {

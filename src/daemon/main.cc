@@ -46,10 +46,17 @@ Result<std::vector<std::unique_ptr<reactor::Reactor>>> StartReactors(const Optio
   return reactors;
 }
 
-// Locks the socket directory (created if missing) for this daemon's life:
-// the returned descriptor holds the lock. Creates no file in it.
+// Locks the socket directory (created with its missing parents, like
+// mkdir -p, mode 0755) for this daemon's life: the returned descriptor
+// holds the lock. Creates no file in it.
 Result<UniqueFd> LockSocketDir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir);
+  for (size_t at = dir.find('/', 1);; at = dir.find('/', at + 1)) {
+    std::string prefix = dir.substr(0, at);
+    if (!prefix.empty() && mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::FromErrno("socket directory " + dir + ": mkdir " + prefix);
+    }
+    if (at == std::string::npos) break;
+  }
   UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("socket directory " + dir);
   Status st = LockFile(fd.get(), false, "socket directory " + dir);

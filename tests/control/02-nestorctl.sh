@@ -2,7 +2,8 @@
 # control.02: nestorctl against a real nestord (pool on a temp file): an
 # operator creates, exports, limits, observes and deletes volumes without a
 # restart, with the documented exit codes; the Prometheus endpoint answers;
-# after a restart the exports are back.
+# after a restart the exports are back. The socket directory is two
+# levels that do not exist yet: nestord creates them (mkdir -p).
 # usage: 02-nestorctl.sh NESTORD NESTORCTL NESTOR NESTOR_IO
 set -euo pipefail
 NESTORD=$1 CTL=$2 NESTOR=$3 NIO=$4
@@ -15,13 +16,14 @@ cleanup() {
 trap cleanup EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
 PORT=$((20000 + $$ % 20000))
+SD=$T/run/nestor
 start() {
-	timeout -k 5 60 "$NESTORD" --socket-dir "$T" --pool "$T/pool.img" --metrics-port "$PORT" >>"$T/log" 2>&1 &
+	timeout -k 5 60 "$NESTORD" --socket-dir "$SD" --pool "$T/pool.img" --metrics-port "$PORT" >>"$T/log" 2>&1 &
 	PID=$!
-	for _ in $(seq 100); do [ -S "$T/control.ctl" ] && return 0; sleep 0.05; done
+	for _ in $(seq 100); do [ -S "$SD/control.ctl" ] && return 0; sleep 0.05; done
 	fail "nestord did not create its control socket"
 }
-export NESTOR_CONTROL_SOCKET=$T/control.ctl
+export NESTOR_CONTROL_SOCKET=$SD/control.ctl
 
 "$NESTOR" pool create "$T/pool.img" --size 128M >/dev/null
 start
@@ -37,7 +39,7 @@ expect_rc 0 "$CTL" --json export list
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert [x["name"] for x in e]==["db"] and e[0]["queues"]==2, e' "$T/out" ||
 	fail "export list: $(cat "$T/out")"
 # I/O through the export (libnestor's nestor-io), then stats and metrics.
-timeout 30 "$NIO" --socket "$T/db.sock" --bytes 4M --block-size 4096 --qd 4 >"$T/nio" 2>&1 ||
+timeout 30 "$NIO" --socket "$SD/db.sock" --bytes 4M --block-size 4096 --qd 4 >"$T/nio" 2>&1 ||
 	fail "nestor-io: $(cat "$T/nio")"
 expect_rc 0 "$CTL" --json stats db
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["volumes"][0]; assert s["write_ops"]>0 and s["latency_ns"]["p99"]>0, s' "$T/out" ||
