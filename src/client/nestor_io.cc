@@ -14,6 +14,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "nestor/client.hpp"
+#include "base/version.h"
+#include "volume/format.h"
 
 namespace {
 
@@ -161,6 +163,8 @@ std::string Percentiles(std::vector<uint32_t>& v) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nestor-io: write, read back and verify a pattern through libnestor"};
+  app.set_version_flag("--version", nestor::VersionLine("nestor-io", nestor::volume::kFormatVersion),
+                       "print the version and exit");
   Options opts;
   Config cfg;
   std::string bytes_s = "64M";

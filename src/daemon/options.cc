@@ -8,6 +8,8 @@
 #include "daemon/access.h"
 #include "rbd/rbd.h"
 #include "volume/limits.h"
+#include "base/version.h"
+#include "volume/format.h"
 
 namespace nestor::daemon {
 namespace {
@@ -145,6 +147,7 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
 
 Result<Options> ParseOptions(int argc, char** argv) {
   CLI::App app{"nestord: a polling vhost-user-blk storage controller"};
+  app.set_version_flag("--version", VersionLine("nestord", volume::kFormatVersion), "print the version and exit");
   Options o;
   std::vector<std::string> volumes;
   std::string cpus, mode = "adaptive";

@@ -10,6 +10,8 @@
 #include "base/size.h"
 #include "nestor-vm/clone.h"
 #include "volume/limits.h"
+#include "base/version.h"
+#include "volume/format.h"
 
 namespace nestor::vm {
 namespace {
@@ -182,6 +184,7 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
       "nestor-vm: boots a function VM on nestor volumes with the low-overhead recipe (shared "
       "memory, pinned vCPUs off the reactor CPUs, idle=poll, guest poll queues, chardev "
       "reconnect). See docs/function-vms.md."};
+  app.set_version_flag("--version", VersionLine("nestor-vm", volume::kFormatVersion), "print the version and exit");
   VmOptions o;
   std::string memory = "512M", cpus, reactor_cpus, accel = "tcg";
   app.add_option("--socket", o.sockets,

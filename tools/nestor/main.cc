@@ -37,6 +37,8 @@
 #include "base/size.h"
 #include "common/cli.h"
 #include "nestor/commands.h"
+#include "base/version.h"
+#include "volume/format.h"
 
 namespace nestor::tool {
 namespace {
@@ -54,6 +56,7 @@ bool SizeArg(const std::string& option, const std::string& text, uint64_t* out) 
 
 int Main(int argc, char** argv) {
   CLI::App app{"nestor: offline administration of nestor pools and thin volumes", "nestor"};
+  app.set_version_flag("--version", VersionLine("nestor", volume::kFormatVersion), "print the version and exit");
   app.footer(kExitCodeHelp);
   app.fallthrough();  // -v after a subcommand too
   app.require_subcommand(1);

@@ -43,6 +43,8 @@
 #include "common/cli.h"
 #include "nestorctl/format.h"
 #include "nestorctl/rpc_client.h"
+#include "base/version.h"
+#include "volume/format.h"
 
 namespace nestor::ctl {
 namespace {
@@ -188,6 +190,7 @@ void PrintExportCreated(const std::string& name, const ordered_json& r) {
 
 int Main(int argc, char** argv) {
   CLI::App app{"nestorctl: control a running nestord over its JSON-RPC socket (docs/rpc.md)", "nestorctl"};
+  app.set_version_flag("--version", VersionLine("nestorctl", volume::kFormatVersion), "print the version and exit");
   app.fallthrough();  // global options after the subcommand too
   app.require_subcommand(1);
 
