@@ -221,10 +221,11 @@ class VolumeBench:
     def start_server(self, tag, pool, raw_volumes, extra=(), ready=None, record_argv=True):
         d = os.path.join(self.tmp, f"nestord-{tag}")
         os.makedirs(d, exist_ok=True)
-        argv = [self.nestord, "--socket-dir", d, "--pool", pool, "--pool-queues", "1",
+        argv = [self.nestord, "--socket-dir", d, "--pool", pool,
                 "--reactors", "1", "--poll-mode", "poll"] + list(extra)
         if self.export_all:
-            argv.append("--export-all")  # nestord that exports only stored exports by default
+            # nestord exports only stored exports by default
+            argv += ["--export-all", "--pool-queues", "1"]
         for name, path, size in raw_volumes:
             argv += ["--volume", f"{name},size={size},backend=file:{path},queues=1"]
         if record_argv:

@@ -174,7 +174,8 @@ Result<Options> ParseOptions(int argc, char** argv) {
                  "given as rbd:POOL (docs/ceph.md)");
   app.add_flag("--export-all", o.export_all,
                "export every volume of the pool, not only the stored exports (and store them)");
-  app.add_option("--pool-queues", o.pool_queues, "queues per volume exported by --export-all (default 1)")
+  CLI::Option* pool_queues =
+      app.add_option("--pool-queues", o.pool_queues, "queues per volume exported by --export-all (default 1)")
       ->check(CLI::Range(1, 64));
   app.add_option("--control-socket", o.control_socket,
                  "JSON-RPC control socket (default <socket-dir>/control.ctl; see docs/rpc.md)");
@@ -204,6 +205,11 @@ Result<Options> ParseOptions(int argc, char** argv) {
     return Status::Error(rc == 0 ? 0 : EINVAL, "");
   }
   if (volumes.empty() && o.pool.empty()) return Status::Invalid("give --volume or --pool (see --help)");
+  if (pool_queues->count() > 0 && !o.export_all) {
+    return Status::Invalid(
+        "--pool-queues applies to the volumes --export-all exports: give --export-all too (stored exports keep "
+        "their own queues; nestorctl export create NAME --queues N)");
+  }
   if (o.control_socket.empty()) o.control_socket = o.socket_dir + "/control.ctl";
   o.journal_dir = journal_dir == "none" ? "" : journal_dir;
   auto m = reactor::ParsePollMode(mode);

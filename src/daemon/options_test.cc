@@ -108,4 +108,22 @@ TEST(VolumeSpec, SocketAccess) {
   EXPECT_NE(err("v,size=1M,allow-uid=1:2:3:4:5,allow-gid=6:7:8:9").find("the limit is 8"), std::string::npos);
 }
 
+// --pool-queues only means something with --export-all; silently ignored
+// it hid a mistake (issue #16), so it is refused.
+TEST(Options, PoolQueuesNeedsExportAll) {
+  auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "nestord");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return ParseOptions(static_cast<int>(argv.size()), argv.data());
+  };
+  auto bad = parse({"--socket-dir", "/tmp/x", "--pool", "/tmp/p.img", "--pool-queues", "2"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--export-all"), std::string::npos) << bad.status().ToString();
+  auto good = parse({"--socket-dir", "/tmp/x", "--pool", "/tmp/p.img", "--export-all", "--pool-queues", "2"});
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good->pool_queues, 2);
+  EXPECT_TRUE(parse({"--socket-dir", "/tmp/x", "--pool", "rbd:vms"}).ok());
+}
+
 }  // namespace nestor::daemon
