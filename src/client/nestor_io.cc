@@ -2,10 +2,13 @@
 // pattern over its own slice of [offset, offset + bytes) at queue depth
 // --qd, reads it back and verifies it; repeats for --seconds. Prints bytes,
 // IOPS, per-I/O latency percentiles and errors; exits non-zero on any I/O
-// error or mismatch.
+// error or mismatch. With --seed the pattern is the same for every queue
+// and pass, so --verify-only --seed can check later (after a restart, a
+// crash, a snapshot) that the data is still there, without writing.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -14,6 +17,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "nestor/client.hpp"
+#include "base/size.h"
 #include "base/version.h"
 #include "volume/format.h"
 
@@ -35,6 +39,9 @@ struct Config {
   uint32_t qd = 16;
   double seconds = 0;
   bool verify = true;
+  bool verify_only = false;  // no write phase: check what a run with this seed left
+  bool fixed_seed = false;   // every queue and pass uses `seed`
+  uint64_t seed = 0;
 };
 
 inline uint64_t Pattern(uint64_t byte_off, uint64_t seed) {
@@ -143,8 +150,10 @@ void Worker(Device& dev, uint32_t qi, const Config& cfg, uint64_t start, uint64_
   const uint64_t deadline = NowNs() + static_cast<uint64_t>(cfg.seconds * 1e9);
   uint64_t pass = 0;
   do {
-    uint64_t seed = (NowNs() << 8) ^ (uint64_t(qi) << 48) ^ ++pass;
-    RunPhase(dev, q, cfg, start, end, true, seed, bufs, st);
+    // The pattern depends on the byte's offset and the seed only, so a
+    // fixed seed can be verified later with any number of queues.
+    uint64_t seed = cfg.fixed_seed ? cfg.seed : (NowNs() << 8) ^ (uint64_t(qi) << 48) ^ ++pass;
+    if (!cfg.verify_only) RunPhase(dev, q, cfg, start, end, true, seed, bufs, st);
     if (st.errors) break;
     RunPhase(dev, q, cfg, start, end, false, seed, bufs, st);
     if (st.errors || st.mismatches) break;
@@ -167,13 +176,15 @@ int main(int argc, char** argv) {
                        "print the version and exit");
   Options opts;
   Config cfg;
-  std::string bytes_s = "64M";
+  std::string bytes_s, seed_s;
   bool poll = false, blocking = false, no_event_idx = false, no_call_fd = false;
   app.add_option("--socket", opts.socket_path, "vhost-user-blk socket")->required();
   app.add_option("--queues", opts.num_queues, "queues to drive at once")->check(CLI::Range(1, 256));
   app.add_option("--queue-size", opts.queue_size, "ring entries per queue");
-  app.add_option("--bytes", bytes_s, "bytes to cover (K/M/G suffixes)");
-  app.add_option("--offset", cfg.offset, "first byte (multiple of 512)");
+  app.add_option("--bytes", bytes_s,
+                 "bytes to cover (K/M/G/T suffixes; default 64M, or up to the end of a smaller volume)");
+  std::string offset_s;
+  app.add_option("--offset", offset_s, "first byte (multiple of 512; K/M/G/T suffixes)");
   app.add_option("--block-size", cfg.block, "bytes per I/O")->check(CLI::Range(512, 1 << 22));
   app.add_option("--qd", cfg.qd, "I/Os in flight per queue")->check(CLI::Range(1, 4096));
   app.add_option("--seconds", cfg.seconds, "repeat passes for this long (0: one pass)");
@@ -183,24 +194,46 @@ int main(int argc, char** argv) {
   app.add_flag("--no-call-fd", no_call_fd, "polled queues get no call eventfd");
   bool no_verify = false;
   app.add_flag("--no-verify", no_verify, "read back without checking (null devices)");
+  app.add_option("--seed", seed_s,
+                 "pattern seed (decimal or 0x hex) for every queue and pass; default: a new one per queue and pass");
+  app.add_flag("--verify-only", cfg.verify_only,
+               "write nothing: read the range and check it holds the pattern of --seed (e.g. after a restart)");
   CLI11_PARSE(app, argc, argv);
   if (poll && blocking) {
     fmt::print(stderr, "nestor-io: --poll and --blocking are exclusive\n");
     return 2;
   }
-  uint64_t mult = 1;
-  std::string num = bytes_s;
-  if (!num.empty() && std::strchr("KMGkmg", num.back())) {
-    mult = (num.back() | 0x20) == 'k' ? 1ull << 10 : (num.back() | 0x20) == 'm' ? 1ull << 20 : 1ull << 30;
-    num.pop_back();
+  if (!bytes_s.empty()) {
+    auto b = nestor::ParseSize(bytes_s);
+    if (!b.ok()) {
+      fmt::print(stderr, "nestor-io: --bytes: {}\n", b.status().message());
+      return 2;
+    }
+    cfg.bytes = *b;
   }
-  try {
-    cfg.bytes = std::stoull(num) * mult;
-  } catch (...) {
-    fmt::print(stderr, "nestor-io: bad --bytes {}\n", bytes_s);
+  if (!offset_s.empty()) {
+    auto o = nestor::ParseSize(offset_s);
+    if (!o.ok()) {
+      fmt::print(stderr, "nestor-io: --offset: {}\n", o.status().message());
+      return 2;
+    }
+    cfg.offset = *o;
+  }
+  if (!seed_s.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    cfg.seed = std::strtoull(seed_s.c_str(), &end, 0);
+    if (errno != 0 || end == seed_s.c_str() || *end != 0 || seed_s[0] == '-') {
+      fmt::print(stderr, "nestor-io: bad --seed {}\n", seed_s);
+      return 2;
+    }
+    cfg.fixed_seed = true;
+  }
+  if (cfg.verify_only && (!cfg.fixed_seed || no_verify)) {
+    fmt::print(stderr, "nestor-io: --verify-only needs the --seed the data was written with (and not --no-verify)\n");
     return 2;
   }
-  if (cfg.block % 512 || cfg.offset % 512 || cfg.bytes % 512 || cfg.bytes == 0) {
+  if (cfg.block % 512 || cfg.offset % 512 || (!bytes_s.empty() && (cfg.bytes % 512 || cfg.bytes == 0))) {
     fmt::print(stderr, "nestor-io: offset, bytes and block size must be multiples of 512\n");
     return 2;
   }
@@ -215,13 +248,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   const DeviceInfo& info = (*dev)->info();
+  if (bytes_s.empty()) {  // the default: 64 MiB, or to the end of a smaller volume
+    cfg.bytes =
+        info.capacity_bytes > cfg.offset ? std::min<uint64_t>(64ull << 20, info.capacity_bytes - cfg.offset) : 0;
+    cfg.bytes -= cfg.bytes % 512;
+    if (cfg.bytes == 0) {
+      fmt::print(stderr, "nestor-io: --offset {} is at or past the end of the volume ({} bytes)\n", cfg.offset,
+                 info.capacity_bytes);
+      return 2;
+    }
+  }
   if (cfg.offset + cfg.bytes > info.capacity_bytes) {
     fmt::print(stderr, "nestor-io: range {}+{} exceeds capacity {}\n", cfg.offset, cfg.bytes, info.capacity_bytes);
     return 2;
   }
-  fmt::print("nestor-io: {} capacity {} bytes, {} of {} queues x {} entries, {} completions, qd {}, block {}\n",
-             opts.socket_path, info.capacity_bytes, opts.num_queues, info.max_queues, opts.queue_size,
-             opts.polled ? "polled" : "blocking", cfg.qd, cfg.block);
+  fmt::print(
+      "nestor-io: {} capacity {} bytes, {} of {} queues x {} entries, {} completions, qd {}, block {}, range {}+{}{}\n",
+      opts.socket_path, info.capacity_bytes, opts.num_queues, info.max_queues, opts.queue_size,
+      opts.polled ? "polled" : "blocking", cfg.qd, cfg.block, cfg.offset, cfg.bytes,
+      cfg.fixed_seed ? fmt::format(", seed {:#x}{}", cfg.seed, cfg.verify_only ? " (verify only)" : "") : "");
 
   std::vector<Stats> stats(opts.num_queues);
   std::vector<std::thread> threads;
