@@ -176,7 +176,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
                "export every volume of the pool, not only the stored exports (and store them)");
   CLI::Option* pool_queues =
       app.add_option("--pool-queues", o.pool_queues, "queues per volume exported by --export-all (default 1)")
-      ->check(CLI::Range(1, 64));
+          ->check(CLI::Range(1, 64));
   app.add_option("--control-socket", o.control_socket,
                  "JSON-RPC control socket (default <socket-dir>/control.ctl; see docs/rpc.md)");
   app.add_option("--metrics-port", o.metrics_port,
