@@ -62,10 +62,17 @@ expect_rc 0 "$CTL" volume resize db --size 64M
 expect_rc 6 "$CTL" volume delete db
 expect_rc 0 "$CTL" pool info
 
-# Restart: the export and its QoS come back.
+# Restart: the export and its QoS come back. In between, the offline
+# tool shows the stored export (issue #16).
 kill -TERM "$PID"
 wait "$PID" || fail "nestord exited $? on SIGTERM"
 PID=
+"$NESTOR" volume list --pool "$T/pool.img" >"$T/out" || fail "nestor volume list: $(cat "$T/out")"
+grep -Eq '^db .* yes \(2q\) ' "$T/out" || fail "nestor volume list does not show db's export: $(cat "$T/out")"
+grep -Eq '^scratch .* no ' "$T/out" || fail "nestor volume list: scratch is not exported: $(cat "$T/out")"
+"$NESTOR" volume list --pool "$T/pool.img" --json >"$T/out" || fail "nestor volume list --json: $(cat "$T/out")"
+python3 -c 'import json,sys; v={x["name"]: x for x in json.load(open(sys.argv[1]))["volumes"]}; assert v["db"]["exported"] and v["db"]["export"]["queues"]==2 and v["db"]["export"]["qos"]["write_iops"]==1000 and not v["scratch"]["exported"], v' "$T/out" ||
+	fail "nestor volume list --json exports: $(cat "$T/out")"
 start
 expect_rc 0 "$CTL" --json export list
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert e[0]["name"]=="db" and e[0]["queues"]==2 and e[0]["qos"]["write_iops"]==1000 and e[0]["size"]==64<<20, e' "$T/out" ||

@@ -129,9 +129,9 @@ run 3 volume create c --pool "$TMP/missing.img" --size 4M
 run 0 volume list --pool "$P"
 out_has "NAME"
 out_has "ALLOCATED"
-# NAME TYPE PARENT SIZE ALLOCATED SHARED FREES RESERVED EXTENTS CHILDREN
-grep -Eq '^a +volume +- +1\.0G +0B +(-|0B) +(-|0B) +0B +0 +-$' "$TMP/out" || fail "list row of a: $(cat "$TMP/out")"
-grep -Eq '^b +volume +- +64\.0M +0B +(-|0B) +(-|0B) +64\.0M +0 +-$' "$TMP/out" || fail "list row of b: $(cat "$TMP/out")"
+# NAME TYPE PARENT SIZE ALLOCATED SHARED FREES RESERVED EXTENTS EXPORTED CHILDREN
+grep -Eq '^a +volume +- +1\.0G +0B +(-|0B) +(-|0B) +0B +0 +no +-$' "$TMP/out" || fail "list row of a: $(cat "$TMP/out")"
+grep -Eq '^b +volume +- +64\.0M +0B +(-|0B) +(-|0B) +64\.0M +0 +no +-$' "$TMP/out" || fail "list row of b: $(cat "$TMP/out")"
 run 0 volume list --pool "$P" --json
 json_is "[v['name'] for v in j['volumes']]" "['a', 'b']"
 json_is "j['volumes'][0]['size']" $((1024 * M))

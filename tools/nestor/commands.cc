@@ -139,7 +139,18 @@ ordered_json VolumeJson(const volume::VolumeInfo& v) {
                  {"extents", v.extents},
                  {"snapshot", v.snapshot},
                  {"parent", v.parent.empty() ? ordered_json(nullptr) : ordered_json(v.parent)},
-                 {"children", v.children}};
+                 {"children", v.children},
+                 {"exported", v.exported}};
+  if (v.exported) {  // the stored export nestord serves again at start
+    const volume::ExportSettings& e = v.export_settings;
+    j["export"] = {{"queues", e.queues},
+                   {"readonly", e.read_only},
+                   {"qos",
+                    {{"read_iops", e.read_iops},
+                     {"write_iops", e.write_iops},
+                     {"read_bps", e.read_bps},
+                     {"write_bps", e.write_bps}}}};
+  }
   if (v.space_known) {
     j["shared_bytes"] = v.shared_bytes;
     j["delete_frees_bytes"] = v.delete_frees_bytes;
@@ -150,6 +161,12 @@ ordered_json VolumeJson(const volume::VolumeInfo& v) {
 const char* ImageType(const volume::VolumeInfo& v) {
   if (v.snapshot) return "snapshot";
   return v.parent.empty() ? "volume" : "clone";
+}
+
+// "no", or the stored export: "yes (2q)", "yes (1q, ro)".
+std::string ExportedColumn(const volume::VolumeInfo& v) {
+  if (!v.exported) return "no";
+  return "yes (" + std::to_string(v.export_settings.queues) + "q" + (v.export_settings.read_only ? ", ro)" : ")");
 }
 
 std::string Joined(const std::vector<std::string>& names) {
@@ -167,25 +184,26 @@ void PrintImages(const std::vector<volume::VolumeInfo>& vols, bool snapshots_onl
   }
   const int iw = static_cast<int>(w), ipw = static_cast<int>(pw);
   if (snapshots_only) {
-    std::printf("%-*s %-*s %10s %10s %10s %10s  %s\n", iw, "NAME", ipw, "PARENT", "SIZE", "ALLOCATED", "SHARED",
-                "FREES", "CLONES");
+    std::printf("%-*s %-*s %10s %10s %10s %10s %-12s %s\n", iw, "NAME", ipw, "PARENT", "SIZE", "ALLOCATED", "SHARED",
+                "FREES", "EXPORTED", "CLONES");
   } else {
-    std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8s  %s\n", iw, "NAME", "TYPE", ipw, "PARENT", "SIZE",
-                "ALLOCATED", "SHARED", "FREES", "RESERVED", "EXTENTS", "CHILDREN");
+    std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8s %-12s %s\n", iw, "NAME", "TYPE", ipw, "PARENT", "SIZE",
+                "ALLOCATED", "SHARED", "FREES", "RESERVED", "EXTENTS", "EXPORTED", "CHILDREN");
   }
   for (const auto& v : vols) {
     std::string parent = v.parent.empty() ? "-" : v.parent;
     std::string shared = v.space_known ? HumanSize(v.shared_bytes) : "-";
     std::string frees = v.space_known ? HumanSize(v.delete_frees_bytes) : "-";
+    std::string exported = ExportedColumn(v);
     if (snapshots_only) {
-      std::printf("%-*s %-*s %10s %10s %10s %10s  %s\n", iw, v.name.c_str(), ipw, parent.c_str(),
+      std::printf("%-*s %-*s %10s %10s %10s %10s %-12s %s\n", iw, v.name.c_str(), ipw, parent.c_str(),
                   HumanSize(v.size).c_str(), HumanSize(v.allocated_bytes).c_str(), shared.c_str(), frees.c_str(),
-                  Joined(v.children).c_str());
+                  exported.c_str(), Joined(v.children).c_str());
     } else {
-      std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8lu  %s\n", iw, v.name.c_str(), ImageType(v), ipw,
+      std::printf("%-*s %-8s %-*s %10s %10s %10s %10s %10s %8lu %-12s %s\n", iw, v.name.c_str(), ImageType(v), ipw,
                   parent.c_str(), HumanSize(v.size).c_str(), HumanSize(v.allocated_bytes).c_str(), shared.c_str(),
                   frees.c_str(), HumanSize(v.reserved_bytes).c_str(), static_cast<unsigned long>(v.extents),
-                  Joined(v.children).c_str());
+                  exported.c_str(), Joined(v.children).c_str());
     }
   }
 }
