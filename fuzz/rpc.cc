@@ -44,10 +44,11 @@ using control::Json;
 
 // New methods go at the end: a shorthand byte below the old count keeps
 // naming the same method, so the corpus keeps its meaning.
-constexpr const char* kMethods[] = {
-    "pool_info",       "volume_create",   "volume_delete", "volume_resize", "volume_list",    "export_create",
-    "export_delete",   "export_list",     "qos_set",       "qos_get",       "reactor_list",   "stats_get",
-    "snapshot_create", "snapshot_delete", "snapshot_list", "volume_clone",  "volume_inflate", "volume_decouple"};
+constexpr const char* kMethods[] = {"pool_info",       "volume_create",   "volume_delete", "volume_resize",
+                                    "volume_list",     "export_create",   "export_delete", "export_list",
+                                    "qos_set",         "qos_get",         "reactor_list",  "stats_get",
+                                    "snapshot_create", "snapshot_delete", "snapshot_list", "volume_clone",
+                                    "volume_inflate",  "volume_decouple", "status"};
 constexpr size_t kMaxLines = 64;
 constexpr int kRebuildEvery = 500;
 

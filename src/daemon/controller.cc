@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "base/log.h"
+#include "base/version.h"
 #include "daemon/access.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
@@ -465,6 +466,7 @@ void Controller::RegisterMethods(control::RpcServer* rpc) {
   rpc->Register("qos_get", {Name()}, bind(&Controller::QosGet));
   rpc->Register("reactor_list", {}, bind(&Controller::ReactorList));
   rpc->Register("stats_get", {{.name = "name", .types = kString}}, bind(&Controller::StatsGet));
+  rpc->Register("status", {}, bind(&Controller::DaemonStatus));
 }
 
 // ---- pool and volumes ----
@@ -861,6 +863,72 @@ Result<Json> Controller::StatsGet(const Json& p) {
               {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}},
               {"queue_stop_timeouts", vhost::Session::StopTimeouts()},
               {"orphaned_queues", vhost::Session::OrphanedQueues()}};
+}
+
+// One look at the daemon (nestorctl status): what runs, what it serves,
+// and what an operator should look at (warnings).
+Result<Json> Controller::DaemonStatus(const Json&) {
+  Json warnings = Json::array();
+  Json pool = nullptr;
+  if (pool_ != nullptr) {
+    volume::PoolInfo i = pool_->Info();
+    uint64_t total = i.sb.data_clusters;
+    pool = {{"kind", "local"},
+            {"path", opts_.pool},
+            {"volumes", i.volumes},
+            {"size_bytes", total * i.sb.cluster_size},
+            {"used_bytes", i.used_clusters * i.sb.cluster_size},
+            {"free_bytes", i.free_clusters * i.sb.cluster_size}};
+    if (total > 0 && i.free_clusters * 10 < total) {
+      warnings.push_back(
+          fmt::format("pool {} is {:.0f}% full: writes to new clusters will fail with ENOSPC when it is "
+                      "full",
+                      opts_.pool, 100.0 * static_cast<double>(total - i.free_clusters) / total));
+    }
+    if (i.enospc > 0) warnings.push_back(fmt::format("{} write(s) failed for lack of space (ENOSPC)", i.enospc));
+  } else if (rbd_pool_ != nullptr) {
+    pool = {{"kind", "rbd"}, {"path", opts_.pool}};
+    auto r = rbd_pool_->Info();
+    if (r.ok()) {
+      pool["volumes"] = r->images;
+      pool["stored_bytes"] = r->stored_bytes;
+      pool["cluster_free_bytes"] = r->cluster_free_bytes;
+    } else {
+      warnings.push_back("ceph pool: " + r.status().message());
+    }
+  }
+  uint64_t sessions = 0, errors = 0;
+  Json exports = Json::array();
+  for (const auto& [name, e] : Exports()) {
+    sessions += e->active_sessions();
+    virtio::StatsSnapshot s = e->stats().Snapshot();
+    errors += s.errors;
+    exports.push_back(name);
+  }
+  if (errors > 0) warnings.push_back(fmt::format("{} request(s) completed with an error (nestorctl stats)", errors));
+  uint64_t faults = 0;
+  for (reactor::Reactor* r : reactors_) faults += r->counters().guest_faults.load();
+  if (faults > 0) {
+    warnings.push_back(
+        fmt::format("{} guest-memory fault(s): frontends that shrank their memory were cut off", faults));
+  }
+  if (uint64_t t = vhost::Session::StopTimeouts(); t > 0) {
+    warnings.push_back(fmt::format("{} queue(s) did not stop in time (--queue-stop-timeout-ms)", t));
+  }
+  if (uint64_t o = vhost::Session::OrphanedQueues(); o > 0) {
+    warnings.push_back(fmt::format("{} handed-over queue(s) still wait for their I/O", o));
+  }
+  double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  return Json{{"version", BuildVersion()},
+              {"pool_format", volume::kFormatVersion},
+              {"pid", getpid()},
+              {"uptime_s", uptime},
+              {"reactors", reactors_.size()},
+              {"poll_mode", reactors_.empty() ? "" : reactor::PollModeName(reactors_[0]->options().mode)},
+              {"pool", pool},
+              {"exports", exports},
+              {"sessions", sessions},
+              {"warnings", warnings}};
 }
 
 void Controller::LogStats() const {

@@ -15,6 +15,7 @@
 // --volume file: backends are locked like pools (io::FileBackendOptions).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,7 @@ class Controller {
   Result<Json> QosGet(const Json& p);
   Result<Json> ReactorList(const Json& p);
   Result<Json> StatsGet(const Json& p);
+  Result<Json> DaemonStatus(const Json& p);
 
   // Deletes a pool image (volume, clone or snapshot); an exported one only
   // with force (its export goes first).
@@ -103,6 +105,7 @@ class Controller {
 
   Options opts_;
   std::vector<reactor::Reactor*> reactors_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::shared_ptr<rbd::RadosCluster> ceph_;  // the first rbd volume or pool connects
   std::unique_ptr<volume::Pool> pool_;       // --pool PATH
   std::unique_ptr<rbd::RbdPool> rbd_pool_;   // --pool rbd:POOL

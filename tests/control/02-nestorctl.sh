@@ -58,6 +58,15 @@ expect_rc 0 "$CTL" reactor list
 grep -q "adaptive" "$T/out" || fail "reactor list: $(cat "$T/out")"
 curl -sf "http://127.0.0.1:$PORT/metrics" >"$T/metrics" || fail "metrics endpoint"
 grep -q '^nestor_volume_write_ops_total{volume="db"} [1-9]' "$T/metrics" || fail "metrics: no write ops for db"
+# nestorctl status: the daemon at a glance (issue #16).
+expect_rc 0 "$CTL" status
+npid=$(tr -d " " <"/proc/$PID/task/$PID/children")  # nestord, under its timeout wrapper
+grep -q "^nestord: .*(pool format [0-9]*), pid $npid, up " "$T/out" || fail "status: $(cat "$T/out")"
+grep -q "^exports: *1 (db), 0 connected" "$T/out" || fail "status exports: $(cat "$T/out")"
+grep -q "^warnings: *none" "$T/out" || fail "status warnings: $(cat "$T/out")"
+expect_rc 0 "$CTL" --json status
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); v=sys.argv[2].split()[1]; assert s["version"]==v and s["pool"]["kind"]=="local" and s["pool"]["volumes"]==2 and s["reactors"]==1 and s["uptime_s"]>0 and s["warnings"]==[], s' \
+	"$T/out" "$("$NESTORD" --version)" || fail "status --json: $(cat "$T/out")"
 expect_rc 0 "$CTL" volume resize db --size 64M
 expect_rc 6 "$CTL" volume delete db
 expect_rc 0 "$CTL" pool info

@@ -257,6 +257,41 @@ bool PrintReactorList(const ordered_json& r) {
   return true;
 }
 
+bool PrintStatus(const ordered_json& r) {
+  if (!r.is_object()) return false;
+  auto line = [](const char* label, const std::string& value) { std::printf("%-10s %s\n", label, value.c_str()); };
+  auto up = Double(r, "uptime_s");
+  line("nestord:", StrField(r, "version") + " (pool format " + IntField(r, "pool_format") + "), pid " +
+                       IntField(r, "pid") + ", up " + (up ? fmt::format("{:.0f} s", *up) : "-"));
+  line("reactors:", IntField(r, "reactors") + ", " + StrField(r, "poll_mode"));
+  const ordered_json& pool = Field(r, "pool");
+  if (!pool.is_object()) {
+    line("pool:", "none");
+  } else if (StrField(pool, "kind") == "rbd") {
+    line("pool:", StrField(pool, "path") + ": " + IntField(pool, "volumes") + " images, " +
+                      SizeField(pool, "stored_bytes") + " stored, cluster " + SizeField(pool, "cluster_free_bytes") +
+                      " free");
+  } else {
+    line("pool:", StrField(pool, "path") + ": " + IntField(pool, "volumes") + " volumes, " +
+                      SizeField(pool, "used_bytes") + " used of " + SizeField(pool, "size_bytes") + ", " +
+                      SizeField(pool, "free_bytes") + " free");
+  }
+  const ordered_json& exports = Field(r, "exports");
+  std::string names;
+  if (exports.is_array()) {
+    for (const auto& e : exports) names += (names.empty() ? "" : ", ") + (e.is_string() ? e.get<std::string>() : "?");
+  }
+  line("exports:", std::to_string(exports.is_array() ? exports.size() : 0) + (names.empty() ? "" : " (" + names + ")") +
+                       ", " + IntField(r, "sessions") + " connected");
+  const ordered_json& warnings = Field(r, "warnings");
+  if (!warnings.is_array() || warnings.empty()) {
+    line("warnings:", "none");
+  } else {
+    for (const auto& w : warnings) line("warning:", w.is_string() ? w.get<std::string>() : w.dump());
+  }
+  return true;
+}
+
 bool PrintStats(const ordered_json& r) {
   const ordered_json& vols = Field(r, "volumes");
   if (!vols.is_array()) return false;

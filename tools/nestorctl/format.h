@@ -44,6 +44,7 @@ std::string ImageType(const ordered_json& v);
 bool PrintExportList(const ordered_json& r);
 bool PrintReactorList(const ordered_json& r);
 bool PrintStats(const ordered_json& r);
+bool PrintStatus(const ordered_json& r);
 // "read_iops unlimited, write_iops 5000, read_bps unlimited, write_bps 100.0M/s"
 std::string QosText(const ordered_json& qos);
 

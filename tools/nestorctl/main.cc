@@ -22,6 +22,7 @@
 //   nestorctl qos get NAME                                   qos_get
 //   nestorctl reactor list                                   reactor_list
 //   nestorctl stats [NAME]                                   stats_get
+//   nestorctl status                                         status
 //   nestorctl call METHOD [JSON-PARAMS]                      any method
 //
 // The socket is -s/--socket, else $NESTOR_CONTROL_SOCKET, else
@@ -74,8 +75,9 @@ const char kSynopsis[] =
     "  nestorctl qos get NAME\n"
     "  nestorctl reactor list\n"
     "  nestorctl stats [NAME]\n"
+    "  nestorctl status\n"
     "  nestorctl call METHOD [JSON-PARAMS]      # any method, raw JSON result\n"
-    "SIZE: bytes, or with a K/M/G/T suffix (binary units), e.g. 20G.\n";
+    "SIZE: bytes, or with a K/M/G/T/P/E suffix (binary units), e.g. 20G.\n";
 
 // --json: errors go to stderr as one JSON object too (docs/rpc.md).
 bool g_json_errors = false;
@@ -285,6 +287,9 @@ int Main(int argc, char** argv) {
   CLI::App* stats = app.add_subcommand("stats", "I/O counters and latency per exported volume and queue");
   stats->add_option("NAME", name, "one volume (default: every export)");
 
+  CLI::App* status = app.add_subcommand(
+      "status", "the daemon at a glance: version, uptime, reactors, pool, exports, warnings (exit 0 either way)");
+
   CLI::App* call = app.add_subcommand("call", "call any method; prints the raw JSON result");
   call->add_option("METHOD", method, "method name, e.g. volume_list")->required();
   call->add_option("JSON-PARAMS", params_text, "params, a JSON object");
@@ -410,6 +415,8 @@ int Main(int argc, char** argv) {
   } else if (*stats) {
     c = {"stats_get", {}, PrintStats};
     if (!name.empty()) c.params["name"] = name;
+  } else if (*status) {
+    c = {"status", {}, PrintStatus};
   } else if (*call) {
     c.method = method;
     c.params = nullptr;
