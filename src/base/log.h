@@ -2,20 +2,31 @@
 //
 // Thread: any (each message is one write(2), so lines do not interleave).
 // Level is set once at start-up (NESTOR_LOG=debug|info|warn|error or
-// SetLogLevel). Not for the per-I/O hot path except at debug level.
+// SetLogLevel), and so is the format: text ("HH:MM:SS.micros LEVEL msg",
+// UTC) or JSON, one object per line for log shippers
+// ({"time":"2026-12-07T20:22:03.123456Z","level":"info","msg":"..."}).
+// Not for the per-I/O hot path except at debug level.
 #pragma once
 
 #include <fmt/format.h>
 
+#include <time.h>
+
+#include <string>
 #include <string_view>
 
 namespace nestor {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
+enum class LogFormat { kText = 0, kJson = 1 };
+
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
+void SetLogFormat(LogFormat format);
 void LogLine(LogLevel level, std::string_view msg);
+// One line as LogLine writes it (with its '\n'), at time `when` (UTC).
+std::string FormatLogLine(LogFormat format, LogLevel level, std::string_view msg, const timespec& when);
 
 template <typename... Args>
 void Log(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {

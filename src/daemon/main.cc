@@ -152,5 +152,6 @@ int main(int argc, char** argv) {
     if (!opts.status().message().empty()) fprintf(stderr, "nestord: %s\n", opts.status().message().c_str());
     return 2;
   }
+  if (opts->log_json) nestor::SetLogFormat(nestor::LogFormat::kJson);
   return nestor::daemon::Serve(opts.value());
 }

@@ -169,6 +169,11 @@ Result<Options> ParseOptions(int argc, char** argv) {
                  "rbd volumes: seconds after which a request to a cluster that stopped answering fails (EIO to "
                  "the guest) instead of hanging; 0 waits forever (default 30)")
       ->check(CLI::Range(0, 86400));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text (HH:MM:SS.micros LEVEL message, UTC) or json (one object per line: time, level, msg) "
+                 "(default text)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--pool", o.pool,
                  "serve every volume of the pool at PATH (see `nestor pool create`), or of the Ceph pool POOL "
                  "given as rbd:POOL (docs/ceph.md)");
@@ -210,6 +215,7 @@ Result<Options> ParseOptions(int argc, char** argv) {
         "--pool-queues applies to the volumes --export-all exports: give --export-all too (stored exports keep "
         "their own queues; nestorctl export create NAME --queues N)");
   }
+  o.log_json = log_format == "json";
   if (o.control_socket.empty()) o.control_socket = o.socket_dir + "/control.ctl";
   o.journal_dir = journal_dir == "none" ? "" : journal_dir;
   auto m = reactor::ParsePollMode(mode);

@@ -31,6 +31,7 @@ struct VolumeSpec {
 };
 
 struct Options {
+  bool log_json = false;  // --log-format json
   std::string socket_dir;
   std::vector<VolumeSpec> volumes;
   std::string pool;            // serve every volume of this pool (empty: none)

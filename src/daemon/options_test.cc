@@ -126,4 +126,17 @@ TEST(Options, PoolQueuesNeedsExportAll) {
   EXPECT_TRUE(parse({"--socket-dir", "/tmp/x", "--pool", "rbd:vms"}).ok());
 }
 
+TEST(Options, LogFormat) {
+  auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"nestord", "--socket-dir", "/tmp/x", "--volume", "v,size=1M,backend=mem"});
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return ParseOptions(static_cast<int>(argv.size()), argv.data());
+  };
+  EXPECT_FALSE(parse({})->log_json);
+  EXPECT_TRUE(parse({"--log-format", "json"})->log_json);
+  EXPECT_FALSE(parse({"--log-format", "text"})->log_json);
+  EXPECT_FALSE(parse({"--log-format", "xml"}).ok());
+}
+
 }  // namespace nestor::daemon
