@@ -58,6 +58,10 @@ expect_rc 0 "$CTL" reactor list
 grep -q "adaptive" "$T/out" || fail "reactor list: $(cat "$T/out")"
 curl -sf "http://127.0.0.1:$PORT/metrics" >"$T/metrics" || fail "metrics endpoint"
 grep -q '^nestor_volume_write_ops_total{volume="db"} [1-9]' "$T/metrics" || fail "metrics: no write ops for db"
+# The sample Grafana dashboard only uses metrics nestord exports (issue #16).
+python3 "$(dirname "${BASH_SOURCE[0]}")/../../contrib/grafana/check-dashboard.py" \
+	"$(dirname "${BASH_SOURCE[0]}")/../../contrib/grafana/nestor-dashboard.json" "$T/metrics" >"$T/out" 2>&1 ||
+	fail "grafana dashboard: $(cat "$T/out")"
 # nestorctl status: the daemon at a glance (issue #16).
 expect_rc 0 "$CTL" status
 npid=$(tr -d " " <"/proc/$PID/task/$PID/children")  # nestord, under its timeout wrapper
