@@ -203,22 +203,15 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "nestor-io: --poll and --blocking are exclusive\n");
     return 2;
   }
-  if (!bytes_s.empty()) {
-    auto b = nestor::ParseSize(bytes_s);
-    if (!b.ok()) {
-      fmt::print(stderr, "nestor-io: --bytes: {}\n", b.status().message());
-      return 2;
-    }
-    cfg.bytes = *b;
-  }
-  if (!offset_s.empty()) {
-    auto o = nestor::ParseSize(offset_s);
-    if (!o.ok()) {
-      fmt::print(stderr, "nestor-io: --offset: {}\n", o.status().message());
-      return 2;
-    }
-    cfg.offset = *o;
-  }
+  // A size option, if given; false (after saying why) if it is malformed.
+  auto size_arg = [](const char* flag, const std::string& text, uint64_t* out) {
+    if (text.empty()) return true;
+    auto v = nestor::ParseSize(text);
+    if (!v.ok()) fmt::print(stderr, "nestor-io: {}: {}\n", flag, v.status().message());
+    if (v.ok()) *out = *v;
+    return v.ok();
+  };
+  if (!size_arg("--bytes", bytes_s, &cfg.bytes) || !size_arg("--offset", offset_s, &cfg.offset)) return 2;
   if (!seed_s.empty()) {
     char* end = nullptr;
     errno = 0;
