@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "daemon/access.h"
+#include "reactor/guest_fault.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
 #include "virtio/queue_stats.h"
@@ -858,7 +859,8 @@ Result<Json> Controller::StatsGet(const Json& p) {
   return Json{{"volumes", vols},
               {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}},
               {"queue_stop_timeouts", vhost::Session::StopTimeouts()},
-              {"orphaned_queues", vhost::Session::OrphanedQueues()}};
+              {"orphaned_queues", vhost::Session::OrphanedQueues()},
+              {"guest_faults_patched", reactor::GuestFaultsPatched()}};
 }
 
 void Controller::LogStats() const {
@@ -872,6 +874,7 @@ void Controller::LogStats() const {
   NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
   NLOG_INFO("stats queues: stop_timeouts {} orphaned {}", vhost::Session::StopTimeouts(),
             vhost::Session::OrphanedQueues());
+  NLOG_INFO("stats guest_faults_patched {}", reactor::GuestFaultsPatched());
 }
 
 std::string Controller::PrometheusText() const {
