@@ -12,15 +12,19 @@
 #     pool volumes), NESTOR_HOSTILE_CEPH_CONF and NESTOR_HOSTILE_OSD_PID:
 #     Rbd1 pauses the OSD (SIGSTOP) under a 64 KiB read of that data,
 #     truncates the frontend's memfd, resumes the OSD: librbd's thread
-#     copies into the lost pages and gets 16 zero pages (stats_get
-#     guest_faults_patched), the read completes, nothing else notices.
-#     Rbd2 submits a write whose buffer is already gone: librbd's copy
-#     faults on the reactor, which recovers and cuts that client off; the
-#     image keeps what was there. Each time: nestord alive, the data
-#     written before read back by a new client, `rbdv` ends with no session
-#     and no request in flight, no fd leaked, the other volumes served; the
-#     suite's nestord exits 0 on SIGTERM. Both cases must have run (not
-#     skipped);
+#     copies into the 16 lost pages and gets a zero page for each
+#     (stats_get guest_faults_patched), the read completes, a memory
+#     volume on the same reactor was served while the OSD was paused.
+#     Rbd2 submits a 64 KiB write whose buffer is already gone: librbd's
+#     copy (inside rbd_aio_writev, on the reactor) gets 16 zero pages, no
+#     reactor unwinds, the write goes on (the image reads zeros there),
+#     another client of the volume is not disturbed. Rbd3 does a write
+#     whose second segment is gone 12 times: nestord's heap must not keep
+#     the copies of the first (4 MiB each). Each time: nestord alive, the
+#     data written before read back by a new client, `rbdv` ends with no
+#     session and no request in flight, no fd leaked, the other volumes
+#     served; the suite's nestord exits 0 on SIGTERM. All 3 cases must
+#     have run (not skipped);
 #  c. the OSD is running again (not left stopped); the image's lock was
 #     released (`rbd lock ls` empty); the imported data is unchanged
 #     (`rbd export`).
