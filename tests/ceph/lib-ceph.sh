@@ -318,7 +318,7 @@ ceph_osd_pid() {
 	i=$(_ceph_osd_index) || return 1
 	pid=${CEPH_DAEMONS[i]#*:}
 	child=$(_ceph_child "$pid")
-	_ceph_alive "$pid" && [ -n "$child" ] || return 1
+	if ! _ceph_alive "$pid" || [ -z "$child" ]; then return 1; fi
 	echo "$child"
 }
 

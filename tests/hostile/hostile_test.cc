@@ -1721,10 +1721,14 @@ TEST_F(Hostile, R5_HugetlbRegionsAreUnmapped) {
 // architecture.md, "Guest-memory faults"). nestord, the cluster
 // connection, the image and every other client must be unaffected.
 
-constexpr uint64_t kRbdKnownOffset = 8ull << 20;  // written by a client before the fault, read back after
-constexpr uint64_t kRbdImportedOffset =
-    32ull << 20;  // 07-hostile-rbd.sh imports data here: in the cluster, not in librbd's cache
-constexpr uint32_t kRbdIoBytes = 64 * 1024;  // 16 pages of the hostile frontend's memory
+// Where the cases put their data in the 64 MiB image: 8 MiB, written by a
+// client before each fault and read back after; 32 MiB, imported by
+// 07-hostile-rbd.sh (in the cluster, never in nestord's librbd cache, so a
+// read of it waits for the OSD). Requests of 16 pages of the frontend's
+// memory.
+constexpr uint64_t kRbdKnownOffset = 8ull << 20;
+constexpr uint64_t kRbdImportedOffset = 32ull << 20;
+constexpr uint32_t kRbdIoBytes = 64 * 1024;
 
 pid_t OsdPid() {
   const char* v = std::getenv("NESTOR_HOSTILE_OSD_PID");
