@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "daemon/access.h"
+#include "reactor/guest_fault.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
 #include "virtio/queue_stats.h"
@@ -862,7 +863,8 @@ Result<Json> Controller::StatsGet(const Json& p) {
   return Json{{"volumes", vols},
               {"memory", {{"mapped_bytes", vhost::MemTable::TotalMappedBytes()}}},
               {"queue_stop_timeouts", vhost::Session::StopTimeouts()},
-              {"orphaned_queues", vhost::Session::OrphanedQueues()}};
+              {"orphaned_queues", vhost::Session::OrphanedQueues()},
+              {"guest_faults_patched", reactor::GuestFaultsPatched()}};
 }
 
 // One look at the daemon (nestorctl status): what runs, what it serves,
@@ -942,6 +944,7 @@ void Controller::LogStats() const {
   NLOG_INFO("stats memory: mapped_bytes {}", vhost::MemTable::TotalMappedBytes());
   NLOG_INFO("stats queues: stop_timeouts {} orphaned {}", vhost::Session::StopTimeouts(),
             vhost::Session::OrphanedQueues());
+  NLOG_INFO("stats guest_faults_patched {}", reactor::GuestFaultsPatched());
 }
 
 std::string Controller::PrometheusText() const {

@@ -41,6 +41,13 @@ Result<std::shared_ptr<RadosCluster>> RadosCluster::Connect(const CephOptions& o
   // them (ceph.04-guest-restart with LOOP_CHECK). Reads stay cached.
   r = rados_conf_set(c, "rbd_cache_max_dirty", "0");
   if (r < 0) return Status::Error(-r, who + ": setting rbd_cache_max_dirty: " + strerror(-r));
+  // librbd copies a write's data inside rbd_aio_writev (Ceph's default):
+  // without the copy it would hold on to guest memory until the OSDs
+  // answer, where a frontend can change or take it away, and the write's
+  // completion could wait for librbd to drop its references.
+  // rbd_backend.cc's write path relies on the copy happening at the call.
+  r = rados_conf_set(c, "rbd_disable_zero_copy_writes", "true");
+  if (r < 0) return Status::Error(-r, who + ": setting rbd_disable_zero_copy_writes: " + strerror(-r));
   r = rados_connect(c);
   if (r < 0) return Status::Error(-r, who + ": connecting to the cluster: " + strerror(-r));
   NLOG_INFO("{}: connected (op timeout {} s)", who, o.op_timeout_s);

@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "io/uring.h"
 #include "rbd/rbd.h"
+#include "reactor/guest_fault.h"
 
 namespace nestor::rbd {
 namespace {
@@ -55,7 +56,21 @@ class RbdChannel final : public io::IoChannel {
     Next(req) = nullptr;
     rbd_completion_t c = nullptr;
     int r = rbd_aio_create_completion(req, &RbdChannel::OnRbdDone, &c);
-    if (r == 0) r = Start(req, c);
+    if (r == 0) {
+      // librbd copies a write's data out of guest memory inside
+      // rbd_aio_writev, on this thread (rados_cluster.cc makes sure it
+      // copies). A frontend that shrank that memory makes the copy fault;
+      // unwinding out of librbd would leak its copies of the segments
+      // before the lost one (up to the request's 64 MiB) and the
+      // completion, each time the frontend reconnects and does it again
+      // (Hostile.Rbd3, ceph.07). Instead the lost pages read as zeros and
+      // the write goes on, as librbd's own threads do: the frontend's own
+      // volume gets zeros where it destroyed its data, nobody else
+      // notices. (Any other librbd call that touched guest memory here
+      // would get the same.)
+      reactor::NoUnwindScope no_unwind;
+      r = Start(req, c);
+    }
     if (r < 0) {
       if (c != nullptr) rbd_aio_release(c);
       req->done(req, r);  // not started: completes inline, like a mem channel

@@ -6,9 +6,10 @@
 // disconnected) and carries on serving everyone else.
 //
 // Threads that cannot unwind (a library's, e.g. librbd's completion
-// threads copying read data into the guest's buffers) touch guest memory
-// too: for a fault there inside a registered guest mapping, the handler
-// maps a private zero page over the lost page and lets the access go on.
+// threads copying read data into the guest's buffers; a reactor inside a
+// library call, NoUnwindScope) touch guest memory too: for a fault there
+// inside a registered guest mapping, the handler maps a private zero page
+// over the lost page and lets the access go on.
 // The frontend that shrank its memory gets garbage in memory it no longer
 // has; the daemon and everyone else carry on.
 //
@@ -43,8 +44,28 @@ constexpr size_t kMaxGuestRanges = 4096;
 bool RegisterGuestRange(void* base, size_t len, size_t page);
 // Before the range is unmapped.
 void UnregisterGuestRange(void* base);
-// Faults on non-reactor threads patched with a zero page so far.
+// Faults patched with a zero page so far (threads that cannot unwind,
+// and reactors inside a NoUnwindScope).
 uint64_t GuestFaultsPatched();
+
+// While alive, a guest-memory fault on this reactor thread does not
+// unwind: like a library's own thread, it gets the zero page and goes on.
+// For calls into a library that touches guest memory on the calling
+// thread (librbd's rbd_aio_writev copies the write's data there):
+// unwinding out of the library would skip its clean-up, leaking what it
+// had allocated (the half-built copy, up to a whole request) or leaving
+// its locks held.
+class NoUnwindScope {
+ public:
+  NoUnwindScope() : saved_(tls_fault_jmp) { tls_fault_jmp = nullptr; }
+  ~NoUnwindScope() { tls_fault_jmp = saved_; }
+  NoUnwindScope(const NoUnwindScope&) = delete;
+  NoUnwindScope& operator=(const NoUnwindScope&) = delete;
+
+ private:
+  sigjmp_buf* saved_;
+};
+
 // After recovering: SIGBUS is still blocked (we left the handler by
 // siglongjmp without restoring the mask); unblock it.
 void UnblockGuestFaults();

@@ -68,6 +68,45 @@ TEST(MemTable, FaultOnShrunkMemoryOutsideReactorsIsPatched) {
   EXPECT_EQ(MemTable::TotalMappedBytes(), 0u);
 }
 
+// A reactor thread (a recovery point set, a poller at work) inside a
+// library call that touches guest memory (librbd's rbd_aio_writev):
+// under NoUnwindScope the fault is patched like a library thread's, not
+// unwound out of the library; the recovery point is back afterwards.
+TEST(MemTable, FaultInsideNoUnwindScopeIsPatchedNotUnwound) {
+  reactor::InstallGuestFaultHandler();
+  UniqueFd fd = Memfd(2 << 20);
+  UniqueFd frontend(dup(fd.get()));
+  MemTable t;
+  ASSERT_TRUE(t.SetAll({MemRegion{0, 2 << 20, 0x7f0000000000, 0}}, Fds(std::move(fd))).ok());
+  auto* p = static_cast<char*>(t.map().TranslateContiguous(4096 * 5, 4096));
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(ftruncate(frontend.get(), 0), 0);
+  uint64_t before = reactor::GuestFaultsPatched();
+  bool unwound = false, restored = false;
+  char back[7] = {};
+  std::thread([&] {
+    sigjmp_buf recovery;
+    reactor::tls_fault_jmp = &recovery;
+    reactor::tls_active_poller = reinterpret_cast<reactor::Poller*>(&recovery);  // "a poller is running"
+    if (sigsetjmp(recovery, 0) != 0) {
+      unwound = true;
+      reactor::UnblockGuestFaults();
+    } else {
+      reactor::NoUnwindScope no_unwind;
+      std::memcpy(p, "nestor", 6);  // the library's copy
+      std::memcpy(back, p, 6);
+    }
+    restored = reactor::tls_fault_jmp == &recovery;
+    reactor::tls_active_poller = nullptr;
+    reactor::tls_fault_jmp = nullptr;
+  }).join();
+  EXPECT_FALSE(unwound) << "the fault unwound out of the NoUnwindScope";
+  EXPECT_TRUE(restored) << "the recovery point was not restored after the scope";
+  EXPECT_EQ(reactor::GuestFaultsPatched(), before + 1);
+  EXPECT_STREQ(back, "nestor");
+  t.Clear();
+}
+
 TEST(MemTable, RejectsRegionLargerThanItsFile) {
   // Mapping it would SIGBUS the daemon on first access past the file end.
   MemTable t;

@@ -23,6 +23,10 @@
 #                    CEPH_UP_SECONDS (default 60). Prints the time to stderr.
 #                    Call both from the shell that ran ceph_up (not in a
 #                    subshell): they wait for the daemons' wrappers.
+#   ceph_osd_pid     prints the running osd's pid (the daemon, not its timeout
+#                    wrapper), e.g. for a test that pauses it (SIGSTOP, then
+#                    SIGCONT: requests wait at the client meanwhile); returns 1
+#                    if it is not running.
 #
 # Each daemon runs in the foreground under `timeout` (CEPH_MAX_SECONDS,
 # default 600), so even a test killed with SIGKILL leaves no daemon behind
@@ -307,6 +311,15 @@ _ceph_osd_index() {
 		[ "${CEPH_DAEMONS[i]%%:*}" != osd.0 ] || { echo "$i"; return 0; }
 	done
 	return 1
+}
+
+ceph_osd_pid() {
+	local i pid child
+	i=$(_ceph_osd_index) || return 1
+	pid=${CEPH_DAEMONS[i]#*:}
+	child=$(_ceph_child "$pid")
+	if ! _ceph_alive "$pid" || [ -z "$child" ]; then return 1; fi
+	echo "$child"
 }
 
 CEPH_OSD_KILLED=

@@ -55,6 +55,8 @@ class Daemon {
   std::string death() const { return proc_.status() == -1 ? "" : Describe(proc_.status()); }
 
   std::string Socket(const std::string& volume) const { return dir_.path() + "/" + volume + ".sock"; }
+  // nestord's default control socket (--socket-dir DIR: DIR/control.ctl).
+  std::string ControlSocket() const { return dir_.path() + "/control.ctl"; }
   pid_t nestord_pid() const { return nestord_pid_; }
 
   // nestord (and the timeout wrapping it) still running.
