@@ -18,7 +18,7 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test bench clean build-asan test-asan build-tsan test-tsan fuzz format format-check tidy
+.PHONY: all deps build run test bench clean build-asan test-asan build-tsan test-tsan fuzz format format-check tidy install deb
 
 # Checked builds (clang; docs/testing.md). Each has its own build folder.
 #   make test-asan  ASan + UBSan build (with the fuzz targets): unit, daemon,
@@ -48,6 +48,15 @@ run: build
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 600 -j 1
+
+# Install into PREFIX (default /usr/local; packaging/CMakeLists.txt says
+# what goes where), or build the Debian package build/packages/*.deb.
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+deb: build
+	@cd $(BUILD) && cpack -G DEB
 
 # QUICK=1: 1 s runs (about 3 minutes). Results in bench/results/.
 bench: build
