@@ -99,7 +99,9 @@ images_are() {
 # meta_keys IMAGE: the image's metadata keys, sorted, on one line.
 meta_keys() {
 	rbdj meta image-meta list "rbd/$1"
-	python3 -c 'import json, sys; print(" ".join(sorted(json.load(open(sys.argv[1])) or {})))' "$T/meta"
+	# No metadata at all: no output, not {}.
+	python3 -c 'import json, sys; s = open(sys.argv[1]).read().strip(); print(" ".join(sorted(json.loads(s) if s else {})))' \
+		"$T/meta"
 }
 meta_has() { [[ " $(meta_keys "$1") " == *" $2 "* ]] || fail "rbd image-meta list rbd/$1 lacks $2: $(cat "$T/meta")"; }
 meta_lacks() { [[ " $(meta_keys "$1") " != *" $2 "* ]] || fail "rbd image-meta list rbd/$1 still has $2: $(cat "$T/meta")"; }
@@ -115,6 +117,8 @@ timeout -k 5 60 "$NESTORD" --socket-dir "$T/s2" --ceph-conf "$CEPH_CONF_FILE" --
 	--control-socket "$T/ctl2" --pool rbd:nopool >"$T/out" 2>"$T/err" || rc=$?
 [ "$rc" -eq 1 ] || fail "nestord --pool rbd:nopool exited $rc, want 1: $(cat "$T/err" "$T/out")"
 err_has nopool
+# As for an rbd: volume ("ceph pool 'nopool' does not exist"), not a file.
+grep -i nopool "$T/err" | grep -qi ceph || fail "nestord --pool rbd:nopool: no message names the Ceph pool: $(cat "$T/err")"
 echo "   --pool rbd:nopool: exit 1, $(grep -F nopool "$T/err" | head -n 1)"
 ceph_cli osd pool ls >"$T/pools" 2>&1 || fail "ceph osd pool ls: $(cat "$T/pools")"
 if grep -qx nopool "$T/pools"; then fail "nestord created the Ceph pool nopool"; fi
