@@ -176,7 +176,7 @@ passed() { [ -f "$T/a.console" ] && tr -d '\r' <"$T/a.console" | grep -aq '^NEST
 for _ in $(seq 1800); do
 	passed && break
 	alive "$VMPID" || break
-	tr -d '\r' <"$T/a.console" 2>/dev/null | grep -aq '^NESTOR-VM-RESULT: FAIL' && break
+	[ -f "$T/a.console" ] && tr -d '\r' <"$T/a.console" | grep -aq '^NESTOR-VM-RESULT: FAIL' && break
 	sleep 0.1
 done
 passed || { show "$T/a.err" "$T/a.console"; fail "the guest did not pass"; }
