@@ -26,8 +26,9 @@
 #  j. decouple refused (EOPNOTSUPP, "inflate"); inflate = flatten (no
 #     parent in `rbd info`, data intact); then the snapshot deletes;
 #  k. the exports (a writable volume, a clone, a read-only snapshot) come
-#     back after a restart, and from a nestord in another pid namespace
-#     (as on another host), with their data;
+#     back after a restart with their settings (queues, socket mode, QoS),
+#     and from a nestord in another pid namespace (as on another host),
+#     with their data;
 #  l. a second nestord on the same Ceph pool while the first runs: the
 #     writable exports are "in use" (logged, named, metadata kept), it
 #     serves the read-only one and keeps running; the first keeps writing;
@@ -202,7 +203,7 @@ images_are "db ext"
 
 step "f. volume clone s1 c1 --export: parent rbd/db@s1, copy-on-write both ways"
 blk db write 2 0 $((4 * M))   # after the snapshot
-expect_rc 0 "$CTL" volume clone s1 c1 --export --queues 2
+expect_rc 0 "$CTL" volume clone s1 c1 --export --queues 2 --socket-mode 0660
 out_has "clone c1 of s1 created"
 out_has "$T/s/c1.sock"
 images_are "c1 db ext"
@@ -315,12 +316,15 @@ meta_has db nestor.export@s2
 meta_has c1 nestor.export
 expect_rc 0 "$CTL" --json export list
 py 'sorted((e["name"], e["queues"], e["readonly"]) for e in j) == [("c1", 2, False), ("db", 2, False), ("s2", 1, True)]'
+expect_rc 0 "$CTL" qos set db --read-iops 50000 --write-bps 200M
 stop
 start c1 db s2
 expect_rc 0 "$CTL" --json export list
-cp "$T/out" "$T/exports-k"
 py 'sorted((e["name"], e["queues"], e["readonly"]) for e in j) == [("c1", 2, False), ("db", 2, False), ("s2", 1, True)]'
-py 'all(e["persistent"] for e in j)'
+py 'all(e["persistent"] for e in j) and v("c1")["socket_mode"] == "0660"'
+[ "$(stat -c %a "$T/s/c1.sock")" = 660 ] || fail "c1.sock has mode $(stat -c %a "$T/s/c1.sock") after the restart, want 660"
+expect_rc 0 "$CTL" --json qos get db
+py 'j["read_iops"] == 50000 and j["write_bps"] == 200 << 20 and j["write_iops"] == 0'
 blk db check 2 0 $((4 * M))
 blk db check 4 $((24 * M)) $M
 blk s2 check 2 0 $((4 * M))
