@@ -115,6 +115,8 @@ uint64_t Allocated(rbd_image_t img, uint64_t size) {
   return bytes;
 }
 
+int NoProgress(uint64_t, uint64_t, void*) { return 0; }
+
 std::string Join(const std::vector<std::string>& v) {
   std::string s;
   for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -376,7 +378,9 @@ Status RbdPool::ResizeVolume(const std::string& name, uint64_t size, bool force)
                                           std::to_string(size) + " bytes discards its data past the end: use force");
     }
   }
-  r = rbd_resize2((*h)->get(), size, force, nullptr, nullptr);
+  // librbd calls the progress callback without checking it for null (each
+  // object a shrink trims): it must be a function.
+  r = rbd_resize2((*h)->get(), size, force, &NoProgress, nullptr);
   if (r < 0) return Err(r, Where(name) + ": resizing it");
   if ((*h)->served() != nullptr) SetServedSize((*h)->served(), size);
   NLOG_INFO("{}: resized from {} to {} bytes", Where(name), have, size);
