@@ -418,6 +418,22 @@ Result<volume::VolumeInfo> RbdPool::CloneVolume(const std::string& snap, const s
   if (!ref.ok()) return ref.status();
   if (ref->snap.empty()) return Status::Invalid("'" + snap + "' is not a snapshot: clones are made of snapshots");
   NESTOR_RETURN_IF_ERROR(NameFree(name));
+  {
+    // A snapshot made outside nestor (rbd snap create) is not protected, and
+    // a clone of an unprotected snapshot is EINVAL (clone format 1, the
+    // default unless the cluster requires mimic clients): protect it, as
+    // nestor's own snapshots are (it keeps the snapshot while it has clones).
+    auto h = Handle(ref->image, false);
+    if (!h.ok()) return h.status();
+    int prot = 0;
+    int r = rbd_snap_is_protected((*h)->get(), ref->snap.c_str(), &prot);
+    if (r < 0) return Err(r, Where(snap) + ": is it protected");
+    if (!prot) {
+      r = rbd_snap_protect((*h)->get(), ref->snap.c_str());
+      if (r < 0 && r != -EBUSY) return Err(r, Where(snap) + ": protecting it");  // EBUSY: protected meanwhile
+      NLOG_INFO("{}: protected (to be cloned)", Where(snap));
+    }
+  }
   rbd_image_options_t opts;
   rbd_image_options_create(&opts);
   int r = rbd_clone3(Io(ioctx_), ref->image.c_str(), ref->snap.c_str(), Io(ioctx_), name.c_str(), opts);
