@@ -235,16 +235,48 @@ Status RbdPool::NameFree(const std::string& name) const {
     return Status::Error(EEXIST, std::string(ref->snap.empty() ? "volume" : "snapshot") + " '" + name +
                                      "' already exists in ceph pool '" + pool_ + "'");
   }
+  if (ref.status().err() == EINVAL) {
+    // A valid name (no '@') that Find cannot resolve: several snapshots
+    // (made outside nestor) have it. Taken, as much as one would.
+    return Status::Error(EEXIST, ref.status().message());
+  }
   return ref.status().err() == ENOENT ? Status::Ok() : ref.status();
 }
 
 // Describes the image (the head) or one snapshot of it.
-Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space) const {
+RbdPool::SnapNames RbdPool::ListSnapNames(const std::vector<std::string>& images) const {
+  std::vector<std::pair<std::string, std::string>> all;
+  std::map<std::string, int> uses;  // how many images and snapshots a name names
+  for (const std::string& image : images) ++uses[image];
+  for (const std::string& image : images) {
+    auto h = Handle(image, true);
+    if (!h.ok()) continue;  // (deleted meanwhile)
+    auto snaps = ListSnaps((*h)->get());
+    if (!snaps.ok()) continue;
+    for (const SnapInfo& s : *snaps) {
+      all.emplace_back(image, s.name);
+      ++uses[s.name];
+    }
+  }
+  SnapNames names;
+  for (const auto& [image, snap] : all) names[{image, snap}] = uses[snap] > 1 ? image + "@" + snap : snap;
+  return names;
+}
+
+Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space, const SnapNames* names) const {
   auto h = Handle(ref.image, true);
   if (!h.ok()) return h.status();
   rbd_image_t img = (*h)->get();
+  // The name the snapshot (image, snap) is listed by.
+  auto snap_name = [names](const std::string& image, const std::string& snap) {
+    if (names != nullptr) {
+      auto it = names->find({image, snap});
+      if (it != names->end()) return it->second;
+    }
+    return snap;
+  };
   volume::VolumeInfo v;
-  v.name = ref.snap.empty() ? ref.image : ref.snap;
+  v.name = ref.snap.empty() ? ref.image : snap_name(ref.image, ref.snap);
   auto snaps = ListSnaps(img);
   if (!snaps.ok()) return Status::Error(snaps.status().err(), Where(ref.image) + ": " + snaps.status().message());
   auto meta = GetMeta(img, ExportKey(ref.snap));
@@ -264,14 +296,14 @@ Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space) cons
     rbd_snap_spec_t psnap;
     r = rbd_get_parent(img, &pimg, &psnap);
     if (r == 0) {
-      v.parent = pool_ == pimg.pool_name ? std::string(psnap.name)
+      v.parent = pool_ == pimg.pool_name ? snap_name(pimg.image_name, psnap.name)
                                          : std::string(pimg.pool_name) + "/" + pimg.image_name + "@" + psnap.name;
       rbd_linked_image_spec_cleanup(&pimg);
       rbd_snap_spec_cleanup(&psnap);
     } else if (r != -ENOENT) {
       return Err(r, Where(ref.image) + ": its parent");
     }
-    for (const SnapInfo& s : *snaps) v.children.push_back(s.name);
+    for (const SnapInfo& s : *snaps) v.children.push_back(snap_name(ref.image, s.name));
     v.allocated_bytes = Allocated(img, v.size);
   } else {
     v.snapshot = true;
@@ -496,16 +528,16 @@ std::vector<volume::VolumeInfo> RbdPool::ListVolumes(bool with_space) const {
     NLOG_ERROR("ceph pool {}: {}", pool_, images.status().message());
     return out;
   }
+  const SnapNames names = ListSnapNames(*images);
   for (const std::string& image : *images) {
-    auto v = InfoOf({image, ""}, with_space);
+    auto v = InfoOf({image, ""}, with_space, &names);
     if (!v.ok()) {
       if (v.status().err() != ENOENT) NLOG_ERROR("{}: {}", Where(image), v.status().message());
       continue;  // (deleted meanwhile)
     }
-    std::vector<std::string> snaps = v->children;
     out.push_back(std::move(*v));
-    for (const std::string& s : snaps) {
-      auto sv = InfoOf({image, s}, with_space);
+    for (auto it = names.lower_bound({image, ""}); it != names.end() && it->first.first == image; ++it) {
+      auto sv = InfoOf({image, it->first.second}, with_space, &names);
       if (sv.ok()) out.push_back(std::move(*sv));
     }
   }
@@ -516,7 +548,9 @@ Result<volume::VolumeInfo> RbdPool::GetVolume(const std::string& name) const {
   MutexLock g(&mu_);
   auto ref = Find(name);
   if (!ref.ok()) return ref.status();
-  return InfoOf(*ref, false);
+  auto v = InfoOf(*ref, false);
+  if (v.ok()) v->name = name;  // a snapshot as asked for (SNAP or IMAGE@SNAP)
+  return v;
 }
 
 Result<std::shared_ptr<io::BlockBackend>> RbdPool::OpenVolume(const std::string& name) {
