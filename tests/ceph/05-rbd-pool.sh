@@ -10,7 +10,10 @@
 #  c. volume create -> an RBD image; the name rules, EEXIST, a size not a
 #     multiple of 4096 and --preallocate refused (nothing created);
 #  d. the outside image and snapshot are listed (snapshot, parent, children)
-#     and usable (an export each; the snapshot read-only);
+#     and usable (an export each; the snapshot read-only); d2. a clone of
+#     the outside snapshot (which nobody protected); the same snapshot name
+#     on two images (made outside nestor) is listed as IMAGE@SNAP, which
+#     every command takes;
 #  e. an export is image metadata (`nestor.export`); snapshot create on the
 #     exported volume under nestor-io (crash-consistent, I/O verified):
 #     `rbd snap ls` shows it protected; snapshot names unique in the pool
@@ -29,9 +32,12 @@
 #     back after a restart with their settings (queues, socket mode, QoS),
 #     and from a nestord in another pid namespace (as on another host),
 #     with their data;
-#  l. a second nestord on the same Ceph pool while the first runs: the
-#     writable exports are "in use" (logged, named, metadata kept), it
-#     serves the read-only one and keeps running; the first keeps writing;
+#  l. a second nestord --export-all on the same Ceph pool while the first
+#     runs: the first's writable exports are "in use" (logged, named,
+#     metadata kept; export create and delete refused there, EBUSY), it
+#     serves the rest (the first's read-only snapshot export, the other
+#     images and snapshots, storing their exports) and keeps running; the
+#     first keeps writing, and cannot export what the second holds;
 #  m. --export-all --pool-queues 2: every image and snapshot exported
 #     (snapshots read-only) and stored;
 #  n. deletes through nestorctl empty the pool (`rbd ls`); SIGTERM: exit 0.
@@ -170,6 +176,33 @@ expect_rc 0 "$CTL" export delete ext
 expect_rc 0 "$CTL" export delete ext-snap
 meta_lacks ext nestor.export
 meta_lacks ext nestor.export@ext-snap
+
+step "d2. snapshots made outside nestor: a clone of one; one name on two images is IMAGE@SNAP"
+expect_rc 0 "$CTL" volume clone ext-snap ec --export   # not protected by whoever made it
+blk ec check 0 0 $M
+rbdj info info rbd/ec
+py 'j["parent"]["image"] == "ext" and j["parent"]["snapshot"] == "ext-snap"' "$T/info"
+expect_rc 0 "$CTL" volume delete ec --force
+ceph_rbd snap create --no-progress rbd/ext@twin >/dev/null || fail "rbd snap create rbd/ext@twin"
+ceph_rbd snap create --no-progress rbd/db@twin >/dev/null || fail "rbd snap create rbd/db@twin"
+expect_rc 0 "$CTL" --json volume list
+py 'sorted(x["name"] for x in j) == ["db", "db@twin", "ext", "ext-snap", "ext@twin"]'
+py 'v("db@twin")["parent"] == "db" and v("db")["children"] == ["db@twin"] and v("ext@twin")["parent"] == "ext"'
+py 'sorted(v("ext")["children"]) == ["ext-snap", "ext@twin"]'
+expect_rc 4 "$CTL" snapshot create db twin   # the name is taken (twice)
+expect_rc 0 "$CTL" export create ext@twin --readonly
+blk "$T/s/ext@twin.sock" check 5 0 $M
+expect_rc 0 "$CTL" export delete ext@twin
+meta_lacks ext nestor.export@twin
+expect_rc 0 "$CTL" snapshot delete ext@twin
+expect_rc 0 "$CTL" --json volume list
+py 'sorted(x["name"] for x in j) == ["db", "ext", "ext-snap", "twin"] and v("twin")["parent"] == "db"'
+expect_rc 0 "$CTL" snapshot delete twin
+rbdj snaps snap ls rbd/ext
+py '[s["name"] for s in j] == ["ext-snap"]' "$T/snaps"
+rbdj snaps snap ls rbd/db
+py 'j == []' "$T/snaps"
+images_are "db ext"
 
 step "e. snapshot of the exported db under nestor-io; snapshot names unique in the pool"
 expect_rc 0 "$CTL" export create db --queues 2
@@ -338,28 +371,42 @@ blk s2 check 2 0 $((4 * M))
 blk c1 check 3 0 $M
 blk db write 6 $((28 * M)) $M
 
-step "l. a second nestord on the same pool: the locked images are in use, the rest served"
+step "l. a second nestord --export-all on the same pool: the locked images are in use, the rest served"
+expect_rc 0 "$CTL" snapshot create db s3   # no export stored: the second exports it
 rm -rf "$T/s2" "$T/ctl2" "$T/log2"
 mkdir -p "$T/s2"
 timeout -k 5 120 "$NESTORD" --socket-dir "$T/s2" --ceph-conf "$CEPH_CONF_FILE" --ceph-id admin --reactors 1 \
-	--control-socket "$T/ctl2" --pool rbd:rbd >"$T/log2" 2>&1 &
+	--control-socket "$T/ctl2" --pool rbd:rbd --export-all --pool-queues 2 >"$T/log2" 2>&1 &
 PID2=$!
 # in_use IMAGE: the second nestord logged IMAGE with "in use".
 in_use() { grep -F "in use" "$T/log2" | grep -Eq "(^|[^a-z0-9_.-])$1([^a-z0-9_.-]|$)"; }
+served2() {
+	local v
+	for v in s2 s3 ext ext-snap; do [ -S "$T/s2/$v.sock" ] || return 1; done
+}
 for _ in $(seq 600); do
-	[ -S "$T/ctl2" ] && in_use db && in_use c1 && [ -S "$T/s2/s2.sock" ] && break
+	[ -S "$T/ctl2" ] && in_use db && in_use c1 && served2 && break
 	alive "$PID2" || fail "the second nestord exited: $(cat "$T/log2")"
 	sleep 0.05
 done
 if ! in_use db || ! in_use c1; then fail "the second nestord did not log db and c1 'in use' in 30 s: $(cat "$T/log2")"; fi
-[ -S "$T/s2/s2.sock" ] || fail "the second nestord does not serve s2 (read-only): $(cat "$T/log2")"
+served2 || fail "the second nestord does not serve s2, s3, ext and ext-snap: $(ls "$T/s2") $(cat "$T/log2")"
 grep -F "in use" "$T/log2" | sed 's/^/   second nestord: /'
 sleep 1
 alive "$PID2" || fail "the second nestord exited: $(cat "$T/log2")"
 if [ -e "$T/s2/db.sock" ] || [ -e "$T/s2/c1.sock" ]; then fail "the second nestord exports a locked image: $(ls "$T/s2")"; fi
-expect_rc 0 "$CTL" -s "$T/ctl2" --json export list
-py '[e["name"] for e in j] == ["s2"]'
+C2=("$CTL" -s "$T/ctl2")
+expect_rc 0 "${C2[@]}" --json export list
+py 'sorted((e["name"], e["queues"], e["readonly"]) for e in j) == [("ext", 2, False), ("ext-snap", 2, True), ("s2", 1, True), ("s3", 2, True)]'
+meta_has db nestor.export@s3   # stored by the second, on an image the first holds
 blk "$T/s2/s2.sock" check 2 0 $((4 * M))
+blk "$T/s2/s3.sock" check 2 0 $((4 * M))
+blk "$T/s2/s3.sock" check 6 $((28 * M)) $M
+blk "$T/s2/ext.sock" check 5 0 $M
+expect_rc 6 "${C2[@]}" export create db   # the first holds it
+expect_rc 6 "${C2[@]}" volume delete c1 --force
+expect_rc 6 "$CTL" export create ext      # the second holds it
+images_are "c1 db ext"
 blk db write 7 $((28 * M)) $M   # the first still holds db and writes
 blk db check 7 $((28 * M)) $M
 blk c1 write 8 $M $M
@@ -375,9 +422,9 @@ blk c1 check 8 $M $M
 stop
 
 step "m. --export-all --pool-queues 2: every image and snapshot exported and stored"
-RBD_NESTORD_ARGS="--export-all --pool-queues 2" start c1 db s2 ext ext-snap
+RBD_NESTORD_ARGS="--export-all --pool-queues 2" start c1 db s2 s3 ext ext-snap
 expect_rc 0 "$CTL" --json export list
-py 'sorted((e["name"], e["queues"], e["readonly"]) for e in j) == [("c1", 2, False), ("db", 2, False), ("ext", 2, False), ("ext-snap", 2, True), ("s2", 1, True)]'
+py 'sorted((e["name"], e["queues"], e["readonly"]) for e in j) == [("c1", 2, False), ("db", 2, False), ("ext", 2, False), ("ext-snap", 2, True), ("s2", 1, True), ("s3", 2, True)]'
 meta_has ext nestor.export
 meta_has ext nestor.export@ext-snap
 blk ext check 5 0 $M
@@ -393,6 +440,8 @@ err_has s2
 expect_rc 6 "$CTL" snapshot delete s2   # exported
 expect_rc 0 "$CTL" snapshot delete s2 --force
 meta_lacks db nestor.export@s2
+expect_rc 0 "$CTL" snapshot delete s3 --force
+meta_lacks db nestor.export@s3
 rbdj snaps snap ls rbd/db
 py 'j == []' "$T/snaps"
 expect_rc 0 "$CTL" volume delete db --force
