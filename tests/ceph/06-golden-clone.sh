@@ -41,7 +41,8 @@ VM_HERE=$(cd "$CEPH_HERE/../vm" && pwd)
 GUEST=${NESTOR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor/guest}
 T=$(mktemp -d)
 # shellcheck disable=SC2034
-TMP=$T  # lib-fs-check.sh works in $TMP
+TMP=$T/fs-check  # lib-fs-check.sh works in $TMP (its $TMP/out is a directory; $T/out is expect_rc's)
+mkdir "$TMP"
 T0=$(date +%s.%N)
 PID='' VMPID=''
 . "$CEPH_HERE/lib-ceph.sh"
