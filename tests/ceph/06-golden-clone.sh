@@ -221,6 +221,8 @@ stop_vm
 echo "   nestor-vm exit $VMRC after SIGTERM ($(secs "$t") s)"
 grep -q "forwarding to QEMU" "$T/a.err" || { show "$T/a.err"; fail "nestor-vm did not forward SIGTERM"; }
 grep -q "clone '$CLONE' deleted" "$T/a.err" || { show "$T/a.err"; fail "nestor-vm did not delete $CLONE"; }
+# A Ceph pool does not say what a delete frees: nestor-vm must not make up 0.
+if grep -q "clone '$CLONE' deleted.*0 bytes freed" "$T/a.err"; then fail "nestor-vm: $(grep deleted "$T/a.err")"; fi
 grep '^nestor-vm: clone ' "$T/a.err" | sed 's/^/   /'
 ceph_rbd ls rbd >"$T/ls" || fail "rbd ls"
 if grep -qx "$CLONE" "$T/ls"; then fail "rbd ls still has $CLONE after nestor-vm exited"; fi
