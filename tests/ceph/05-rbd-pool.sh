@@ -26,12 +26,14 @@
 #  h. deletes refused: a snapshot with clones, a volume with snapshots
 #     (both EBUSY naming them), an exported image without --force;
 #  i. resize: grow (exported), shrink only with --force, snapshot refused;
-#  j. decouple refused (EOPNOTSUPP, "inflate"); inflate = flatten (no
-#     parent in `rbd info`, data intact); then the snapshot deletes;
+#  j. decouple refused (EOPNOTSUPP, "inflate"); inflate = flatten, on the
+#     exported clone under nestor-io (no parent in `rbd info`, data
+#     intact); then the snapshot deletes;
 #  k. the exports (a writable volume, a clone, a read-only snapshot) come
 #     back after a restart with their settings (queues, socket mode, QoS),
-#     and from a nestord in another pid namespace (as on another host),
-#     with their data;
+#     after a SIGKILL at once (the dead holder's locks broken), and from a
+#     nestord in another pid namespace (as on another host), with their
+#     data;
 #  l. a second nestord --export-all on the same Ceph pool while the first
 #     runs: the first's writable exports are "in use" (logged, named,
 #     metadata kept; export create and delete refused there, EBUSY), it
@@ -324,11 +326,20 @@ echo "   resize of a snapshot: exit $rc, $(head -n 1 "$T/err")"
 expect_rc 0 "$CTL" --json volume list
 py 'v("db")["size"] == 32 << 20 and v("s1")["size"] == 16 << 20 and v("ext")["size"] == 4 << 20'
 
-step "j. decouple refused; inflate (flatten, exported, under no I/O) keeps the data; s1 then deletes"
+step "j. decouple refused; inflate (flatten) of the exported c1 under nestor-io keeps the data; s1 then deletes"
 expect_rc 9 "$CTL" volume decouple c1
 err_has inflate
+# nestor-io writes and verifies c1's [8M, 16M) for 2 s across the flatten.
+timeout 60 "$NIO" --socket "$T/s/c1.sock" --offset $((8 * M)) --bytes 8M --block-size 4096 --qd 8 --seconds 2 \
+	>"$T/nio" 2>&1 &
+IOPID=$!
+sleep 0.5
 expect_rc 0 "$CTL" volume inflate c1
 out_has "it has no parent"
+rc=0
+wait "$IOPID" || rc=$?
+IOPID=
+if [ "$rc" -ne 0 ] || ! grep -q "^OK" "$T/nio"; then fail "nestor-io across the inflate (exit $rc): $(cat "$T/nio")"; fi
 rbdj info info rbd/c1
 py '"parent" not in j' "$T/info"
 blk c1 check 3 0 $M
@@ -361,6 +372,18 @@ py 'j["read_iops"] == 50000 and j["write_bps"] == 200 << 20 and j["write_iops"] 
 blk db check 2 0 $((4 * M))
 blk db check 4 $((24 * M)) $M
 blk s2 check 2 0 $((4 * M))
+blk c1 check 3 0 $M
+# SIGKILLed (a crash): the next nestord on this machine breaks the dead
+# one's locks and serves the exports at once.
+kill_nestord PID
+t=$(date +%s.%N)
+start c1 db s2
+took=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+echo "   after a SIGKILL: the exports back in $took s"
+awk -v x="$took" 'BEGIN { exit !(x < 5) }' || fail "the exports took $took s to come back after a SIGKILL (want < 5)"
+[ "$(grep -c "broke the lock of a nestord that died on this machine" "$T/log")" -ge 2 ] ||
+	fail "no lock break of db and c1 in the log"
+blk db check 4 $((24 * M)) $M
 blk c1 check 3 0 $M
 stop
 RBD_NESTORD_WRAP="unshare --pid --fork --kill-child" start c1 db s2
