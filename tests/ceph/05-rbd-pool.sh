@@ -72,6 +72,18 @@ step() { echo "-- $(elapsed) s: $*"; }
 err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
 out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
 start() { RBD_NESTORD_MAX=120 rbd_nestord_pool_start rbd "$@"; }
+# stop_unshared: stop (lib-control.sh) for a nestord run under `unshare
+# --pid --fork`, which holds SIGTERM until its child exits: SIGTERM to
+# nestord, the child of unshare, the child of timeout.
+stop_unshared() {
+	local u='' n=''
+	read -r u <"/proc/$PID/task/$PID/children" || true
+	[ -z "$u" ] || read -r n <"/proc/$u/task/$u/children" || true
+	[ -n "$n" ] || fail "no nestord under unshare (pid ${u:-?})"
+	kill -TERM "$n"
+	wait "$PID" || fail "nestord (in its own pid namespace) exited $? on SIGTERM"
+	PID=
+}
 export NESTOR_CONTROL_SOCKET=$T/ctl
 # blk VOLUME|SOCKET_PATH write|check SEED OFFSET LEN
 blk() {
@@ -433,7 +445,9 @@ images_are "c1 db ext"
 blk db write 7 $((28 * M)) $M   # the first still holds db and writes
 blk db check 7 $((28 * M)) $M
 blk c1 write 8 $M $M
-kill -TERM "$PID2"
+c=''
+read -r c <"/proc/$PID2/task/$PID2/children" || true
+kill -TERM "${c:-$PID2}"   # nestord itself: its wrapper would SIGKILL it 5 s later
 rc=0
 wait "$PID2" || rc=$?
 PID2=
@@ -442,7 +456,7 @@ meta_has db nestor.export
 meta_has c1 nestor.export
 blk db check 7 $((28 * M)) $M
 blk c1 check 8 $M $M
-stop
+stop_unshared
 
 step "m. --export-all --pool-queues 2: every image and snapshot exported and stored"
 RBD_NESTORD_ARGS="--export-all --pool-queues 2" start c1 db s2 s3 ext ext-snap
