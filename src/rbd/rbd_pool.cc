@@ -398,6 +398,23 @@ Status RbdPool::ResizeVolume(const std::string& name, uint64_t size, bool force)
   NESTOR_RETURN_IF_ERROR(volume::ValidateVolumeSize(size));
   auto h = Handle(name, false);
   if (!h.ok()) return h.status();
+  if ((*h)->served() == nullptr) {
+    // Another client (another nestord) holding the lock would carry the
+    // resize out for us, but the export it serves would keep its old size
+    // (grown: the new end unreachable, EIO; shrunk: reads past the end):
+    // only the nestord that serves an image resizes it.
+    rbd_lock_mode_t mode;
+    char* owners[4] = {};
+    size_t count = 4;
+    int r = rbd_lock_get_owners((*h)->get(), &mode, owners, &count);
+    if (r == 0 && count > 0) {
+      std::string owner = owners[0];
+      rbd_lock_get_owners_cleanup(owners, count);
+      return Status::Error(EBUSY, "volume '" + name + "' is served by another client (" + owner +
+                                      " holds its exclusive lock): resize it on the nestord that serves it");
+    }
+    if (r < 0 && r != -ENOENT) return Err(r, Where(name) + ": who holds its lock");
+  }
   uint64_t have = 0;
   int r = rbd_get_size((*h)->get(), &have);
   if (r < 0) return Err(r, Where(name));
