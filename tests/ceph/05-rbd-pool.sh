@@ -440,6 +440,10 @@ blk "$T/s2/s3.sock" check 6 $((28 * M)) $M
 blk "$T/s2/ext.sock" check 5 0 $M
 expect_rc 6 "${C2[@]}" export create db   # the first holds it
 expect_rc 6 "${C2[@]}" volume delete c1 --force
+expect_rc 6 "${C2[@]}" volume resize db --size 48M   # the first serves it: only it may (its export's size)
+err_has "serves it"
+rbdj info info rbd/db
+py 'j["size"] == 32 << 20' "$T/info"
 expect_rc 6 "$CTL" export create ext      # the second holds it
 images_are "c1 db ext"
 blk db write 7 $((28 * M)) $M   # the first still holds db and writes
