@@ -115,6 +115,8 @@ uint64_t Allocated(rbd_image_t img, uint64_t size) {
   return bytes;
 }
 
+int NoProgress(uint64_t, uint64_t, void*) { return 0; }
+
 std::string Join(const std::vector<std::string>& v) {
   std::string s;
   for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -233,16 +235,48 @@ Status RbdPool::NameFree(const std::string& name) const {
     return Status::Error(EEXIST, std::string(ref->snap.empty() ? "volume" : "snapshot") + " '" + name +
                                      "' already exists in ceph pool '" + pool_ + "'");
   }
+  if (ref.status().err() == EINVAL) {
+    // A valid name (no '@') that Find cannot resolve: several snapshots
+    // (made outside nestor) have it. Taken, as much as one would.
+    return Status::Error(EEXIST, ref.status().message());
+  }
   return ref.status().err() == ENOENT ? Status::Ok() : ref.status();
 }
 
 // Describes the image (the head) or one snapshot of it.
-Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space) const {
+RbdPool::SnapNames RbdPool::ListSnapNames(const std::vector<std::string>& images) const {
+  std::vector<std::pair<std::string, std::string>> all;
+  std::map<std::string, int> uses;  // how many images and snapshots a name names
+  for (const std::string& image : images) ++uses[image];
+  for (const std::string& image : images) {
+    auto h = Handle(image, true);
+    if (!h.ok()) continue;  // (deleted meanwhile)
+    auto snaps = ListSnaps((*h)->get());
+    if (!snaps.ok()) continue;
+    for (const SnapInfo& s : *snaps) {
+      all.emplace_back(image, s.name);
+      ++uses[s.name];
+    }
+  }
+  SnapNames names;
+  for (const auto& [image, snap] : all) names[{image, snap}] = uses[snap] > 1 ? image + "@" + snap : snap;
+  return names;
+}
+
+Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space, const SnapNames* names) const {
   auto h = Handle(ref.image, true);
   if (!h.ok()) return h.status();
   rbd_image_t img = (*h)->get();
+  // The name the snapshot (image, snap) is listed by.
+  auto snap_name = [names](const std::string& image, const std::string& snap) {
+    if (names != nullptr) {
+      auto it = names->find({image, snap});
+      if (it != names->end()) return it->second;
+    }
+    return snap;
+  };
   volume::VolumeInfo v;
-  v.name = ref.snap.empty() ? ref.image : ref.snap;
+  v.name = ref.snap.empty() ? ref.image : snap_name(ref.image, ref.snap);
   auto snaps = ListSnaps(img);
   if (!snaps.ok()) return Status::Error(snaps.status().err(), Where(ref.image) + ": " + snaps.status().message());
   auto meta = GetMeta(img, ExportKey(ref.snap));
@@ -262,14 +296,14 @@ Result<volume::VolumeInfo> RbdPool::InfoOf(const Ref& ref, bool with_space) cons
     rbd_snap_spec_t psnap;
     r = rbd_get_parent(img, &pimg, &psnap);
     if (r == 0) {
-      v.parent = pool_ == pimg.pool_name ? std::string(psnap.name)
+      v.parent = pool_ == pimg.pool_name ? snap_name(pimg.image_name, psnap.name)
                                          : std::string(pimg.pool_name) + "/" + pimg.image_name + "@" + psnap.name;
       rbd_linked_image_spec_cleanup(&pimg);
       rbd_snap_spec_cleanup(&psnap);
     } else if (r != -ENOENT) {
       return Err(r, Where(ref.image) + ": its parent");
     }
-    for (const SnapInfo& s : *snaps) v.children.push_back(s.name);
+    for (const SnapInfo& s : *snaps) v.children.push_back(snap_name(ref.image, s.name));
     v.allocated_bytes = Allocated(img, v.size);
   } else {
     v.snapshot = true;
@@ -364,6 +398,23 @@ Status RbdPool::ResizeVolume(const std::string& name, uint64_t size, bool force)
   NESTOR_RETURN_IF_ERROR(volume::ValidateVolumeSize(size));
   auto h = Handle(name, false);
   if (!h.ok()) return h.status();
+  if ((*h)->served() == nullptr) {
+    // Another client (another nestord) holding the lock would carry the
+    // resize out for us, but the export it serves would keep its old size
+    // (grown: the new end unreachable, EIO; shrunk: reads past the end):
+    // only the nestord that serves an image resizes it.
+    rbd_lock_mode_t mode;
+    char* owners[4] = {};
+    size_t count = 4;
+    int r = rbd_lock_get_owners((*h)->get(), &mode, owners, &count);
+    if (r == 0 && count > 0) {
+      std::string owner = owners[0];
+      rbd_lock_get_owners_cleanup(owners, count);
+      return Status::Error(EBUSY, "volume '" + name + "' is served by another client (" + owner +
+                                      " holds its exclusive lock): resize it on the nestord that serves it");
+    }
+    if (r < 0 && r != -ENOENT) return Err(r, Where(name) + ": who holds its lock");
+  }
   uint64_t have = 0;
   int r = rbd_get_size((*h)->get(), &have);
   if (r < 0) return Err(r, Where(name));
@@ -376,7 +427,9 @@ Status RbdPool::ResizeVolume(const std::string& name, uint64_t size, bool force)
                                           std::to_string(size) + " bytes discards its data past the end: use force");
     }
   }
-  r = rbd_resize2((*h)->get(), size, force, nullptr, nullptr);
+  // librbd calls the progress callback without checking it for null (each
+  // object a shrink trims): it must be a function.
+  r = rbd_resize2((*h)->get(), size, force, &NoProgress, nullptr);
   if (r < 0) return Err(r, Where(name) + ": resizing it");
   if ((*h)->served() != nullptr) SetServedSize((*h)->served(), size);
   NLOG_INFO("{}: resized from {} to {} bytes", Where(name), have, size);
@@ -414,6 +467,22 @@ Result<volume::VolumeInfo> RbdPool::CloneVolume(const std::string& snap, const s
   if (!ref.ok()) return ref.status();
   if (ref->snap.empty()) return Status::Invalid("'" + snap + "' is not a snapshot: clones are made of snapshots");
   NESTOR_RETURN_IF_ERROR(NameFree(name));
+  {
+    // A snapshot made outside nestor (rbd snap create) is not protected, and
+    // a clone of an unprotected snapshot is EINVAL (clone format 1, the
+    // default unless the cluster requires mimic clients): protect it, as
+    // nestor's own snapshots are (it keeps the snapshot while it has clones).
+    auto h = Handle(ref->image, false);
+    if (!h.ok()) return h.status();
+    int prot = 0;
+    int r = rbd_snap_is_protected((*h)->get(), ref->snap.c_str(), &prot);
+    if (r < 0) return Err(r, Where(snap) + ": is it protected");
+    if (!prot) {
+      r = rbd_snap_protect((*h)->get(), ref->snap.c_str());
+      if (r < 0 && r != -EBUSY) return Err(r, Where(snap) + ": protecting it");  // EBUSY: protected meanwhile
+      NLOG_INFO("{}: protected (to be cloned)", Where(snap));
+    }
+  }
   rbd_image_options_t opts;
   rbd_image_options_create(&opts);
   int r = rbd_clone3(Io(ioctx_), ref->image.c_str(), ref->snap.c_str(), Io(ioctx_), name.c_str(), opts);
@@ -476,16 +545,16 @@ std::vector<volume::VolumeInfo> RbdPool::ListVolumes(bool with_space) const {
     NLOG_ERROR("ceph pool {}: {}", pool_, images.status().message());
     return out;
   }
+  const SnapNames names = ListSnapNames(*images);
   for (const std::string& image : *images) {
-    auto v = InfoOf({image, ""}, with_space);
+    auto v = InfoOf({image, ""}, with_space, &names);
     if (!v.ok()) {
       if (v.status().err() != ENOENT) NLOG_ERROR("{}: {}", Where(image), v.status().message());
       continue;  // (deleted meanwhile)
     }
-    std::vector<std::string> snaps = v->children;
     out.push_back(std::move(*v));
-    for (const std::string& s : snaps) {
-      auto sv = InfoOf({image, s}, with_space);
+    for (auto it = names.lower_bound({image, ""}); it != names.end() && it->first.first == image; ++it) {
+      auto sv = InfoOf({image, it->first.second}, with_space, &names);
       if (sv.ok()) out.push_back(std::move(*sv));
     }
   }
@@ -496,7 +565,9 @@ Result<volume::VolumeInfo> RbdPool::GetVolume(const std::string& name) const {
   MutexLock g(&mu_);
   auto ref = Find(name);
   if (!ref.ok()) return ref.status();
-  return InfoOf(*ref, false);
+  auto v = InfoOf(*ref, false);
+  if (v.ok()) v->name = name;  // a snapshot as asked for (SNAP or IMAGE@SNAP)
+  return v;
 }
 
 Result<std::shared_ptr<io::BlockBackend>> RbdPool::OpenVolume(const std::string& name) {

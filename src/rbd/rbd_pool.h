@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/mutex.h"
@@ -76,7 +77,15 @@ class RbdPool final : public volume::ImageStore {
   RbdPool(std::shared_ptr<RadosCluster> cluster, void* ioctx, std::string pool);
 
   Result<Ref> Find(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Result<volume::VolumeInfo> InfoOf(const Ref& ref, bool with_space) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The name each snapshot is listed by, by (image, snapshot): SNAP, or
+  // IMAGE@SNAP where SNAP alone does not name it (another image has a
+  // snapshot of that name, or an image is called so).
+  using SnapNames = std::map<std::pair<std::string, std::string>, std::string>;
+  SnapNames ListSnapNames(const std::vector<std::string>& images) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // names: how to name snapshots (the image's own, the clone's parent, the
+  // snapshot itself); null: by their names in Ceph.
+  Result<volume::VolumeInfo> InfoOf(const Ref& ref, bool with_space, const SnapNames* names = nullptr) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status NameFree(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The image's open handle if it is served here, else a new one.
   Result<std::unique_ptr<Image>> Handle(const std::string& image, bool read_only) const

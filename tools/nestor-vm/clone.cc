@@ -151,10 +151,15 @@ Status CloneLifecycle::Remove() {
     return Status::Error(EIO, fmt::format("volume_delete of clone '{}': {}", name, Explain(r)));
   }
   created_ = false;
-  if (v.is_object()) {
+  if (v.is_object() && v.contains("delete_frees_bytes")) {
     std::fprintf(stderr, "nestor-vm: clone '%s' deleted (it held %llu bytes of its own: %llu bytes freed)\n",
                  name.c_str(), static_cast<unsigned long long>(U64(v, "allocated_bytes")),
                  static_cast<unsigned long long>(U64(v, "delete_frees_bytes")));
+  } else if (v.is_object() && v.contains("allocated_bytes")) {
+    // A Ceph pool (docs/ceph.md) knows what an image holds, not what
+    // deleting it frees: no "0 bytes freed".
+    std::fprintf(stderr, "nestor-vm: clone '%s' deleted (it held %llu bytes of its own)\n", name.c_str(),
+                 static_cast<unsigned long long>(U64(v, "allocated_bytes")));
   } else {
     std::fprintf(stderr, "nestor-vm: clone '%s' deleted\n", name.c_str());
   }

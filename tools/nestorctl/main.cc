@@ -364,9 +364,15 @@ int Main(int argc, char** argv) {
     // They copy data: allow them more than the usual 10 s unless told.
     if (app.count("--timeout") == 0) timeout_s = kCopyTimeoutS;
   } else if (*snap_create) {
-    c = {"snapshot_create", {{"volume", source}, {"name", name}}, confirm([&](const ordered_json&) {
-           std::printf("snapshot %s of %s created (%s is now a clone of it)\n", name.c_str(), source.c_str(),
-                       source.c_str());
+    c = {"snapshot_create", {{"volume", source}, {"name", name}}, confirm([&](const ordered_json& r) {
+           // A local pool's source becomes a clone of its snapshot (it is
+           // among the snapshot's children); a Ceph pool's stays as it was.
+           bool now_clone = false;
+           if (r.is_object() && r.contains("children") && r["children"].is_array()) {
+             for (const auto& child : r["children"]) now_clone = now_clone || child == source;
+           }
+           std::printf("snapshot %s of %s created%s\n", name.c_str(), source.c_str(),
+                       now_clone ? (" (" + source + " is now a clone of it)").c_str() : "");
          })};
   } else if (*snap_delete) {
     c = {"snapshot_delete", {{"name", name}}, confirm([&](const ordered_json&) {
