@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by control (and ceph) tests once they have defined T (their
 # scratch directory) and PID (nestord's `timeout` wrapper's, or empty).
 #   fail MESSAGE          the test fails, with the end of $T/log (unless the
@@ -13,11 +14,18 @@
 # SIGTERM to nestord itself, not to its `timeout -k 5` wrapper: the
 # wrapper would pass it on but SIGKILL nestord 5 s later, and a clean stop
 # may take longer (closing RBD images on a slow cluster).
+# Under a wrapper that holds SIGTERM itself (unshare --fork), nestord is
+# one level further down: the first process named nestord is signalled.
 stop() {
-	local c
-	c=$(cat "/proc/$PID/task/$PID/children" 2>/dev/null || true)
-	# shellcheck disable=SC2086  # one pid, or none: then the wrapper
-	kill -TERM ${c:-$PID}
+	local p=$PID c
+	for _ in 1 2 3; do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" != nestord ] || break
+		c=$(cat "/proc/$p/task/$p/children" 2>/dev/null || true)
+		c=${c%% *}
+		[ -n "$c" ] || break
+		p=$c
+	done
+	kill -TERM "$p"
 	wait "$PID" || fail "nestord exited $? on SIGTERM"
 	PID=
 }
