@@ -56,7 +56,7 @@ install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 deb: build
-	@cd $(BUILD) && cpack -G DEB
+	@cd $(BUILD) && cpack -G DEB -B packages && ls -l packages/*.deb
 
 # QUICK=1: 1 s runs (about 3 minutes). Results in bench/results/.
 bench: build
