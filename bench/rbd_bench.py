@@ -87,6 +87,7 @@ class RbdBench:
         self.server_cpu = (os.cpu_count() or 1) - 1
         self.client_cpu = 0
         self.records = []
+        self.failures = []  # runs left out (see run)
         self.notes = []
 
     def fio(self, rw, qd, target):
@@ -153,9 +154,17 @@ class RbdBench:
                         # One server at a time: the writer holds the image's
                         # exclusive lock, and a server left running would
                         # keep polling a CPU.
-                        srv = self.start(system, argvs[system]) if system != "librbd" else None
+                        # One failed or hung run (fio's own rbd engine once
+                        # hung for 124 s on the last rep of an hour-long run)
+                        # is reported and left out, not the whole run lost.
+                        srv = None
                         try:
+                            srv = self.start(system, argvs[system]) if system != "librbd" else None
                             res = self.fio(rw, qd, self.target(system, {system: srv} if srv else {}))
+                        except (subprocess.TimeoutExpired, RuntimeError) as e:
+                            log(f"  {name:17} {system:17} rep {rep}: FAILED, left out: {str(e)[:200]}")
+                            self.failures.append(f"{name} {system} rep {rep}: {str(e)[:200]}")
+                            continue
                         finally:
                             if srv:
                                 srv.stop()
@@ -179,6 +188,8 @@ class RbdBench:
                f"{self.runtime} s (+1 s ramp) per (workload, system), rotated order.", "",
                "| workload | system | IOPS | mean / p99 us | IOPS / librbd, median of pairs [min-max] |",
                "|---|---|---|---|---|"]
+        if self.failures:
+            out[2:2] = ["Runs that failed and were left out: " + "; ".join(self.failures), ""]
         for (name, _, _) in WORKLOADS:
             by = {}
             for r in self.records:
@@ -187,6 +198,8 @@ class RbdBench:
             for system, reps in by.items():
                 rows = list(reps.values())
                 ratios = [reps[k]["iops"] / by["librbd"][k]["iops"] for k in reps if k in by.get("librbd", {})]
+                if not ratios:
+                    continue
                 out.append(f"| {name} | {system} | {statistics.median(r['iops'] for r in rows):,.0f} | "
                            f"{statistics.median(r['lat_mean_us'] for r in rows):.1f} / "
                            f"{statistics.median(r['lat_p99_us'] for r in rows):.1f} | "
