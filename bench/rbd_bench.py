@@ -160,7 +160,13 @@ class RbdBench:
                         srv = None
                         try:
                             srv = self.start(system, argvs[system]) if system != "librbd" else None
+                            # Server CPU: every thread of the server process
+                            # (reactor, librbd's, qsd's iothread) over the fio
+                            # run (ramp included), in cores.
+                            c0, w0 = (srv.cpu() if srv else 0.0), time.time()
                             res = self.fio(rw, qd, self.target(system, {system: srv} if srv else {}))
+                            if srv:
+                                res["server_cores"] = (srv.cpu() - c0) / (time.time() - w0)
                         except (subprocess.TimeoutExpired, RuntimeError) as e:
                             log(f"  {name:17} {system:17} rep {rep}: FAILED, left out: {str(e)[:200]}")
                             self.failures.append(f"{name} {system} rep {rep}: {str(e)[:200]}")
@@ -169,8 +175,9 @@ class RbdBench:
                             if srv:
                                 srv.stop()
                         self.records.append({"workload": name, "system": system, "rep": rep, **res})
+                        cpu = f" server {res['server_cores']:.2f} cores" if "server_cores" in res else ""
                         log(f"  {name:17} {system:17} rep {rep}: {res['iops']:>8.0f} IOPS mean "
-                            f"{res['lat_mean_us']:8.1f} us p99 {res['lat_p99_us']:8.1f} us")
+                            f"{res['lat_mean_us']:8.1f} us p99 {res['lat_p99_us']:8.1f} us{cpu}")
         finally:
             cluster.stop()
         with open("/proc/loadavg") as f:
@@ -186,8 +193,9 @@ class RbdBench:
         out = [f"# RBD volumes ({stamp} UTC)", "", f"Command: `{' '.join(sys.argv)}`; {seconds:.0f} s; load average "
                f"before {' '.join(load_before)}, after {' '.join(load_after)}; {self.reps} reps of "
                f"{self.runtime} s (+1 s ramp) per (workload, system), rotated order.", "",
-               "| workload | system | IOPS | mean / p99 us | IOPS / librbd, median of pairs [min-max] |",
-               "|---|---|---|---|---|"]
+               "| workload | system | IOPS | mean / p99 us | server CPU: cores, us per I/O | "
+               "IOPS / librbd, median of pairs [min-max] |",
+               "|---|---|---|---|---|---|"]
         if self.failures:
             out[2:2] = ["Runs that failed and were left out: " + "; ".join(self.failures), ""]
         for (name, _, _) in WORKLOADS:
@@ -200,9 +208,13 @@ class RbdBench:
                 ratios = [reps[k]["iops"] / by["librbd"][k]["iops"] for k in reps if k in by.get("librbd", {})]
                 if not ratios:
                     continue
+                cores = [r["server_cores"] for r in rows if "server_cores" in r]
+                per_io = [r["server_cores"] * 1e6 / r["iops"] for r in rows if "server_cores" in r and r["iops"]]
+                cpu = (f"{statistics.median(cores):.2f}, {statistics.median(per_io):.1f}" if cores
+                       else "- (in the client)")
                 out.append(f"| {name} | {system} | {statistics.median(r['iops'] for r in rows):,.0f} | "
                            f"{statistics.median(r['lat_mean_us'] for r in rows):.1f} / "
-                           f"{statistics.median(r['lat_p99_us'] for r in rows):.1f} | "
+                           f"{statistics.median(r['lat_p99_us'] for r in rows):.1f} | {cpu} | "
                            f"**{statistics.median(ratios):.3f}** [{min(ratios):.3f}-{max(ratios):.3f}] |")
         md = "\n".join(out) + "\n"
         with open(os.path.join(outdir, "results.md"), "w") as f:
