@@ -91,19 +91,6 @@ blk() {
 	[[ $1 != */* ]] || sock=$1
 	timeout 60 "$BLK" "$sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"
 }
-# py EXPR [FILE]: a Python assertion over the JSON in FILE (default
-# $T/out, nestorctl --json's stdout) as j, with v(name) the entry of that
-# name in a list.
-py() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))
-def v(n):
-    l = (j.get("volumes") or j.get("snapshots")) if isinstance(j, dict) else j
-    return next(x for x in l if x["name"] == n)
-assert eval(sys.argv[2]), sys.argv[2]
-' "${2:-$T/out}" "$1" 2>"$T/pyerr" || fail "$1: $(tail -n 1 "$T/pyerr"): $(cat "${2:-$T/out}")"
-}
 # rbdj FILE RBD_ARGS...: `rbd ARGS --format json` into $T/FILE.
 rbdj() {
 	local f=$T/$1

@@ -39,18 +39,6 @@ err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err"
 out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
 # blk SOCKET write|check SEED OFFSET LEN, or SOCKET zeroes|discard OFFSET LEN
 blk() { timeout 60 "$BLK" "$T/$1.sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"; }
-# py EXPR: a Python assertion over the JSON on stdout (as j), with
-# v(name) the entry of that name in a list.
-py() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))
-def v(n):
-    l = (j.get("volumes") or j.get("snapshots")) if isinstance(j, dict) else j
-    return next(x for x in l if x["name"] == n)
-assert eval(sys.argv[2]), sys.argv[2]
-' "$T/out" "$1" 2>"$T/pyerr" || fail "$1: $(tail -n 1 "$T/pyerr"): $(cat "$T/out")"
-}
 export NESTOR_CONTROL_SOCKET=$T/control.ctl
 NST=("$NESTOR" --journal-dir "$T/journal")
 M=$((1 << 20))

@@ -11,6 +11,9 @@
 #                         emptied
 #   expect_rc CODE CMD... runs CMD (at most 60 s), which must exit CODE;
 #                         its stdout and stderr are left in $T/out, $T/err
+#   py EXPR [FILE]        a Python assertion over the JSON in FILE (default
+#                         $T/out, nestorctl --json's stdout) as j, with
+#                         v(name) the entry of that name in a list
 # SIGTERM to nestord itself, not to its `timeout -k 5` wrapper: the
 # wrapper would pass it on but SIGKILL nestord 5 s later, and a clean stop
 # may take longer (closing RBD images on a slow cluster).
@@ -60,4 +63,14 @@ expect_rc() {
 	shift
 	timeout 60 "$@" >"$T/out" 2>"$T/err" || rc=$?
 	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/err") $(cat "$T/out")"
+}
+py() {
+	python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+def v(n):
+    l = (j.get("volumes") or j.get("snapshots")) if isinstance(j, dict) else j
+    return next(x for x in l if x["name"] == n)
+assert eval(sys.argv[2]), sys.argv[2]
+' "${2:-$T/out}" "$1" 2>"$T/pyerr" || fail "$1: $(tail -n 1 "$T/pyerr"): $(cat "${2:-$T/out}")"
 }
