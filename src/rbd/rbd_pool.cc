@@ -209,14 +209,8 @@ Result<RbdPool::Ref> RbdPool::Find(const std::string& name) const {
   auto images = ListImages(Io(ioctx_));
   if (!images.ok()) return Status::Error(images.status().err(), Where(name) + ": " + images.status().message());
   std::vector<Ref> found;
-  for (const std::string& image : *images) {
-    auto h = Handle(image, true);
-    if (!h.ok()) continue;  // deleted meanwhile
-    auto snaps = ListSnaps((*h)->get());
-    if (!snaps.ok()) continue;
-    for (const SnapInfo& s : *snaps) {
-      if (s.name == name) found.push_back({image, s.name});
-    }
+  for (const auto& [key, shown] : ListSnapNames(*images)) {
+    if (key.second == name) found.push_back({key.first, key.second});
   }
   if (found.empty()) return Status::Error(ENOENT, "no volume or snapshot '" + name + "' in ceph pool '" + pool_ + "'");
   if (found.size() > 1) {
@@ -611,12 +605,7 @@ Result<RbdPoolInfo> RbdPool::Info() const {
   auto images = ListImages(Io(ioctx_));
   if (!images.ok()) return images.status();
   i.images = images->size();
-  for (const std::string& image : *images) {
-    auto h = Handle(image, true);
-    if (!h.ok()) continue;
-    auto snaps = ListSnaps((*h)->get());
-    if (snaps.ok()) i.snapshots += snaps->size();
-  }
+  i.snapshots = ListSnapNames(*images).size();
   return i;
 }
 
