@@ -8,7 +8,7 @@ PKGS=(build-essential cmake pkg-config liburing-dev libgtest-dev googletest
       libfmt-dev libcli11-dev nlohmann-json3-dev libabsl-dev libblkid-dev
       qemu-system-x86 qemu-utils busybox-static fio cpio gzip e2fsprogs python3 curl
       clang libclang-rt-14-dev llvm clang-format clang-tidy
-      ceph-mon ceph-osd ceph-common librbd-dev help2man)
+      ceph-mon ceph-osd ceph-common librbd-dev help2man libsystemd-dev)
 # --bench: also what `make bench` needs (plots).
 [ "${1:-}" = "--bench" ] && PKGS+=(python3-matplotlib qemu-block-extra)
 missing=()

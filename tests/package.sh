@@ -7,6 +7,7 @@
 #     dpkg-shlibdeps (liburing, librbd), every file under /usr;
 #  2. the installed binaries answer --version with this build's version;
 #     the man pages and the bash completion are where man and bash look;
+#     the systemd unit starts the package's nestord;
 #  3. smoke: the installed nestord serves a memory volume and a pool;
 #     the installed nestorctl creates and exports a volume and reports
 #     status; the installed nestor-io writes and verifies data, and
@@ -40,7 +41,7 @@ deb=$(ls "$T"/pkg/*.deb)
 echo "package: $(basename "$deb") ($(du -h "$deb" | cut -f1)) in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s"
 [ "$(dpkg-deb -f "$deb" Package)" = nestor ] || fail "package name: $(dpkg-deb -f "$deb" Package)"
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in liburing librbd1 librados2; do
+for lib in liburing librbd1 librados2 libsystemd0; do
 	[[ $depends == *"$lib"* ]] || fail "Depends lacks $lib: $depends"
 done
 dpkg-deb -c "$deb" | awk '{ print $6 }' | grep -v '^\./usr/' | grep -v '^\./$' && fail "files outside /usr"
@@ -51,10 +52,14 @@ dpkg -x "$deb" "$R"
 for f in usr/sbin/nestord usr/bin/nestorctl usr/bin/nestor usr/bin/nestor-vm usr/bin/nestor-io \
 	usr/include/nestor/nestor.h usr/lib/pkgconfig/nestor.pc usr/share/man/man8/nestord.8 \
 	usr/share/man/man8/nestorctl.8 usr/share/man/man1/nestor-io.1 \
-	usr/share/bash-completion/completions/nestorctl usr/share/doc/nestor/docs/usage.md; do
+	usr/share/bash-completion/completions/nestorctl usr/share/doc/nestor/docs/usage.md \
+	usr/lib/systemd/system/nestord.service usr/share/doc/nestor/examples/nestord.conf; do
 	[ -e "$R/$f" ] || fail "the package has no /$f"
 done
 ls "$R"/usr/lib/libnestor.so* >/dev/null 2>&1 || fail "no libnestor.so"
+# The unit starts the package's own nestord (control.07 runs it that way).
+unit_bin=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$R/usr/lib/systemd/system/nestord.service")
+[ -x "$R$unit_bin" ] || fail "the unit's ExecStart $unit_bin is not in the package"
 want=$("$BUILD/src/daemon/nestord" --version)
 got=$("$R/usr/sbin/nestord" --version)
 [ "$got" = "$want" ] || fail "installed nestord says '$got', the build '$want'"

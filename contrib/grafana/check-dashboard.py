@@ -10,9 +10,11 @@ import sys
 dash = json.load(open(sys.argv[1]))
 exported = set()
 for line in open(sys.argv[2]):
-    m = re.match(r"# TYPE (\S+) ", line)
+    m = re.match(r"# TYPE (\S+) (\S+)", line)
     if m:
         exported.add(m.group(1))
+        if m.group(2) in ("histogram", "summary"):
+            exported.update(m.group(1) + s for s in ("_bucket", "_sum", "_count"))
 used = set()
 for p in dash["panels"]:
     for t in p.get("targets", []):

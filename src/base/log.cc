@@ -10,20 +10,10 @@
 namespace nestor {
 namespace {
 
-LogLevel InitialLevel() {
-  const char* env = std::getenv("NESTOR_LOG");
-  if (env == nullptr) return LogLevel::kInfo;
-  std::string_view v(env);
-  if (v == "debug") return LogLevel::kDebug;
-  if (v == "warn") return LogLevel::kWarn;
-  if (v == "error") return LogLevel::kError;
-  return LogLevel::kInfo;
-}
-
-std::atomic<LogLevel> g_level{InitialLevel()};
-std::atomic<LogFormat> g_format{LogFormat::kText};
 constexpr const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 constexpr const char* kJsonNames[] = {"debug", "info", "warn", "error"};
+std::atomic<LogLevel> g_level{LogLevelFromEnvironment()};
+std::atomic<LogFormat> g_format{LogFormat::kText};
 
 // A JSON string's body: quotes, backslashes and control characters escaped.
 void AppendJsonEscaped(std::string* out, std::string_view s) {
@@ -41,6 +31,25 @@ void AppendJsonEscaped(std::string* out, std::string_view s) {
 }
 
 }  // namespace
+
+bool ParseLogLevel(std::string_view name, LogLevel* level) {
+  for (int i = 0; i < 4; ++i) {
+    if (name == kJsonNames[i]) {
+      *level = static_cast<LogLevel>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* LogLevelName(LogLevel level) { return kJsonNames[static_cast<int>(level)]; }
+
+LogLevel LogLevelFromEnvironment() {
+  const char* env = std::getenv("NESTOR_LOG");
+  LogLevel level = LogLevel::kInfo;
+  if (env != nullptr) (void)ParseLogLevel(env, &level);
+  return level;
+}
 
 void SetLogLevel(LogLevel level) { g_level.store(level); }
 LogLevel GetLogLevel() { return g_level.load(std::memory_order_relaxed); }

@@ -1,8 +1,8 @@
 // Logging: leveled, line-buffered messages to stderr.
 //
 // Thread: any (each message is one write(2), so lines do not interleave).
-// Level is set once at start-up (NESTOR_LOG=debug|info|warn|error or
-// SetLogLevel), and so is the format: text ("HH:MM:SS.micros LEVEL msg",
+// Level is set at start-up (NESTOR_LOG=debug|info|warn|error or
+// SetLogLevel) and may change at any time (nestord's SIGHUP), and so is the format: text ("HH:MM:SS.micros LEVEL msg",
 // UTC) or JSON, one object per line for log shippers
 // ({"time":"2026-12-07T20:22:03.123456Z","level":"info","msg":"..."}).
 // Not for the per-I/O hot path except at debug level.
@@ -23,6 +23,11 @@ enum class LogFormat { kText = 0, kJson = 1 };
 
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
+// "debug", "info", "warn" or "error"; false for anything else.
+bool ParseLogLevel(std::string_view name, LogLevel* level);
+const char* LogLevelName(LogLevel level);
+// NESTOR_LOG's level, or info when it is unset or not a level.
+LogLevel LogLevelFromEnvironment();
 void SetLogFormat(LogFormat format);
 void LogLine(LogLevel level, std::string_view msg);
 // One line as LogLine writes it (with its '\n'), at time `when` (UTC).

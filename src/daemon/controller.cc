@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "daemon/access.h"
+#include "daemon/prometheus.h"
 #include "reactor/guest_fault.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
@@ -788,6 +789,17 @@ Result<Json> Controller::QosSet(const Json& p) {
   return QosJson(l);
 }
 
+Status Controller::SetQos(const std::string& name, const virtio::QosLimits& limits) {
+  Json p = QosJson(limits);
+  p["name"] = name;
+  return QosSet(p).status();
+}
+
+size_t Controller::ExportCount() const {
+  MutexLock g(&mu_);
+  return exports_.size();
+}
+
 Result<Json> Controller::QosGet(const Json& p) {
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
@@ -979,12 +991,11 @@ std::string Controller::PrometheusText() const {
   for (const auto& [name, e] : exports) {
     out += fmt::format("nestor_volume_refused_connections_total{{volume=\"{}\"}} {}\n", name, e->refused_connections());
   }
-  metric("nestor_volume_latency_seconds", "summary", "Request latency (ring pop to completion).");
+  metric("nestor_volume_request_duration_seconds", "histogram",
+         "Request latency, ring pop to completion, since the export started.");
   for (const Row& r : rows) {
-    for (auto [q, v] : {std::pair{"0.5", r.s.p50_ns}, {"0.99", r.s.p99_ns}, {"0.999", r.s.p999_ns}}) {
-      out += fmt::format("nestor_volume_latency_seconds{{volume=\"{}\",quantile=\"{}\"}} {:.9f}\n", r.name, q,
-                         static_cast<double>(v) / 1e9);
-    }
+    AppendSecondsHistogram(&out, "nestor_volume_request_duration_seconds", fmt::format("volume=\"{}\"", r.name),
+                           r.s.latency);
   }
   auto per_reactor = [&](const char* name, const char* type, const char* help, auto field) {
     metric(name, type, help);

@@ -50,6 +50,9 @@ class Controller {
 
   void LogStats() const;
   std::string PrometheusText() const;
+  size_t ExportCount() const;
+  // qos_set on an exported volume from inside nestord (SIGHUP's reload).
+  Status SetQos(const std::string& name, const virtio::QosLimits& limits);
 
  private:
   struct Export {

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
+#include <set>
 
 #include "base/size.h"
 #include "daemon/access.h"
@@ -108,6 +110,21 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
   return Status::Ok();
 }
 
+// CLI11 takes a key's first line and skips a later one (that is how the
+// command line wins over the file), so a key set twice in the file would
+// be half ignored without a word: refused instead, naming the key.
+Status CheckConfigKeysOnce(const std::string& file, const CLI::App& app) {
+  std::set<std::string> seen;
+  for (const CLI::ConfigItem& item : app.get_config_formatter_base()->from_file(file)) {
+    if (!seen.insert(item.fullname()).second) {
+      return Status::Invalid("--config " + file + ": '" + item.fullname() +
+                             "' is set twice (give each key once; a repeatable option takes a list: volume = "
+                             "[\"a,...\", \"b,...\"])");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
@@ -145,10 +162,16 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
   return v;
 }
 
-Result<Options> ParseOptions(int argc, char** argv) {
+Result<Options> ParseOptions(int argc, char** argv, bool reloading) {
   CLI::App app{"nestord: a polling vhost-user-blk storage controller"};
   app.set_version_flag("--version", VersionLine("nestord", volume::kFormatVersion), "print the version and exit");
   Options o;
+  app.set_config("--config", "",
+                 "read options from FILE too, one per line as `long-option-name = value` (TOML: strings quoted, "
+                 "`volume = [\"a,size=1G\", \"b,size=2G\"]`, flags `true`); the command line wins. SIGHUP reads it "
+                 "again (docs/usage.md, \"Running under systemd\")")
+      ->check(CLI::ExistingFile);
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not ignored
   std::vector<std::string> volumes;
   std::string cpus, mode = "adaptive";
   app.add_option("--socket-dir", o.socket_dir,
@@ -174,6 +197,9 @@ Result<Options> ParseOptions(int argc, char** argv) {
                  "text (HH:MM:SS.micros LEVEL message, UTC) or json (one object per line: time, level, msg) "
                  "(default text)")
       ->check(CLI::IsMember({"text", "json"}));
+  std::string log_level;
+  app.add_option("--log-level", log_level, "debug | info | warn | error (default: $NESTOR_LOG, else info)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_option("--pool", o.pool,
                  "serve every volume of the pool at PATH (see `nestor pool create`), or of the Ceph pool POOL "
                  "given as rbd:POOL (docs/ceph.md)");
@@ -205,10 +231,22 @@ Result<Options> ParseOptions(int argc, char** argv) {
       ->check(CLI::Range(10, 3'600'000));
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {  // the file's syntax or an unknown key
+    std::string file = app.get_config_ptr()->count() > 0 ? app.get_config_ptr()->as<std::string>() : "";
+    std::string message = "--config " + file + ": " + e.what();
+    if (!reloading) fprintf(stderr, "nestord: %s\n", message.c_str());
+    return Status::Invalid(reloading ? message : "");
   } catch (const CLI::ParseError& e) {
+    if (reloading) return Status::Invalid(e.what());
     int rc = app.exit(e);
     return Status::Error(rc == 0 ? 0 : EINVAL, "");
   }
+  if (CLI::Option* config = app.get_config_ptr(); config != nullptr && config->count() > 0) {
+    o.config_file = config->as<std::string>();
+    NESTOR_RETURN_IF_ERROR(CheckConfigKeysOnce(o.config_file, app));
+  }
+  o.log_level = LogLevelFromEnvironment();
+  if (!log_level.empty()) (void)ParseLogLevel(log_level, &o.log_level);
   if (volumes.empty() && o.pool.empty()) return Status::Invalid("give --volume or --pool (see --help)");
   if (pool_queues->count() > 0 && !o.export_all) {
     return Status::Invalid(

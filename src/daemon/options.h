@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
 #include "base/status.h"
 #include "reactor/reactor.h"
 #include "virtio/qos.h"
@@ -28,10 +29,13 @@ struct VolumeSpec {
   // socket-owner=, socket-group=, socket-mode=, allow-uid=A:B, allow-gid=A:B
   // (names resolved while parsing).
   volume::ExportAccess access;
+  bool operator==(const VolumeSpec&) const = default;
 };
 
 struct Options {
-  bool log_json = false;  // --log-format json
+  std::string config_file;               // --config: options read from this file (the command line wins)
+  bool log_json = false;                 // --log-format json
+  LogLevel log_level = LogLevel::kInfo;  // --log-level, else NESTOR_LOG, else info
   std::string socket_dir;
   std::vector<VolumeSpec> volumes;
   std::string pool;            // serve every volume of this pool (empty: none)
@@ -61,6 +65,9 @@ struct Options {
 //          [,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..][,allow-gid=G:G..]".
 // The access keys also take underscores (socket_group=, allow_uid=, ...).
 Result<VolumeSpec> ParseVolumeSpec(const std::string& text);
-Result<Options> ParseOptions(int argc, char** argv);
+// The command line, with --config FILE's options under it. Errors name the
+// option or the file's line. `reloading` (SIGHUP: the same argv, the file
+// read again): nothing is printed, --help and --version are not expected.
+Result<Options> ParseOptions(int argc, char** argv, bool reloading = false);
 
 }  // namespace nestor::daemon

@@ -58,6 +58,11 @@ expect_rc 0 "$CTL" reactor list
 grep -q "adaptive" "$T/out" || fail "reactor list: $(cat "$T/out")"
 curl -sf "http://127.0.0.1:$PORT/metrics" >"$T/metrics" || fail "metrics endpoint"
 grep -q '^nestor_volume_write_ops_total{volume="db"} [1-9]' "$T/metrics" || fail "metrics: no write ops for db"
+# Prometheus naming and exposition conventions; the latency histogram
+# counted the I/O above (issue #16).
+python3 "$(dirname "${BASH_SOURCE[0]}")/check-metrics.py" "$T/metrics" >"$T/out" 2>&1 || fail "metrics: $(cat "$T/out")"
+grep -q '^nestor_volume_request_duration_seconds_bucket{volume="db",le="+Inf"} [1-9]' "$T/metrics" ||
+	fail "metrics: no latency histogram for db"
 # The sample Grafana dashboard only uses metrics nestord exports (issue #16).
 python3 "$(dirname "${BASH_SOURCE[0]}")/../../contrib/grafana/check-dashboard.py" \
 	"$(dirname "${BASH_SOURCE[0]}")/../../contrib/grafana/nestor-dashboard.json" "$T/metrics" >"$T/out" 2>&1 ||

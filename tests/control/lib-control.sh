@@ -4,6 +4,7 @@
 #   fail MESSAGE          the test fails, with the end of $T/log (unless the
 #                         test defined its own fail first)
 #   stop                  SIGTERM to nestord; it must exit 0
+#   nestord_pid           nestord's own pid (under timeout, unshare, ...)
 #   alive PID             the process runs (an exited child stays a zombie
 #                         until waited for, and kill -0 succeeds on it)
 #   kill_nestord [VAR]    SIGKILL to the nestord whose `timeout` wrapper's pid
@@ -19,7 +20,9 @@
 # may take longer (closing RBD images on a slow cluster).
 # Under a wrapper that holds SIGTERM itself (unshare --fork), nestord is
 # one level further down: the first process named nestord is signalled.
-stop() {
+# nestord_pid: the pid of nestord itself under $PID's wrappers (signal it,
+# not `timeout`: timeout passes a signal on and SIGKILLs 5 s later).
+nestord_pid() {
 	local p=$PID c
 	for _ in 1 2 3; do
 		[ "$(cat "/proc/$p/comm" 2>/dev/null)" != nestord ] || break
@@ -28,7 +31,10 @@ stop() {
 		[ -n "$c" ] || break
 		p=$c
 	done
-	kill -TERM "$p"
+	echo "$p"
+}
+stop() {
+	kill -TERM "$(nestord_pid)"
 	wait "$PID" || fail "nestord exited $? on SIGTERM"
 	PID=
 }
