@@ -7,6 +7,8 @@ before its opening fence, and decide whether the block runs. The rule
 
 - info string sh, bash or shell: a command block a user copies; it runs,
   unless a marker `skip: REASON` (a reason is mandatory) says why not;
+- console: a transcript; its `$ ` lines (and their `\` continuations)
+  run as an sh block would, the other lines are output, not compared;
 - any other known info string (text, json, xml, c++, ...): not run;
 - no info string, or an unknown one: an error. Every block says what it
   is, so a new document cannot slip an untested command block in.
@@ -24,7 +26,7 @@ Threading: none. Errors: Parse() returns (blocks, errors); errors are
 import re
 from dataclasses import dataclass, field
 
-RUN_LANGS = {"sh", "bash", "shell"}
+RUN_LANGS = {"sh", "bash", "shell", "console"}
 # Blocks of these kinds are shown, never run.
 TEXT_LANGS = {"text", "json", "xml", "c", "c++", "cpp", "python", "ini", "yaml", "toml", "diff", "systemd"}
 DEFAULT_TIMEOUT_S = 60
@@ -132,14 +134,27 @@ def Parse(path, text):
         if end == len(lines):
             errors.append(f"{path}:{i + 1}: fenced block never closed")
         info = m.group("info").strip()
-        body = "\n".join(_dedent(lines[i + 1 : end], m.group("indent"))) + "\n"
-        block = Block(path=path, line=i + 1, lang=info.split()[0].lower() if info else "", body=body)
+        lang = info.split()[0].lower() if info else ""
+        body_lines = _dedent(lines[i + 1 : end], m.group("indent"))
+        if lang == "console":
+            body_lines = _console_commands(body_lines)
+        block = Block(path=path, line=i + 1, lang=lang, body="\n".join(body_lines) + "\n")
         for marker in _markers(lines, i):
             _apply_marker(block, marker, errors)
         _classify(block, errors)
         blocks.append(block)
         i = end + 1
     return blocks, errors
+
+
+def _console_commands(lines):
+    """The commands of a transcript: `$ ` lines without the prompt, with their continuations."""
+    commands, continued = [], False
+    for line in lines:
+        if continued or line.startswith("$ "):
+            commands.append(line if continued else line[2:])
+            continued = line.endswith("\\")
+    return commands
 
 
 def _marker_run_ends_at_fence(lines, i):

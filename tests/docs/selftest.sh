@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # docs.00-runner: the docs.* runner can fail. Each fixture under
 # fixtures/ must end as stated: pass.md passes (state and a background
-# process carry from block to block, nothing leaks onto the host's /run);
+# process carry from block to block, nothing leaks onto the host's /run,
+# a console transcript runs its `$ ` lines and not its output);
 # a failing command, a bare (unclassified) block, a skip without a reason,
 # a block over its limit and an expect that never holds each fail with
 # their own message.
@@ -23,8 +24,9 @@ run() {
 	echo "ok: $1: exit $rc, '$3'"
 }
 
-run pass.md 0 "PASS: 2 blocks run, 1 skipped"
+run pass.md 0 "PASS: 3 of 3 blocks run, 1 skipped"
 [ ! -e /run/sleeper.pid ] || fail "pass.md wrote the host's /run"
+grep -qx "a continued command" "$OUT" || fail "pass.md: the console block's continued command did not run"
 run fail-command.md 1 "fail-command.md:3: bash exited with status 1"
 grep -qx "not reached" "$OUT" && fail "fail-command.md: ran past the failing command"
 run fail-bare.md 1 "fail-bare.md:3: a fenced block without an info string"

@@ -157,8 +157,10 @@ def RunDocument(blocks, cwd, env, block_dir, doc_timeout_s):
     start = time.monotonic()
     s = Session(cwd, env, block_dir)
     failure = ""
+    ran = 0
     try:
         for i, block in enumerate(runnable, 1):
+            ran = i
             _show(block, i, len(runnable))
             t0 = time.monotonic()
             why = s.run(i, block)
@@ -178,6 +180,6 @@ def RunDocument(blocks, cwd, env, block_dir, doc_timeout_s):
         killed = s.close()
     if killed:
         print("note: a process the blocks started ignored SIGTERM for 10 s and was killed")
-    print(f"\n{'FAIL: ' + failure if failure else 'PASS'}: {len(runnable)} blocks run, "
+    print(f"\n{'FAIL: ' + failure if failure else 'PASS'}: {ran} of {len(runnable)} blocks run, "
           f"{sum(1 for b in blocks if b.skip)} skipped, {time.monotonic() - start:.1f} s", flush=True)
     return 1 if failure else 0
