@@ -115,7 +115,9 @@ class Session:
         """'' if `command` succeeds within limit_s (retried every 0.1 s), else its last output."""
         deadline = time.monotonic() + limit_s
         while True:
-            r = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=limit_s)
+            r = subprocess.run(
+                ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=limit_s
+            )
             if r.returncode == 0:
                 return ""
             if time.monotonic() >= deadline:
@@ -169,7 +171,8 @@ def RunDocument(blocks, cwd, env, block_dir, doc_timeout_s):
                 if why:
                     why = f"expect `{command}` failed: {why}"
                     break
-            print(f"--- {block.where()}: {'FAILED: ' + why if why else 'ok'} ({time.monotonic() - t0:.1f} s)", flush=True)
+            result = "FAILED: " + why if why else "ok"
+            print(f"--- {block.where()}: {result} ({time.monotonic() - t0:.1f} s)", flush=True)
             if why:
                 failure = f"{block.where()}: {why}"
                 break
