@@ -14,6 +14,7 @@
 #include "base/version.h"
 #include "daemon/access.h"
 #include "daemon/prometheus.h"
+#include "volume/limits.h"
 #include "reactor/guest_fault.h"
 #include "vhost/mem_table.h"
 #include "vhost/session.h"
@@ -244,6 +245,8 @@ Status Controller::Start() {
     volume::ExportSettings s;
     s.queues = v.queues;
     s.read_only = v.read_only;
+    s.frontends = v.frontends;
+    s.shared_writers = v.shared_writers;
     s.access = v.access;
     SetLimits(&s, v.qos);
     NESTOR_RETURN_IF_ERROR(
@@ -292,6 +295,7 @@ Status Controller::AddExport(const std::string& name, std::shared_ptr<io::BlockB
   ec.socket_path = opts_.socket_dir + "/" + name + ".sock";
   ec.read_only = s.read_only;
   ec.num_queues = s.queues;
+  ec.max_frontends = s.frontends;
   ec.queue_reactor = std::move(queue_reactor);
   ec.socket_perms = {s.access.socket_uid, s.access.socket_gid, s.access.socket_mode};
   ec.allow_uids = s.access.allow_uids;
@@ -418,6 +422,8 @@ ParamSpec QosFields() {
 ParamSpec ExportFields() {
   return {{.name = "queues", .types = kUint, .min = 1, .max = 64},
           {.name = "readonly", .types = kBool},
+          {.name = "frontends", .types = kUint, .min = 1, .max = volume::kMaxFrontends},
+          {.name = "shared_writers", .types = kBool},
           {.name = "qos", .types = kObject, .fields = QosFields()},
           {.name = "socket_owner", .types = kString | kUint, .max = UINT32_MAX - 1},
           {.name = "socket_group", .types = kString | kUint, .max = UINT32_MAX - 1},
@@ -697,6 +703,7 @@ Json Controller::ExportJson(const std::string& name, const vhost::BlkExport& e, 
           {"socket", c.socket_path},
           {"queues", c.num_queues},
           {"readonly", c.read_only},
+          {"frontends", c.max_frontends},
           {"persistent", persistent},
           {"sessions", const_cast<vhost::BlkExport&>(e).active_sessions()},
           {"size", c.backend->size_bytes()},
@@ -723,6 +730,13 @@ Result<Json> Controller::ExportImage(const std::string& name, const Json& p) {
     s.queues = static_cast<uint16_t>(*q);
   }
   s.read_only = Flag(p, "readonly");
+  s.shared_writers = Flag(p, "shared_writers");
+  if (p.contains("frontends")) {
+    auto f = U64(p, "frontends");
+    if (!f.ok() || *f < 1 || *f > volume::kMaxFrontends) return Status::Invalid("frontends must be 1..64");
+    s.frontends = static_cast<uint16_t>(*f);
+  }
+  NESTOR_RETURN_IF_ERROR(volume::ValidateFrontends(s.frontends, s.read_only, s.shared_writers));
   virtio::QosLimits l;
   if (p.contains("qos")) {
     if (!p["qos"].is_object()) return Status::Invalid("qos must be an object");

@@ -84,6 +84,12 @@ Status ApplyVolumeOption(VolumeSpec* v, std::string_view key, std::string_view v
     v->read_only = true;
   } else if (key == "force" && value.empty()) {
     v->force = true;
+  } else if (key == "frontends") {
+    int f = 0;
+    if (!ParseInt(value, &f) || f < 1 || f > volume::kMaxFrontends) return Status::Invalid("frontends must be 1..64");
+    v->frontends = static_cast<uint16_t>(f);
+  } else if ((key == "shared-writers" || key == "shared_writers") && value.empty()) {
+    v->shared_writers = true;
   } else if (key == "delay_us") {
     int d = 0;
     if (!ParseInt(value, &d) || d < 0 || d > 10'000'000) return Status::Invalid("delay_us must be 0..10000000");
@@ -157,6 +163,8 @@ Result<VolumeSpec> ParseVolumeSpec(const std::string& text) {
   if (!v.queue_reactor.empty() && v.queue_reactor.size() != v.queues) {
     return Status::Invalid("--volume " + text + ": reactor= needs one entry per queue");
   }
+  Status sharing = volume::ValidateFrontends(v.frontends, v.read_only, v.shared_writers);
+  if (!sharing.ok()) return Status::Invalid("--volume " + text + ": " + sharing.message());
   Status access = volume::ValidateExportAccess(v.access);
   if (!access.ok()) return Status::Invalid("--volume " + text + ": " + access.message());
   return v;
@@ -179,7 +187,8 @@ Result<Options> ParseOptions(int argc, char** argv, bool reloading) {
       ->required();
   app.add_option(
       "--volume", volumes,
-      "NAME,size=SIZE[,backend=mem|null|file:PATH|rbd:POOL/IMAGE][,queues=N][,readonly][,force][,reactor=R0/R1/..]"
+      "NAME,size=SIZE[,backend=mem|null|file:PATH|rbd:POOL/IMAGE][,queues=N][,readonly][,frontends=N[,shared-writers]]"
+      "[,force][,reactor=R0/R1/..]"
       "[,delay_us=N][,socket-owner=U][,socket-group=G][,socket-mode=0660][,allow-uid=U:U..]"
       "[,allow-gid=G:G..]. file:PATH is locked (shared if readonly) like a pool: a file another "
       "process holds, or one carrying a nestor pool signature, is refused unless force. rbd:POOL/IMAGE "

@@ -23,6 +23,8 @@ struct VolumeSpec {
   uint16_t queues = 1;
   bool read_only = false;
   bool force = false;              // file: serve it although locked by another process or a pool
+  uint16_t frontends = 1;          // frontends=N: attached at once (>1: readonly or shared-writers)
+  bool shared_writers = false;     // shared-writers: several writing frontends, the guests' problem
   std::vector<int> queue_reactor;  // per queue; empty: spread
   uint32_t delay_us = 0;           // fault injection (file backend): hold each request
   virtio::QosLimits qos;           // read_iops=, write_iops=, read_bps=, write_bps=

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "volume/limits.h"
+
 namespace nestor::rbd {
 namespace {
 
@@ -46,7 +48,8 @@ std::string EncodeExport(const volume::ExportSettings& s) {
   o << "v1 queues=" << s.queues << " readonly=" << (s.read_only ? 1 : 0) << " read_iops=" << s.read_iops
     << " write_iops=" << s.write_iops << " read_bps=" << s.read_bps << " write_bps=" << s.write_bps
     << " socket_uid=" << a.socket_uid << " socket_gid=" << a.socket_gid << " socket_mode=" << a.socket_mode
-    << " allow_uids=" << Ids(a.allow_uids) << " allow_gids=" << Ids(a.allow_gids);
+    << " allow_uids=" << Ids(a.allow_uids) << " allow_gids=" << Ids(a.allow_gids) << " frontends=" << s.frontends
+    << " shared_writers=" << (s.shared_writers ? 1 : 0);
   return o.str();
 }
 
@@ -65,8 +68,10 @@ Result<volume::ExportSettings> DecodeExport(const std::string& text) {
     uint32_t* u32;
     uint64_t min, max;
   };
-  uint64_t queues = s.queues, readonly = 0;
+  uint64_t queues = s.queues, readonly = 0, frontends = 1, shared_writers = 0;
   const Num nums[] = {
+      {"frontends", &frontends, nullptr, 1, volume::kMaxFrontends},
+      {"shared_writers", &shared_writers, nullptr, 0, 1},
       {"queues", &queues, nullptr, 1, 64},
       {"readonly", &readonly, nullptr, 0, 1},
       {"read_iops", &s.read_iops, nullptr, 0, UINT64_MAX},
@@ -101,6 +106,12 @@ Result<volume::ExportSettings> DecodeExport(const std::string& text) {
   }
   s.queues = static_cast<uint16_t>(queues);
   s.read_only = readonly == 1;
+  s.frontends = static_cast<uint16_t>(frontends);
+  s.shared_writers = shared_writers == 1;
+  if (!volume::ValidateFrontends(s.frontends, s.read_only, s.shared_writers).ok()) {
+    return Status::Error(EUCLEAN,
+                         "stored export '" + text + "': frontends > 1 on a writable export without shared_writers");
+  }
   return s;
 }
 

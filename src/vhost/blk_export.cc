@@ -120,15 +120,8 @@ bool BlkExport::AdmitPeer(int conn) {
   bool known = getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);
   if (known && (Listed(cfg_.allow_uids, cred.uid) || Listed(cfg_.allow_gids, cred.gid))) return true;
   refused_.fetch_add(1, std::memory_order_relaxed);
-  // At most one line a second per export: a client retrying in a loop
-  // must not flood the log.
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_refusal_log_ < std::chrono::seconds(1)) {
-    ++refusals_unlogged_;
-    return false;
-  }
-  std::string more =
-      refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more refused since the last message)", refusals_unlogged_);
+  std::string more;
+  if (!RefusalLogDue(&more)) return false;
   if (known) {
     NLOG_WARN("volume {}: refused a connection from uid {} gid {} pid {}: not in allow_uids/allow_gids{}", cfg_.name,
               cred.uid, cred.gid, cred.pid, more);
@@ -136,9 +129,43 @@ bool BlkExport::AdmitPeer(int conn) {
     NLOG_WARN("volume {}: refused a connection: its credentials are unknown (SO_PEERCRED: {}){}", cfg_.name,
               std::strerror(errno), more);
   }
+  return false;
+}
+
+bool BlkExport::RefusalLogDue(std::string* more) {
+  // At most one line a second per export: a client retrying in a loop
+  // must not flood the log.
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) {
+    ++refusals_unlogged_;
+    return false;
+  }
+  *more = refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more refused since the last message)", refusals_unlogged_);
   last_refusal_log_ = now;
   refusals_unlogged_ = 0;
-  return false;
+  return true;
+}
+
+bool BlkExport::RoomForFrontend() {
+  uint32_t live = 0;
+  for (Running& r : sessions_) live += !r.finished.load() && r.session->PeerConnected();
+  std::string more;
+  if (live >= cfg_.max_frontends) {
+    if (RefusalLogDue(&more)) {
+      NLOG_WARN("volume {}: refused a frontend: {} attached, the export allows {}{}{}", cfg_.name, live,
+                cfg_.max_frontends,
+                cfg_.max_frontends == 1 ? " (to share it, export it read-only with more frontends)" : "", more);
+    }
+    return false;
+  }
+  if (sessions_.size() >= cfg_.max_frontends + kMaxDrainingSessions) {
+    if (RefusalLogDue(&more)) {
+      NLOG_WARN("volume {}: refused a frontend: {} sessions still draining{}", cfg_.name, sessions_.size() - live,
+                more);
+    }
+    return false;
+  }
+  return true;
 }
 
 void BlkExport::AcceptOne() {
@@ -155,10 +182,7 @@ void BlkExport::AcceptOne() {
   if (!AdmitPeer(conn.get())) return;  // closed before any message is read
   MutexLock lock(&mu_);
   ReapFinished();
-  if (sessions_.size() >= cfg_.max_sessions) {
-    NLOG_WARN("volume {}: refusing connection: {} sessions already", cfg_.name, sessions_.size());
-    return;
-  }
+  if (!RoomForFrontend()) return;  // closed before any message is read
   Running& r = sessions_.emplace_back();
   r.session = std::make_unique<Session>(std::move(conn), this);
   Running* rp = &r;

@@ -44,7 +44,11 @@ struct ExportConfig {
   uint16_t num_queues = 1;
   std::vector<int> queue_reactor;  // reactor index per queue; empty: spread
   std::shared_ptr<io::BlockBackend> backend;
-  uint32_t max_sessions = 8;
+  // Frontends attached at once: a connection beyond them is closed at
+  // accept (logged, at most once a second). A session whose frontend hung
+  // up and that is still draining its queues does not count; at most
+  // kMaxDrainingSessions of those may linger besides.
+  uint32_t max_frontends = 1;
   // How long a session waits for a queue to stop (drain its in-flight I/O)
   // or for a reactor to run its message, before it gives the queue up to
   // the reactor and ends (nestord --queue-stop-timeout-ms).
@@ -63,6 +67,8 @@ struct ExportConfig {
 
 class BlkExport {
  public:
+  static constexpr uint32_t kMaxDrainingSessions = 8;
+
   BlkExport(ExportConfig cfg, std::vector<reactor::Reactor*> reactors);
   ~BlkExport();
 
@@ -99,6 +105,11 @@ class BlkExport {
     std::atomic<bool> finished{false};
   };
   void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if another frontend may attach now; else logs (rate-limited).
+  bool RoomForFrontend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True (and sets *more to the suffix naming what went unlogged) if a
+  // refusal may be logged now: at most one line a second per export.
+  bool RefusalLogDue(std::string* more);
   // True if the peer of conn may attach; else logs (rate-limited) and counts.
   bool AdmitPeer(int conn);
 

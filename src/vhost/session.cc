@@ -1,6 +1,7 @@
 #include "vhost/session.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -116,6 +117,12 @@ Status Session::CheckEventFd(int fd) {
 }
 
 bool Session::Negotiated(int f) const { return (protocol_features_ & Bit(f)) != 0; }
+
+bool Session::PeerConnected() const {
+  pollfd p{sock_.get(), POLLRDHUP, 0};
+  int n = poll(&p, 1, 0);
+  return n == 0 || (n == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0);
+}
 
 void Session::Run() {
   NLOG_INFO("{}: frontend connected", name_);

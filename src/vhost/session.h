@@ -39,6 +39,10 @@ class Session {
 
   void Run();
   void Shutdown();
+  // False once the frontend hung up or the session shut its socket down.
+  // Any thread, while the session exists (the socket fd stays open until
+  // the export reaps the session).
+  bool PeerConnected() const;
 
  private:
   // An mmap'ed INFLIGHT_SHMFD region, unmapped when the last owner lets go.

@@ -61,6 +61,18 @@ Status ValidateVolumeName(std::string_view name) {
 
 Status ValidateVolumeSize(uint64_t size) { return SizeInRange(size, kVolumeAlign, kMinVolumeBytes, "volume"); }
 
+Status ValidateFrontends(uint16_t frontends, bool read_only, bool shared_writers) {
+  if (frontends < 1 || frontends > kMaxFrontends) {
+    return Status::Invalid("frontends must be 1.." + std::to_string(kMaxFrontends));
+  }
+  if (frontends > 1 && !read_only && !shared_writers) {
+    return Status::Invalid(
+        "several frontends may attach only to a read-only export, unless shared writers are asked for explicitly "
+        "(then the guests must coordinate their writes, as on a shared SCSI disk)");
+  }
+  return Status::Ok();
+}
+
 Status ValidateExportSize(uint64_t size) { return SizeInRange(size, kExportAlign, kExportAlign, "volume"); }
 
 Status ValidateExportAccess(const ExportAccess& a) {

@@ -51,6 +51,11 @@ Status ValidateVolumeSize(uint64_t size);
 // multiple of kExportAlign.
 Status ValidateExportSize(uint64_t size);
 
+// Frontends one export serves at once: 1..kMaxFrontends, and more than one
+// only read-only or with shared_writers (EINVAL naming the rule).
+inline constexpr uint16_t kMaxFrontends = 64;
+Status ValidateFrontends(uint16_t frontends, bool read_only, bool shared_writers);
+
 // Clusters that hold `bytes` (rounded up), for any bytes: no wrap.
 constexpr uint64_t ClustersForBytes(uint64_t bytes, uint64_t cluster_size) {
   return bytes / cluster_size + (bytes % cluster_size != 0 ? 1 : 0);

@@ -360,7 +360,15 @@ void Pool::FreeUnmappedLocked(Volume& v, const std::vector<Extent>& freed) {
 }
 
 Record ExportRecord(uint32_t id, const ExportSettings& s) {
-  Record r{RecordType::kExportSet, id, uint64_t{s.queues} | (uint64_t{s.read_only} << 16), 0, 0, {}};
+  // Bits 17 and 24..31 are zero in records written before they existed:
+  // one frontend, no shared writers.
+  uint64_t frontends = s.frontends > 1 ? s.frontends : 0;
+  Record r{RecordType::kExportSet,
+           id,
+           uint64_t{s.queues} | (uint64_t{s.read_only} << 16) | (uint64_t{s.shared_writers} << 17) | (frontends << 24),
+           0,
+           0,
+           {}};
   r.qos[0] = s.read_iops;
   r.qos[1] = s.write_iops;
   r.qos[2] = s.read_bps;
@@ -375,6 +383,7 @@ Record ExportRecord(uint32_t id, const ExportSettings& s) {
 Status Pool::SetExport(const std::string& name, const ExportSettings& s) {
   if (opts_.read_only) return Status::Error(EROFS, "pool opened read-only");
   if (s.queues < 1 || s.queues > 64) return Status::Invalid("queues must be 1..64");
+  NESTOR_RETURN_IF_ERROR(ValidateFrontends(s.frontends, s.read_only, s.shared_writers));
   NESTOR_RETURN_IF_ERROR(ValidateExportAccess(s.access));
   MutexLock c(&commit_mu_);
   {

@@ -7,6 +7,7 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "volume/aligned_buffer.h"
+#include "volume/limits.h"
 #include "volume/pool.h"
 
 namespace nestor::volume {
@@ -261,6 +262,8 @@ Status Pool::Apply(const Record& r) {
       v.exported = true;
       v.export_settings.queues = static_cast<uint16_t>(r.a & 0xFFFF);
       v.export_settings.read_only = (r.a >> 16) & 1;
+      v.export_settings.shared_writers = (r.a >> 17) & 1;
+      v.export_settings.frontends = std::max<uint16_t>(1, static_cast<uint16_t>((r.a >> 24) & 0xFF));
       v.export_settings.read_iops = r.qos[0];
       v.export_settings.write_iops = r.qos[1];
       v.export_settings.read_bps = r.qos[2];
@@ -268,6 +271,10 @@ Status Pool::Apply(const Record& r) {
       v.export_settings.access = r.access;  // kExportSet: the defaults
       if (v.export_settings.queues < 1 || v.export_settings.queues > 64) {
         return Corruption("export of volume " + v.name + " has a bad queue count");
+      }
+      if (!ValidateFrontends(v.export_settings.frontends, v.export_settings.read_only, v.export_settings.shared_writers)
+               .ok()) {
+        return Corruption("export of volume " + v.name + " has a bad frontend count");
       }
       if (!ValidateExportAccess(r.access).ok()) {
         return Corruption("export of volume " + v.name + " has bad access settings");

@@ -89,6 +89,11 @@ struct InitEntry {
 struct ExportSettings {
   uint16_t queues = 1;
   bool read_only = false;
+  // Frontends attached at once (1..kMaxFrontends). More than one only
+  // read-only, or with shared_writers: the operator's word that the guests
+  // coordinate their writes (a cluster file system), as on a shared disk.
+  uint16_t frontends = 1;
+  bool shared_writers = false;
   uint64_t read_iops = 0, write_iops = 0, read_bps = 0, write_bps = 0;  // 0: unlimited
   ExportAccess access{};                                                // socket owner/group/mode, admitted peers
   bool operator==(const ExportSettings&) const = default;

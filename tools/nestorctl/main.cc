@@ -12,7 +12,7 @@
 //   nestorctl snapshot create VOLUME NAME                    snapshot_create
 //   nestorctl snapshot delete NAME [--force]                 snapshot_delete
 //   nestorctl snapshot list                                  snapshot_list
-//   nestorctl export create NAME [--queues N] [--readonly]   export_create
+//   nestorctl export create NAME [--queues N] [--readonly] [--frontends N]   export_create
 //             [--socket-owner U] [--socket-group G] [--socket-mode MODE]
 //             [--allow-uid U,...] [--allow-gid G,...]
 //   nestorctl export delete NAME [--force]                   export_delete
@@ -67,8 +67,9 @@ const char kSynopsis[] =
     "  nestorctl snapshot create VOLUME NAME\n"
     "  nestorctl snapshot delete NAME [--force]\n"
     "  nestorctl snapshot list\n"
-    "  nestorctl export create NAME [--queues N] [--readonly] [--socket-owner U] [--socket-group G]\n"
-    "                           [--socket-mode MODE] [--allow-uid U,...] [--allow-gid G,...]\n"
+    "  nestorctl export create NAME [--queues N] [--readonly] [--frontends N [--shared-writers]]\n"
+    "                           [--socket-owner U] [--socket-group G] [--socket-mode MODE]\n"
+    "                           [--allow-uid U,...] [--allow-gid G,...]\n"
     "  nestorctl export delete NAME [--force]\n"
     "  nestorctl export list\n"
     "  nestorctl qos set NAME [--read-iops N] [--write-iops N] [--read-bps SIZE] [--write-bps SIZE]\n"
@@ -139,12 +140,20 @@ struct Call {
 struct ExportFlags {
   int queues = 0;
   bool readonly = false;
+  int frontends = 0;
+  bool shared_writers = false;
   std::string socket_owner, socket_group, socket_mode;
   std::vector<std::string> allow_uids, allow_gids;
 
   void Add(CLI::App* app) {
     app->add_option("--queues", queues, "virtqueues, 1..64 (default 1)")->type_name("N");
     app->add_flag("--readonly", readonly, "refuse writes");
+    app->add_option("--frontends", frontends,
+                    "frontends (VMs, clients) attached at once, 1..64 (default 1); more than one needs --readonly "
+                    "or --shared-writers")
+        ->type_name("N");
+    app->add_flag("--shared-writers", shared_writers,
+                  "let several frontends write (the guests must coordinate, as on a shared SCSI disk)");
     app->add_option("--socket-owner", socket_owner, "owner of the socket file: user name or uid")->type_name("U");
     app->add_option("--socket-group", socket_group, "group of the socket file: group name or gid")->type_name("G");
     app->add_option("--socket-mode", socket_mode, "permission bits of the socket file, octal, e.g. 0660")
@@ -159,8 +168,8 @@ struct ExportFlags {
   }
   // The first of them given on `app`, or "" if none.
   static std::string FirstGiven(CLI::App* app) {
-    for (const char* o : {"--queues", "--readonly", "--socket-owner", "--socket-group", "--socket-mode", "--allow-uid",
-                          "--allow-gid"}) {
+    for (const char* o : {"--queues", "--readonly", "--frontends", "--shared-writers", "--socket-owner",
+                          "--socket-group", "--socket-mode", "--allow-uid", "--allow-gid"}) {
       if (app->count(o) != 0) return o;
     }
     return "";
@@ -169,6 +178,8 @@ struct ExportFlags {
   void ToParams(CLI::App* app, ordered_json* params) const {
     if (app->count("--queues") != 0) (*params)["queues"] = queues;  // nestord checks the range
     if (readonly) (*params)["readonly"] = true;
+    if (app->count("--frontends") != 0) (*params)["frontends"] = frontends;  // nestord checks the range
+    if (shared_writers) (*params)["shared_writers"] = true;
     if (app->count("--socket-owner") != 0) (*params)["socket_owner"] = IdJson(socket_owner);
     if (app->count("--socket-group") != 0) (*params)["socket_group"] = IdJson(socket_group);
     if (app->count("--socket-mode") != 0) (*params)["socket_mode"] = socket_mode;
@@ -186,8 +197,10 @@ struct ExportFlags {
 // "export db0 created: /run/nestor/db0.sock (2 queues, read-only)"
 void PrintExportCreated(const std::string& name, const ordered_json& r) {
   std::string q = IntField(r, "queues");
-  std::printf("export %s created: %s (%s queue%s%s)\n", name.c_str(), StrField(r, "socket").c_str(), q.c_str(),
-              q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "");
+  int frontends = r.is_object() ? r.value("frontends", 1) : 1;
+  std::string shared = frontends > 1 ? ", up to " + std::to_string(frontends) + " frontends" : "";
+  std::printf("export %s created: %s (%s queue%s%s%s)\n", name.c_str(), StrField(r, "socket").c_str(), q.c_str(),
+              q == "1" ? "" : "s", r.is_object() && r.value("readonly", false) ? ", read-only" : "", shared.c_str());
 }
 
 int Main(int argc, char** argv) {
