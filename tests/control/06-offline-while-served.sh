@@ -133,7 +133,7 @@ start "$POOL"
 expect_rc 0 "$CTL" volume create io --size 160M
 expect_rc 0 "$CTL" export create io --queues 2
 # Fresh clusters all the way: every pass of nestor-io maps new ones.
-timeout 60 "$NIO" --socket "$T/io.sock" --bytes 160M --block-size 65536 --qd 8 --seconds 6 >"$T/nio" 2>&1 &
+timeout 60 "$NIO" --socket "$T/io.sock" --bytes 160M --block-size 65536 --qd 8 --seconds 5 >"$T/nio" 2>&1 &
 IOPID=$!
 (
 	for i in $(seq 1000); do
@@ -142,26 +142,30 @@ IOPID=$!
 	done
 ) &
 CTLPID=$!
-checks=0 seq0=
-end=$((SECONDS + 6))
-while [ "$SECONDS" -lt "$end" ]; do
+# Rounds while nestor-io runs, and at least 3 (a busy machine may starve
+# them: bounded by the 40 s below instead of a count per second).
+checks=0 seq0= t0=$SECONDS
+while alive "$IOPID" || [ "$checks" -lt 3 ]; do
+	[ $((SECONDS - t0)) -lt 40 ] || fail "only $checks rounds of read-only commands in 40 s"
+	r0=$(date +%s%N)
 	expect_rc 0 "${NST[@]}" pool check "$POOL"
 	grep -q "^$POOL: clean (" "$T/out" || fail "pool check under I/O: $(cat "$T/out")"
-	expect_rc 0 "${NST[@]}" volume list --pool "$POOL" --json
-	py 'v("io")["size"] == 160 << 20 and v("db")["parent"] == "snap2"'
-	expect_rc 0 "${NST[@]}" pool info "$POOL" --json
-	seq=$(seq_of "$T/out")
+	# (grep, not python: python's start-up alone takes seconds on a busy machine)
+	expect_rc 0 "${NST[@]}" volume list --pool "$POOL"
+	grep -Eq '^io +volume +- +160\.0M ' "$T/out" || fail "volume list under I/O: $(cat "$T/out")"
+	grep -Eq '^db +clone +snap2 ' "$T/out" || fail "volume list under I/O: $(cat "$T/out")"
+	expect_rc 0 "${NST[@]}" pool info "$POOL"
+	seq=$(sed -n 's/^commit seq: *//p' "$T/out")
 	seq0=${seq0:-$seq}
 	checks=$((checks + 1))
+	echo "round $checks: commit seq $seq, $(( ($(date +%s%N) - r0) / 1000000 )) ms"
 done
 wait "$IOPID" || fail "nestor-io: $(cat "$T/nio")"
 IOPID=
 grep -q "^OK" "$T/nio" || fail "nestor-io: $(cat "$T/nio")"
 reap "$CTLPID"
 CTLPID=
-[ "$checks" -ge 5 ] || fail "only $checks rounds of read-only commands in 6 s"
 [ "$seq" -gt "$seq0" ] || fail "the commit seq did not move during the I/O ($seq0): nothing raced"
-echo "$checks rounds of check/list/info while served; commit seq $seq0 -> $seq"
 stop
 expect_rc 0 "${NST[@]}" pool check "$POOL"
 
