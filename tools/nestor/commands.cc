@@ -15,8 +15,8 @@
 
 #include "base/exit_code.h"
 #include "base/fd.h"
-#include "nestor/signature.h"
 #include "base/log.h"
+#include "nestor/signature.h"
 #include "volume/aligned_buffer.h"
 #include "volume/committed_view.h"
 #include "volume/format.h"
@@ -477,9 +477,10 @@ int PoolRepair(const std::string& path, std::string backup) {
 
 int VolumeCreate(const std::string& path, const std::string& name, uint64_t size, bool preallocate) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok())
-    return Fail(WhileServed(pool.status(),
-                            Online("volume create " + name + " --size SIZE" + (preallocate ? " --preallocate" : ""))));
+  if (!pool.ok()) {
+    std::string online = "volume create " + name + " --size SIZE" + (preallocate ? " --preallocate" : "");
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto v = (*pool)->CreateVolume(name, size, preallocate);
   if (!v.ok()) return Fail(v.status());
   std::printf("created volume %s: %s%s\n", name.c_str(), HumanSize(v->size).c_str(),
@@ -498,9 +499,10 @@ int VolumeDelete(const std::string& path, const std::string& name) {
 
 int VolumeResize(const std::string& path, const std::string& name, uint64_t size, bool force) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok())
-    return Fail(
-        WhileServed(pool.status(), Online("volume resize " + name + " --size SIZE" + (force ? " --force" : ""))));
+  if (!pool.ok()) {
+    std::string online = "volume resize " + name + " --size SIZE" + (force ? " --force" : "");
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto before = (*pool)->GetVolume(name);
   if (!before.ok()) return Fail(before.status());
   Status st = (*pool)->ResizeVolume(name, size, force);
@@ -598,9 +600,10 @@ namespace {
 
 int InflateOrDecouple(const std::string& path, const std::string& name, bool inflate) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok())
-    return Fail(
-        WhileServed(pool.status(), Online(std::string(inflate ? "volume inflate " : "volume decouple ") + name)));
+  if (!pool.ok()) {
+    std::string online = std::string(inflate ? "volume inflate " : "volume decouple ") + name;
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto before = (*pool)->GetVolume(name);
   if (!before.ok()) return Fail(before.status());
   Status st = inflate ? (*pool)->InflateVolume(name) : (*pool)->DecoupleVolume(name);
