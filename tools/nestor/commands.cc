@@ -125,9 +125,10 @@ Result<ReadOnlyPool> OpenForReading(const std::string& path, bool check_mode) {
 }
 
 // A command that changes the pool refused because another process holds
-// it (EBUSY): says what to use instead while nestord serves it.
+// it (EBUSY): says what to use instead while nestord serves it. (Held by
+// another nestor command, the pool is free again when that one ends.)
 Status WhileServed(const Status& st, const std::string& instead) {
-  if (st.err() != EBUSY) return st;
+  if (st.err() != EBUSY || st.message().find(" (nestor)") != std::string::npos) return st;
   return Status::Error(EBUSY, st.message() + ": " + instead);
 }
 
