@@ -55,8 +55,10 @@ class FilePoolDevice final : public PoolDevice {
 
 }  // namespace
 
-Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create, uint64_t size,
-                                                       bool read_only) {
+namespace {
+
+Result<std::unique_ptr<PoolDevice>> Open(const std::string& path, bool create, uint64_t size, bool read_only,
+                                         bool lock) {
   int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
   if (create && !read_only) flags |= O_CREAT;
   UniqueFd fd(open(path.c_str(), flags | O_DIRECT, 0600));
@@ -64,7 +66,7 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
   if (!fd.valid()) return Status::FromErrno("open " + path);
   // One owner at a time: nestord (pool or raw file: backend) and the
   // offline tool exclude each other.
-  NESTOR_RETURN_IF_ERROR(LockFile(fd.get(), read_only, path));
+  if (lock) NESTOR_RETURN_IF_ERROR(LockFile(fd.get(), read_only, path));
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
   uint64_t have = static_cast<uint64_t>(st.st_size);
@@ -94,6 +96,17 @@ Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, 
   auto data = io::OpenFileBackend(path, size, data_opts);
   if (!data.ok()) return data.status();
   return std::unique_ptr<PoolDevice>(new FilePoolDevice(std::move(fd), path, size, std::move(data.value())));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create, uint64_t size,
+                                                       bool read_only) {
+  return Open(path, create, size, read_only, true);
+}
+
+Result<std::unique_ptr<PoolDevice>> OpenFilePoolDeviceUnlocked(const std::string& path) {
+  return Open(path, false, 0, true, false);
 }
 
 }  // namespace nestor::volume

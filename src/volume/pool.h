@@ -53,6 +53,10 @@ struct PoolOptions {
   uint32_t commit_interval_ms = 100;  // StartCommitter's timer
   bool check_mode = false;            // Open collects problems instead of failing
   bool salvage = false;               // check_mode: replay on past a damaged log entry (Repair)
+  // read_only: another process writes the pool meanwhile (committed_view.h):
+  // a log entry that fails although later commits follow it is read once
+  // more before it counts as damaged (it may have been read while written).
+  bool live = false;
   // Process-crash journal (see journal.h): where its file lives, on a file
   // system that lasts exactly one boot (tmpfs, like /run). Empty: none
   // (completed writes survive a process crash only once committed).
@@ -246,8 +250,9 @@ class Pool final : public ImageStore {
   Status LoadCheckpoint(int slot, CheckpointHeader* h, std::vector<uint8_t>* block);
   // Repair: the highest seq of any intact entry in the log ring.
   Result<uint64_t> HighestLogSeq();
-  std::string sb_problem_;    // the superblock was damaged (its copy was used)
-  bool log_damaged_ = false;  // check_mode: CheckLogEnd reported damage
+  std::string sb_problem_;        // the superblock was damaged (its copy was used)
+  bool log_damaged_ = false;      // check_mode: CheckLogEnd reported damage
+  uint64_t live_reread_seq_ = 0;  // opts_.live: the entry CheckLogEnd had read once more
   // The clean-shutdown seal (format.h): written at a clean close, cleared
   // before the first commit of a read-write open.
   Status WriteSeal(bool sealed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);

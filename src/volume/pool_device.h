@@ -44,4 +44,10 @@ inline constexpr size_t kMetaAlign = 4096;
 Result<std::unique_ptr<PoolDevice>> OpenFilePoolDevice(const std::string& path, bool create, uint64_t size,
                                                        bool read_only = false);
 
+// Opens a file or block device read-only (O_RDONLY: nothing can be written
+// through it) *without* its lock, to read a pool another process holds
+// (committed_view.h). Only the caller's care makes what it reads
+// consistent: the holder may write at any moment.
+Result<std::unique_ptr<PoolDevice>> OpenFilePoolDeviceUnlocked(const std::string& path);
+
 }  // namespace nestor::volume

@@ -185,12 +185,21 @@ Status Pool::CheckSeal() {
 }
 
 Status Pool::CheckLogEnd(uint64_t pos, uint64_t want, Resume* resume) {
+  const uint64_t at = pos;  // where ReplayLog reads it (it wraps itself)
   if (pos >= sb_.log_bytes) pos = 0;
   auto later = FindLaterEntries(pos, want);
   if (!later.ok()) return later.status();
   // Valid entries of the same (unsynced) commit may follow a torn one
   // after a crash; only an entry of a later commit proves damage.
   if (later->count == 0 || !later->later_commit) return Status::Ok();
+  if (opts_.live && live_reread_seq_ != want) {
+    // A later commit starts after this entry's commit was synced: if the
+    // entry was only torn because the writer was writing it, it is whole
+    // now. Read it again (once).
+    live_reread_seq_ = want;
+    *resume = Resume{at, want};
+    return Status::Ok();
+  }
   std::string what = "log entry " + std::to_string(want) + " at log offset " + std::to_string(pos) +
                      " is damaged (bad header or checksum), yet " + std::to_string(later->count) + " valid log entr" +
                      (later->count == 1 ? "y" : "ies") + " of later commits follow it (seq " +

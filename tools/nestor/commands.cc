@@ -10,12 +10,15 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "base/exit_code.h"
 #include "base/fd.h"
+#include "base/log.h"
 #include "nestor/signature.h"
 #include "volume/aligned_buffer.h"
+#include "volume/committed_view.h"
 #include "volume/format.h"
 #include "volume/pool.h"
 
@@ -77,6 +80,61 @@ Result<std::unique_ptr<Pool>> OpenPool(const std::string& path, bool read_only, 
   if (!pool.ok()) return Prefixed(path, pool.status());
   return std::move(pool.value());
 }
+
+// A pool opened for one of the read-only commands.
+struct ReadOnlyPool {
+  std::unique_ptr<Pool> pool;
+  std::optional<volume::CheckReport> report;  // check, while served: the report the load was confirmed with
+};
+
+// Raises the log level to errors for its lifetime unless -v asked for more:
+// the warnings of loads of a served pool that are retried are noise.
+class QuietLoads {
+ public:
+  QuietLoads() : was_(GetLogLevel()) {
+    if (was_ == LogLevel::kWarn) SetLogLevel(LogLevel::kError);
+  }
+  ~QuietLoads() { SetLogLevel(was_); }
+  QuietLoads(const QuietLoads&) = delete;
+  QuietLoads& operator=(const QuietLoads&) = delete;
+
+ private:
+  LogLevel was_;
+};
+
+// info, list and check: the pool opened read-only under a shared lock, or,
+// while another process holds it (nestord serving it), its last commit read
+// without the lock (volume/committed_view.h), with a note on stderr saying
+// so. Nothing is written either way.
+Result<ReadOnlyPool> OpenForReading(const std::string& path, bool check_mode) {
+  auto opened = OpenPool(path, true, check_mode);
+  if (opened.ok() || opened.status().err() != EBUSY) {
+    if (!opened.ok()) return opened.status();
+    return ReadOnlyPool{std::move(opened.value()), std::nullopt};
+  }
+  auto view = [&] {
+    QuietLoads quiet;
+    return volume::LoadCommittedView(path, check_mode);
+  }();
+  if (!view.ok()) return Prefixed(path, view.status());
+  std::fprintf(stderr, "nestor: %s: showing its last commit (seq %lu), read without the lock\n",
+               opened.status().message().c_str(), static_cast<unsigned long>(view->pool->Info().commit_seq));
+  std::optional<volume::CheckReport> report;
+  if (check_mode) report = std::move(view->report);
+  return ReadOnlyPool{std::move(view->pool), std::move(report)};
+}
+
+// A command that changes the pool refused because another process holds
+// it (EBUSY): says what to use instead while nestord serves it. (Held by
+// another nestor command, the pool is free again when that one ends.)
+Status WhileServed(const Status& st, const std::string& instead) {
+  if (st.err() != EBUSY || st.message().find(" (nestor)") != std::string::npos) return st;
+  return Status::Error(EBUSY, st.message() + ": " + instead);
+}
+
+std::string Online(const std::string& command) { return "use `nestorctl " + command + "` while it serves the pool"; }
+
+const char kStopFirst[] = "stop it first (nestorctl has no such command)";
 
 void PrintJson(const ordered_json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
@@ -230,7 +288,7 @@ int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bo
     }
   } created{existing->exists ? nullptr : &path};
   auto dev = volume::OpenFilePoolDevice(path, true, size);
-  if (!dev.ok()) return Fail(Prefixed(path, dev.status()));
+  if (!dev.ok()) return Fail(WhileServed(Prefixed(path, dev.status()), kStopFirst));
   // Refuse an impossible layout before erasing anything.
   auto plan = volume::PlanLayout((*dev)->size_bytes(), static_cast<uint32_t>(cluster_size));
   if (!plan.ok()) return Fail(Prefixed(path, plan.status()));
@@ -258,9 +316,9 @@ int PoolCreate(const std::string& path, uint64_t size, uint64_t cluster_size, bo
 }
 
 int PoolInfo(const std::string& path, bool json) {
-  auto pool = OpenPool(path, true);
-  if (!pool.ok()) return Fail(pool.status());
-  volume::PoolInfo i = (*pool)->Info();
+  auto opened = OpenForReading(path, false);
+  if (!opened.ok()) return Fail(opened.status());
+  volume::PoolInfo i = opened->pool->Info();
   const volume::Superblock& sb = i.sb;
   uint64_t cs = sb.cluster_size;
   uint64_t available = i.free_clusters > i.reserved_unused_clusters ? i.free_clusters - i.reserved_unused_clusters : 0;
@@ -330,14 +388,14 @@ int PoolInfo(const std::string& path, bool json) {
 }
 
 int PoolCheck(const std::string& path, bool json) {
-  auto pool = OpenPool(path, true, true);
-  if (!pool.ok()) {
+  auto opened = OpenForReading(path, true);
+  if (!opened.ok()) {
     if (json) {
-      PrintJson(ordered_json{{"path", path}, {"clean", false}, {"error", pool.status().ToString()}});
+      PrintJson(ordered_json{{"path", path}, {"clean", false}, {"error", opened.status().ToString()}});
     }
-    return Fail(pool.status());
+    return Fail(opened.status());
   }
-  volume::CheckReport r = (*pool)->Check();
+  volume::CheckReport r = opened->report ? *opened->report : opened->pool->Check();
   if (json) {
     PrintJson(ordered_json{{"path", path},
                            {"clean", r.clean()},
@@ -383,7 +441,7 @@ Status SaveMetadata(volume::PoolDevice* dev, uint64_t bytes, const std::string& 
 int PoolRepair(const std::string& path, std::string backup) {
   {
     auto dev = volume::OpenFilePoolDevice(path, false, 0, false);
-    if (!dev.ok()) return Fail(Prefixed(path, dev.status()));
+    if (!dev.ok()) return Fail(WhileServed(Prefixed(path, dev.status()), kStopFirst));
     std::string damage;
     auto sb = Pool::ReadSuperblock(dev->get(), &damage);
     if (!sb.ok()) {
@@ -420,7 +478,10 @@ int PoolRepair(const std::string& path, std::string backup) {
 
 int VolumeCreate(const std::string& path, const std::string& name, uint64_t size, bool preallocate) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) {
+    std::string online = "volume create " + name + " --size SIZE" + (preallocate ? " --preallocate" : "");
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto v = (*pool)->CreateVolume(name, size, preallocate);
   if (!v.ok()) return Fail(v.status());
   std::printf("created volume %s: %s%s\n", name.c_str(), HumanSize(v->size).c_str(),
@@ -430,7 +491,7 @@ int VolumeCreate(const std::string& path, const std::string& name, uint64_t size
 
 int VolumeDelete(const std::string& path, const std::string& name) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) return Fail(WhileServed(pool.status(), Online("volume delete " + name)));
   Status st = (*pool)->DeleteVolume(name);
   if (!st.ok()) return Fail(st);
   std::printf("deleted volume %s\n", name.c_str());
@@ -439,7 +500,10 @@ int VolumeDelete(const std::string& path, const std::string& name) {
 
 int VolumeResize(const std::string& path, const std::string& name, uint64_t size, bool force) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) {
+    std::string online = "volume resize " + name + " --size SIZE" + (force ? " --force" : "");
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto before = (*pool)->GetVolume(name);
   if (!before.ok()) return Fail(before.status());
   Status st = (*pool)->ResizeVolume(name, size, force);
@@ -449,9 +513,9 @@ int VolumeResize(const std::string& path, const std::string& name, uint64_t size
 }
 
 int VolumeList(const std::string& path, bool json) {
-  auto pool = OpenPool(path, true);
-  if (!pool.ok()) return Fail(pool.status());
-  std::vector<volume::VolumeInfo> vols = (*pool)->ListVolumes(true);
+  auto opened = OpenForReading(path, false);
+  if (!opened.ok()) return Fail(opened.status());
+  std::vector<volume::VolumeInfo> vols = opened->pool->ListVolumes(true);
   if (json) {
     ordered_json list = ordered_json::array();
     for (const auto& v : vols) list.push_back(VolumeJson(v));
@@ -466,7 +530,7 @@ int VolumeList(const std::string& path, bool json) {
 
 int PoolUpgrade(const std::string& path) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) return Fail(WhileServed(pool.status(), kStopFirst));
   uint32_t before = (*pool)->superblock().version;
   if (before >= volume::kFormatVersion) {
     std::printf("pool %s: format version %u is current; nothing to do\n", path.c_str(), before);
@@ -484,7 +548,7 @@ int PoolUpgrade(const std::string& path) {
 
 int SnapshotCreate(const std::string& path, const std::string& volume, const std::string& name) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) return Fail(WhileServed(pool.status(), Online("snapshot create " + volume + " " + name)));
   auto v = (*pool)->CreateSnapshot(volume, name);
   if (!v.ok()) return Fail(v.status());
   std::printf("created snapshot %s of %s: %s (%s is now a clone of it)\n", name.c_str(), volume.c_str(),
@@ -494,7 +558,7 @@ int SnapshotCreate(const std::string& path, const std::string& volume, const std
 
 int SnapshotDelete(const std::string& path, const std::string& name) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) return Fail(WhileServed(pool.status(), Online("snapshot delete " + name)));
   auto v = (*pool)->GetVolume(name);
   if (!v.ok()) return Fail(v.status());
   if (!v->snapshot) {
@@ -508,10 +572,10 @@ int SnapshotDelete(const std::string& path, const std::string& name) {
 }
 
 int SnapshotList(const std::string& path, bool json) {
-  auto pool = OpenPool(path, true);
-  if (!pool.ok()) return Fail(pool.status());
+  auto opened = OpenForReading(path, false);
+  if (!opened.ok()) return Fail(opened.status());
   std::vector<volume::VolumeInfo> snaps;
-  for (auto& v : (*pool)->ListVolumes(true)) {
+  for (auto& v : opened->pool->ListVolumes(true)) {
     if (v.snapshot) snaps.push_back(std::move(v));
   }
   if (json) {
@@ -526,7 +590,7 @@ int SnapshotList(const std::string& path, bool json) {
 
 int VolumeClone(const std::string& path, const std::string& snapshot, const std::string& name) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) return Fail(WhileServed(pool.status(), Online("volume clone " + snapshot + " " + name)));
   auto v = (*pool)->CloneVolume(snapshot, name);
   if (!v.ok()) return Fail(v.status());
   std::printf("created clone %s of %s: %s\n", name.c_str(), snapshot.c_str(), HumanSize(v->size).c_str());
@@ -537,7 +601,10 @@ namespace {
 
 int InflateOrDecouple(const std::string& path, const std::string& name, bool inflate) {
   auto pool = OpenPool(path, false);
-  if (!pool.ok()) return Fail(pool.status());
+  if (!pool.ok()) {
+    std::string online = std::string(inflate ? "volume inflate " : "volume decouple ") + name;
+    return Fail(WhileServed(pool.status(), Online(online)));
+  }
   auto before = (*pool)->GetVolume(name);
   if (!before.ok()) return Fail(before.status());
   Status st = inflate ? (*pool)->InflateVolume(name) : (*pool)->DecoupleVolume(name);

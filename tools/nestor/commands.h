@@ -2,7 +2,10 @@
 // opens the pool at a path, does one thing through volume::Pool (pool.h),
 // prints its result on stdout (text, or JSON with --json) and returns the
 // process exit code. A pool opened read-write commits when it is closed;
-// info, list and check open it read-only and never write.
+// info, list and check open it read-only and never write: while another
+// process (nestord) holds the pool, they read its last commit without the
+// lock (volume/committed_view.h), and the commands that write are refused
+// (EBUSY) naming the holder and the nestorctl command to use instead.
 //
 // Thread: the main thread; one command per process. Errors: printed on
 // stderr as "nestor: <message>"; the exit code (ExitCode) says which kind,

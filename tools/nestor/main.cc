@@ -1,6 +1,10 @@
 // nestor: offline administration of nestor pools and their thin volumes
-// (docs/volumes.md). Run it while no nestord serves the pool: nothing here
-// coordinates with a running daemon.
+// (docs/volumes.md). The commands that change a pool need it closed: while
+// nestord serves it (holds its lock) they are refused, naming nestord's pid
+// and the nestorctl command to use. The read-only ones (pool info, pool
+// check, volume list, snapshot list) then show nestord's last commit, read
+// without the lock (volume/committed_view.h; docs/volumes.md, "Reading a
+// served pool").
 //
 //   nestor pool create PATH [--size SIZE] [--cluster-size SIZE] [--force]
 //   nestor pool info PATH [--json]
@@ -83,12 +87,15 @@ int Main(int argc, char** argv) {
                           "allocation unit, a power of two from 4K to 64M (default 64K)");
   pool_create->add_flag("--force", force, "overwrite an existing pool or signature");
 
-  CLI::App* pool_info = pool->add_subcommand("info", "show a pool's size, usage and metadata layout");
+  CLI::App* pool_info = pool->add_subcommand(
+      "info", "show a pool's size, usage and metadata layout (while nestord serves it: its last commit)");
   pool_info->add_option("PATH", path, "the pool's file or block device")->required();
   pool_info->add_flag("--json", json, "machine-readable output (sizes in bytes)");
 
   CLI::App* pool_check =
-      pool->add_subcommand("check", "verify a pool's metadata read-only; exit 0 if clean, 1 if problems found");
+      pool->add_subcommand("check",
+                           "verify a pool's metadata read-only; exit 0 if clean, 1 if problems found (while nestord "
+                           "serves it: its last commit)");
   pool_check->add_option("PATH", path, "the pool's file or block device")->required();
   pool_check->add_flag("--json", json, "machine-readable output");
 
@@ -127,7 +134,9 @@ int Main(int argc, char** argv) {
   vol_resize->add_flag("--force", force, "shrink even below written data, discarding it");
 
   CLI::App* vol_list =
-      vol->add_subcommand("list", "list a pool's volumes, snapshots and clones, with parents, children and space");
+      vol->add_subcommand("list",
+                          "list a pool's volumes, snapshots and clones, with parents, children and space (while "
+                          "nestord serves it: its last commit)");
   vol_list->add_option("--pool", path, "the pool's file or block device")->required();
   vol_list->add_flag("--json", json, "machine-readable output (sizes in bytes)");
 
@@ -160,7 +169,8 @@ int Main(int argc, char** argv) {
   snap_delete->add_option("NAME", name, "snapshot name")->required();
   snap_delete->add_option("--pool", path, "the pool's file or block device")->required();
 
-  CLI::App* snap_list = snap->add_subcommand("list", "list a pool's snapshots with their clones and space");
+  CLI::App* snap_list = snap->add_subcommand(
+      "list", "list a pool's snapshots with their clones and space (while nestord serves it: its last commit)");
   snap_list->add_option("--pool", path, "the pool's file or block device")->required();
   snap_list->add_flag("--json", json, "machine-readable output (sizes in bytes)");
 
