@@ -99,7 +99,7 @@ static int run_echo(long port, long seconds) {
   uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
   unsigned long n = 0;
   static char buf[MAX_SIZE];
-  while (now_ns() < end) {
+  while (!stop && now_ns() < end) {
     struct sockaddr_in from;
     socklen_t fl = sizeof(from);
     ssize_t r = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr*)&from, &fl);
