@@ -379,5 +379,20 @@ TEST(NestorVmNet, VfPassthrough) {
   refused("vf:0000:3b:02.4", "no PCI device 0000:3b:02.4");
 }
 
+TEST(NestorVmNet, ProbeReadsSysfs) {
+  // lo exists in every network namespace and is no tap; no machine has an
+  // interface no-such-if-0123 or a PCI domain ffff.
+  VmOptions o;
+  o.nets = {*ParseNetSpec("tap:lo"), NetSpec{NetKind::kTap, "no-such-if-0123", ""},
+            NetSpec{NetKind::kVf, "ffff:ff:1f.7", ""}};
+  HostInfo h;
+  ProbeNets(o, &h);
+  ASSERT_EQ(h.taps.count("lo"), 1u);
+  EXPECT_FALSE(h.taps["lo"].is_tap);
+  EXPECT_TRUE(h.taps["lo"].up);
+  EXPECT_EQ(h.taps.count("no-such-if-0123"), 0u);
+  EXPECT_TRUE(h.pci_drivers.empty());
+}
+
 }  // namespace
 }  // namespace nestor::vm
