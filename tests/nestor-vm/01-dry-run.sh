@@ -4,7 +4,10 @@
 # idle=poll, virtio_blk.poll_queues, debug-threads for pinning), and
 # nestor-vm refuses what breaks it with exit code 2 and a message:
 # overlapping --cpus/--reactor-cpus, unknown reactor CPUs, missing
-# hugepages, a missing socket. --clone-of: the dry run's volume_clone call
+# hugepages, a missing socket. --net: the tap netdev (queues = vCPUs,
+# vhost), the virtio-net device (mq, vectors, MAC), VFIO passthrough, the
+# busy-poll sysctls on the kernel command line; bad specs, a missing tap,
+# a non-tap interface and a missing PCI device refused. --clone-of: the dry run's volume_clone call
 # and clone socket, clone name checks, an unreachable nestord (exit 1).
 # usage: 01-dry-run.sh NESTOR_VM_BINARY
 set -euo pipefail
@@ -152,6 +155,50 @@ rc=0
 [ $rc -eq 1 ] || fail "unreachable nestord: exit $rc, want 1: $(cat "$TMP/err8")"
 expect_in "$TMP/err8" "cannot clone snapshot 'gold-snap'" "cannot reach nestord at $TMP/none.ctl" "is nestord running?"
 grep -q "QEMU pid" "$TMP/err8" && fail "QEMU started without a clone"
+
+# --net: a tap (virtio-net, one queue pair per vCPU) and a VF (vfio-pci).
+# Neither exists here: with --dry-run that is a warning.
+"$VM" --dry-run --socket /s/a.sock --kernel /k --vcpus 2 --cpus 0,2 --reactor-cpus 1 \
+	--net tap:fn0,mac=52:54:00:0a:0b:0c --net vf:3b:02.1 --net-vhost off >"$TMP/out9" 2>"$TMP/err9" ||
+	fail "--net dry-run exited $?: $(cat "$TMP/err9")"
+expect_in "$TMP/out9" \
+	"-netdev tap,id=net0,ifname=fn0,script=no,downscript=no,vhost=off,queues=2" \
+	"-device virtio-net-pci,id=nic0,netdev=net0,mac=52:54:00:0a:0b:0c,mq=on,vectors=6" \
+	"-device vfio-pci,id=nic1,host=0000:3b:02.1" \
+	"sysctl.net.core.busy_poll=50 sysctl.net.core.busy_read=50'"
+expect_in "$TMP/err9" "warning: --net tap:fn0: tap fn0 does not exist in this network namespace" \
+	"warning: --net vf:0000:3b:02.1: no PCI device 0000:3b:02.1" \
+	"nic0: tap fn0 (52:54:00:0a:0b:0c), 2 queue pairs, QEMU virtio-net (no vhost-net), guest busy_poll/busy_read 50 us" \
+	"nic1: VF 0000:3b:02.1 passed through (vfio-pci)"
+# 1 vCPU: a single-queue tap, no mq; --net-busy-poll 20; --net-vhost on.
+"$VM" --dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net tap:fn1 --net-busy-poll 20 \
+	--net-vhost on >"$TMP/out10" 2>"$TMP/err10" || fail "--net 1 vCPU dry-run exited $?: $(cat "$TMP/err10")"
+expect_in "$TMP/out10" "-netdev tap,id=net0,ifname=fn1,script=no,downscript=no,vhost=on" \
+	"-device virtio-net-pci,id=nic0,netdev=net0,mac=52:54:00:" \
+	"sysctl.net.core.busy_poll=20 sysctl.net.core.busy_read=20'"
+grep -qE 'ifname=fn1,.*queues=|mq=on' "$TMP/out10" && fail "1 vCPU: multiqueue options: $(grep netdev "$TMP/out10")"
+# --net-busy-poll 0: no sysctls.
+"$VM" --dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net tap:fn1 --net-busy-poll 0 \
+	>"$TMP/out11" 2>/dev/null || fail "--net-busy-poll 0 exited $?"
+grep -q 'sysctl' "$TMP/out11" && fail "--net-busy-poll 0 still sets sysctls"
+expect_refused net-bad-kind "--net bridge:br0: unknown kind" \
+	--dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net bridge:br0
+expect_refused net-bad-option "unknown tap option 'queues=2'" \
+	--dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net tap:fn0,queues=2
+expect_refused net-bad-pci "a PCI address is [DDDD:]BB:DD.F" \
+	--dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net vf:3b:02
+expect_refused net-busy-poll-alone "need --net" \
+	--dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net-busy-poll 10
+expect_refused net-vhost-bad "--net-vhost must be auto, on or off" \
+	--dry-run --socket /s/a.sock --kernel /k --cpus 0 --reactor-cpus 1 --net tap:fn0 --net-vhost yes
+# A real run refuses what the host lacks (QEMU is never started: --qemu /bin/false).
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$TMP/s.sock"
+expect_refused net-missing-tap "tap nestor-none0 does not exist in this network namespace" \
+	--socket "$TMP/s.sock" --kernel /bin/sh --cpus 0 --reactor-cpus 1 --qemu /bin/false --net tap:nestor-none0
+expect_refused net-not-a-tap "lo is not a tap device" \
+	--socket "$TMP/s.sock" --kernel /bin/sh --cpus 0 --reactor-cpus 1 --qemu /bin/false --net tap:lo
+expect_refused net-no-pci-device "no PCI device 0000:ff:1f.7" \
+	--socket "$TMP/s.sock" --kernel /bin/sh --cpus 0 --reactor-cpus 1 --qemu /bin/false --net vf:ff:1f.7
 
 # --help works and exits 0.
 "$VM" --help >/dev/null || fail "--help exited $?"

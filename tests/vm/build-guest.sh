@@ -7,10 +7,14 @@
 #                          io_uring helper iopoll_io + the virtio modules +
 #                          the ext4 modules (ext4, jbd2, mbcache, crc16,
 #                          crc32c_generic; ext2 is served by ext4) and
-#                          /fs-tree.sh for the filesystem test
+#                          /fs-tree.sh for the filesystem test + the
+#                          virtio-net modules (failover, net_failover,
+#                          virtio_net) and the static UDP helper net_ping
+#                          for the network test (tests/nestor-vm/04-net.sh)
 #   OUTDIR/iopoll_io       the same static helper, for host-side pattern checks
+#   OUTDIR/net_ping        the same UDP helper, the host-side echo peer
 # Idempotent and cached: does nothing if OUTDIR/stamp matches the current
-# inputs (this script, guest-init.sh, iopoll_io.c, fs-tree.sh, the busybox binary, the
+# inputs (this script, guest-init.sh, iopoll_io.c, net_ping.c, fs-tree.sh, the busybox binary, the
 # kernel package name). The extracted kernel is cached per package name in
 # OUTDIR/kernel-<pkg>/, so script edits do not re-download it.
 # Env: NESTOR_KERNEL_DEB=/path/linux-image-*.deb uses a local package instead.
@@ -67,13 +71,13 @@ else
 fi
 
 INPUTS_HASH=$( {
-	sha256sum "$HERE/build-guest.sh" "$HERE/guest-init.sh" "$HERE/iopoll_io.c" "$HERE/fs-tree.sh" \
+	sha256sum "$HERE/build-guest.sh" "$HERE/guest-init.sh" "$HERE/iopoll_io.c" "$HERE/net_ping.c" "$HERE/fs-tree.sh" \
 		"$BUSYBOX" | awk '{ print $1 }'
 	echo "$KPKG"
 } | sha256sum | awk '{ print $1 }')
 
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$INPUTS_HASH" ] &&
-	[ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.cpio.gz" ] && [ -x "$OUT/iopoll_io" ]; then
+	[ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.cpio.gz" ] && [ -x "$OUT/iopoll_io" ] && [ -x "$OUT/net_ping" ]; then
 	log "up to date ($OUT, $KPKG)"
 	exit 0
 fi
@@ -86,8 +90,11 @@ KDIR=$OUT/kernel-$KPKG
 # Modules for the filesystem test, in insmod order (modinfo depends: ext4
 # needs jbd2, mbcache, crc16; jbd2 and ext4 soft-depend on crypto-crc32c).
 FSMODS="crc16 mbcache crc32c_generic jbd2 ext4"
+# Modules for the network test, in insmod order (virtio_net needs
+# net_failover, which needs failover).
+NETMODS="failover net_failover virtio_net"
 # A cache from before the filesystem modules were extracted is redone.
-if [ ! -f "$KDIR/done" ] || [ ! -f "$KDIR/modules/ext4.ko" ]; then
+if [ ! -f "$KDIR/done" ] || [ ! -f "$KDIR/modules/ext4.ko" ] || [ ! -f "$KDIR/modules/virtio_net.ko" ]; then
 	rm -rf "$KDIR"
 	if [ -z "$KDEB" ]; then
 		log "downloading $KPKG"
@@ -104,11 +111,13 @@ if [ ! -f "$KDIR/done" ] || [ ! -f "$KDIR/modules/ext4.ko" ]; then
 		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko' \
 		'./lib/modules/*/kernel/fs/ext4/ext4.ko' './lib/modules/*/kernel/fs/jbd2/jbd2.ko' \
 		'./lib/modules/*/kernel/fs/mbcache.ko' './lib/modules/*/kernel/lib/crc16.ko' \
-		'./lib/modules/*/kernel/crypto/crc32c_generic.ko'
+		'./lib/modules/*/kernel/crypto/crc32c_generic.ko' \
+		'./lib/modules/*/kernel/drivers/net/virtio_net.ko' './lib/modules/*/kernel/drivers/net/net_failover.ko' \
+		'./lib/modules/*/kernel/net/core/failover.ko'
 	mkdir -p "$KDIR.new/modules"
 	cp "$TMP"/kx/boot/vmlinuz-* "$KDIR.new/vmlinuz"
 	find "$TMP/kx/lib/modules" -name '*.ko' -exec cp {} "$KDIR.new/modules/" \;
-	for m in virtio_ring virtio virtio_pci virtio_blk $FSMODS; do
+	for m in virtio_ring virtio virtio_pci virtio_blk $FSMODS $NETMODS; do
 		[ -f "$KDIR.new/modules/$m.ko" ] || { log "$m.ko missing from $KPKG"; exit 1; }
 	done
 	touch "$KDIR.new/done"
@@ -123,6 +132,8 @@ fi
 # --- static helper ----------------------------------------------------------
 log "compiling iopoll_io (static)"
 gcc -static -O2 -Wall -Wextra -o "$TMP/iopoll_io" "$HERE/iopoll_io.c" -luring
+log "compiling net_ping (static)"
+gcc -static -O2 -Wall -Wextra -o "$TMP/net_ping" "$HERE/net_ping.c"
 
 # --- initramfs --------------------------------------------------------------
 R=$TMP/root
@@ -130,6 +141,7 @@ mkdir -p "$R"/{bin,sbin,proc,sys,dev,tmp,modules}
 cp "$BUSYBOX" "$R/bin/busybox"
 ln -s busybox "$R/bin/sh"
 cp "$TMP/iopoll_io" "$R/bin/iopoll_io"
+cp "$TMP/net_ping" "$R/bin/net_ping"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
 	[ ! -f "$KDIR/modules/$m.ko" ] || cp "$KDIR/modules/$m.ko" "$R/modules/"
 done
@@ -138,6 +150,11 @@ for m in $FSMODS; do
 	cp "$KDIR/modules/$m.ko" "$R/modules/fs/"
 done
 echo "$FSMODS" > "$R/modules/fs/order"
+mkdir -p "$R/modules/net"
+for m in $NETMODS; do
+	cp "$KDIR/modules/$m.ko" "$R/modules/net/"
+done
+echo "$NETMODS" > "$R/modules/net/order"
 install -m 0644 "$HERE/fs-tree.sh" "$R/fs-tree.sh"
 install -m 0755 "$HERE/guest-init.sh" "$R/init"
 (cd "$R" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null | gzip -9n > "$TMP/initrd.cpio.gz")
@@ -146,5 +163,6 @@ install -m 0644 "$KDIR/vmlinuz" "$TMP/vmlinuz.new"
 mv -f "$TMP/vmlinuz.new" "$OUT/vmlinuz"
 mv -f "$TMP/initrd.cpio.gz" "$OUT/initrd.cpio.gz"
 mv -f "$TMP/iopoll_io" "$OUT/iopoll_io"
+mv -f "$TMP/net_ping" "$OUT/net_ping"
 echo "$INPUTS_HASH" > "$OUT/stamp"
 log "built $OUT (kernel $KPKG, initrd $(stat -c %s "$OUT/initrd.cpio.gz") bytes)"

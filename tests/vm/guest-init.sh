@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the nestor VM-test initramfs (busybox-static + iopoll_io helper).
 # Parameters come from the kernel command line:
-#   nestor.test=direct|iopoll|fs|loop|clone   workload (see below)
+#   nestor.test=direct|iopoll|fs|loop|clone|net   workload (see below)
 #   nestor.poll_queues=N        passed to insmod virtio_blk (default 0;
 #                               the iopoll test forces >= 1)
 #   nestor.offset=BYTES nestor.length=BYTES nestor.seed=N   pattern range
@@ -24,6 +24,10 @@
 #   nestor.tag=TAG              clone: this guest's name ([a-z0-9]); with
 #                               nestor.seed (decimal) it picks the files
 #                               of clone_tree TAG SEED (/fs-tree.sh)
+#   nestor.net_ip=ADDR/LEN      net: eth0's address (default 10.213.7.2/24)
+#   nestor.net_peer=IPV4        net: the UDP echo peer (default 10.213.7.1)
+#   nestor.net_port=P           net: its port (default 7777)
+#   nestor.net_count=N          net: measured exchanges (default 1000)
 # Prints exactly one "NESTOR-VM-RESULT: PASS" or "NESTOR-VM-RESULT: FAIL <why>"
 # line on the console, then powers off.
 #
@@ -46,6 +50,13 @@
 #   the files of clone_tree TAG SEED, sync, umount, drop caches, mount
 #   read-only, check golden and own files again and the total file count.
 #   Prints "nestor-vm: clone: <sha256>  <path>" for every own file.
+# net: insmod failover, net_failover, virtio_net (the /modules/net/order);
+#   wait for eth0, bring lo and eth0 (net_ip) up; print eth0's MAC and its
+#   rx/tx queue counts, the net.core.busy_poll/busy_read sysctls, then
+#   net_ping ping the UDP echo peer: 20 warm-up and net_count measured
+#   request/response exchanges, "nestor-vm: net_ping: sent N received R
+#   lost L rtt_us min .. p50 .. p90 .. p99 .. max .. mean ..". PASS when
+#   no reply was lost.
 # loop: iopoll_io loop: O_DIRECT write generations of the pattern (seed +
 #   generation) over [offset, offset+length) for loop_secs, loop_qd writes
 #   in flight, counting write
@@ -99,6 +110,10 @@ LOOPCHECK=0
 LOOPDISCARD=0
 TAG=
 FSMKFS=1
+NETIP=10.213.7.2/24
+NETPEER=10.213.7.1
+NETPORT=7777
+NETCOUNT=1000
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	nestor.test=*) TEST=${w#*=} ;;
@@ -116,11 +131,16 @@ for w in $(cat /proc/cmdline); do
 	nestor.loop_discard=*) LOOPDISCARD=${w#*=} ;;
 	nestor.tag=*) TAG=${w#*=} ;;
 	nestor.fs_mkfs=*) FSMKFS=${w#*=} ;;
+	nestor.net_ip=*) NETIP=${w#*=} ;;
+	nestor.net_peer=*) NETPEER=${w#*=} ;;
+	nestor.net_port=*) NETPORT=${w#*=} ;;
+	nestor.net_count=*) NETCOUNT=${w#*=} ;;
 	esac
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
 case "$TEST" in
 direct | fs | loop) ;;
+net) ;;
 clone) case "$TAG" in "" | *[!a-z0-9]*) fail "clone: bad nestor.tag='$TAG'" ;; esac ;;
 iopoll) [ "$POLLQ" -ge 1 ] 2>/dev/null || POLLQ=1 ;;
 *) fail "unknown nestor.test='$TEST'" ;;
@@ -373,11 +393,34 @@ run_loop() {
 	result PASS
 }
 
+run_net() {
+	for m in $(cat /modules/net/order); do
+		insmod /modules/net/$m.ko || fail "insmod $m"
+	done
+	i=0
+	while [ ! -d /sys/class/net/eth0 ]; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && fail "net: no eth0 after 10 s (no virtio-net device?)"
+		sleep 0.1
+	done
+	ip link set lo up
+	ip addr add "$NETIP" dev eth0 || fail "net: ip addr add $NETIP dev eth0"
+	ip link set eth0 up || fail "net: ip link set eth0 up"
+	say "net: eth0 $(cat /sys/class/net/eth0/address) $NETIP, $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) rx queues, $(ls -d /sys/class/net/eth0/queues/tx-* | wc -l) tx queues"
+	say "net: busy_poll=$(cat /proc/sys/net/core/busy_poll) busy_read=$(cat /proc/sys/net/core/busy_read)"
+	bounded "net_ping" /bin/net_ping ping --peer "$NETPEER" --port "$NETPORT" --count "$NETCOUNT"
+	rc=$?
+	sed 's/^/nestor-vm: /' /tmp/out
+	[ $rc -eq 0 ] || fail "net: UDP exchanges with $NETPEER:$NETPORT failed (rc=$rc): $(tail -n 1 /tmp/out)"
+	result PASS
+}
+
 case "$TEST" in
 direct) run_direct ;;
 iopoll) run_iopoll ;;
 fs) run_fs ;;
 loop) run_loop ;;
 clone) run_clone ;;
+net) run_net ;;
 esac
 fail "unreachable"

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <fstream>
 
+#include "nestor-vm/net.h"
+
 namespace nestor::vm {
 namespace {
 
@@ -65,6 +67,7 @@ HostInfo ProbeHost(const VmOptions& o) {
     h.kvm_usable = true;
     close(fd);
   }
+  ProbeNets(o, &h);
   return h;
 }
 

@@ -16,7 +16,8 @@
 namespace nestor::vm {
 
 // CPUs, hugepage pools (/sys/kernel/mm/hugepages/*: free_hugepages minus
-// resv_hugepages), the hugetlbfs mount of o.hugepage_path, /dev/kvm access.
+// resv_hugepages), the hugetlbfs mount of o.hugepage_path, /dev/kvm access,
+// the taps and VFs of o.nets and /dev/vhost-net (ProbeNets, net.h).
 HostInfo ProbeHost(const VmOptions& o);
 
 // Sets the affinity of thread TID (0: the caller) to CPUS.

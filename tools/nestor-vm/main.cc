@@ -29,6 +29,7 @@
 
 #include "nestor-vm/clone.h"
 #include "nestor-vm/host.h"
+#include "nestor-vm/net.h"
 #include "nestor-vm/options.h"
 #include "nestor-vm/qemu_command.h"
 
@@ -52,6 +53,7 @@ void PrintPlan(const VmOptions& o) {
   std::fprintf(stderr, "nestor-vm: %zu disk%s x %d queues (%d interrupt-driven + %d poll)%s%s\n", o.sockets.size(),
                o.sockets.size() == 1 ? "" : "s", o.NumQueues(), o.vcpus, o.PollQueues(),
                o.hugepages ? ", hugepage-backed memory" : "", o.idle_poll ? ", idle=poll" : "");
+  for (const std::string& line : DescribeNets(o)) std::fprintf(stderr, "nestor-vm: %s\n", line.c_str());
 }
 
 int ExitCodeOf(int status) {

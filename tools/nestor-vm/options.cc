@@ -9,6 +9,7 @@
 
 #include "base/size.h"
 #include "nestor-vm/clone.h"
+#include "nestor-vm/net.h"
 #include "volume/limits.h"
 #include "base/version.h"
 #include "volume/format.h"
@@ -236,6 +237,20 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
   app.add_flag("--no-reboot", o.no_reboot, "exit instead of rebooting when the guest reboots or panics");
   app.add_option("--serial-log", o.serial_log, "write the guest console to this file (default: stdio)")
       ->type_name("PATH");
+  std::vector<std::string> nets;
+  std::string net_vhost = "auto";
+  app.add_option("--net", nets,
+                 "network interface, repeatable: tap:NAME[,mac=MAC] (virtio-net on an existing tap of this "
+                 "network namespace, one queue pair per vCPU) or vf:PCI-ADDR (VFIO passthrough of a VF bound "
+                 "to vfio-pci)")
+      ->type_name("SPEC");
+  app.add_option("--net-vhost", net_vhost,
+                 "auto | on | off: serve taps with vhost-net (auto: where /dev/vhost-net can be opened)")
+      ->type_name("MODE");
+  app.add_option("--net-busy-poll", o.net_busy_poll_us,
+                 "guest sysctls net.core.busy_poll and busy_read, in us (default 50; 0: interrupts only)")
+      ->type_name("US")
+      ->check(CLI::Range(0, kMaxBusyPollUs));
   app.add_option("--timeout", o.timeout_sec, "stop QEMU after SEC seconds (exit code 124)")
       ->type_name("SEC")
       ->check(CLI::Range(0, 1 << 30));
@@ -249,6 +264,23 @@ Result<VmOptions> ParseArgs(int argc, char** argv) {
     return Status::Error(rc == 0 ? 0 : EINVAL, "");
   }
   o.idle_poll = !no_idle_poll;
+  for (const std::string& spec : nets) {
+    auto n = ParseNetSpec(spec);
+    if (!n.ok()) return n.status();
+    o.nets.push_back(std::move(*n));
+  }
+  if (net_vhost == "auto") {
+    o.net_vhost = VhostMode::kAuto;
+  } else if (net_vhost == "on") {
+    o.net_vhost = VhostMode::kOn;
+  } else if (net_vhost == "off") {
+    o.net_vhost = VhostMode::kOff;
+  } else {
+    return Status::Invalid("--net-vhost must be auto, on or off");
+  }
+  if (o.nets.empty() && (app.count("--net-vhost") > 0 || app.count("--net-busy-poll") > 0)) {
+    return Status::Invalid("--net-vhost and --net-busy-poll need --net");
+  }
   auto m = ParseSize(memory);
   if (!m.ok()) return Status::Invalid("--memory: " + m.status().message());
   o.memory = *m;
@@ -314,6 +346,7 @@ Status Validate(VmOptions* o, const HostInfo& host, std::vector<std::string>* wa
 
   NESTOR_RETURN_IF_ERROR(CheckCpus(o, host, warnings));
   NESTOR_RETURN_IF_ERROR(CheckHugepages(o, host, warnings));
+  NESTOR_RETURN_IF_ERROR(CheckNets(o, host, warnings));
 
   if (o->accel == Accel::kKvm && !host.kvm_usable) {
     std::string msg = "--accel kvm: /dev/kvm cannot be opened read-write (use --accel tcg)";
@@ -338,6 +371,7 @@ Status Validate(VmOptions* o, const HostInfo& host, std::vector<std::string>* wa
     std::string params;
     if (o->idle_poll) params += " idle=poll";
     if (o->PollQueues() > 0) params += fmt::format(" virtio_blk.poll_queues={}", o->PollQueues());
+    if (std::string net = NetKernelParams(*o); !net.empty()) params += " " + net;
     if (!params.empty()) {
       warnings->push_back(
           fmt::format("booting --disk-image without --kernel: nestor-vm cannot set the guest kernel command "

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,18 @@
 namespace nestor::vm {
 
 enum class Accel { kTcg, kKvm };
+
+// --net: a network interface of the guest (net.h).
+enum class NetKind {
+  kTap,  // virtio-net on an existing tap device of this network namespace
+  kVf,   // an SR-IOV VF (any PCI function) passed through with VFIO
+};
+struct NetSpec {
+  NetKind kind = NetKind::kTap;
+  std::string name;  // tap: interface name; vf: PCI address DDDD:BB:DD.F
+  std::string mac;   // tap: the guest's MAC (given, or DefaultMac(name))
+};
+enum class VhostMode { kAuto, kOn, kOff };  // --net-vhost
 
 struct VmOptions {
   std::vector<std::string> sockets;  // one vhost-user-blk disk each, in order
@@ -43,13 +56,27 @@ struct VmOptions {
   std::string control_socket;  // default DefaultControlSocket() (clone.h)
   std::string clone_name;      // default DefaultCloneName() (clone.h)
   bool keep = false;
+  // --net, in order (nic0, nic1, ...), and how taps are served.
+  std::vector<NetSpec> nets;
+  VhostMode net_vhost = VhostMode::kAuto;
+  bool vhost_net = false;     // resolved by Validate from net_vhost and the host
+  int net_busy_poll_us = 50;  // guest net.core.busy_poll/busy_read; 0: not set
 
   int PollQueues() const { return poll_queues < 0 ? vcpus : poll_queues; }
   // Interrupt-driven queues = vCPUs, plus the poll queues.
   int NumQueues() const { return vcpus + PollQueues(); }
+  // Queue pairs of each virtio-net interface: one per vCPU.
+  int NetQueues() const { return vcpus; }
   // Linux virtio_blk uses at most nr_cpu_ids (possible CPUs) queues: declare
   // enough hot-pluggable CPUs that every queue is used.
   int MaxCpus() const { return NumQueues() > vcpus ? NumQueues() : vcpus; }
+};
+
+// A network interface as seen in /sys/class/net of this network namespace.
+struct TapInfo {
+  bool is_tap = false;       // a tun/tap device in tap mode (tun_flags has IFF_TAP)
+  bool multi_queue = false;  // created with multi_queue (IFF_MULTI_QUEUE)
+  bool up = false;           // administratively up (IFF_UP)
 };
 
 struct HugepagePool {
@@ -64,7 +91,13 @@ struct HostInfo {
   std::vector<HugepagePool> hugepage_pools;
   bool hugepage_path_is_hugetlbfs = false;
   uint64_t hugepage_path_page_size = 0;
-  bool kvm_usable = false;  // /dev/kvm opens read-write (not a boot test)
+  bool kvm_usable = false;        // /dev/kvm opens read-write (not a boot test)
+  bool vhost_net_usable = false;  // /dev/vhost-net opens read-write
+  // The interfaces named by tap: --net specs that exist (absent: no such
+  // interface), and the driver bound to each vf: --net PCI device ("": none;
+  // absent: no such device).
+  std::map<std::string, TapInfo> taps;
+  std::map<std::string, std::string> pci_drivers;
 };
 
 // Exit code for refused configurations and bad command lines.

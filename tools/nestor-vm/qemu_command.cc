@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "nestor-vm/net.h"
+
 namespace nestor::vm {
 namespace {
 
@@ -62,6 +64,8 @@ std::string KernelCommandLine(const VmOptions& o) {
   std::string s = "console=ttyS0";
   if (o.idle_poll) s += " idle=poll";
   if (o.PollQueues() > 0) s += fmt::format(" virtio_blk.poll_queues={}", o.PollQueues());
+  // The kernel applies sysctl.* parameters itself (Linux >= 5.8) before init.
+  if (std::string net = NetKernelParams(o); !net.empty()) s += " " + net;
   if (!o.append.empty()) s += " " + o.append;
   return s;
 }
@@ -113,6 +117,7 @@ std::vector<std::string> BuildQemuArgv(const VmOptions& o) {
     add("-drive", fmt::format("file={},format={},if=none,id=boot0", QemuEscape(o.disk_image), o.disk_format));
     add("-device", "virtio-blk-pci,drive=boot0,bootindex=0");
   }
+  AddNetArgs(o, &a);
 
   add("-display", "none");
   if (o.serial_log.empty()) {
