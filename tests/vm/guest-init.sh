@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the nestor VM-test initramfs (busybox-static + iopoll_io helper).
 # Parameters come from the kernel command line:
-#   nestor.test=direct|iopoll|fs|loop|clone|net   workload (see below)
+#   nestor.test=direct|iopoll|fs|loop|clone|net|read   workload (see below)
 #   nestor.poll_queues=N        passed to insmod virtio_blk (default 0;
 #                               the iopoll test forces >= 1)
 #   nestor.offset=BYTES nestor.length=BYTES nestor.seed=N   pattern range
@@ -139,7 +139,7 @@ for w in $(cat /proc/cmdline); do
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
 case "$TEST" in
-direct | fs | loop) ;;
+direct | fs | loop | read) ;;
 net) ;;
 clone) case "$TAG" in "" | *[!a-z0-9]*) fail "clone: bad nestor.tag='$TAG'" ;; esac ;;
 iopoll) [ "$POLLQ" -ge 1 ] 2>/dev/null || POLLQ=1 ;;
@@ -257,6 +257,29 @@ require_poll_queue() {
 		say "hctx types: $types"
 		case "$types" in *poll*) ;; *) fail "io_poll=1 but no hctx of type poll ($types)" ;; esac
 	fi
+}
+
+# read: a shared read-only image (several guests at once). The device must
+# be read-only (VIRTIO_BLK_F_RO: /sys/block/vda/ro) and hold the pattern at
+# [offset, offset+length): 4 KiB O_DIRECT reads and, after drop_caches,
+# buffered reads are compared with it. Nothing is written.
+run_read() {
+	[ "$(cat /sys/block/vda/ro)" = 1 ] || fail "read: /dev/vda is not read-only"
+	$H gen $PAT > /tmp/pat || fail "pattern generation"
+	want=$(md5sum < /tmp/pat | cut -d' ' -f1)
+	bounded "O_DIRECT read" dd if=/dev/vda of=/tmp/rd bs=4096 skip=$((OFFSET / 4096)) \
+		count=$((LENGTH / 4096)) iflag=direct status=none || fail "O_DIRECT read: $(cat /tmp/out)"
+	got=$(md5sum < /tmp/rd | cut -d' ' -f1)
+	[ "$got" = "$want" ] || fail "O_DIRECT read differs from the image (md5 $got != $want)"
+	say "read-only device, O_DIRECT read OK (md5 $got)"
+	rm -f /tmp/rd
+	echo 3 > /proc/sys/vm/drop_caches || fail "drop_caches"
+	bounded "buffered read" dd if=/dev/vda of=/tmp/rd bs=1048576 skip=$((OFFSET / 1048576)) \
+		count=$((LENGTH / 1048576)) status=none || fail "buffered read: $(cat /tmp/out)"
+	cmp -s /tmp/pat /tmp/rd || fail "buffered read differs from the image"
+	say "buffered read OK"
+	rm -f /tmp/rd /tmp/pat
+	result PASS
 }
 
 run_iopoll() {
@@ -417,6 +440,7 @@ run_net() {
 
 case "$TEST" in
 direct) run_direct ;;
+read) run_read ;;
 iopoll) run_iopoll ;;
 fs) run_fs ;;
 loop) run_loop ;;
