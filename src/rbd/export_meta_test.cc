@@ -28,9 +28,26 @@ TEST(ExportMeta, RoundTripsDefaultsAndEveryField) {
   s.access.socket_mode = 0660;
   s.access.allow_uids = {0, 1000, 4294967294u};
   s.access.allow_gids = {5, 6, 7, 8, 9};
+  s.frontends = 64;
   back = DecodeExport(EncodeExport(s));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, s);
+
+  volume::ExportSettings w;  // several writers, asked for explicitly
+  w.frontends = 3;
+  w.shared_writers = true;
+  back = DecodeExport(EncodeExport(w));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, w);
+}
+
+TEST(ExportMeta, SeveralWritersOnlyWhenAskedFor) {
+  auto s = DecodeExport("v1 queues=1 readonly=0 frontends=2");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().err(), EUCLEAN);
+  EXPECT_FALSE(DecodeExport("v1 frontends=0").ok());
+  EXPECT_FALSE(DecodeExport("v1 frontends=65 readonly=1").ok());
+  EXPECT_TRUE(DecodeExport("v1 frontends=2 readonly=1").ok());
 }
 
 TEST(ExportMeta, IgnoresUnknownKeysFromANewerNestor) {

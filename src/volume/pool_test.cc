@@ -280,7 +280,14 @@ TEST(Pool, ExportSettingsPersistThroughLogAndCheckpoint) {
   s.read_only = true;
   s.write_iops = 5000;
   s.read_bps = 1 << 20;
+  s.frontends = 64;
   ASSERT_TRUE(f.pool->SetExport("a", s).ok());
+  ExportSettings writers;  // several writing frontends only when asked for
+  writers.frontends = 2;
+  EXPECT_EQ(f.pool->SetExport("b", writers).err(), EINVAL);
+  writers.shared_writers = true;
+  ASSERT_TRUE(f.pool->SetExport("b", writers).ok());
+  EXPECT_EQ(f.pool->GetVolume("b")->export_settings, writers);
   ASSERT_TRUE(f.pool->SetExport("b", ExportSettings{}).ok());
   ASSERT_TRUE(f.pool->ClearExport("b").ok());
   EXPECT_EQ(f.pool->SetExport("zz", s).err(), ENOENT);
