@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,7 +82,12 @@ Session::Session(UniqueFd sock, BlkExport* exp)
     : sock_(std::move(sock)),
       export_(exp),
       name_(exp->config().name + "#" + std::to_string(++g_session_ids)),
-      vrings_(exp->config().num_queues) {}
+      vrings_(exp->config().num_queues),
+      capacity_sectors_(exp->config().backend->size_bytes() >> virtio::kSectorShift),
+      seen_sectors_(capacity_sectors_),
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!wake_.valid()) NLOG_WARN("{}: no eventfd for resize notifications: {}", name_, std::strerror(errno));
+}
 
 Session::~Session() {
   std::vector<uint32_t> unused;
@@ -99,6 +105,70 @@ uint64_t Session::OrphanedQueues() { return g_orphaned_queues.load(std::memory_o
 void Session::Shutdown() {
   shutdown_.store(true);
   ::shutdown(sock_.get(), SHUT_RDWR);
+}
+
+void Session::NotifyCapacity() {
+  uint64_t one = 1;
+  if (wake_.valid() && write(wake_.get(), &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    NLOG_WARN("{}: cannot signal the resize: {}", name_, std::strerror(errno));
+  }
+}
+
+Status Session::WaitForMessage() {
+  for (;;) {
+    int timeout = backend_.PollTimeoutMs(BackendChannel::Clock::now());
+    pollfd p[3] = {{sock_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {backend_.fd(), POLLIN, 0}};
+    int n = poll(p, 3, timeout);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("poll");
+    }
+    if (p[1].revents & POLLIN) NESTOR_RETURN_IF_ERROR(OnCapacityWake());
+    if (p[2].revents != 0) backend_.OnReadable(name_);
+    backend_.OnTimer(BackendChannel::Clock::now(), name_);
+    if (p[0].revents != 0) return Status::Ok();  // a message, EOF or an error: ReadMessage says which
+  }
+}
+
+Status Session::OnCapacityWake() {
+  uint64_t count = 0;
+  (void)!read(wake_.get(), &count, sizeof(count));
+  uint64_t size = export_->config().backend->size_bytes();
+  uint64_t sectors = size >> virtio::kSectorShift;
+  if (sectors <= capacity_sectors_) return Status::Ok();  // nothing new for this frontend
+  NESTOR_RETURN_IF_ERROR(RaiseCapacity(sectors));
+  if (!backend_.valid()) {
+    if (!told_no_channel_) {
+      NLOG_INFO(
+          "{}: volume grew to {} bytes; this frontend gave no backend channel (BACKEND_REQ not negotiated), so its "
+          "guest keeps the old size until a new connection reads the config (logged once per session)",
+          name_, size);
+    }
+    told_no_channel_ = true;
+    return Status::Ok();
+  }
+  Status st = backend_.NotifyConfigChange(BackendChannel::Clock::now());
+  if (st.ok()) {
+    NLOG_INFO("{}: volume grew to {} bytes: config change sent to the frontend", name_, size);
+  } else {
+    NLOG_WARN("{}: volume grew to {} bytes but the frontend could not be told: {}", name_, size, st.message());
+  }
+  return Status::Ok();
+}
+
+Status Session::RaiseCapacity(uint64_t sectors) {
+  if (sectors <= capacity_sectors_) return Status::Ok();
+  for (Vring& v : vrings_) {
+    if (!v.queue) continue;
+    virtio::BlkQueue* q = v.queue.get();
+    if (!v.reactor->CallFor([q, sectors] { q->SetCapacity(sectors); }, export_->config().stop_timeout)) {
+      Orphan(v);
+      return Status::Error(ETIMEDOUT, "reactor did not take the new capacity in time");
+    }
+  }
+  capacity_sectors_ = sectors;
+  seen_sectors_.store(sectors, std::memory_order_release);
+  return Status::Ok();
 }
 
 // Kick and call fds must be eventfds, and we make them non-blocking: the
@@ -127,7 +197,12 @@ bool Session::PeerConnected() const {
 void Session::Run() {
   NLOG_INFO("{}: frontend connected", name_);
   for (;;) {
-    Status st = ReadMessage(sock_.get(), &msg_);
+    Status st = WaitForMessage();
+    if (orphaned_) {
+      NLOG_ERROR("{}: disconnecting: a queue did not take the new capacity in time", name_);
+      break;
+    }
+    if (st.ok()) st = ReadMessage(sock_.get(), &msg_);
     if (!st.ok()) {
       if (st.err() == ECONNRESET || shutdown_.load()) {
         NLOG_INFO("{}: frontend disconnected", name_);
@@ -166,6 +241,7 @@ void Session::Run() {
     v.kick.Reset();
     v.call.Reset();
   }
+  backend_ = BackendChannel();
 }
 
 Status Session::Dispatch(Message& m, bool* replied) {
@@ -180,6 +256,7 @@ Status Session::Dispatch(Message& m, bool* replied) {
     case kSetFeatures: return HandleSetFeatures(m);
     case kGetProtocolFeatures: return reply_u64(export_->protocol_features());
     case kSetProtocolFeatures: return HandleSetProtocolFeatures(m);
+    case kSetBackendReqFd: return HandleSetBackendReqFd(m);
     case kSetOwner: return no_payload();
     case kResetOwner: {
       std::vector<uint32_t> stopped;
@@ -228,6 +305,15 @@ Status Session::HandleSetProtocolFeatures(Message& m) {
   }
   protocol_features_ = f;
   return Status::Ok();
+}
+
+Status Session::HandleSetBackendReqFd(Message& m) {
+  if (!Negotiated(kProtoBackendReq)) return Status::Invalid("SET_BACKEND_REQ_FD not negotiated");
+  if (m.hdr.size != 0) return Status::Invalid("SET_BACKEND_REQ_FD payload size");
+  if (m.fds.size() != 1) return Status::Invalid("SET_BACKEND_REQ_FD needs exactly one fd");
+  UniqueFd fd = std::move(m.fds[0]);
+  m.fds.clear();
+  return backend_.Adopt(std::move(fd), Negotiated(kProtoReplyAck));
 }
 
 Result<Session::Vring*> Session::VringAt(uint32_t index) {
@@ -381,6 +467,8 @@ Status Session::HandleGetConfig(Message& m) {
   if (m.hdr.size < sizeof(ConfigHeader)) return Status::Invalid("GET_CONFIG payload too short");
   auto h = m.As<ConfigHeader>();
   virtio::BlkConfig cfg = export_->blk_config();
+  // The queues accept what the answer offers before the frontend sees it.
+  if (cfg.capacity > capacity_sectors_) NESTOR_RETURN_IF_ERROR(RaiseCapacity(cfg.capacity));
   bool ok = h.size <= kMaxConfigBytes && m.hdr.size == sizeof(ConfigHeader) + h.size && h.offset <= sizeof(cfg) &&
             h.size <= sizeof(cfg) - h.offset && h.size > 0;
   if (!ok) {
@@ -515,6 +603,7 @@ Status Session::TryStart(uint32_t index) {
   qc.vring = *setup;
   qc.mem = &mem_->map();
   qc.limits = export_->limits();
+  qc.limits.capacity_sectors = capacity_sectors_;  // what this frontend was offered
   qc.backend = export_->config().backend.get();
   qc.qos = export_->config().qos;
   qc.stats = export_->config().stats;
