@@ -47,7 +47,7 @@ guest_start g --socket "$TMP/v0.sock" --test resize --queues 1 --timeout 75 --ho
 guest_wait_console g 'resize: size0 131072 sectors' 50
 g0=$(date +%s.%N)
 ctl volume resize v0 --size "$NEW" >/dev/null || fail "volume resize v0 to $NEW"
-guest_wait_console g 'resize: grown from 131072 to 196608 sectors' 45
+guest_wait_console g 'resize: grown from 131072 to 196608 sectors' 30
 echo "the guest saw 196608 sectors $(since "$g0") s after nestorctl was called (console poll every 0.1 s)"
 guest_wait_console g 'NESTOR-VM-RESULT: ' 40
 tr -d '\r' <"$TMP/g.console" | grep -aq 'NESTOR-VM-RESULT: PASS' ||

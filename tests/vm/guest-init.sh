@@ -447,14 +447,13 @@ run_net() {
 run_resize() {
 	s0=$(cat /sys/block/vda/size)
 	say "resize: size0 $s0 sectors; waiting for the volume to grow"
-	ticks=0
+	t0=$(date +%s)
 	while [ "$(cat /sys/block/vda/size)" = "$s0" ]; do
-		ticks=$((ticks + 1))
-		[ $ticks -gt $((IOTMO * 10)) ] && fail "resize: /sys/block/vda/size still $s0 after ${IOTMO} s"
+		[ $(($(date +%s) - t0)) -gt "$IOTMO" ] && fail "resize: /sys/block/vda/size still $s0 after ${IOTMO} s"
 		sleep 0.1
 	done
 	s1=$(cat /sys/block/vda/size)
-	say "resize: grown from $s0 to $s1 sectors (seen within $((ticks / 10)).$((ticks % 10)) s of the first look)"
+	say "resize: grown from $s0 to $s1 sectors (within $(($(date +%s) - t0)) s of the first look)"
 	dmesg | grep -iE 'capacity|new size' | sed 's/^/nestor-vm: dmesg: /'
 	[ "$s1" -gt "$s0" ] || fail "resize: the size went from $s0 down to $s1 sectors"
 	off=$((s0 * 512))
