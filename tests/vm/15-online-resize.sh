@@ -42,8 +42,8 @@ vol_size() { ctl --json volume list | python3 -c 'import json, sys
 print(next(v["size"] for v in json.load(sys.stdin) if v["name"] == "v0"))'; }
 
 # The guest waits at most 2/3 of its timeout for the new size, then holds
-# its device 6 s after its result so the shrink below meets it attached.
-guest_start g --socket "$TMP/v0.sock" --test resize --queues 1 --timeout 75 --hold 6
+# its device 4 s after its result so the shrink below meets it attached.
+guest_start g --socket "$TMP/v0.sock" --test resize --queues 1 --timeout 75 --hold 4
 guest_wait_console g 'resize: size0 131072 sectors' 50
 g0=$(date +%s.%N)
 ctl volume resize v0 --size "$NEW" >/dev/null || fail "volume resize v0 to $NEW"
