@@ -588,13 +588,60 @@ Result<Json> Controller::VolumeDelete(const Json& p) {
   return Json(true);
 }
 
+Status Controller::ShrinkExported(vhost::BlkExport* exp, const std::string& name, uint64_t size, bool force) {
+  // The pool shrinks only a closed volume: with nobody connected the
+  // export lets its backend go for the shrink and serves the volume again.
+  // A connected guest may address the blocks a shrink takes away: refused
+  // (docs/rpc.md, volume_resize). A client that just hung up gets its
+  // half second to finish leaving.
+  (void)SessionsGone(*exp);
+  uint64_t seen = 0;
+  Status st = exp->ReplaceBackendWhileIdle([&] { return images_->ResizeVolume(name, size, force); },
+                                           [&] { return images_->OpenVolume(name); }, &seen);
+  if (st.err() == EBUSY && seen > size) {
+    return Status::Error(EBUSY, fmt::format("volume '{}' is exported and a connected guest sees {} bytes: it cannot "
+                                            "shrink to {} bytes while that guest is connected",
+                                            name, seen, size));
+  }
+  if (st.err() == EBUSY && seen > 0) {
+    return Status::Error(EBUSY, fmt::format("volume '{}' is exported with a client connected (it sees {} bytes): it "
+                                            "can shrink only while nobody is connected",
+                                            name, seen));
+  }
+  if (!st.ok() && exp->config().backend == nullptr) {
+    NLOG_ERROR("export {}: deleted: the volume could not be opened again after the shrink", name);
+    (void)RemoveExport(name, true);
+  }
+  return st;
+}
+
 Result<Json> Controller::VolumeResize(const Json& p) {
   NESTOR_RETURN_IF_ERROR(NeedPool());
   auto name = Str(p, "name");
   if (!name.ok()) return name.status();
   auto size = U64(p, "size");
   if (!size.ok()) return size.status();
-  NESTOR_RETURN_IF_ERROR(images_->ResizeVolume(*name, *size, Flag(p, "force")));
+  auto before = images_->GetVolume(*name);
+  if (!before.ok()) return before.status();
+  vhost::BlkExport* exp = nullptr;  // RPC methods run on this one thread: it stays
+  {
+    MutexLock g(&mu_);
+    auto it = exports_.find(*name);
+    if (it != exports_.end()) exp = it->second->exp.get();
+  }
+  bool force = Flag(p, "force");
+  if (exp != nullptr && *size < before->size) {
+    NESTOR_RETURN_IF_ERROR(ShrinkExported(exp, *name, *size, force));
+  } else {
+    NESTOR_RETURN_IF_ERROR(images_->ResizeVolume(*name, *size, force));
+  }
+  if (exp != nullptr && *size > before->size) {
+    // Each session raises its queues' capacity, then tells its frontend
+    // (CONFIG_CHANGE_MSG); neither waits here.
+    size_t told = exp->NotifyCapacityChange();
+    NLOG_INFO("volume {} grew from {} to {} bytes while exported; {} connected client(s) told", *name, before->size,
+              *size, told);
+  }
   auto v = images_->GetVolume(*name);
   if (!v.ok()) return v.status();
   return VolumeJson(*v);

@@ -99,6 +99,9 @@ class Controller {
   // Deletes a pool image (volume, clone or snapshot); an exported one only
   // with force (its export goes first).
   Status DeleteImage(const std::string& name, bool force);
+  // volume_resize of exported volume `name` to a smaller size: only with
+  // nobody connected (EBUSY naming the size a connected guest sees).
+  Status ShrinkExported(vhost::BlkExport* exp, const std::string& name, uint64_t size, bool force);
   // Exports pool image `name` with the settings in `p` (export_create's
   // params; `name` itself is not read from p) and stores the export.
   Result<Json> ExportImage(const std::string& name, const Json& p);

@@ -40,8 +40,8 @@ uint64_t BlkExport::features() const {
 }
 
 uint64_t BlkExport::protocol_features() const {
-  return Bit(kProtoMq) | Bit(kProtoReplyAck) | Bit(kProtoConfig) | Bit(kProtoConfigureMemSlots) |
-         Bit(kProtoInflightShmfd);
+  return Bit(kProtoMq) | Bit(kProtoReplyAck) | Bit(kProtoBackendReq) | Bit(kProtoConfig) |
+         Bit(kProtoConfigureMemSlots) | Bit(kProtoInflightShmfd);
 }
 
 virtio::BlkConfig BlkExport::blk_config() const {
@@ -105,6 +105,46 @@ size_t BlkExport::active_sessions() {
   MutexLock lock(&mu_);
   ReapFinished();
   return sessions_.size();
+}
+
+size_t BlkExport::NotifyCapacityChange() {
+  MutexLock lock(&mu_);
+  ReapFinished();
+  for (Running& r : sessions_) r.session->NotifyCapacity();
+  return sessions_.size();
+}
+
+uint64_t BlkExport::SeenCapacityBytes() {
+  MutexLock lock(&mu_);
+  ReapFinished();
+  uint64_t most = 0;
+  for (Running& r : sessions_) most = std::max(most, r.session->seen_capacity_sectors());
+  return most << virtio::kSectorShift;
+}
+
+Status BlkExport::ReplaceBackendWhileIdle(const std::function<Status()>& change,
+                                          const std::function<Result<std::shared_ptr<io::BlockBackend>>()>& reopen,
+                                          uint64_t* seen_bytes) {
+  MutexLock lock(&mu_);
+  ReapFinished();
+  *seen_bytes = 0;
+  for (Running& r : sessions_) {
+    *seen_bytes = std::max(*seen_bytes, r.session->seen_capacity_sectors() << virtio::kSectorShift);
+  }
+  if (!sessions_.empty()) {
+    return Status::Error(EBUSY,
+                         "volume '" + cfg_.name + "' has " + std::to_string(sessions_.size()) + " connected client(s)");
+  }
+  cfg_.backend.reset();  // no session holds it: the volume is closed now
+  Status st = change();
+  auto again = reopen();
+  if (!again.ok()) {
+    NLOG_ERROR("volume {}: cannot open it again after the change: {}; the export serves nothing", cfg_.name,
+               again.status().message());
+    return again.status();
+  }
+  cfg_.backend = std::move(again.value());
+  return st;
 }
 
 namespace {
@@ -182,6 +222,10 @@ void BlkExport::AcceptOne() {
   if (!AdmitPeer(conn.get())) return;  // closed before any message is read
   MutexLock lock(&mu_);
   ReapFinished();
+  if (cfg_.backend == nullptr) {
+    NLOG_WARN("volume {}: refusing connection: the volume could not be opened again", cfg_.name);
+    return;
+  }
   if (!RoomForFrontend()) return;  // closed before any message is read
   Running& r = sessions_.emplace_back();
   r.session = std::make_unique<Session>(std::move(conn), this);

@@ -4,7 +4,9 @@
 //
 // Thread: created, listened on and accepted from by the daemon's control
 // thread; each accepted session runs on a thread of its own (so a slow or
-// hostile frontend stalls nobody else). Sessions only read the export.
+// hostile frontend stalls nobody else). Sessions only read the export; the
+// backend is replaced only while no session exists, under mu_, which
+// AcceptOne holds while it creates one (ReplaceBackendWhileIdle).
 // AcceptOne (and with it the refusal log) runs on one acceptor thread.
 // Errors: Listen returns a Status (EBUSY: another process listens on the
 // socket path; EEXIST: a file that is not a socket is there, and stays);
@@ -15,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -88,6 +91,24 @@ class BlkExport {
   virtio::VolumeQos& qos() const { return *cfg_.qos; }
   virtio::VolumeStats& stats() const { return *cfg_.stats; }
   size_t active_sessions();
+  // Online resize (control thread, after the backend grew): every session
+  // raises the capacity its queues accept and tells its frontend
+  // (Session::NotifyCapacity). Returns how many sessions were told.
+  size_t NotifyCapacityChange();
+  // The largest capacity (bytes) a connected session has offered its
+  // frontend (Session::seen_capacity_sectors), 0 with nobody connected: a
+  // shrink below it would take away blocks a guest may address.
+  uint64_t SeenCapacityBytes();
+  // Control thread, for a change the volume allows only while nobody
+  // uses it (a shrink). With no session connected, and none let in
+  // meanwhile (a new connection waits in AcceptOne), lets the backend go,
+  // runs change(), then serves what reopen() returns. EBUSY, nothing run,
+  // if a session is connected (*seen_bytes: SeenCapacityBytes()). If reopen
+  // fails the export serves nothing (connections are closed at accept):
+  // the caller must delete it. Returns change()'s status, or reopen's.
+  [[nodiscard]] Status ReplaceBackendWhileIdle(const std::function<Status()>& change,
+                                               const std::function<Result<std::shared_ptr<io::BlockBackend>>()>& reopen,
+                                               uint64_t* seen_bytes);
   // Connections closed at accept because their peer is not admitted.
   uint64_t refused_connections() const { return refused_.load(std::memory_order_relaxed); }
   // The socket file as Listen left it (owner, group, permission bits).

@@ -57,4 +57,59 @@ Status SendU64Reply(int sock, uint32_t request, uint64_t value) {
   return SendReply(sock, request, &value, sizeof(value));
 }
 
+Status SendBackendRequest(int sock, uint32_t request, bool need_reply) {
+  MsgHeader hdr{request, kVersion | (need_reply ? kFlagNeedReply : 0), 0};
+  for (;;) {
+    ssize_t n = send(sock, &hdr, sizeof(hdr), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(sizeof(hdr))) return Status::Ok();
+    if (n >= 0) return Status::Error(EPROTO, "backend channel: short send (" + std::to_string(n) + " bytes)");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Status::Error(EAGAIN, "backend channel full: the frontend is not reading it");
+    }
+    return Status::FromErrno("send on the backend channel");
+  }
+}
+
+Status BackendReplyReader::ReadAvailable(int sock) {
+  // One recv per call (the caller polls again): a flood cannot grow buf_.
+  if (len_ == sizeof(buf_)) return Status::Error(EPROTO, "backend channel: unparsed replies pile up");
+  ssize_t n;
+  do {
+    n = recv(sock, buf_ + len_, sizeof(buf_) - len_, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return Status::Error(ECONNRESET, "the frontend closed the backend channel");
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Ok();
+    return Status::FromErrno("recv on the backend channel");
+  }
+  len_ += static_cast<size_t>(n);
+  // Check every complete header now, so a bad frame is reported at once.
+  size_t at = 0;
+  while (at + sizeof(MsgHeader) <= len_) {
+    MsgHeader h;
+    std::memcpy(&h, buf_ + at, sizeof(h));
+    if (h.flags != (kVersion | kFlagReply) || (h.size != 0 && h.size != sizeof(uint64_t))) {
+      return Status::Error(EPROTO, "backend channel: not a reply (flags " + std::to_string(h.flags) + ", size " +
+                                       std::to_string(h.size) + ")");
+    }
+    at += sizeof(h) + h.size;
+  }
+  return Status::Ok();
+}
+
+bool BackendReplyReader::Next(BackendReply* out) {
+  if (len_ < sizeof(MsgHeader)) return false;
+  MsgHeader h;
+  std::memcpy(&h, buf_, sizeof(h));
+  size_t frame = sizeof(h) + h.size;
+  if (h.size > sizeof(uint64_t) || len_ < frame) return false;
+  out->request = h.request;
+  out->value = 0;
+  std::memcpy(&out->value, buf_ + sizeof(h), h.size);
+  std::memmove(buf_, buf_ + frame, len_ - frame);
+  len_ -= frame;
+  return true;
+}
+
 }  // namespace nestor::vhost

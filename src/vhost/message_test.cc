@@ -118,5 +118,66 @@ TEST_F(MessageTest, ReplyHasReplyFlagOnly) {
   EXPECT_EQ(v, 0x1234u);
 }
 
+// Backend channel: CONFIG_CHANGE_MSG is a bare header, version 1, with
+// NEED_REPLY only when an ack is wanted (QEMU acks it then).
+TEST_F(MessageTest, BackendRequestEncoding) {
+  ASSERT_TRUE(SendBackendRequest(sv_[0], kBackendConfigChangeMsg, true).ok());
+  ASSERT_TRUE(SendBackendRequest(sv_[0], kBackendConfigChangeMsg, false).ok());
+  MsgHeader h[2];
+  ASSERT_EQ(recv(sv_[1], h, sizeof(h), MSG_WAITALL), static_cast<ssize_t>(sizeof(h)));
+  EXPECT_EQ(h[0].request, 2u);
+  EXPECT_EQ(h[0].flags, 0x9u);  // version 1 | NEED_REPLY
+  EXPECT_EQ(h[0].size, 0u);
+  EXPECT_EQ(h[1].request, 2u);
+  EXPECT_EQ(h[1].flags, 0x1u);
+  EXPECT_EQ(h[1].size, 0u);
+}
+
+// A frontend that does not read: the send fails at once with EAGAIN
+// (nothing half-sent), it never waits.
+TEST_F(MessageTest, BackendRequestNeverBlocksOnAFullChannel) {
+  int small = 4096;
+  ASSERT_EQ(setsockopt(sv_[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  Status st;
+  int sent = 0;
+  while ((st = SendBackendRequest(sv_[0], kBackendConfigChangeMsg, true)).ok()) ASSERT_LT(++sent, 1 << 20);
+  EXPECT_EQ(st.err(), EAGAIN);
+  EXPECT_GT(sent, 0);
+  // Every request that went out is whole.
+  MsgHeader h;
+  for (int i = 0; i < sent; ++i) {
+    ASSERT_EQ(recv(sv_[1], &h, sizeof(h), MSG_WAITALL), static_cast<ssize_t>(sizeof(h)));
+    ASSERT_EQ(h.request, 2u);
+  }
+}
+
+// Replies arrive in pieces; a frame that is not a reply is refused.
+TEST_F(MessageTest, BackendReplyReaderReassemblesAndChecks) {
+  struct {
+    MsgHeader h;
+    uint64_t v;
+  } __attribute__((packed)) r{{kBackendConfigChangeMsg, kVersion | kFlagReply, 8}, 7};
+  const auto* bytes = reinterpret_cast<const char*>(&r);
+  BackendReplyReader reader;
+  BackendReply got;
+  ASSERT_EQ(send(sv_[1], bytes, 5, 0), 5);
+  ASSERT_TRUE(reader.ReadAvailable(sv_[0]).ok());
+  EXPECT_FALSE(reader.Next(&got));
+  ASSERT_EQ(send(sv_[1], bytes + 5, sizeof(r) - 5, 0), static_cast<ssize_t>(sizeof(r) - 5));
+  ASSERT_TRUE(reader.ReadAvailable(sv_[0]).ok());
+  ASSERT_TRUE(reader.Next(&got));
+  EXPECT_EQ(got.request, 2u);
+  EXPECT_EQ(got.value, 7u);
+  EXPECT_FALSE(reader.Next(&got));
+  ASSERT_TRUE(reader.ReadAvailable(sv_[0]).ok());  // nothing there: fine, no wait
+  MsgHeader not_reply{kBackendConfigChangeMsg, kVersion | kFlagNeedReply, 0};
+  ASSERT_EQ(send(sv_[1], &not_reply, sizeof(not_reply), 0), static_cast<ssize_t>(sizeof(not_reply)));
+  EXPECT_EQ(reader.ReadAvailable(sv_[0]).err(), EPROTO);
+  close(sv_[1]);
+  sv_[1] = -1;
+  BackendReplyReader fresh;
+  EXPECT_EQ(fresh.ReadAvailable(sv_[0]).err(), ECONNRESET);
+}
+
 }  // namespace
 }  // namespace nestor::vhost

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,7 +82,12 @@ Session::Session(UniqueFd sock, BlkExport* exp)
     : sock_(std::move(sock)),
       export_(exp),
       name_(exp->config().name + "#" + std::to_string(++g_session_ids)),
-      vrings_(exp->config().num_queues) {}
+      vrings_(exp->config().num_queues),
+      capacity_sectors_(exp->config().backend->size_bytes() >> virtio::kSectorShift),
+      seen_sectors_(capacity_sectors_),
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!wake_.valid()) NLOG_WARN("{}: no eventfd for resize notifications: {}", name_, std::strerror(errno));
+}
 
 Session::~Session() {
   std::vector<uint32_t> unused;
@@ -127,7 +133,12 @@ bool Session::PeerConnected() const {
 void Session::Run() {
   NLOG_INFO("{}: frontend connected", name_);
   for (;;) {
-    Status st = ReadMessage(sock_.get(), &msg_);
+    Status st = WaitForMessage();
+    if (orphaned_) {
+      NLOG_ERROR("{}: disconnecting: a queue did not take the new capacity in time", name_);
+      break;
+    }
+    if (st.ok()) st = ReadMessage(sock_.get(), &msg_);
     if (!st.ok()) {
       if (st.err() == ECONNRESET || shutdown_.load()) {
         NLOG_INFO("{}: frontend disconnected", name_);
@@ -166,6 +177,7 @@ void Session::Run() {
     v.kick.Reset();
     v.call.Reset();
   }
+  backend_ = BackendChannel();
 }
 
 Status Session::Dispatch(Message& m, bool* replied) {
@@ -180,6 +192,7 @@ Status Session::Dispatch(Message& m, bool* replied) {
     case kSetFeatures: return HandleSetFeatures(m);
     case kGetProtocolFeatures: return reply_u64(export_->protocol_features());
     case kSetProtocolFeatures: return HandleSetProtocolFeatures(m);
+    case kSetBackendReqFd: return HandleSetBackendReqFd(m);
     case kSetOwner: return no_payload();
     case kResetOwner: {
       std::vector<uint32_t> stopped;
@@ -381,6 +394,8 @@ Status Session::HandleGetConfig(Message& m) {
   if (m.hdr.size < sizeof(ConfigHeader)) return Status::Invalid("GET_CONFIG payload too short");
   auto h = m.As<ConfigHeader>();
   virtio::BlkConfig cfg = export_->blk_config();
+  // The queues accept what the answer offers before the frontend sees it.
+  if (cfg.capacity > capacity_sectors_) NESTOR_RETURN_IF_ERROR(RaiseCapacity(cfg.capacity));
   bool ok = h.size <= kMaxConfigBytes && m.hdr.size == sizeof(ConfigHeader) + h.size && h.offset <= sizeof(cfg) &&
             h.size <= sizeof(cfg) - h.offset && h.size > 0;
   if (!ok) {
@@ -515,6 +530,7 @@ Status Session::TryStart(uint32_t index) {
   qc.vring = *setup;
   qc.mem = &mem_->map();
   qc.limits = export_->limits();
+  qc.limits.capacity_sectors = capacity_sectors_;  // what this frontend was offered
   qc.backend = export_->config().backend.get();
   qc.qos = export_->config().qos;
   qc.stats = export_->config().stats;

@@ -1,10 +1,13 @@
 // Session: one connected vhost-user frontend (a QEMU VM, libnestor, ...)
 // of a BlkExport. Implements the backend side of the protocol: feature
 // negotiation, memory table, vring setup, start/stop, call-fd swaps,
-// config space, with every message validated.
+// config space, with every message validated; online resize (the
+// capacity this session offers, raised on a grow and announced on the
+// backend channel, see NotifyCapacity).
 //
-// Thread: Run() is the session's own control thread; Shutdown() may be
-// called from any thread. The queues it starts run on reactors; the
+// Thread: Run() is the session's own control thread; Shutdown(),
+// NotifyCapacity() and seen_capacity_sectors() may be called from any
+// thread. The queues it starts run on reactors; the
 // session reaches them only through Reactor::Post/Call and waits for their
 // acknowledgement before it changes anything they use (memory table, ring
 // addresses) or replies to GET_VRING_BASE. Errors: a bad message gets a
@@ -20,6 +23,7 @@
 
 #include "base/fd.h"
 #include "base/status.h"
+#include "vhost/backend_channel.h"
 #include "vhost/blk_export.h"
 #include "vhost/mem_table.h"
 #include "vhost/message.h"
@@ -43,6 +47,19 @@ class Session {
   // Any thread, while the session exists (the socket fd stays open until
   // the export reaps the session).
   bool PeerConnected() const;
+
+  // The volume may have grown: wakes the session thread, which raises the
+  // capacity its queues accept to the backend's size and then sends
+  // CONFIG_CHANGE_MSG on the backend channel (if the frontend gave one;
+  // else it logs once that the guest sees the new size when it reconnects).
+  // Never blocks (an eventfd write).
+  void NotifyCapacity();
+  // The largest capacity (512-byte sectors) this session has offered its
+  // frontend: the volume's size when it connected (a frontend reconnecting
+  // after a nestord restart asks nothing and keeps what it was told), raised
+  // by every GET_CONFIG answer and every grow it was notified of. Its
+  // queues accept requests up to it; a shrink below it is refused.
+  uint64_t seen_capacity_sectors() const { return seen_sectors_.load(std::memory_order_acquire); }
 
  private:
   // An mmap'ed INFLIGHT_SHMFD region, unmapped when the last owner lets go.
@@ -87,6 +104,14 @@ class Session {
   void UnmapInflight();
   Status HandleSetFeatures(Message& msg);
   Status HandleSetProtocolFeatures(Message& msg);
+  Status HandleSetBackendReqFd(Message& msg);
+  // Waits until the main socket is readable, meanwhile serving capacity
+  // wake-ups and the backend channel's replies and ack deadline.
+  Status WaitForMessage();
+  Status OnCapacityWake();
+  // Makes every started queue accept requests up to `sectors` (each on its
+  // reactor, bounded like a call-fd swap) and records it as offered.
+  Status RaiseCapacity(uint64_t sectors);
 
   Result<Vring*> VringAt(uint32_t index);
   Status TryStart(uint32_t index);
@@ -124,6 +149,14 @@ class Session {
   bool features_set_ = false;
   std::atomic<bool> shutdown_{false};
   bool orphaned_ = false;  // a queue did not stop in time: end the session
+  // Online resize: capacity_sectors_ is what the queues accept and the
+  // frontend was offered (session thread); seen_sectors_ mirrors it for
+  // other threads. wake_ (an eventfd) carries NotifyCapacity.
+  uint64_t capacity_sectors_ = 0;
+  std::atomic<uint64_t> seen_sectors_{0};
+  UniqueFd wake_;
+  BackendChannel backend_;
+  bool told_no_channel_ = false;  // "reconnect to see it" logged once
   Message msg_;
 };
 

@@ -4,6 +4,7 @@
 #include "vhost/session.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -25,6 +26,21 @@ namespace {
 constexpr uint32_t kQueueSize = 16;
 constexpr uint64_t kGuestBytes = 64 * 1024;
 constexpr uint64_t kUva = 0x7f0000000000;
+constexpr uint64_t kVolumeBytes = 1 << 20;
+
+// A memory volume whose size the test changes, as a pool resize does.
+class ResizableBackend final : public io::BlockBackend {
+ public:
+  explicit ResizableBackend(std::unique_ptr<io::BlockBackend> inner) : inner_(std::move(inner)) {}
+  uint64_t size_bytes() const override { return size_.load(); }
+  std::string Describe() const override { return "resizable " + inner_->Describe(); }
+  Result<std::unique_ptr<io::IoChannel>> OpenChannel(io::IoUring* ring) override { return inner_->OpenChannel(ring); }
+  void Resize(uint64_t bytes) { size_.store(bytes); }
+
+ private:
+  std::unique_ptr<io::BlockBackend> inner_;
+  std::atomic<uint64_t> size_{kVolumeBytes};
+};
 
 class SessionTest : public ::testing::Test {
  protected:
@@ -36,9 +52,10 @@ class SessionTest : public ::testing::Test {
     ExportConfig cfg;
     cfg.name = "session-test";
     cfg.num_queues = 2;
-    auto backend = io::OpenMemBackend(1 << 20);
+    auto backend = io::OpenMemBackend(4 * kVolumeBytes);
     ASSERT_TRUE(backend.ok());
-    cfg.backend = std::move(backend.value());
+    backend_ = std::make_shared<ResizableBackend>(std::move(backend.value()));
+    cfg.backend = backend_;
     export_ = std::make_unique<BlkExport>(std::move(cfg), std::vector<reactor::Reactor*>{reactor_.get()});
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -119,7 +136,44 @@ class SessionTest : public ::testing::Test {
     Send(kSetVringEnable, VringState{index, 1});
   }
 
+  // GET_CONFIG of the capacity field: the capacity in sectors.
+  uint64_t ConfigCapacity() {
+    struct {
+      ConfigHeader h;
+      uint64_t capacity;
+    } __attribute__((packed)) req{{0, 8, 0}, 0};
+    struct {
+      MsgHeader m;
+      ConfigHeader h;
+      uint64_t capacity;
+    } __attribute__((packed)) reply{};
+    Send(kGetConfig, req);
+    EXPECT_EQ(recv(frontend_.get(), &reply, sizeof(reply), MSG_WAITALL), static_cast<ssize_t>(sizeof(reply)));
+    const uint32_t size = reply.h.size;  // copies: packed fields may be misaligned
+    const uint64_t capacity = reply.capacity;
+    EXPECT_EQ(size, 8u);
+    return capacity;
+  }
+
+  // Hands the session a backend channel; returns the frontend's end.
+  UniqueFd GiveBackendChannel() {
+    int ch[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch), 0);
+    UniqueFd mine(ch[0]), theirs(ch[1]);
+    Send(kSetBackendReqFd, nullptr, 0, {theirs.get()}, kVersion | kFlagNeedReply);
+    EXPECT_EQ(Ack(kSetBackendReqFd), 0u);
+    return mine;
+  }
+
+  // Reads one backend request header from ch, waiting at most 5 s.
+  static bool ReadBackendRequest(int ch, MsgHeader* h) {
+    pollfd p{ch, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) return false;
+    return recv(ch, h, sizeof(*h), MSG_WAITALL) == static_cast<ssize_t>(sizeof(*h));
+  }
+
   std::unique_ptr<reactor::Reactor> reactor_;
+  std::shared_ptr<ResizableBackend> backend_;
   std::unique_ptr<BlkExport> export_;
   std::unique_ptr<Session> session_;
   std::thread thread_;
@@ -170,6 +224,81 @@ TEST_F(SessionTest, RingMisalignedInOurMappingIsRefused) {
   Send(kSetVringKick, uint64_t{0}, {kick.get()}, kVersion | kFlagNeedReply);
   EXPECT_EQ(Ack(kSetVringKick), 0u);
   EXPECT_EQ(GetVringBase(0), 0u);
+}
+
+// Online resize with a backend channel: the session raises its capacity
+// and sends CONFIG_CHANGE_MSG (NEED_REPLY with REPLY_ACK); while the ack
+// is outstanding it still answers the main socket (QEMU re-reads the
+// config there before it acks), and GET_CONFIG shows the new capacity.
+TEST_F(SessionTest, GrowIsAnnouncedOnTheBackendChannel) {
+  Negotiate(virtio::Bit(kProtoReplyAck) | virtio::Bit(kProtoBackendReq) | virtio::Bit(kProtoConfig));
+  UniqueFd ch = GiveBackendChannel();
+  EXPECT_EQ(ConfigCapacity(), kVolumeBytes / 512);
+  EXPECT_EQ(session_->seen_capacity_sectors(), kVolumeBytes / 512);
+  backend_->Resize(2 * kVolumeBytes);
+  session_->NotifyCapacity();
+  MsgHeader h{};
+  ASSERT_TRUE(ReadBackendRequest(ch.get(), &h));
+  EXPECT_EQ(h.request, kBackendConfigChangeMsg);
+  EXPECT_EQ(h.flags, kVersion | kFlagNeedReply);
+  EXPECT_EQ(h.size, 0u);
+  EXPECT_EQ(session_->seen_capacity_sectors(), 2 * kVolumeBytes / 512);  // raised before it was announced
+  EXPECT_EQ(ConfigCapacity(), 2 * kVolumeBytes / 512);                   // the ack is still outstanding
+  struct {
+    MsgHeader h;
+    uint64_t v;
+  } __attribute__((packed)) ack{{kBackendConfigChangeMsg, kVersion | kFlagReply, 8}, 0};
+  ASSERT_EQ(send(ch.get(), &ack, sizeof(ack), 0), static_cast<ssize_t>(sizeof(ack)));
+  // Nothing more is sent for a notification that brings nothing new.
+  session_->NotifyCapacity();
+  EXPECT_EQ(ConfigCapacity(), 2 * kVolumeBytes / 512);
+  pollfd p{ch.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 100), 0);
+}
+
+// A frontend that never reads its backend channel nor acks stalls
+// nothing: the notification is sent without blocking and the session goes
+// on answering.
+TEST_F(SessionTest, AFrontendThatNeverAcksDoesNotStallTheSession) {
+  Negotiate(virtio::Bit(kProtoReplyAck) | virtio::Bit(kProtoBackendReq) | virtio::Bit(kProtoConfig));
+  UniqueFd ch = GiveBackendChannel();
+  for (uint64_t k = 2; k <= 4; ++k) {
+    backend_->Resize(k * kVolumeBytes);
+    session_->NotifyCapacity();
+    EXPECT_EQ(ConfigCapacity(), k * kVolumeBytes / 512);
+  }
+  Send(kGetQueueNum, nullptr, 0);
+  struct {
+    MsgHeader h;
+    uint64_t v;
+  } __attribute__((packed)) reply{};
+  EXPECT_EQ(recv(frontend_.get(), &reply, sizeof(reply), MSG_WAITALL), static_cast<ssize_t>(sizeof(reply)));
+  const uint64_t queues = reply.v;
+  EXPECT_EQ(queues, 2u);
+}
+
+// Without BACKEND_REQ (libnestor, older frontends) a grow reaches the
+// frontend at its next GET_CONFIG; SET_BACKEND_REQ_FD is refused unless
+// negotiated, and its fd must be a socket.
+TEST_F(SessionTest, WithoutBackendChannelGrowShowsAtTheNextGetConfig) {
+  Negotiate(virtio::Bit(kProtoReplyAck) | virtio::Bit(kProtoConfig));
+  int ch[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch), 0);
+  UniqueFd a(ch[0]), b(ch[1]);
+  Send(kSetBackendReqFd, nullptr, 0, {b.get()}, kVersion | kFlagNeedReply);
+  EXPECT_EQ(Ack(kSetBackendReqFd), 1u);
+  EXPECT_EQ(ConfigCapacity(), kVolumeBytes / 512);
+  backend_->Resize(3 * kVolumeBytes);
+  session_->NotifyCapacity();
+  EXPECT_EQ(ConfigCapacity(), 3 * kVolumeBytes / 512);
+  EXPECT_EQ(session_->seen_capacity_sectors(), 3 * kVolumeBytes / 512);
+}
+
+TEST_F(SessionTest, BackendChannelMustBeAStreamSocket) {
+  Negotiate(virtio::Bit(kProtoReplyAck) | virtio::Bit(kProtoBackendReq));
+  UniqueFd efd(eventfd(0, EFD_CLOEXEC));
+  Send(kSetBackendReqFd, nullptr, 0, {efd.get()}, kVersion | kFlagNeedReply);
+  EXPECT_EQ(Ack(kSetBackendReqFd), 1u);
 }
 
 }  // namespace

@@ -48,6 +48,15 @@ enum Request : uint32_t {
 
 const char* RequestName(uint32_t request);
 
+// Requests the backend sends on the backend channel (BACKEND_REQ; the
+// socket the frontend gave with SET_BACKEND_REQ_FD). Their numbering is
+// separate from the frontend's requests above.
+enum BackendRequest : uint32_t {
+  kBackendIotlbMsg = 1,
+  kBackendConfigChangeMsg = 2,  // no payload: the frontend re-reads the config (GET_CONFIG)
+  kBackendVringHostNotifierMsg = 3,
+};
+
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kVersionMask = 3;
 constexpr uint32_t kFlagReply = 1u << 2;

@@ -4,8 +4,8 @@
 // into the used ring with at most one notification per reactor iteration.
 //
 // Thread: constructed by the control thread; every other method runs on the
-// owning reactor (Start, RequestStop and SetCallFd are posted there as
-// messages). No locks, no allocation per request: request state lives in a
+// owning reactor (Start, RequestStop, SetCallFd and SetCapacity are posted
+// there as messages). No locks, no allocation per request: request state lives in a
 // pool indexed by head descriptor id. Errors: a bad request fails with a
 // virtio status; a broken ring (index jumps, bad or duplicate heads) stops
 // the queue and reports through on_broken, never touching other queues.
@@ -97,6 +97,9 @@ class BlkQueue final : public reactor::Poller {
   void RequestStop(std::function<void(uint16_t)> done);
   // Reactor thread: swap the call eventfd (-1: none). Not owned.
   void SetCallFd(int fd) { cfg_.call_fd = fd; }
+  // Reactor thread: the volume grew (online resize); requests up to
+  // `sectors` are accepted from the next one decoded on.
+  void SetCapacity(uint64_t sectors) { cfg_.limits.capacity_sectors = sectors; }
 
   int Poll() override;
   void Flush() override;

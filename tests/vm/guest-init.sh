@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the nestor VM-test initramfs (busybox-static + iopoll_io helper).
 # Parameters come from the kernel command line:
-#   nestor.test=direct|iopoll|fs|loop|clone|net|read   workload (see below)
+#   nestor.test=direct|iopoll|fs|loop|clone|net|read|resize   workload (see below)
 #   nestor.poll_queues=N        passed to insmod virtio_blk (default 0;
 #                               the iopoll test forces >= 1)
 #   nestor.offset=BYTES nestor.length=BYTES nestor.seed=N   pattern range
@@ -67,6 +67,12 @@
 #   fdatasync (--no-sync); loop_check=1: every generation is read back and
 #   checked before it is overwritten (--check); loop_discard=1: the range
 #   is discarded before each generation (--discard).
+# resize: online resize (vm.15-online-resize). Prints "resize: size0 S"
+#   (/sys/block/vda/size, 512-byte sectors), then waits, at most io_timeout
+#   seconds, for that size to grow while the device stays attached (the
+#   host grows the volume); prints "resize: grown from S0 to S1 sectors";
+#   then O_DIRECT io_uring writes of the pattern into the (at most) 1 MiB
+#   past the old end, fdatasync, and verified reads of it (iopoll_io uring).
 PATH=/bin:/sbin
 export PATH
 
@@ -139,7 +145,7 @@ for w in $(cat /proc/cmdline); do
 done
 say "test=$TEST poll_queues=$POLLQ offset=$OFFSET length=$LENGTH seed=$SEED cpus=$(nproc) kernel=$(uname -r)"
 case "$TEST" in
-direct | fs | loop | read) ;;
+direct | fs | loop | read | resize) ;;
 net) ;;
 clone) case "$TAG" in "" | *[!a-z0-9]*) fail "clone: bad nestor.tag='$TAG'" ;; esac ;;
 iopoll) [ "$POLLQ" -ge 1 ] 2>/dev/null || POLLQ=1 ;;
@@ -438,6 +444,31 @@ run_net() {
 	result PASS
 }
 
+run_resize() {
+	s0=$(cat /sys/block/vda/size)
+	say "resize: size0 $s0 sectors; waiting for the volume to grow"
+	t0=$(date +%s)
+	while [ "$(cat /sys/block/vda/size)" = "$s0" ]; do
+		[ $(($(date +%s) - t0)) -gt "$IOTMO" ] && fail "resize: /sys/block/vda/size still $s0 after ${IOTMO} s"
+		sleep 0.1
+	done
+	s1=$(cat /sys/block/vda/size)
+	say "resize: grown from $s0 to $s1 sectors (within $(($(date +%s) - t0)) s of the first look)"
+	dmesg | grep -iE 'capacity|new size' | sed 's/^/nestor-vm: dmesg: /'
+	[ "$s1" -gt "$s0" ] || fail "resize: the size went from $s0 down to $s1 sectors"
+	off=$((s0 * 512))
+	len=$(((s1 - s0) * 512))
+	[ $len -gt 1048576 ] && len=1048576
+	bounded "I/O past the old end" $H uring --dev /dev/vda --seed "$SEED" --offset "$off" --length "$len" \
+		--bs 65536 --qd 4 || {
+		sed 's/^/nestor-vm: /' /tmp/out
+		fail "resize: write+read past the old end failed"
+	}
+	sed 's/^/nestor-vm: /' /tmp/out
+	say "resize: wrote and read back $len bytes at $off, past the old end"
+	result PASS
+}
+
 case "$TEST" in
 direct) run_direct ;;
 read) run_read ;;
@@ -446,5 +477,6 @@ fs) run_fs ;;
 loop) run_loop ;;
 clone) run_clone ;;
 net) run_net ;;
+resize) run_resize ;;
 esac
 fail "unreachable"

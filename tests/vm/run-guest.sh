@@ -6,7 +6,7 @@
 # With --verify-file, then also asserts that the host file (the backend's
 # backing file) holds exactly the pattern bytes in [offset, offset+length).
 #
-# usage: run-guest.sh --socket SOCK|--drive IMG --test direct|iopoll|fs|loop|read
+# usage: run-guest.sh --socket SOCK|--drive IMG --test direct|iopoll|fs|loop|read|resize
 #          --queues N
 #          [--smp N] [--timeout SEC] [--guest-dir DIR] [--poll-queues N]
 #          [--offset BYTES] [--length BYTES] [--seed N] [--verify-file PATH]
@@ -77,7 +77,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$SOCK$DRIVE" ] && [ -n "$TEST" ] && [ -n "$QUEUES" ] || usage
 case "$TEST" in
-direct | fs | read) POLLQ=${POLLQ:-0} ;;
+direct | fs | read | resize) POLLQ=${POLLQ:-0} ;;
 loop) [ "$LOOPIOPOLL" = 1 ] && POLLQ=${POLLQ:-1} || POLLQ=${POLLQ:-0} ;;
 iopoll) POLLQ=${POLLQ:-1} ;;
 *) echo "run-guest: unknown test '$TEST'" >&2; exit 2 ;;
