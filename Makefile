@@ -30,7 +30,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 ASAN_TESTS ?= ^(unit|daemon|hostile|volume|control|fuzz)[.]
-TSAN_TESTS ?= ^(unit[.](base|virtio|vhost|volume|volume[.](snapshot|snapshot-online|space)|control|daemon|client)|daemon[.]0[1-46]-[a-z-]+|control[.]01-[a-z-]+|hostile[.]01-suite)$$
+TSAN_TESTS ?= ^(unit[.](base|virtio|vhost|volume|volume[.](snapshot|snapshot-online|space|committed-view)|control|daemon|client)|daemon[.]0[1-46]-[a-z-]+|control[.]01-[a-z-]+|hostile[.]01-suite)$$
 CLANG_ENV = CC=clang CXX=clang++
 
 all: build
