@@ -69,8 +69,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 step() { echo "-- $(elapsed) s: $*"; }
-err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
-out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
 start() { RBD_NESTORD_MAX=120 rbd_nestord_pool_start rbd "$@"; }
 # stop_unshared: stop (lib-control.sh) for a nestord run under `unshare
 # --pid --fork`, which holds SIGTERM until its child exits: SIGTERM to

@@ -35,9 +35,6 @@ start() {  # start POOL; NPID: nestord's own pid (PID is its timeout wrapper's)
 	[ "$(cat "/proc/$NPID/comm")" = nestord ] || fail "no nestord under pid $PID"
 }
 . "$(dirname "${BASH_SOURCE[0]}")/lib-control.sh"
-err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
-out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
-blk() { timeout 60 "$BLK" "$T/$1.sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"; }
 export NESTOR_CONTROL_SOCKET=$T/control.ctl
 NST=("$NESTOR" --journal-dir "$T/journal")
 POOL=$T/pool.img

@@ -12,6 +12,11 @@
 #                         emptied
 #   expect_rc CODE CMD... runs CMD (at most 60 s), which must exit CODE;
 #                         its stdout and stderr are left in $T/out, $T/err
+#   out_has TEXT, err_has TEXT   $T/out (stdout) or $T/err (stderr) of the
+#                         last expect_rc holds TEXT
+#   blk SOCK ARGS...      control-blk-io ($BLK, when the test defines it) on
+#                         $T/SOCK.sock: write|check SEED OFFSET LEN, or
+#                         zeroes|discard OFFSET LEN
 #   py EXPR [FILE]        a Python assertion over the JSON in FILE (default
 #                         $T/out, nestorctl --json's stdout) as j, with
 #                         v(name) the entry of that name in a list
@@ -80,3 +85,6 @@ def v(n):
 assert eval(sys.argv[2]), sys.argv[2]
 ' "${2:-$T/out}" "$1" 2>"$T/pyerr" || fail "$1: $(tail -n 1 "$T/pyerr"): $(cat "${2:-$T/out}")"
 }
+err_has() { grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"; }
+out_has() { grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1': $(cat "$T/out")"; }
+blk() { timeout 60 "$BLK" "$T/$1.sock" "${@:2}" 2>"$T/blk" || fail "control-blk-io $*: $(cat "$T/blk")"; }

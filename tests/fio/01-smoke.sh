@@ -158,7 +158,9 @@ run_fio() {  # LABEL SOCK POLL THREAD
 
 # (a) nestord
 mkdir -p "$dir/nd"
-"$nestord" --socket-dir "$dir/nd" --volume v0,size=64M,backend=mem,queues=2 --reactors 1 \
+# frontends=2,shared-writers: the process model connects once per job
+# (write-verify's two jobs write disjoint ranges).
+"$nestord" --socket-dir "$dir/nd" --volume v0,size=64M,backend=mem,queues=2,frontends=2,shared-writers --reactors 1 \
   --poll-mode adaptive >"$dir/nestord.log" 2>&1 &
 pids+=($!)
 wait_socket "${pids[-1]}" "$dir/nd/v0.sock" "$dir/nestord.log"
