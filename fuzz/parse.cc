@@ -110,7 +110,7 @@ auto Quietly(std::vector<std::string>& args, Parse parse) {
 
 void CommandLine(const std::string& text) {
   std::vector<std::string> args = SplitArgs("nestord", text);
-  auto o = Quietly(args, daemon::ParseOptions);
+  auto o = Quietly(args, [](int argc, char** argv) { return daemon::ParseOptions(argc, argv); });
   if (!o.ok()) return;
   if (o->volumes.empty() && o->pool.empty()) Broken("neither --volume nor --pool, accepted", text);
   if (o->reactors < 1 || o->reactors > 256) Broken("reactor count out of range accepted", text);
